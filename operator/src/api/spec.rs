@@ -1,0 +1,340 @@
+//! Spec of `DeepSeekModel`: what the user asks for.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Toleration;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::DeepSeekModelStatus;
+pub use deepseek_planner::{Quantization, Vendor};
+
+/// A DeepSeek model served on accelerators, sized and placed by the operator.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "inference.deepseek-operator.dev",
+    version = "v1alpha1",
+    kind = "DeepSeekModel",
+    namespaced,
+    shortname = "dsm",
+    status = "DeepSeekModelStatus",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(name = "Model", type_ = "string", json_path = ".spec.model"),
+    printcolumn(name = "Quant", type_ = "string", json_path = ".spec.quantization"),
+    printcolumn(
+        name = "Accel/Replica",
+        type_ = "integer",
+        json_path = ".status.plan.gpusPerReplica"
+    ),
+    printcolumn(name = "TPxPP", type_ = "string", json_path = ".status.plan.layout"),
+    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
+    printcolumn(
+        name = "Desired",
+        type_ = "integer",
+        json_path = ".status.desiredReplicas"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new("self.model == 'custom' ? has(self.customModel) : !has(self.customModel)")
+    .message("customModel is required when model is 'custom' and not allowed otherwise"))]
+#[x_kube(validation = Rule::new("!self.quantization.startsWith('gguf-') || !has(self.accelerator) || !has(self.accelerator.vendor) || self.accelerator.vendor == 'cpu'")
+    .message("GGUF quantizations are served by llama.cpp on CPU: set accelerator.vendor to cpu or choose another quantization"))]
+#[serde(rename_all = "camelCase")]
+pub struct DeepSeekModelSpec {
+    /// Catalog id of the model (`deepseek-operator plan --list-models`), or `custom`
+    /// together with `customModel`.
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9][a-z0-9.-]*$')").message("model must be a catalog id such as deepseek-r1, or custom"))]
+    pub model: String,
+
+    /// Architecture of a model that is not in the catalog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_model: Option<CustomModel>,
+
+    /// Weight format served. GGUF variants are for CPU serving with llama.cpp.
+    #[serde(default)]
+    pub quantization: Quantization,
+
+    /// Which accelerators to run on. Empty: the operator picks the smallest fit among
+    /// the pools it finds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerator: Option<AcceleratorSelector>,
+
+    /// Inference engine. `auto` picks by vendor and quantization.
+    #[serde(default)]
+    pub engine: EngineChoice,
+
+    /// Container image of the inference pods; defaults to the runtime image for the
+    /// chosen vendor and engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+
+    /// Tensor/pipeline parallel overrides; the planner chooses when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<Parallelism>,
+
+    /// Serving limits that size the KV cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<Serving>,
+
+    /// Where the weights come from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<WeightSource>,
+
+    /// Where downloaded weights are cached on the nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<WeightCache>,
+
+    /// Desired replicas (groups of `nodesPerReplica` pods) when not autoscaling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub replicas: Option<i32>,
+
+    /// Scale on request queue depth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
+
+    /// How pod changes roll out across replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+}
+
+/// Which accelerators a model may run on.
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AcceleratorSelector {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<Vendor>,
+    /// Catalog id of the accelerator, e.g. `h100-80gb` (`plan --list-accelerators`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
+    /// Extra node labels the pods must match, on top of the chosen pool's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    /// Extra tolerations, on top of the chosen pool's taints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+}
+
+/// Engine choice; `auto` resolves by vendor and quantization.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum EngineChoice {
+    #[default]
+    Auto,
+    Vllm,
+    Sglang,
+    VllmAscend,
+    Llamacpp,
+}
+
+/// Parallel layout overrides.
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Parallelism {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 256))]
+    pub tensor: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 64))]
+    pub pipeline: Option<u32>,
+}
+
+/// Serving limits. They size the KV cache the planner reserves.
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Serving {
+    /// Longest sequence (prompt + output) in tokens. Default: 8192, capped at the model's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 256, max = 1048576))]
+    pub max_model_len: Option<u32>,
+    /// Sequences that must fit in the KV cache at `maxModelLen` at once. Default: 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 4096))]
+    pub concurrency: Option<u32>,
+    /// Fraction of each accelerator's memory the engine may take, in (0, 1]. Default 0.9.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0.0 && self <= 1.0").message("gpuMemoryUtilization must be in (0, 1]"))]
+    pub gpu_memory_utilization: Option<f64>,
+    /// Extra engine arguments appended verbatim.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_args: Vec<String>,
+}
+
+/// Architecture numbers of a model outside the catalog.
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.attention != 'mla' || (has(self.kvLoraRank) && has(self.qkRopeHeadDim))")
+    .message("MLA models need kvLoraRank and qkRopeHeadDim"))]
+#[x_kube(validation = Rule::new("self.attention == 'mla' || (has(self.kvHeads) && has(self.headDim))")
+    .message("GQA/MHA models need kvHeads and headDim"))]
+#[x_kube(validation = Rule::new("!has(self.activeParametersBillions) || self.activeParametersBillions <= self.parametersBillions")
+    .message("activeParametersBillions cannot exceed parametersBillions"))]
+pub struct CustomModel {
+    /// Hugging Face repository id, e.g. `my-org/my-deepseek-finetune`.
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+$')").message("huggingFaceRepo must look like owner/name"))]
+    pub hugging_face_repo: String,
+    pub attention: AttentionKind,
+    /// Total parameters (all experts), in billions.
+    #[x_kube(validation = Rule::new("self > 0.0").message("parametersBillions must be positive"))]
+    pub parameters_billions: f64,
+    /// Parameters active per token (MoE), in billions; defaults to all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_parameters_billions: Option<f64>,
+    #[schemars(range(min = 1, max = 1000))]
+    pub layers: u32,
+    #[schemars(range(min = 1))]
+    pub hidden_size: u32,
+    #[schemars(range(min = 1, max = 1024))]
+    pub attention_heads: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_heads: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_dim: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_lora_rank: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qk_rope_head_dim: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocab_size: Option<u32>,
+    #[schemars(range(min = 256))]
+    pub max_position_embeddings: u32,
+}
+
+/// How the KV cache is laid out.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum AttentionKind {
+    /// Multi-head latent attention (DeepSeek V2/V3): one compressed latent per token.
+    Mla,
+    /// Grouped-query or multi-head attention: K and V per KV head.
+    Gqa,
+}
+
+/// Where the weights come from: Hugging Face (default, the catalog's repo) or a volume.
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.huggingFace) && has(self.volume))").message("source takes huggingFace or volume, not both"))]
+pub struct WeightSource {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hugging_face: Option<HuggingFaceSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<VolumeSource>,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HuggingFaceSource {
+    /// Repository id; defaults to the catalog model's (or the quantized variant's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// Secret holding the Hugging Face token; mounted into pods, never copied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret_ref: Option<SecretKeyRef>,
+    /// For GGUF: the file inside the repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    pub name: String,
+    /// Key in the Secret; default `token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// Weights already present in a PersistentVolumeClaim.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeSource {
+    pub claim_name: String,
+    /// Path of the model inside the volume.
+    pub path: String,
+}
+
+/// Node-local or shared cache for downloaded weights.
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.claimName) && has(self.hostPath))").message("cache takes claimName or hostPath, not both"))]
+pub struct WeightCache {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_path: Option<String>,
+}
+
+/// Queue-depth autoscaling.
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("minReplicas must be <= maxReplicas"))]
+pub struct Autoscaling {
+    #[serde(default = "default_min_replicas")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub min_replicas: i32,
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_replicas: i32,
+    /// Queued + running requests one replica should carry.
+    #[serde(default = "default_target_queue_depth")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub target_queue_depth: u32,
+    /// `builtin` (the operator scales) or `keda` (the operator emits a ScaledObject).
+    #[serde(default)]
+    pub provider: AutoscalingProvider,
+    /// Seconds between metric reads. Default 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 600))]
+    pub interval_seconds: Option<u32>,
+    /// Seconds the queue must stay low before scaling down. Default 300.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub scale_down_stabilization_seconds: Option<u32>,
+    /// Most groups added in one step. Default 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub max_scale_up_step: Option<u32>,
+    /// Create groups that do not fit the current nodes, so a cluster autoscaler adds nodes.
+    #[serde(default)]
+    pub allow_node_provisioning: bool,
+}
+
+fn default_min_replicas() -> i32 {
+    1
+}
+fn default_target_queue_depth() -> u32 {
+    8
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoscalingProvider {
+    #[default]
+    Builtin,
+    Keda,
+}
+
+/// Group-by-group rollout limits.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    /// Groups that may be down at once during a rollout. Default 0 when the pool has room
+    /// for a surge group, else 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub max_unavailable: Option<u32>,
+    /// Extra groups created ahead of removing old ones. Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub max_surge: Option<u32>,
+}
