@@ -4,3 +4,4 @@
 //! the controller is the only part that talks to the API server.
 
 pub mod api;
+pub mod cli;
