@@ -1,10 +1,61 @@
 //! Engine command lines and the controller <-> launcher contract.
 //!
 //! The operator renders these to show and pin what a pod will run; the launcher in the
-//! pod renders the same thing from the same `LaunchConfig` and executes it. One module,
+//! pod renders the same thing from the same `LaunchConfig` and executes it. One crate,
 //! so the two can never disagree about engine flags. No Kubernetes client here.
+//!
+//! Engine flags were checked against: vLLM v0.11.0 (`vllm serve --help`), SGLang v0.5.3
+//! (`python3 -m sglang.launch_server --help`), vllm-ascend v0.11.0rc0 (same CLI as vLLM
+//! plus the HCCL/GLOO environment of its multi-node guide), llama.cpp server b6700
+//! (`llama-server --help`). The runtime images pin those versions (see `images`).
 
 use serde::{Deserialize, Serialize};
+
+mod ascend;
+mod command;
+mod config;
+pub mod images;
+mod llamacpp;
+pub mod metrics;
+mod quantization;
+mod ray;
+mod render;
+mod sglang;
+pub mod sim;
+mod vllm;
+
+pub use command::{CommandLine, LaunchSteps};
+pub use config::{LaunchConfig, RenderError, Role, SimProfile};
+pub use quantization::Quantization;
+pub use render::{render, render_with, validate, RenderOptions};
+
+/// The engine's OpenAI-compatible HTTP port (the Service targets it).
+pub const ENGINE_PORT: u16 = 8000;
+/// The launcher's port: `/metrics` (normalised), `/healthz`, `/readyz`, rendezvous.
+pub const LAUNCHER_PORT: u16 = 8080;
+/// Ray head port (vLLM multi-node).
+pub const RAY_PORT: u16 = 6379;
+/// SGLang `--dist-init-addr` port.
+pub const DIST_INIT_PORT: u16 = 29500;
+
+/// Environment variables the controller sets on launcher containers.
+pub mod env {
+    /// JSON of [`crate::LaunchConfig`].
+    pub const LAUNCH_CONFIG: &str = "DSO_LAUNCH_CONFIG";
+    /// Rank of this pod in its replica group (0 = leader).
+    pub const RANK: &str = "DSO_RANK";
+    /// Address (DNS name or IP) of the group's leader pod.
+    pub const LEADER_ADDRESS: &str = "DSO_LEADER_ADDRESS";
+    /// This pod's IP (downward API `status.podIP`).
+    pub const POD_IP: &str = "DSO_POD_IP";
+    /// Path of a file holding a Hugging Face token (mounted Secret).
+    pub const HF_TOKEN_FILE: &str = "DSO_HF_TOKEN_FILE";
+    /// Drain grace period in seconds on SIGTERM (default 30).
+    pub const DRAIN_SECONDS: &str = "DSO_DRAIN_SECONDS";
+    /// Placeholder in rendered command lines for this pod's IP; the launcher (or
+    /// Kubernetes, for container args) substitutes it.
+    pub const POD_IP_PLACEHOLDER: &str = "$(DSO_POD_IP)";
+}
 
 /// Inference engines the operator drives (`Sim` is the GPU-free test double).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,0 +1,116 @@
+//! The launch contract: `LaunchConfig` (JSON in `DSO_LAUNCH_CONFIG`), roles and errors.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Engine;
+
+/// Everything a launcher needs to start one pod of a replica group.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LaunchConfig {
+    pub engine: Engine,
+    /// "nvidia" | "amd" | "ascend" | "cpu".
+    pub vendor: String,
+    /// Hugging Face repo id or local path the engine loads.
+    pub model: String,
+    /// Model name in the OpenAI API.
+    pub served_model_name: String,
+    pub revision: Option<String>,
+    /// Manifest spelling: bf16, fp16, fp8, int8, int4-awq, int4-gptq, gguf-q8_0,
+    /// gguf-q4_k_m, gguf-iq1_s.
+    pub quantization: String,
+    pub tensor_parallel: u32,
+    pub pipeline_parallel: u32,
+    /// Pods per replica group.
+    pub nodes: u32,
+    pub gpus_per_node: u32,
+    pub max_model_len: u32,
+    pub max_num_seqs: u32,
+    pub gpu_memory_utilization: f64,
+    pub extra_args: Vec<String>,
+    /// Timing model of the sim engine (ignored by real engines).
+    pub sim: Option<SimProfile>,
+}
+
+impl LaunchConfig {
+    /// Parses the JSON the controller puts into `DSO_LAUNCH_CONFIG`.
+    pub fn from_json(text: &str) -> Result<Self, RenderError> {
+        serde_json::from_str(text).map_err(|e| RenderError::InvalidJson(e.to_string()))
+    }
+
+    /// The JSON form for `DSO_LAUNCH_CONFIG`.
+    pub fn to_json(&self) -> String {
+        // Serialising plain data with string keys cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Token-timing model of the sim engine.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SimProfile {
+    /// Prompt tokens processed per second per request.
+    pub prefill_tokens_per_s: f64,
+    /// Tokens generated per second per running request.
+    pub decode_tokens_per_s: f64,
+    /// Running batch bound; further requests queue.
+    pub max_running: u32,
+}
+
+/// A pod's role in its replica group: rank 0 leads.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum Role {
+    Leader,
+    Worker,
+}
+
+impl Role {
+    pub fn of_rank(rank: u32) -> Role {
+        if rank == 0 {
+            Role::Leader
+        } else {
+            Role::Worker
+        }
+    }
+}
+
+/// Why a `LaunchConfig` cannot be rendered.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RenderError {
+    #[error("invalid launch config JSON: {0}")]
+    InvalidJson(String),
+    #[error("unknown vendor {0:?} (expected nvidia, amd, ascend or cpu)")]
+    UnknownVendor(String),
+    #[error("unknown quantization {0:?}")]
+    UnknownQuantization(String),
+    #[error("engine {engine} does not run on vendor {vendor}: {hint}")]
+    EngineVendor {
+        engine: String,
+        vendor: String,
+        hint: String,
+    },
+    #[error("quantization {quantization} is not supported by {engine} on {vendor}")]
+    QuantizationUnsupported {
+        quantization: String,
+        engine: String,
+        vendor: String,
+    },
+    #[error(
+        "parallelism mismatch: tensor_parallel {tp} x pipeline_parallel {pp} = {} but nodes {nodes} x gpus_per_node {gpn} = {}",
+        tp * pp,
+        nodes * gpn
+    )]
+    Parallelism {
+        tp: u32,
+        pp: u32,
+        nodes: u32,
+        gpn: u32,
+    },
+    #[error("{engine} is single-node only, but nodes = {nodes}")]
+    SingleNodeOnly { engine: String, nodes: u32 },
+    #[error("rank {rank} is out of range for a group of {nodes} nodes")]
+    RankOutOfRange { rank: u32, nodes: u32 },
+    #[error("invalid field {field}: {reason}")]
+    InvalidField { field: &'static str, reason: String },
+}

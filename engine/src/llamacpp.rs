@@ -1,0 +1,32 @@
+//! `llama-server` (llama.cpp server b6700 flags) for GGUF models on CPU.
+//!
+//! `-c` is the total context shared by `--parallel` slots, so it is
+//! `max_model_len * max_num_seqs` to give each slot `max_model_len` tokens. A model ending
+//! in `.gguf` or starting with `/` is a local file (`-m`); otherwise it is a Hugging Face
+//! repo fetched with `-hf <repo>:<QUANT>`.
+
+use crate::render::Ctx;
+use crate::{CommandLine, LaunchSteps, Quantization};
+
+pub fn steps(ctx: &Ctx) -> LaunchSteps {
+    let cfg = ctx.cfg;
+    let local = cfg.model.ends_with(".gguf") || cfg.model.starts_with('/');
+    let mut cmd = CommandLine::new("llama-server");
+    cmd = match (local, ctx.quant) {
+        (false, Quantization::Gguf(q)) => cmd.flag("-hf", format!("{}:{q}", cfg.model)),
+        _ => cmd.flag("-m", &cfg.model),
+    };
+    let total_ctx = u64::from(cfg.max_model_len) * u64::from(cfg.max_num_seqs);
+    cmd = cmd
+        .flag("--host", "0.0.0.0")
+        .flag("--port", ctx.port)
+        .flag("-c", total_ctx)
+        .flag("--parallel", cfg.max_num_seqs)
+        .arg("--metrics")
+        .flag("--alias", &cfg.served_model_name);
+    cmd.args.extend(cfg.extra_args.iter().cloned());
+    LaunchSteps {
+        prepare: Vec::new(),
+        serve: Some(cmd),
+    }
+}

@@ -1,0 +1,59 @@
+//! Quantization spellings of the manifest and which engine/vendor pairs take them.
+
+use crate::{Engine, RenderError};
+
+/// A quantization as written in the manifest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quantization {
+    Bf16,
+    Fp16,
+    Fp8,
+    Int8,
+    Int4Awq,
+    Int4Gptq,
+    /// A GGUF quant type, e.g. `Q4_K_M` for `gguf-q4_k_m`.
+    Gguf(&'static str),
+}
+
+impl Quantization {
+    pub fn parse(s: &str) -> Result<Self, RenderError> {
+        Ok(match s {
+            "bf16" => Quantization::Bf16,
+            "fp16" => Quantization::Fp16,
+            "fp8" => Quantization::Fp8,
+            "int8" => Quantization::Int8,
+            "int4-awq" => Quantization::Int4Awq,
+            "int4-gptq" => Quantization::Int4Gptq,
+            "gguf-q8_0" => Quantization::Gguf("Q8_0"),
+            "gguf-q4_k_m" => Quantization::Gguf("Q4_K_M"),
+            "gguf-iq1_s" => Quantization::Gguf("IQ1_S"),
+            other => return Err(RenderError::UnknownQuantization(other.to_string())),
+        })
+    }
+
+    pub fn is_gguf(self) -> bool {
+        matches!(self, Quantization::Gguf(_))
+    }
+
+    /// Whether `engine` on `vendor` can serve this quantization (engines.md tables).
+    pub fn supported(self, engine: Engine, vendor: &str) -> bool {
+        use Quantization::*;
+        match engine {
+            Engine::Sim => true,
+            Engine::Llamacpp => self.is_gguf(),
+            Engine::Vllm => match self {
+                Bf16 | Fp16 | Fp8 => true,
+                // AWQ, GPTQ and INT8 W8A8 kernels are NVIDIA-only in vLLM.
+                Int4Awq | Int4Gptq | Int8 => vendor == "nvidia",
+                Gguf(_) => true,
+            },
+            Engine::Sglang => match self {
+                Bf16 | Fp16 | Fp8 | Int4Awq | Int4Gptq => true,
+                Int8 => vendor == "nvidia",
+                Gguf(_) => vendor == "nvidia",
+            },
+            // vllm-ascend: W8A8 (ModelSlim) and float; no FP8, no AWQ/GPTQ kernels, no GGUF.
+            Engine::VllmAscend => matches!(self, Bf16 | Fp16 | Int8),
+        }
+    }
+}

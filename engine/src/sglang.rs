@@ -1,0 +1,52 @@
+//! `python3 -m sglang.launch_server` (SGLang v0.5.3 flags). Every node runs the same
+//! command with its own `--node-rank`; `--tp` is the tensor-parallel size across all
+//! nodes, `--pp-size` the pipeline stages.
+
+use crate::render::Ctx;
+use crate::{CommandLine, LaunchSteps, Quantization, DIST_INIT_PORT};
+
+pub fn steps(ctx: &Ctx) -> LaunchSteps {
+    let cfg = ctx.cfg;
+    let mut cmd = CommandLine::new("python3")
+        .arg("-m")
+        .arg("sglang.launch_server")
+        .flag("--model-path", &cfg.model)
+        .flag("--served-model-name", &cfg.served_model_name)
+        .flag("--host", "0.0.0.0")
+        .flag("--port", ctx.port)
+        .flag("--tp", cfg.tensor_parallel);
+    if cfg.pipeline_parallel > 1 {
+        cmd = cmd.flag("--pp-size", cfg.pipeline_parallel);
+    }
+    if ctx.multi_node() {
+        cmd = cmd
+            .flag(
+                "--dist-init-addr",
+                format!("{}:{DIST_INIT_PORT}", ctx.leader),
+            )
+            .flag("--nnodes", cfg.nodes)
+            .flag("--node-rank", ctx.rank);
+    }
+    cmd = cmd
+        .arg("--enable-metrics")
+        .flag("--context-length", cfg.max_model_len)
+        .flag("--max-running-requests", cfg.max_num_seqs)
+        .flag("--mem-fraction-static", cfg.gpu_memory_utilization);
+    if let Some(rev) = &cfg.revision {
+        cmd = cmd.flag("--revision", rev);
+    }
+    match ctx.quant {
+        Quantization::Bf16 => cmd = cmd.flag("--dtype", "bfloat16"),
+        Quantization::Fp16 => cmd = cmd.flag("--dtype", "float16"),
+        Quantization::Fp8 => cmd = cmd.flag("--quantization", "fp8"),
+        Quantization::Gguf(_) => cmd = cmd.flag("--load-format", "gguf"),
+        // AWQ/GPTQ/INT8 checkpoints are detected from their quantization_config.
+        _ => {}
+    }
+    cmd = cmd.arg("--trust-remote-code");
+    cmd.args.extend(cfg.extra_args.iter().cloned());
+    LaunchSteps {
+        prepare: Vec::new(),
+        serve: Some(cmd),
+    }
+}
