@@ -1,0 +1,108 @@
+//! Command-line interface of `deepseek-launcher` (flags override the `DSO_*` environment).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use deepseek_engine::{SimProfile, ENGINE_PORT, LAUNCHER_PORT};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "deepseek-launcher",
+    version,
+    about = "Starts a DeepSeek inference engine in a pod: renders its command, checks hardware, rendezvous, drain, normalised metrics",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub launch: LaunchArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Launch the engine (the default without a subcommand).
+    Run(LaunchArgs),
+    /// Print the rendered steps of this rank and exit.
+    Render(RenderArgs),
+    /// Validate the config and check the hardware, then exit.
+    Check(LaunchArgs),
+    /// Run the GPU-free sim engine.
+    Sim(SimArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LaunchArgs {
+    /// LaunchConfig as JSON.
+    #[arg(long, env = "DSO_LAUNCH_CONFIG", hide_env_values = true)]
+    pub config_json: Option<String>,
+    /// Rank in the replica group (0 = leader).
+    #[arg(long, env = "DSO_RANK", default_value_t = 0)]
+    pub rank: u32,
+    /// Leader pod address (DNS name or IP).
+    #[arg(long, env = "DSO_LEADER_ADDRESS")]
+    pub leader: Option<String>,
+    /// Address this pod's servers bind (the pod IP); also substituted for $(DSO_POD_IP).
+    #[arg(long, env = "DSO_POD_IP")]
+    pub bind: Option<IpAddr>,
+    /// Force an engine (e.g. `sim`), overriding the config's.
+    #[arg(long)]
+    pub engine: Option<String>,
+    /// Port of this launcher's HTTP server.
+    #[arg(long, default_value_t = LAUNCHER_PORT)]
+    pub launcher_port: u16,
+    /// Port of the engine's HTTP server.
+    #[arg(long, default_value_t = ENGINE_PORT)]
+    pub engine_port: u16,
+    /// Port of the leader's launcher (rendezvous).
+    #[arg(long, default_value_t = LAUNCHER_PORT)]
+    pub leader_port: u16,
+    /// Seconds to wait for all ranks to join.
+    #[arg(long, env = "DSO_RENDEZVOUS_TIMEOUT_SECONDS", default_value_t = 600.0)]
+    pub rendezvous_timeout: f64,
+    /// Grace period after SIGTERM for in-flight requests, in seconds.
+    #[arg(long, env = "DSO_DRAIN_SECONDS", default_value_t = 30.0)]
+    pub drain_seconds: f64,
+    /// Where device nodes are counted (tests).
+    #[arg(long, default_value = "/dev", hide = true)]
+    pub dev_dir: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub launch: LaunchArgs,
+    /// `shell` (one line) or `json` (LaunchSteps).
+    #[arg(long, default_value = "shell")]
+    pub format: String,
+}
+
+fn default_profile() -> SimProfile {
+    SimProfile::default()
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SimArgs {
+    /// Address to bind (the pod IP; tests: 127.x).
+    #[arg(long, env = "DSO_POD_IP", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    #[arg(long, default_value_t = ENGINE_PORT)]
+    pub port: u16,
+    #[arg(long, default_value = "deepseek-sim")]
+    pub served_model_name: String,
+    #[arg(long, default_value_t = 8192)]
+    pub max_model_len: u32,
+    #[arg(long, default_value_t = default_profile().prefill_tokens_per_s)]
+    pub prefill_tokens_per_s: f64,
+    #[arg(long, default_value_t = default_profile().decode_tokens_per_s)]
+    pub decode_tokens_per_s: f64,
+    #[arg(long, default_value_t = default_profile().max_running)]
+    pub max_running: u32,
+    /// Multiplies every simulated delay (0 = none; tests use small values).
+    #[arg(long, env = "DSO_SIM_TIME_SCALE", default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// Grace period after SIGTERM for in-flight requests, in seconds.
+    #[arg(long, env = "DSO_DRAIN_SECONDS", default_value_t = 30.0)]
+    pub drain_seconds: f64,
+}

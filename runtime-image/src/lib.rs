@@ -1,0 +1,13 @@
+//! `deepseek-launcher`: the process every runtime-image pod starts. It renders the engine
+//! command with `deepseek_engine::render`, checks the hardware, meets the rest of its
+//! replica group, runs and drains the engine, and serves normalised metrics. It also hosts
+//! the GPU-free sim engine (`deepseek-launcher sim`).
+
+pub mod cli;
+pub mod hardware;
+pub mod launch;
+pub mod process;
+pub mod rendezvous;
+pub mod server;
+pub mod sim;
+pub mod state;

@@ -1,0 +1,97 @@
+//! Entry point of `deepseek-launcher`.
+
+use std::time::Duration;
+
+use clap::Parser;
+use deepseek_launcher::cli::{Cli, Command, SimArgs};
+use deepseek_launcher::launch::Launch;
+use deepseek_launcher::sim::{self, SimSettings};
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => run(&cli.launch),
+        Some(Command::Run(a)) => run(&a),
+        Some(Command::Check(a)) => check(&a),
+        Some(Command::Render(r)) => render(&r.launch, &r.format),
+        Some(Command::Sim(s)) => run_sim(s),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("deepseek-launcher: error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn run(a: &deepseek_launcher::cli::LaunchArgs) -> anyhow::Result<i32> {
+    let launch = Launch::from_args(a)?;
+    runtime()?.block_on(deepseek_launcher::launch::run(launch))
+}
+
+fn check(a: &deepseek_launcher::cli::LaunchArgs) -> anyhow::Result<i32> {
+    let launch = Launch::from_args(a)?;
+    launch.steps()?;
+    let found = launch.check_hardware()?;
+    println!(
+        "ok: {} on {} needs {} devices per node, {found} visible",
+        launch.cfg.engine, launch.cfg.vendor, launch.cfg.gpus_per_node
+    );
+    Ok(0)
+}
+
+fn render(a: &deepseek_launcher::cli::LaunchArgs, format: &str) -> anyhow::Result<i32> {
+    let launch = Launch::from_args(a)?;
+    let steps = launch.steps()?;
+    match format {
+        "json" => println!("{}", serde_json::to_string_pretty(&steps)?),
+        "shell" => println!("{}", steps.to_shell()),
+        other => anyhow::bail!("unknown format {other:?} (shell or json)"),
+    }
+    Ok(0)
+}
+
+fn run_sim(s: SimArgs) -> anyhow::Result<i32> {
+    let settings = SimSettings {
+        served_model_name: s.served_model_name,
+        max_model_len: s.max_model_len,
+        profile: deepseek_engine::SimProfile {
+            prefill_tokens_per_s: s.prefill_tokens_per_s,
+            decode_tokens_per_s: s.decode_tokens_per_s,
+            max_running: s.max_running,
+        },
+        time_scale: s.time_scale,
+    };
+    let drain = Duration::try_from_secs_f64(s.drain_seconds)?;
+    let rt = runtime()?;
+    let finished = rt.block_on(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let listener = tokio::net::TcpListener::bind((s.host, s.port)).await?;
+        tracing::info!("sim engine listening on {}:{}", s.host, s.port);
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        };
+        sim::serve(listener, settings, shutdown, drain).await
+    })?;
+    Ok(if finished { 0 } else { 1 })
+}

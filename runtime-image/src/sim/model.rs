@@ -1,0 +1,192 @@
+//! The sim's scheduler and token-timing model: a bounded running batch (further requests
+//! queue), prefill at `prefill_tokens_per_s`, decode at `decode_tokens_per_s` per request,
+//! all durations multiplied by `time_scale` (0 = no delays, for benchmarks).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use deepseek_engine::SimProfile;
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+/// Static settings of one sim engine.
+#[derive(Clone, Debug)]
+pub struct SimSettings {
+    pub served_model_name: String,
+    pub max_model_len: u32,
+    pub profile: SimProfile,
+    pub time_scale: f64,
+}
+
+/// Live counters, shared by request handlers and `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub waiting: AtomicU64,
+    pub running: AtomicU64,
+    pub kv_tokens: AtomicU64,
+    pub prompt_tokens_total: AtomicU64,
+    pub generation_tokens_total: AtomicU64,
+    pub requests_total: AtomicU64,
+}
+
+/// The sim engine's state.
+pub struct SimModel {
+    pub settings: SimSettings,
+    pub counters: Counters,
+    slots: Semaphore,
+}
+
+impl SimModel {
+    pub fn new(settings: SimSettings) -> Arc<Self> {
+        let slots = settings.profile.max_running.max(1) as usize;
+        Arc::new(SimModel {
+            settings,
+            counters: Counters::default(),
+            slots: Semaphore::new(slots),
+        })
+    }
+
+    /// KV cache capacity in tokens: every batch slot can hold a full context.
+    pub fn kv_capacity(&self) -> u64 {
+        u64::from(self.settings.profile.max_running.max(1))
+            * u64::from(self.settings.max_model_len.max(1))
+    }
+
+    /// KV cache in use, 0-1.
+    pub fn kv_usage(&self) -> f64 {
+        let used = self.counters.kv_tokens.load(Ordering::Relaxed) as f64;
+        (used / self.kv_capacity() as f64).clamp(0.0, 1.0)
+    }
+
+    /// Waits for a batch slot (counted as waiting meanwhile), then prefills the prompt.
+    pub async fn admit(&self, prompt_tokens: u64) -> Running<'_> {
+        let c = &self.counters;
+        c.waiting.fetch_add(1, Ordering::Relaxed);
+        let waiting = Gauge(&c.waiting);
+        // The semaphore is never closed, so acquire only fails if it were.
+        let permit = self.slots.acquire().await.ok();
+        drop(waiting);
+        c.running.fetch_add(1, Ordering::Relaxed);
+        c.kv_tokens.fetch_add(prompt_tokens, Ordering::Relaxed);
+        c.prompt_tokens_total
+            .fetch_add(prompt_tokens, Ordering::Relaxed);
+        let run = Running {
+            model: self,
+            _permit: permit,
+            kv_held: prompt_tokens,
+        };
+        self.pause(prompt_tokens as f64 / self.settings.profile.prefill_tokens_per_s)
+            .await;
+        run
+    }
+
+    async fn pause(&self, seconds: f64) {
+        let s = seconds * self.settings.time_scale;
+        if s > 0.0 && s.is_finite() {
+            tokio::time::sleep(Duration::from_secs_f64(s)).await;
+        }
+    }
+}
+
+/// Decrements a gauge when dropped (a cancelled request leaves the queue).
+struct Gauge<'a>(&'a AtomicU64);
+
+impl Drop for Gauge<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A request in the running batch; dropping it frees the slot and its KV cache.
+pub struct Running<'a> {
+    model: &'a SimModel,
+    _permit: Option<SemaphorePermit<'a>>,
+    kv_held: u64,
+}
+
+impl Running<'_> {
+    /// Generates one token (waits one decode step).
+    pub async fn decode_one(&mut self) {
+        let m = self.model;
+        m.pause(1.0 / m.settings.profile.decode_tokens_per_s).await;
+        m.counters.kv_tokens.fetch_add(1, Ordering::Relaxed);
+        m.counters
+            .generation_tokens_total
+            .fetch_add(1, Ordering::Relaxed);
+        self.kv_held += 1;
+    }
+
+    /// Marks the request finished successfully.
+    pub fn finish(self) {
+        self.model
+            .counters
+            .requests_total
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let c = &self.model.counters;
+        c.running.fetch_sub(1, Ordering::Relaxed);
+        c.kv_tokens.fetch_sub(self.kv_held, Ordering::Relaxed);
+    }
+}
+
+/// Rough token count of a text (about 4 characters per token, at least 1).
+pub fn count_tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(max_running: u32) -> Arc<SimModel> {
+        SimModel::new(SimSettings {
+            served_model_name: "m".into(),
+            max_model_len: 100,
+            profile: SimProfile {
+                prefill_tokens_per_s: 1000.0,
+                decode_tokens_per_s: 100.0,
+                max_running,
+            },
+            time_scale: 0.0,
+        })
+    }
+
+    #[tokio::test]
+    async fn slots_bound_the_batch_and_release_kv() {
+        let m = model(1);
+        let mut first = m.admit(10).await;
+        first.decode_one().await;
+        assert_eq!(m.counters.running.load(Ordering::Relaxed), 1);
+        assert_eq!(m.counters.kv_tokens.load(Ordering::Relaxed), 11);
+        assert!((m.kv_usage() - 0.11).abs() < 1e-9);
+        let m2 = m.clone();
+        let queued = tokio::spawn(async move {
+            let r = m2.admit(5).await;
+            r.finish();
+        });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while m.counters.waiting.load(Ordering::Relaxed) != 1 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "request never queued"
+            );
+            tokio::task::yield_now().await;
+        }
+        first.finish();
+        queued.await.expect("queued request runs");
+        assert_eq!(m.counters.waiting.load(Ordering::Relaxed), 0);
+        assert_eq!(m.counters.running.load(Ordering::Relaxed), 0);
+        assert_eq!(m.counters.kv_tokens.load(Ordering::Relaxed), 0);
+        assert_eq!(m.counters.requests_total.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn token_count_is_positive() {
+        assert_eq!(count_tokens(""), 1);
+        assert_eq!(count_tokens("abcdefgh"), 2);
+    }
+}

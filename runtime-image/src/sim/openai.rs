@@ -1,0 +1,227 @@
+//! OpenAI-compatible handlers of the sim: `/v1/models`, `/v1/completions`,
+//! `/v1/chat/completions` (JSON or SSE with `"stream": true`).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::model::{count_tokens, SimModel};
+
+/// Tokens generated when a request names no `max_tokens`.
+pub const DEFAULT_MAX_TOKENS: u64 = 16;
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct CompletionRequest {
+    model: Option<String>,
+    prompt: Option<Value>,
+    messages: Option<Vec<Message>>,
+    max_tokens: Option<u64>,
+    max_completion_tokens: Option<u64>,
+    stream: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Message {
+    content: Value,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Completion,
+    Chat,
+}
+
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(text_of).collect::<Vec<_>>().join(" "),
+        Value::Object(o) => o.get("text").map(text_of).unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    let body = json!({"object": "error", "message": message, "type": "BadRequestError", "code": status.as_u16()});
+    (status, Json(body)).into_response()
+}
+
+pub async fn models(State(m): State<Arc<SimModel>>) -> Json<Value> {
+    Json(json!({
+        "object": "list",
+        "data": [{
+            "id": m.settings.served_model_name,
+            "object": "model",
+            "created": now(),
+            "owned_by": "deepseek-operator-sim",
+            "max_model_len": m.settings.max_model_len,
+        }]
+    }))
+}
+
+pub async fn completions(
+    State(m): State<Arc<SimModel>>,
+    Json(req): Json<CompletionRequest>,
+) -> Response {
+    generate(m, req, Kind::Completion).await
+}
+
+pub async fn chat_completions(
+    State(m): State<Arc<SimModel>>,
+    Json(req): Json<CompletionRequest>,
+) -> Response {
+    generate(m, req, Kind::Chat).await
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Token `i` of the generated text.
+fn token(i: u64) -> &'static str {
+    const WORDS: [&str; 8] = [
+        " the",
+        " model",
+        " is",
+        " simulated",
+        " and",
+        " thinks",
+        " deeply",
+        ".",
+    ];
+    WORDS[(i % WORDS.len() as u64) as usize]
+}
+
+async fn generate(m: Arc<SimModel>, req: CompletionRequest, kind: Kind) -> Response {
+    if let Some(name) = &req.model {
+        if name != &m.settings.served_model_name {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("The model `{name}` does not exist."),
+            );
+        }
+    }
+    let prompt = match kind {
+        Kind::Completion => req.prompt.as_ref().map(text_of).unwrap_or_default(),
+        Kind::Chat => req
+            .messages
+            .iter()
+            .flatten()
+            .map(|msg| text_of(&msg.content))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    };
+    let prompt_tokens = count_tokens(&prompt);
+    let max_tokens = req
+        .max_completion_tokens
+        .or(req.max_tokens)
+        .unwrap_or(DEFAULT_MAX_TOKENS);
+    let limit = u64::from(m.settings.max_model_len);
+    if prompt_tokens + max_tokens > limit {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "This model's maximum context length is {limit} tokens. However, you requested {} tokens ({prompt_tokens} in the messages, {max_tokens} in the completion).",
+                prompt_tokens + max_tokens
+            ),
+        );
+    }
+    let id = format!(
+        "{}-{}",
+        if kind == Kind::Chat {
+            "chatcmpl"
+        } else {
+            "cmpl"
+        },
+        m.counters
+            .requests_total
+            .load(std::sync::atomic::Ordering::Relaxed)
+    );
+    if req.stream {
+        stream(m, kind, id, prompt_tokens, max_tokens)
+    } else {
+        let mut run = m.admit(prompt_tokens).await;
+        let mut text = String::new();
+        for i in 0..max_tokens {
+            run.decode_one().await;
+            text.push_str(token(i));
+        }
+        run.finish();
+        let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": max_tokens, "total_tokens": prompt_tokens + max_tokens});
+        let model = &m.settings.served_model_name;
+        let body = match kind {
+            Kind::Completion => json!({
+                "id": id, "object": "text_completion", "created": now(), "model": model,
+                "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": "length"}],
+                "usage": usage,
+            }),
+            Kind::Chat => json!({
+                "id": id, "object": "chat.completion", "created": now(), "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}],
+                "usage": usage,
+            }),
+        };
+        Json(body).into_response()
+    }
+}
+
+fn chunk(kind: Kind, id: &str, model: &str, text: &str, finish: Option<&str>) -> Bytes {
+    let v = match kind {
+        Kind::Completion => json!({
+            "id": id, "object": "text_completion", "created": now(), "model": model,
+            "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": finish}],
+        }),
+        Kind::Chat => json!({
+            "id": id, "object": "chat.completion.chunk", "created": now(), "model": model,
+            "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}],
+        }),
+    };
+    Bytes::from(format!("data: {v}\n\n"))
+}
+
+fn stream(
+    m: Arc<SimModel>,
+    kind: Kind,
+    id: String,
+    prompt_tokens: u64,
+    max_tokens: u64,
+) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    tokio::spawn(async move {
+        let model = m.settings.served_model_name.clone();
+        let mut run = m.admit(prompt_tokens).await;
+        for i in 0..max_tokens {
+            run.decode_one().await;
+            let finish = (i + 1 == max_tokens).then_some("length");
+            if tx
+                .send(chunk(kind, &id, &model, token(i), finish))
+                .await
+                .is_err()
+            {
+                return; // client went away: drop frees the slot
+            }
+        }
+        run.finish();
+        let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
+    });
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
