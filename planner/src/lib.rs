@@ -2,7 +2,35 @@
 //!
 //! Pure functions over plain data, so the CLI (`deepseek-operator plan`) and the
 //! controller give identical answers and everything here is unit- and property-tested.
+//!
+//! - [`Catalog`]: models and accelerators from embedded YAML, overridable from files,
+//!   and [`Catalog::identify`] to map node labels to an accelerator.
+//! - [`plan`]: sizes one replica from a [`PlanRequest`] into a [`Plan`] or a
+//!   [`PlanError`] that says why not and what would be needed.
+//! - [`rule_of_thumb`]: the seed article's `params x bytes x 1.15` estimate.
+//! - [`report`]: table and JSON renderings for the CLI.
 
+mod accelerator;
+mod catalog;
+pub mod layout;
+pub mod memory;
+mod model;
+mod plan;
+pub mod report;
+mod rule_of_thumb;
+mod support;
 mod types;
 
+pub use accelerator::{Accelerator, LabelMatcher};
+pub use catalog::{Catalog, CatalogError};
+pub use memory::MemoryBreakdown;
+pub use model::{Attention, ModelArch, Moe};
+pub use plan::{
+    plan, Plan, PlanError, PlanRequest, Requirement, DEFAULT_CONCURRENCY,
+    DEFAULT_GPU_MEMORY_UTILIZATION, DEFAULT_MAX_MODEL_LEN,
+};
+pub use rule_of_thumb::{compare_seed, rule_of_thumb, SeedComparison, SeedRow, SEED_TABLE};
+pub use support::auto_engine;
 pub use types::{Quantization, Vendor};
+
+pub use deepseek_engine::Engine;

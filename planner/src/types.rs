@@ -71,6 +71,50 @@ impl Quantization {
         }
     }
 
+    /// Bytes per parameter as stored, scale overhead included:
+    /// - bf16/fp16: 2.
+    /// - fp8: 1 + one fp32 scale per 128x128 block (DeepSeek's V3 format).
+    /// - int8 (W8A8): 1 + one fp32 scale per output channel (~0.1%).
+    /// - int4 AWQ/GPTQ: 0.5 + an fp16 scale and 4-bit zero per group of 128.
+    /// - gguf-q8_0: 34 bytes per 32 weights (8.5 bits).
+    /// - gguf-q4_k_m: ~4.85 bits on average (Q4_K with some Q6_K tensors).
+    /// - gguf-iq1_s: calibrated to Unsloth's R1 UD-IQ1_S file, 131 GiB for 671B
+    ///   parameters (~1.68 bits: its dynamic scheme keeps some layers wider).
+    pub fn bytes_per_param(self) -> f64 {
+        match self {
+            Quantization::Bf16 | Quantization::Fp16 => 2.0,
+            Quantization::Fp8 => 1.0 + 4.0 / (128.0 * 128.0),
+            Quantization::Int8 => 1.001,
+            Quantization::Int4Awq | Quantization::Int4Gptq => 0.5 + 2.5 / 128.0,
+            Quantization::GgufQ8_0 => 34.0 / 32.0,
+            Quantization::GgufQ4KM => 4.85 / 8.0,
+            Quantization::GgufIq1S => 131.0 * 1_073_741_824.0 / 671e9,
+        }
+    }
+
+    /// Nominal bits per weight, as the seed's rule of thumb counts them.
+    pub fn nominal_bits(self) -> f64 {
+        match self {
+            Quantization::Bf16 | Quantization::Fp16 => 16.0,
+            Quantization::Fp8 | Quantization::Int8 | Quantization::GgufQ8_0 => 8.0,
+            Quantization::Int4Awq | Quantization::Int4Gptq | Quantization::GgufQ4KM => 4.0,
+            Quantization::GgufIq1S => 1.58,
+        }
+    }
+
+    /// Formats whose checkpoints keep embeddings and lm_head in 16-bit.
+    pub fn keeps_embeddings_16bit(self) -> bool {
+        matches!(
+            self,
+            Quantization::Fp8 | Quantization::Int8 | Quantization::Int4Awq | Quantization::Int4Gptq
+        )
+    }
+
+    /// AWQ or GPTQ 4-bit.
+    pub fn is_int4(self) -> bool {
+        matches!(self, Quantization::Int4Awq | Quantization::Int4Gptq)
+    }
+
     pub fn is_gguf(self) -> bool {
         matches!(
             self,

@@ -1,0 +1,90 @@
+//! Accelerators: capacity, Kubernetes resource name, and the node labels that
+//! identify them, so a node's labels can be turned into a catalog entry.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Vendor;
+
+/// One node-label test. Matches when `key` equals one of `values` or starts with
+/// one of `prefixes`, and every label in `requires` has the given value.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LabelMatcher {
+    pub key: String,
+    #[serde(default)]
+    pub values: Vec<String>,
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    #[serde(default)]
+    pub requires: BTreeMap<String, String>,
+}
+
+impl LabelMatcher {
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        let Some(value) = labels.get(&self.key) else {
+            return false;
+        };
+        let hit = self.values.iter().any(|v| v == value)
+            || self.prefixes.iter().any(|p| value.starts_with(p.as_str()));
+        hit && self
+            .requires
+            .iter()
+            .all(|(k, v)| labels.get(k).is_some_and(|have| have == v))
+    }
+}
+
+/// One accelerator model (per device as Kubernetes counts it).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Accelerator {
+    /// Catalog id, e.g. `h100-80gb`.
+    pub id: String,
+    pub vendor: Vendor,
+    pub display_name: String,
+    /// Memory the device reports, in MiB (0 for `cpu`: RAM comes from the request).
+    pub memory_mib: u64,
+    #[serde(default)]
+    pub bandwidth_tbps: Option<f64>,
+    /// Dense BF16 TFLOPS.
+    #[serde(default)]
+    pub bf16_tflops: Option<f64>,
+    /// Hardware FP8 (W8A8).
+    #[serde(default)]
+    pub fp8: bool,
+    /// Accelerators per node when the caller does not say.
+    pub typical_per_node: u32,
+    /// Kubernetes extended resource, e.g. `nvidia.com/gpu`; `None` for CPU.
+    #[serde(default)]
+    pub resource: Option<String>,
+    #[serde(default)]
+    pub node_labels: Vec<LabelMatcher>,
+    #[serde(default)]
+    pub notes: Option<String>,
+}
+
+impl Accelerator {
+    /// Device memory in GiB.
+    pub fn memory_gib(&self) -> f64 {
+        self.memory_mib as f64 / 1024.0
+    }
+
+    /// Whether a node with these labels carries this accelerator.
+    pub fn matches_labels(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.node_labels.iter().any(|m| m.matches(labels))
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let id = &self.id;
+        if self.vendor != Vendor::Cpu && self.memory_mib == 0 {
+            return Err(format!("accelerator {id}: memory_mib must be positive"));
+        }
+        if self.typical_per_node == 0 {
+            return Err(format!(
+                "accelerator {id}: typical_per_node must be at least 1"
+            ));
+        }
+        Ok(())
+    }
+}

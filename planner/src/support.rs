@@ -1,0 +1,160 @@
+//! Which engine serves a quantization on a vendor, and which combinations are
+//! refused, with the reason and what to choose instead (from engines.md).
+
+use deepseek_engine::Engine;
+
+use crate::{Accelerator, PlanError, Quantization, Vendor};
+
+/// The engine picked when the request leaves it open.
+pub fn auto_engine(vendor: Vendor, quant: Quantization) -> Engine {
+    match vendor {
+        Vendor::Cpu => Engine::Llamacpp,
+        Vendor::Ascend => Engine::VllmAscend,
+        // vLLM has no AWQ/GPTQ kernels on ROCm; SGLang does.
+        Vendor::Amd if quant.is_int4() => Engine::Sglang,
+        Vendor::Amd | Vendor::Nvidia => Engine::Vllm,
+    }
+}
+
+fn unsupported(reason: impl Into<String>, suggestion: impl Into<String>) -> PlanError {
+    PlanError::Unsupported {
+        reason: reason.into(),
+        suggestion: suggestion.into(),
+    }
+}
+
+/// Resolves the engine and checks engine x vendor x quantization, adding notes for
+/// combinations that work with caveats.
+pub fn resolve_engine(
+    acc: &Accelerator,
+    quant: Quantization,
+    requested: Option<Engine>,
+    notes: &mut Vec<String>,
+) -> Result<Engine, PlanError> {
+    let vendor = acc.vendor;
+    let engine = match requested {
+        Some(e) => e,
+        None => {
+            let e = auto_engine(vendor, quant);
+            notes.push(format!(
+                "engine auto-selected: {e} for {vendor} with {quant}"
+            ));
+            e
+        }
+    };
+    check_engine_vendor(engine, vendor)?;
+    // The simulator stands in for the engine the vendor would get.
+    let effective = if engine == Engine::Sim {
+        notes.push("sim engine: sized as the real engine it stands in for".into());
+        auto_engine(vendor, quant)
+    } else {
+        engine
+    };
+    check_quantization(acc, quant, effective, notes)?;
+    Ok(engine)
+}
+
+fn check_engine_vendor(engine: Engine, vendor: Vendor) -> Result<(), PlanError> {
+    let ok = match engine {
+        Engine::Sim => true,
+        Engine::Llamacpp => vendor == Vendor::Cpu,
+        Engine::VllmAscend => vendor == Vendor::Ascend,
+        Engine::Vllm | Engine::Sglang => matches!(vendor, Vendor::Nvidia | Vendor::Amd),
+    };
+    if ok {
+        return Ok(());
+    }
+    let instead = auto_engine(vendor, Quantization::Bf16);
+    let reason = match (engine, vendor) {
+        (Engine::Llamacpp, _) => format!("llama.cpp is planned only for cpu nodes, not {vendor}"),
+        (Engine::VllmAscend, _) => format!("vllm-ascend runs only on Ascend NPUs, not {vendor}"),
+        (Engine::Sglang, Vendor::Ascend) => "sglang is not supported on Ascend".to_string(),
+        (_, Vendor::Cpu) => format!("{engine} needs GPUs; cpu nodes are served by llama.cpp"),
+        _ => format!("{engine} does not run on {vendor}"),
+    };
+    Err(unsupported(
+        reason,
+        format!("use engine {instead} (or auto)"),
+    ))
+}
+
+fn check_quantization(
+    acc: &Accelerator,
+    quant: Quantization,
+    engine: Engine,
+    notes: &mut Vec<String>,
+) -> Result<(), PlanError> {
+    let id = &acc.id;
+    match acc.vendor {
+        Vendor::Cpu => {
+            if !quant.is_gguf() {
+                return Err(unsupported(
+                    format!("cpu serving uses llama.cpp with GGUF weights, not {quant}"),
+                    "use quantization gguf-q4_k_m or gguf-q8_0 (gguf-iq1_s for R1/V3)",
+                ));
+            }
+            return Ok(());
+        }
+        _ if quant.is_gguf() => {
+            let instead = if acc.vendor == Vendor::Ascend {
+                "int8 or bf16"
+            } else {
+                "int4-awq or fp8"
+            };
+            return Err(unsupported(
+                format!("GGUF ({quant}) is planned only for cpu nodes with llama.cpp"),
+                format!("use quantization {instead} on {id}, or accelerator cpu"),
+            ));
+        }
+        Vendor::Ascend => match quant {
+            Quantization::Fp8 => {
+                return Err(unsupported(
+                    format!("{id} has no FP8 support (vllm-ascend serves W8A8 INT8 and BF16)"),
+                    "use quantization int8 or bf16",
+                ))
+            }
+            Quantization::Int4Awq | Quantization::Int4Gptq => return Err(unsupported(
+                format!(
+                    "vllm-ascend does not serve {quant} (its 4-bit formats come from ModelSlim)"
+                ),
+                "use quantization int8 or bf16",
+            )),
+            _ => {}
+        },
+        Vendor::Amd => match quant {
+            Quantization::Int4Awq | Quantization::Int4Gptq if engine == Engine::Vllm => {
+                return Err(unsupported(
+                    format!("vLLM has no {quant} kernels on AMD"),
+                    "use engine sglang (or auto), or quantization fp8",
+                ))
+            }
+            Quantization::Fp8 if !acc.fp8 => {
+                return Err(unsupported(
+                    format!("{id} has no FP8 support"),
+                    "use quantization bf16, or an MI300-class accelerator for fp8",
+                ))
+            }
+            Quantization::Int8 => {
+                return Err(unsupported(
+                    "INT8 W8A8 kernels are NVIDIA-only in vLLM and SGLang",
+                    "use quantization fp8 (MI300X/MI325X) or bf16",
+                ))
+            }
+            _ => {}
+        },
+        Vendor::Nvidia => {
+            if quant == Quantization::Fp8 && !acc.fp8 {
+                if engine == Engine::Sglang {
+                    return Err(unsupported(
+                        format!("{id} has no hardware FP8 and SGLang needs it"),
+                        "use engine vllm (FP8 weight-only via Marlin), or quantization int8 or int4-awq",
+                    ));
+                }
+                notes.push(format!(
+                    "{id} has no hardware FP8: vLLM runs FP8 weight-only (W8A16) via Marlin kernels"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
