@@ -1,7 +1,14 @@
 //! deepseek-operator: sizes, places and scales DeepSeek models on accelerator clusters.
 //!
-//! Pure parts (catalog, plan, inventory, build) take plain data and return plain data;
-//! the controller is the only part that talks to the API server.
+//! Pure parts (validate, inventory, placement, build, rollout) take plain data and return
+//! plain data; `controller` is the only part that talks to the API server.
 
 pub mod api;
+pub mod build;
 pub mod cli;
+pub mod config;
+pub mod controller;
+pub mod inventory;
+pub mod placement;
+pub mod rollout;
+pub mod validate;

@@ -20,6 +20,8 @@ enum Command {
     Plan(cli::plan::PlanArgs),
     /// Print the DeepSeekModel CRD as YAML.
     Crd,
+    /// Run the controller.
+    Run(cli::run::RunArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -27,6 +29,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Plan(args) => cli::plan::run(&args),
         Command::Crd => cli::crd::render(),
+        Command::Run(args) => cli::run::run(args).map(|()| String::new()),
     };
     match result {
         Ok(out) => {

@@ -1,0 +1,345 @@
+//! The pods of one replica group: `nodesPerReplica` pods, rank 0 the leader, each taking
+//! every accelerator of one node of the chosen pool, on distinct nodes.
+
+use std::collections::BTreeMap;
+
+use deepseek_engine::{env, render, ENGINE_PORT, LAUNCHER_PORT};
+use k8s_openapi::api::core::v1::{
+    Affinity, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
+    HostPathVolumeSource, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+    ObjectFieldSelector, PersistentVolumeClaimVolumeSource, Pod, PodAffinityTerm, PodAntiAffinity,
+    PodSpec, Probe, ResourceRequirements, SecretVolumeSource, Toleration, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::labels::{self, group_id};
+use super::{dns_name, WeightsVolume, Workload};
+use crate::inventory::CPU_EXCLUDED_LABELS;
+
+const MODELS_DIR: &str = "/models";
+const TOKEN_DIR: &str = "/var/run/secrets/huggingface";
+
+/// Name of a group's pod; also its hostname, so it stays a DNS label.
+pub fn pod_name(w: &Workload, slot: u32, rank: u32) -> String {
+    dns_name(
+        &w.model_name,
+        &format!("{}-{rank}", group_id(&w.template_hash, slot)),
+    )
+}
+
+/// Headless Service through which ranks find their leader.
+pub fn ranks_service_name(model: &str) -> String {
+    dns_name(model, "ranks")
+}
+
+/// DNS name of a group's leader (rank 0) under the headless Service.
+pub fn leader_address(w: &Workload, slot: u32) -> String {
+    format!(
+        "{}.{}.{}.svc",
+        pod_name(w, slot, 0),
+        ranks_service_name(&w.model_name),
+        w.namespace
+    )
+}
+
+/// Every pod of group `slot`, leader first.
+pub fn group_pods(w: &Workload, slot: u32) -> Vec<Pod> {
+    (0..w.nodes_per_group.max(1))
+        .map(|rank| pod(w, slot, rank))
+        .collect()
+}
+
+/// The engine command of one rank, as the launcher will run it.
+pub fn engine_command(w: &Workload, slot: u32, rank: u32) -> String {
+    match render(&w.launch, rank, &leader_address(w, slot)) {
+        Ok(steps) => steps
+            .prepare
+            .iter()
+            .chain(steps.serve.iter())
+            .map(|c| c.to_shell())
+            .collect::<Vec<_>>()
+            .join(" && "),
+        Err(e) => format!("invalid launch configuration: {e}"),
+    }
+}
+
+fn pod(w: &Workload, slot: u32, rank: u32) -> Pod {
+    let gid = group_id(&w.template_hash, slot);
+    let mut pod_labels = labels::base(&w.model_name);
+    pod_labels.insert(labels::GROUP.into(), slot.to_string());
+    pod_labels.insert(labels::GROUP_ID.into(), gid.clone());
+    pod_labels.insert(labels::RANK.into(), rank.to_string());
+    pod_labels.insert(
+        labels::ROLE.into(),
+        if rank == 0 { "leader" } else { "worker" }.into(),
+    );
+    pod_labels.insert(labels::TEMPLATE_HASH.into(), w.template_hash.clone());
+    pod_labels.insert(labels::POOL.into(), w.pool.name.clone());
+    pod_labels.insert(
+        labels::GROUP_SIZE.into(),
+        w.nodes_per_group.max(1).to_string(),
+    );
+
+    let name = pod_name(w, slot, rank);
+    let annotations = BTreeMap::from([(
+        labels::ENGINE_COMMAND.to_string(),
+        engine_command(w, slot, rank),
+    )]);
+
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(w.namespace.clone()),
+            labels: Some(pod_labels),
+            annotations: Some(annotations),
+            owner_references: Some(vec![w.owner.clone()]),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            hostname: Some(name),
+            subdomain: Some(ranks_service_name(&w.model_name)),
+            containers: vec![container(w, slot, rank)],
+            affinity: Some(affinity(w, &gid)),
+            node_selector: (!w.extra_node_selector.is_empty())
+                .then(|| w.extra_node_selector.clone()),
+            tolerations: Some(tolerations(w)),
+            volumes: Some(volumes(w)),
+            termination_grace_period_seconds: Some(90),
+            restart_policy: Some("Always".into()),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+fn container(w: &Workload, slot: u32, rank: u32) -> Container {
+    let launch_json = serde_json::to_string(&w.launch).unwrap_or_default();
+    let mut env_vars = vec![
+        EnvVar {
+            name: env::LAUNCH_CONFIG.into(),
+            value: Some(launch_json),
+            value_from: None,
+        },
+        EnvVar {
+            name: env::RANK.into(),
+            value: Some(rank.to_string()),
+            value_from: None,
+        },
+        EnvVar {
+            name: env::LEADER_ADDRESS.into(),
+            value: Some(leader_address(w, slot)),
+            value_from: None,
+        },
+        EnvVar {
+            name: env::POD_IP.into(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "status.podIP".into(),
+                    api_version: None,
+                }),
+                ..Default::default()
+            }),
+        },
+        EnvVar {
+            name: "HF_HOME".into(),
+            value: Some(format!("{MODELS_DIR}/hf")),
+            value_from: None,
+        },
+    ];
+    let mut mounts = vec![
+        VolumeMount {
+            name: "models".into(),
+            mount_path: MODELS_DIR.into(),
+            ..Default::default()
+        },
+        VolumeMount {
+            name: "dshm".into(),
+            mount_path: "/dev/shm".into(),
+            ..Default::default()
+        },
+    ];
+    if w.hf_token.is_some() {
+        env_vars.push(EnvVar {
+            name: env::HF_TOKEN_FILE.into(),
+            value: Some(format!("{TOKEN_DIR}/token")),
+            value_from: None,
+        });
+        mounts.push(VolumeMount {
+            name: "hf-token".into(),
+            mount_path: TOKEN_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+
+    let mut limits = BTreeMap::new();
+    let mut requests = BTreeMap::new();
+    if !w.pool.resource_name.is_empty() {
+        let n = Quantity(w.accelerators_per_pod.to_string());
+        limits.insert(w.pool.resource_name.clone(), n.clone());
+        requests.insert(w.pool.resource_name.clone(), n);
+    }
+    if let Some(gib) = w.cpu_memory_gib {
+        requests.insert("memory".into(), Quantity(format!("{gib}Gi")));
+        requests.insert("cpu".into(), Quantity("8".into()));
+    }
+
+    let probe = |path: &str, period: i32, failures: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::Int(LAUNCHER_PORT.into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        ..Default::default()
+    };
+
+    Container {
+        name: "engine".into(),
+        image: Some(w.image.clone()),
+        command: Some(vec!["deepseek-launcher".into()]),
+        env: Some(env_vars),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("http".into()),
+                container_port: ENGINE_PORT.into(),
+                ..Default::default()
+            },
+            ContainerPort {
+                name: Some("launcher".into()),
+                container_port: LAUNCHER_PORT.into(),
+                ..Default::default()
+            },
+        ]),
+        resources: Some(ResourceRequirements {
+            limits: (!limits.is_empty()).then_some(limits),
+            requests: (!requests.is_empty()).then_some(requests),
+            ..Default::default()
+        }),
+        volume_mounts: Some(mounts),
+        // Loading hundreds of GB of weights takes minutes: allow an hour to start.
+        startup_probe: Some(probe("/healthz", 10, 360)),
+        liveness_probe: Some(probe("/healthz", 10, 6)),
+        readiness_probe: Some(probe("/readyz", 5, 3)),
+        ..Default::default()
+    }
+}
+
+fn affinity(w: &Workload, gid: &str) -> Affinity {
+    let mut exprs: Vec<NodeSelectorRequirement> = w
+        .pool
+        .selector
+        .iter()
+        .map(|(k, v)| NodeSelectorRequirement {
+            key: k.clone(),
+            operator: "In".into(),
+            values: Some(vec![v.clone()]),
+        })
+        .collect();
+    if w.pool.resource_name.is_empty() {
+        exprs.extend(CPU_EXCLUDED_LABELS.iter().map(|k| NodeSelectorRequirement {
+            key: (*k).into(),
+            operator: "DoesNotExist".into(),
+            values: None,
+        }));
+    }
+    let node_affinity = (!exprs.is_empty()).then(|| NodeAffinity {
+        required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+            node_selector_terms: vec![NodeSelectorTerm {
+                match_expressions: Some(exprs),
+                match_fields: None,
+            }],
+        }),
+        ..Default::default()
+    });
+    // The ranks of a group each need a whole node.
+    let anti = PodAntiAffinity {
+        required_during_scheduling_ignored_during_execution: Some(vec![PodAffinityTerm {
+            label_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([(
+                    labels::GROUP_ID.to_string(),
+                    gid.to_string(),
+                )])),
+                match_expressions: None,
+            }),
+            topology_key: "kubernetes.io/hostname".into(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    Affinity {
+        node_affinity,
+        pod_anti_affinity: Some(anti),
+        pod_affinity: None,
+    }
+}
+
+fn tolerations(w: &Workload) -> Vec<Toleration> {
+    let mut out: Vec<Toleration> = w
+        .pool
+        .taints
+        .iter()
+        .map(|t| Toleration {
+            key: Some(t.key.clone()),
+            operator: Some(if t.value.is_some() { "Equal" } else { "Exists" }.into()),
+            value: t.value.clone(),
+            effect: Some(t.effect.clone()),
+            toleration_seconds: None,
+        })
+        .collect();
+    out.extend(w.extra_tolerations.iter().cloned());
+    out
+}
+
+fn volumes(w: &Workload) -> Vec<Volume> {
+    let models = match &w.weights {
+        WeightsVolume::HostPath(path) => Volume {
+            name: "models".into(),
+            host_path: Some(HostPathVolumeSource {
+                path: path.clone(),
+                type_: Some("DirectoryOrCreate".into()),
+            }),
+            ..Default::default()
+        },
+        WeightsVolume::Claim(claim) | WeightsVolume::Existing { claim, .. } => Volume {
+            name: "models".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim.clone(),
+                read_only: Some(matches!(w.weights, WeightsVolume::Existing { .. })),
+            }),
+            ..Default::default()
+        },
+    };
+    let mut v = vec![
+        models,
+        Volume {
+            name: "dshm".into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: Some("Memory".into()),
+                size_limit: None,
+            }),
+            ..Default::default()
+        },
+    ];
+    if let Some(secret) = &w.hf_token {
+        let key = secret.key.clone().unwrap_or_else(|| "token".into());
+        v.push(Volume {
+            name: "hf-token".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.name.clone()),
+                items: Some(vec![k8s_openapi::api::core::v1::KeyToPath {
+                    key,
+                    path: "token".into(),
+                    mode: None,
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    v
+}

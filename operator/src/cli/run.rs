@@ -1,0 +1,62 @@
+//! `deepseek-operator run`: logging set-up and the controller.
+
+use std::net::SocketAddr;
+
+use clap::Args;
+
+use crate::controller::{self, RunOptions};
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Operator configuration (declared pools, images, cache).
+    #[arg(long, env = "DSO_CONFIG")]
+    pub config: Option<String>,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "DSO_METRICS_BIND", default_value = "127.0.0.1:9090")]
+    pub metrics_bind: SocketAddr,
+    /// Compete for a Lease so that only one replica reconciles.
+    #[arg(long, env = "DSO_LEADER_ELECTION", default_value_t = false)]
+    pub leader_election: bool,
+    #[arg(long, env = "DSO_LEASE_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    #[arg(long, env = "DSO_LEASE_NAME", default_value = "deepseek-operator")]
+    pub lease_name: String,
+    #[arg(long, env = "DSO_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    pub lease_duration_seconds: u64,
+    /// Identity in the lease; defaults to the pod name or host name.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Log as JSON lines.
+    #[arg(long, env = "DSO_LOG_JSON", default_value_t = false)]
+    pub log_json: bool,
+}
+
+pub fn run(args: RunArgs) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if args.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "deepseek-operator".into());
+        format!("{host}-{}", std::process::id())
+    });
+    let opts = RunOptions {
+        config_file: args.config,
+        metrics_bind: args.metrics_bind,
+        leader_election: args.leader_election,
+        lease_namespace: args.lease_namespace,
+        lease_name: args.lease_name,
+        identity,
+        lease_duration_seconds: args.lease_duration_seconds,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("failed to start the async runtime: {e}"))?;
+    rt.block_on(controller::run(opts))
+        .map_err(|e| format!("{e:#}"))
+}

@@ -1,0 +1,111 @@
+//! Every write the operator makes goes through here: server-side apply with the one field
+//! manager, deletes, status and events. Each write is counted, so a test can show that a
+//! steady state writes nothing.
+
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::context::Context;
+use super::error::Error;
+use crate::api::{DeepSeekModel, DeepSeekModelStatus, FIELD_MANAGER};
+
+fn params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+pub async fn apply_pod(ctx: &Context, pod: &Pod) -> Result<(), Error> {
+    let ns = pod.namespace().ok_or(Error::MissingField("namespace"))?;
+    let name = pod.name_any();
+    ctx.metrics.write("apply", "pods");
+    Api::<Pod>::namespaced(ctx.client.clone(), &ns)
+        .patch(&name, &params(), &Patch::Apply(pod))
+        .await
+        .map(|_| ())
+        .map_err(|source| Error::Apply {
+            what: format!("pod {ns}/{name}"),
+            source,
+        })
+}
+
+pub async fn apply_service(ctx: &Context, svc: &Service) -> Result<(), Error> {
+    let ns = svc.namespace().ok_or(Error::MissingField("namespace"))?;
+    let name = svc.name_any();
+    ctx.metrics.write("apply", "services");
+    Api::<Service>::namespaced(ctx.client.clone(), &ns)
+        .patch(&name, &params(), &Patch::Apply(svc))
+        .await
+        .map(|_| ())
+        .map_err(|source| Error::Apply {
+            what: format!("service {ns}/{name}"),
+            source,
+        })
+}
+
+/// Deletes a child; one already gone is not an error.
+pub async fn delete<K>(ctx: &Context, ns: &str, name: &str) -> Result<(), Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    ctx.metrics.write("delete", &K::plural(&()));
+    match Api::<K>::namespaced(ctx.client.clone(), ns)
+        .delete(name, &DeleteParams::background())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(source) => Err(Error::Delete {
+            what: format!("{} {ns}/{name}", K::kind(&())),
+            source,
+        }),
+    }
+}
+
+pub async fn write_status(
+    ctx: &Context,
+    model: &DeepSeekModel,
+    status: &DeepSeekModelStatus,
+) -> Result<(), Error> {
+    let ns = model.namespace().ok_or(Error::MissingField("namespace"))?;
+    let api = Api::<DeepSeekModel>::namespaced(ctx.client.clone(), &ns);
+    let patch = json!({
+        "apiVersion": DeepSeekModel::api_version(&()),
+        "kind": DeepSeekModel::kind(&()),
+        "status": status,
+    });
+    ctx.metrics.write("apply", "deepseekmodels/status");
+    api.patch_status(&model.name_any(), &params(), &Patch::Apply(patch))
+        .await
+        .map(|_| ())
+        .map_err(Error::Status)
+}
+
+/// Publishes an Event about a model. A failed event never fails the reconcile.
+pub async fn event(
+    ctx: &Context,
+    model: &DeepSeekModel,
+    warning: bool,
+    reason: &str,
+    note: String,
+) {
+    ctx.metrics.write("create", "events");
+    let ev = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &model.object_ref(&())).await {
+        tracing::warn!(error = %e, "failed to publish event");
+    }
+}

@@ -1,0 +1,23 @@
+//! State shared by every reconcile: client, catalog, configuration, the Node cache,
+//! metrics and the event recorder.
+
+use std::sync::Arc;
+
+use deepseek_planner::Catalog;
+use k8s_openapi::api::core::v1::Node;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::Store;
+use kube::Client;
+
+use super::metrics::Metrics;
+use crate::config::OperatorConfig;
+
+pub struct Context {
+    pub client: Client,
+    pub catalog: Arc<Catalog>,
+    pub config: Arc<OperatorConfig>,
+    /// Nodes, kept current by a watch; planning reads it without API calls.
+    pub nodes: Store<Node>,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+}

@@ -1,0 +1,15 @@
+//! The part that talks to the API server: watches, reconcile, status, leader election,
+//! health and metrics endpoints. Decisions are delegated to the pure modules.
+
+pub mod apply;
+pub mod context;
+pub mod error;
+pub mod groups;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod reconcile;
+pub mod run;
+pub mod status;
+
+pub use run::{run, RunOptions};

@@ -1,0 +1,234 @@
+//! `deepseek-operator run`: wires watches, the Node cache, leader election and the HTTP
+//! endpoints around the reconciler, and shuts down gracefully on SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use deepseek_planner::Catalog;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{reflector, watcher, Controller, WatchStreamExt};
+use kube::{Api, Client};
+use tokio::sync::mpsc;
+
+use super::context::Context;
+use super::http::{self, HttpState};
+use super::leader::{self, LeaderOptions};
+use super::metrics::Metrics;
+use super::reconcile::{error_policy, reconcile};
+use crate::api::DeepSeekModel;
+use crate::build::labels;
+use crate::config::OperatorConfig;
+use crate::inventory::{fingerprint, pools_from_nodes};
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub config_file: Option<String>,
+    pub metrics_bind: SocketAddr,
+    pub leader_election: bool,
+    pub lease_namespace: String,
+    pub lease_name: String,
+    pub identity: String,
+    pub lease_duration_seconds: u64,
+}
+
+fn load_config(path: Option<&str>) -> anyhow::Result<OperatorConfig> {
+    match path {
+        None => Ok(OperatorConfig::default()),
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("failed to read config {p}"))?;
+            OperatorConfig::from_yaml(&text).map_err(anyhow::Error::msg)
+        }
+    }
+}
+
+fn load_catalog(cfg: &OperatorConfig) -> anyhow::Result<Catalog> {
+    let read = |p: &Option<String>| -> anyhow::Result<Option<String>> {
+        p.as_ref()
+            .map(|p| {
+                std::fs::read_to_string(p).with_context(|| format!("failed to read catalog {p}"))
+            })
+            .transpose()
+    };
+    let models = read(&cfg.catalog_models_file)?;
+    let accels = read(&cfg.catalog_accelerators_file)?;
+    Catalog::from_yaml(models.as_deref(), accels.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
+    let config = Arc::new(load_config(opts.config_file.as_deref())?);
+    let catalog = Arc::new(load_catalog(&config)?);
+    let client = Client::try_default()
+        .await
+        .context("failed to build a Kubernetes client")?;
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    http::serve(
+        opts.metrics_bind,
+        HttpState {
+            metrics: metrics.clone(),
+            ready: ready.clone(),
+        },
+    )
+    .await
+    .with_context(|| format!("failed to bind {}", opts.metrics_bind))?;
+    tracing::info!(addr = %opts.metrics_bind, "serving /healthz, /readyz and /metrics");
+
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = shutdown_tx.send(true);
+    });
+    let shutdown = move || {
+        let mut rx = shutdown_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+
+    let mut leadership = None;
+    if opts.leader_election {
+        // A standby is healthy and ready; it just does not reconcile.
+        ready.store(true, Ordering::Relaxed);
+        let mut rx = leader::elect(
+            client.clone(),
+            LeaderOptions {
+                namespace: opts.lease_namespace.clone(),
+                lease_name: opts.lease_name.clone(),
+                identity: opts.identity.clone(),
+                duration_seconds: opts.lease_duration_seconds,
+                grace_seconds: (opts.lease_duration_seconds / 3).max(1),
+            },
+        )
+        .await
+        .context("failed to start leader election")?;
+        tracing::info!(identity = %opts.identity, "waiting for the leader lease");
+        loop {
+            if *rx.borrow_and_update() {
+                break;
+            }
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() { anyhow::bail!("leader election stopped") },
+                _ = shutdown() => return Ok(()),
+            }
+        }
+        tracing::info!(identity = %opts.identity, "acquired the leader lease");
+        metrics.leader.set(1);
+        leadership = Some(rx);
+    } else {
+        metrics.leader.set(1);
+    }
+
+    // Nodes: cached for planning; a change of pools re-plans every model.
+    let (node_reader, node_writer) = reflector::store::<Node>();
+    let (trigger_tx, trigger_rx) = mpsc::channel::<()>(16);
+    {
+        let reader = node_reader.clone();
+        let catalog = catalog.clone();
+        let config = config.clone();
+        let stream = reflector(
+            node_writer,
+            watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
+        )
+        .default_backoff()
+        .touched_objects();
+        tokio::spawn(async move {
+            let mut last = String::new();
+            let mut stream = std::pin::pin!(stream);
+            while let Some(item) = stream.next().await {
+                if let Err(e) = item {
+                    tracing::warn!(error = %e, "node watch error");
+                    continue;
+                }
+                let nodes = reader.state();
+                let refs: Vec<&Node> = nodes.iter().map(|n| n.as_ref()).collect();
+                let fp = fingerprint(&pools_from_nodes(&refs, &catalog, &config.declared_pools));
+                if fp != last {
+                    last = fp;
+                    let _ = trigger_tx.try_send(());
+                }
+            }
+        });
+    }
+    node_reader
+        .wait_until_ready()
+        .await
+        .context("node cache never became ready")?;
+    ready.store(true, Ordering::Relaxed);
+
+    let reporter = Reporter {
+        controller: labels::MANAGER.into(),
+        instance: Some(opts.identity.clone()),
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        catalog,
+        config,
+        nodes: node_reader,
+        metrics,
+        recorder: Recorder::new(client.clone(), reporter),
+    });
+
+    let owned =
+        watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
+    let lost = Arc::new(AtomicBool::new(false));
+    let stop = {
+        let shutdown = shutdown();
+        let lost = lost.clone();
+        async move {
+            match leadership {
+                Some(mut rx) => {
+                    tokio::select! {
+                        _ = shutdown => {}
+                        _ = async { while rx.changed().await.is_ok() { if !*rx.borrow() { break; } } } => {
+                            lost.store(true, Ordering::Relaxed);
+                        }
+                    }
+                }
+                None => shutdown.await,
+            }
+        }
+    };
+    Controller::new(
+        Api::<DeepSeekModel>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(Api::<Pod>::all(client.clone()), owned.clone())
+    .owns(Api::<Service>::all(client.clone()), owned)
+    .reconcile_all_on(tokio_stream::wrappers::ReceiverStream::new(trigger_rx))
+    .graceful_shutdown_on(stop)
+    .run(reconcile, error_policy, ctx)
+    .for_each(|res| async move {
+        match res {
+            Ok((obj, _)) => tracing::debug!(model = %obj.name, "reconciled"),
+            Err(e) => tracing::debug!(error = %e, "reconcile error"),
+        }
+    })
+    .await;
+    if lost.load(Ordering::Relaxed) {
+        anyhow::bail!("lost the leader lease; exiting so a fresh standby takes over");
+    }
+    tracing::info!("shut down");
+    Ok(())
+}

@@ -1,0 +1,288 @@
+//! Grouping Nodes into pools.
+//!
+//! A pool is a set of schedulable, Ready nodes with the same accelerator product, the same
+//! number of allocatable accelerators and the same taints. Pods select a pool by its
+//! identifying labels only (device plugin, feature discovery and cloud labels), never by
+//! hostname, so a pool that grows or shrinks keeps the same selector and no pod is
+//! restarted because a node came or went.
+
+use std::collections::BTreeMap;
+
+use deepseek_planner::Catalog;
+use k8s_openapi::api::core::v1::{Node, Taint};
+use sha2::{Digest, Sha256};
+
+use crate::api::Vendor;
+use crate::config::DeclaredPool;
+
+/// Label keys that identify an accelerator product. A pool's selector is the subset of
+/// these that all its nodes share.
+pub const IDENTIFYING_LABELS: &[&str] = &[
+    "nvidia.com/gpu.product",
+    "cloud.google.com/gke-accelerator",
+    "amd.com/gpu.product-name",
+    "beta.amd.com/gpu.product-name",
+    "accelerator",
+    "accelerator-type",
+    "node.kubernetes.io/npu.chip.name",
+    "karpenter.k8s.aws/instance-gpu-name",
+    "kubernetes.azure.com/accelerator",
+    "node.kubernetes.io/instance-type",
+];
+
+/// Labels whose presence marks an accelerator node; CPU pods require their absence so
+/// they never take a GPU node's CPU and memory.
+pub const CPU_EXCLUDED_LABELS: &[&str] = &[
+    "nvidia.com/gpu.product",
+    "cloud.google.com/gke-accelerator",
+    "amd.com/gpu.product-name",
+    "accelerator",
+];
+
+/// A group of interchangeable nodes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pool {
+    /// Stable name: `<accelerator>-x<per node>` (plus a taint suffix when needed).
+    pub name: String,
+    pub accelerator: String,
+    pub vendor: Vendor,
+    /// Extended resource requested per pod; empty for CPU.
+    pub resource_name: String,
+    pub per_node: u32,
+    /// Ready, schedulable nodes now in the pool (empty for a declared pool at zero).
+    pub nodes: Vec<String>,
+    /// Most nodes one replica may span: the live count, or a declared pool's maximum.
+    pub max_nodes: u32,
+    /// Labels pods select on.
+    pub selector: BTreeMap<String, String>,
+    /// Labels every node of the pool carries (for matching a manifest's nodeSelector).
+    pub common_labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+    /// From the operator config rather than live nodes.
+    pub declared: bool,
+    /// Smallest allocatable memory of the pool's nodes, GiB (sizes CPU serving).
+    pub node_memory_gib: Option<f64>,
+}
+
+impl Pool {
+    /// Human description, e.g. "2 nodes of 8 x NVIDIA H100 SXM".
+    pub fn describe(&self, catalog: &Catalog) -> String {
+        let product = catalog
+            .accelerator(&self.accelerator)
+            .map(|a| a.display_name.clone())
+            .unwrap_or_else(|| self.accelerator.clone());
+        let n = if self.declared {
+            self.max_nodes
+        } else {
+            self.nodes.len() as u32
+        };
+        let noun = if n == 1 { "node" } else { "nodes" };
+        let declared = if self.declared {
+            " (declared, scales from zero)"
+        } else {
+            ""
+        };
+        format!("{n} {noun} of {} x {product}{declared}", self.per_node)
+    }
+}
+
+struct NodeView<'a> {
+    name: &'a str,
+    labels: BTreeMap<String, String>,
+    taints: Vec<Taint>,
+    allocatable: BTreeMap<String, String>,
+}
+
+fn usable(node: &Node) -> bool {
+    let schedulable = !node
+        .spec
+        .as_ref()
+        .and_then(|s| s.unschedulable)
+        .unwrap_or(false);
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .map(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        .unwrap_or(false);
+    schedulable && ready
+}
+
+fn view(node: &Node) -> Option<NodeView<'_>> {
+    let name = node.metadata.name.as_deref()?;
+    let allocatable = node
+        .status
+        .as_ref()
+        .and_then(|s| s.allocatable.as_ref())
+        .map(|a| a.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect())
+        .unwrap_or_default();
+    let mut taints = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default();
+    // Taints the node lifecycle adds transiently say nothing about the pool.
+    taints.retain(|t| !t.key.starts_with("node.kubernetes.io/"));
+    taints.sort_by(|a, b| (&a.key, &a.effect).cmp(&(&b.key, &b.effect)));
+    Some(NodeView {
+        name,
+        labels: node.metadata.labels.clone().unwrap_or_default(),
+        taints,
+        allocatable,
+    })
+}
+
+/// Parses a quantity that should be a whole count ("8").
+fn count(q: &str) -> Option<u32> {
+    q.trim().parse::<u32>().ok()
+}
+
+/// Parses a memory quantity ("512Gi", "1024Mi", "549755813888", "64G") into GiB.
+pub fn memory_gib(q: &str) -> Option<f64> {
+    let q = q.trim();
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(q.len());
+    let (num, unit) = q.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let factor = match unit {
+        "" => 1.0,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" => 1024.0_f64.powi(4),
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        _ => return None,
+    };
+    Some(n * factor / 1024.0_f64.powi(3))
+}
+
+fn taint_suffix(taints: &[Taint]) -> String {
+    if taints.is_empty() {
+        return String::new();
+    }
+    let mut h = Sha256::new();
+    for t in taints {
+        h.update(format!(
+            "{}={}:{};",
+            t.key,
+            t.value.as_deref().unwrap_or(""),
+            t.effect
+        ));
+    }
+    let digest = h.finalize();
+    format!("-t{:02x}{:02x}", digest[0], digest[1])
+}
+
+/// Groups live nodes into pools and appends the declared pools that no live pool already
+/// covers. Nodes whose accelerator the catalog cannot identify are left out.
+pub fn pools_from_nodes(
+    nodes: &[&Node],
+    catalog: &Catalog,
+    declared: &[DeclaredPool],
+) -> Vec<Pool> {
+    let mut groups: BTreeMap<(String, u32, String), Vec<NodeView<'_>>> = BTreeMap::new();
+    for node in nodes.iter().copied().filter(|n| usable(n)) {
+        let Some(v) = view(node) else { continue };
+        let (accel, per_node) = match catalog.identify(&v.labels) {
+            Some(a) if a.resource.is_some() => {
+                let resource = a.resource.as_deref().unwrap_or_default();
+                match v.allocatable.get(resource).and_then(|q| count(q)) {
+                    Some(n) if n > 0 => (a.id.clone(), n),
+                    _ => continue,
+                }
+            }
+            // Nodes with no accelerator labels serve as CPU nodes.
+            None if !CPU_EXCLUDED_LABELS
+                .iter()
+                .any(|k| v.labels.contains_key(*k)) =>
+            {
+                ("cpu".to_string(), 1)
+            }
+            _ => continue,
+        };
+        let suffix = taint_suffix(&v.taints);
+        groups.entry((accel, per_node, suffix)).or_default().push(v);
+    }
+
+    let mut pools = Vec::new();
+    for ((accel, per_node, suffix), members) in groups {
+        let Some(a) = catalog.accelerator(&accel) else {
+            continue;
+        };
+        let mut common = members[0].labels.clone();
+        for m in &members[1..] {
+            common.retain(|k, v| m.labels.get(k) == Some(v));
+        }
+        let selector: BTreeMap<String, String> = common
+            .iter()
+            .filter(|(k, _)| IDENTIFYING_LABELS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let node_memory_gib = members
+            .iter()
+            .filter_map(|m| m.allocatable.get("memory").and_then(|q| memory_gib(q)))
+            .reduce(f64::min);
+        pools.push(Pool {
+            name: format!("{accel}-x{per_node}{suffix}"),
+            accelerator: accel,
+            vendor: a.vendor,
+            resource_name: a.resource.clone().unwrap_or_default(),
+            per_node,
+            max_nodes: members.len() as u32,
+            nodes: members.iter().map(|m| m.name.to_string()).collect(),
+            selector,
+            common_labels: common,
+            taints: members[0].taints.clone(),
+            declared: false,
+            node_memory_gib,
+        });
+    }
+
+    for d in declared {
+        let Some(a) = catalog.accelerator(&d.product) else {
+            continue;
+        };
+        let taints: Vec<Taint> = d
+            .taints
+            .iter()
+            .map(|t| Taint {
+                key: t.key.clone(),
+                value: t.value.clone(),
+                effect: t.effect.clone(),
+                time_added: None,
+            })
+            .collect();
+        pools.push(Pool {
+            name: d.name.clone(),
+            accelerator: a.id.clone(),
+            vendor: a.vendor,
+            resource_name: a.resource.clone().unwrap_or_default(),
+            per_node: d.accelerators_per_node,
+            nodes: Vec::new(),
+            max_nodes: d.max_nodes,
+            selector: d.node_selector.clone(),
+            common_labels: d.node_selector.clone(),
+            taints,
+            declared: true,
+            node_memory_gib: None,
+        });
+    }
+    pools
+}
+
+/// A digest of what planning depends on, so the controller re-plans every model only when
+/// pools change, not on every node heartbeat.
+pub fn fingerprint(pools: &[Pool]) -> String {
+    let mut h = Sha256::new();
+    for p in pools {
+        h.update(format!(
+            "{}|{}|{}|{:?};",
+            p.name, p.per_node, p.max_nodes, p.selector
+        ));
+    }
+    format!("{:x}", h.finalize())
+}

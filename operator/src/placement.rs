@@ -1,0 +1,141 @@
+//! Choosing a pool and a layout: the planner run against every pool that matches the
+//! manifest, keeping the plan with the fewest accelerators, then the fewest nodes, and
+//! preferring nodes that exist over declared pools that would have to scale up.
+
+use deepseek_planner::{plan, Catalog, Plan, PlanError, PlanRequest};
+
+use crate::inventory::Pool;
+use crate::validate::ValidatedModel;
+
+/// A pool and the plan for it.
+#[derive(Clone, Debug)]
+pub struct Placement {
+    pub pool: Pool,
+    pub plan: Plan,
+}
+
+/// Why nothing could be placed; `reason` becomes the Planned condition's reason.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Unplaceable {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+fn matches(v: &ValidatedModel, pool: &Pool) -> bool {
+    v.vendor.is_none_or(|vendor| vendor == pool.vendor)
+        && v.product.as_deref().is_none_or(|p| p == pool.accelerator)
+        && v.node_selector.iter().all(|(k, val)| pool.common_labels.get(k) == Some(val))
+        // Without an explicit wish, CPU serving is a fallback only for GGUF.
+        && (pool.vendor != crate::api::Vendor::Cpu || v.vendor.is_some() || v.quantization.is_gguf())
+}
+
+/// Plans `v` against one pool.
+pub fn plan_on(v: &ValidatedModel, pool: &Pool, catalog: &Catalog) -> Result<Plan, PlanError> {
+    let accel =
+        catalog
+            .accelerator(&pool.accelerator)
+            .ok_or_else(|| PlanError::UnknownAccelerator {
+                id: pool.accelerator.clone(),
+            })?;
+    plan(&PlanRequest {
+        model: &v.arch,
+        quantization: v.quantization,
+        accelerator: accel,
+        gpus_per_node: pool.per_node,
+        max_nodes: Some(pool.max_nodes),
+        engine: v.engine,
+        tensor_parallel: v.tensor_parallel,
+        pipeline_parallel: v.pipeline_parallel,
+        max_model_len: v.max_model_len,
+        concurrency: v.concurrency,
+        gpu_memory_utilization: v.gpu_memory_utilization,
+        memory_override_gib: if pool.resource_name.is_empty() {
+            pool.node_memory_gib
+        } else {
+            None
+        },
+    })
+}
+
+pub fn place(
+    v: &ValidatedModel,
+    pools: &[Pool],
+    catalog: &Catalog,
+) -> Result<Placement, Unplaceable> {
+    let candidates: Vec<&Pool> = pools.iter().filter(|p| matches(v, p)).collect();
+    if candidates.is_empty() {
+        let wanted = match (&v.product, v.vendor) {
+            (Some(p), _) => format!("accelerator {p}"),
+            (None, Some(vendor)) => format!("{vendor} accelerators"),
+            (None, None) => "any accelerator".into(),
+        };
+        let selector = if v.node_selector.is_empty() {
+            String::new()
+        } else {
+            format!(" with labels {:?}", v.node_selector)
+        };
+        return Err(Unplaceable {
+            reason: "InsufficientAccelerators",
+            message: format!(
+                "no node pool offers {wanted}{selector}; add nodes or declare a pool in the operator configuration"
+            ),
+        });
+    }
+
+    let mut best: Option<Placement> = None;
+    let mut errors: Vec<(&Pool, PlanError)> = Vec::new();
+    for pool in candidates {
+        match plan_on(v, pool, catalog) {
+            Ok(plan) => {
+                let key = |p: &Placement| {
+                    (
+                        p.plan.gpus_per_replica,
+                        p.plan.nodes_per_replica,
+                        p.pool.declared,
+                    )
+                };
+                let cand = Placement {
+                    pool: pool.clone(),
+                    plan,
+                };
+                if best.as_ref().is_none_or(|b| key(&cand) < key(b)) {
+                    best = Some(cand);
+                }
+            }
+            Err(e) => errors.push((pool, e)),
+        }
+    }
+    if let Some(b) = best {
+        return Ok(b);
+    }
+
+    // Unsupported combinations say what to change; otherwise report the shortfall
+    // against the largest matching pool.
+    if let Some((_, e)) = errors
+        .iter()
+        .find(|(_, e)| matches!(e, PlanError::Unsupported { .. }))
+    {
+        return Err(Unplaceable {
+            reason: "UnsupportedCombination",
+            message: e.to_string(),
+        });
+    }
+    let largest = errors
+        .iter()
+        .map(|(p, _)| *p)
+        .max_by_key(|p| (p.per_node * p.max_nodes, p.per_node))
+        .map(|p| p.describe(catalog))
+        .unwrap_or_default();
+    let needed = errors
+        .iter()
+        .find_map(|(_, e)| match e {
+            PlanError::DoesNotFit { message, .. } => Some(message.clone()),
+            _ => None,
+        })
+        .or_else(|| errors.first().map(|(_, e)| e.to_string()))
+        .unwrap_or_default();
+    Err(Unplaceable {
+        reason: "InsufficientAccelerators",
+        message: format!("{needed}; largest matching pool: {largest}"),
+    })
+}

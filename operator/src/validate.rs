@@ -1,0 +1,220 @@
+//! Validation beyond what the API server's schema can check: catalog ids, vendor and
+//! product agreement, engine and vendor agreement. Produces the one `ValidatedModel`
+//! the planner and builders read, or a reason for the status.
+
+use std::collections::BTreeMap;
+
+use deepseek_engine::Engine;
+use deepseek_planner::{Attention, Catalog, ModelArch};
+use k8s_openapi::api::core::v1::Toleration;
+
+use crate::api::{
+    AttentionKind, CustomModel, DeepSeekModelSpec, EngineChoice, Quantization, Rollout,
+    SecretKeyRef, Vendor, WeightCache, WeightSource,
+};
+
+/// A spec that passed every check, with catalog references resolved.
+#[derive(Clone, Debug)]
+pub struct ValidatedModel {
+    pub arch: ModelArch,
+    pub quantization: Quantization,
+    pub vendor: Option<Vendor>,
+    pub product: Option<String>,
+    pub engine: Option<Engine>,
+    pub tensor_parallel: Option<u32>,
+    pub pipeline_parallel: Option<u32>,
+    pub max_model_len: Option<u32>,
+    pub concurrency: Option<u32>,
+    pub gpu_memory_utilization: Option<f64>,
+    pub extra_args: Vec<String>,
+    pub node_selector: BTreeMap<String, String>,
+    pub tolerations: Vec<Toleration>,
+    pub image: Option<String>,
+    /// Repository (or path) the engine loads.
+    pub weights_repo: String,
+    pub revision: Option<String>,
+    pub hf_token: Option<SecretKeyRef>,
+    pub source: WeightSource,
+    pub cache: WeightCache,
+    pub replicas: u32,
+    pub rollout: Rollout,
+}
+
+/// Why a spec was refused; `reason` is the condition reason.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Invalid {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+fn invalid(reason: &'static str, message: impl Into<String>) -> Invalid {
+    Invalid {
+        reason,
+        message: message.into(),
+    }
+}
+
+/// Engines a vendor can run.
+fn engine_fits_vendor(engine: Engine, vendor: Vendor) -> bool {
+    matches!(
+        (engine, vendor),
+        (Engine::Vllm | Engine::Sglang, Vendor::Nvidia | Vendor::Amd)
+            | (Engine::VllmAscend, Vendor::Ascend)
+            | (Engine::Llamacpp, Vendor::Cpu)
+            | (Engine::Sim, _)
+    )
+}
+
+pub fn engine_of(choice: EngineChoice) -> Option<Engine> {
+    match choice {
+        EngineChoice::Auto => None,
+        EngineChoice::Vllm => Some(Engine::Vllm),
+        EngineChoice::Sglang => Some(Engine::Sglang),
+        EngineChoice::VllmAscend => Some(Engine::VllmAscend),
+        EngineChoice::Llamacpp => Some(Engine::Llamacpp),
+    }
+}
+
+fn custom_arch(c: &CustomModel) -> ModelArch {
+    let attention = match c.attention {
+        AttentionKind::Mla => Attention::Mla,
+        AttentionKind::Gqa => Attention::Gqa,
+    };
+    let mut arch = ModelArch::custom(
+        &c.hugging_face_repo,
+        attention,
+        c.parameters_billions,
+        c.layers,
+        c.hidden_size,
+        c.attention_heads,
+        c.max_position_embeddings,
+    );
+    if let Some(active) = c.active_parameters_billions {
+        arch.active_params_b = active;
+    }
+    if let Some(kv) = c.kv_heads {
+        arch.kv_heads = kv;
+    }
+    if let Some(d) = c.head_dim {
+        arch.head_dim = d;
+    }
+    arch.kv_lora_rank = c.kv_lora_rank;
+    arch.qk_rope_head_dim = c.qk_rope_head_dim;
+    if let Some(v) = c.vocab_size {
+        arch.vocab_size = v;
+    }
+    arch
+}
+
+pub fn validate(spec: &DeepSeekModelSpec, catalog: &Catalog) -> Result<ValidatedModel, Invalid> {
+    let arch = match (&spec.model[..], &spec.custom_model) {
+        ("custom", Some(c)) => custom_arch(c),
+        ("custom", None) => return Err(invalid("InvalidSpec", "model 'custom' needs customModel")),
+        (id, _) => catalog.model(id).cloned().ok_or_else(|| {
+            let known: Vec<&str> = catalog.models().iter().map(|m| m.id.as_str()).collect();
+            invalid(
+                "UnknownModel",
+                format!("unknown model '{id}'; known models: {}", known.join(", ")),
+            )
+        })?,
+    };
+    arch.validate().map_err(|e| invalid("InvalidSpec", e))?;
+
+    let accel = spec.accelerator.clone().unwrap_or_default();
+    let mut vendor = accel.vendor;
+    if let Some(product) = &accel.product {
+        let a = catalog.accelerator(product).ok_or_else(|| {
+            let known: Vec<&str> = catalog
+                .accelerators()
+                .iter()
+                .map(|a| a.id.as_str())
+                .collect();
+            invalid(
+                "UnknownAccelerator",
+                format!(
+                    "unknown accelerator '{product}'; known: {}",
+                    known.join(", ")
+                ),
+            )
+        })?;
+        if let Some(v) = vendor {
+            if v != a.vendor {
+                return Err(invalid(
+                    "InvalidSpec",
+                    format!(
+                        "accelerator.product {product} is a {} accelerator, not {v}",
+                        a.vendor
+                    ),
+                ));
+            }
+        }
+        vendor = Some(a.vendor);
+    }
+    if spec.quantization.is_gguf() {
+        match vendor {
+            None | Some(Vendor::Cpu) => vendor = Some(Vendor::Cpu),
+            Some(v) => {
+                return Err(invalid(
+                    "UnsupportedCombination",
+                    format!("{} is served by llama.cpp on CPU, not on {v}; choose cpu or another quantization", spec.quantization),
+                ))
+            }
+        }
+    }
+    let engine = engine_of(spec.engine);
+    if let (Some(e), Some(v)) = (engine, vendor) {
+        if !engine_fits_vendor(e, v) {
+            return Err(invalid(
+                "UnsupportedCombination",
+                format!("engine {e} does not run on {v} accelerators"),
+            ));
+        }
+    }
+
+    let serving = spec.serving.clone().unwrap_or_default();
+    if let Some(u) = serving.gpu_memory_utilization {
+        if !(u > 0.0 && u <= 1.0) {
+            return Err(invalid(
+                "InvalidSpec",
+                "serving.gpuMemoryUtilization must be in (0, 1]",
+            ));
+        }
+    }
+    let parallel = spec.parallelism.clone().unwrap_or_default();
+    let source = spec.source.clone().unwrap_or_default();
+    let hf = source.hugging_face.clone().unwrap_or_default();
+    let weights_repo = match &source.volume {
+        Some(v) => v.path.clone(),
+        None => hf.repo.clone().unwrap_or_else(|| arch.hf_repo.clone()),
+    };
+    let replicas = match (&spec.autoscaling, spec.replicas) {
+        (Some(a), r) => r
+            .unwrap_or(a.min_replicas)
+            .clamp(a.min_replicas.max(0), a.max_replicas.max(0)),
+        (None, r) => r.unwrap_or(1).max(0),
+    };
+
+    Ok(ValidatedModel {
+        arch,
+        quantization: spec.quantization,
+        vendor,
+        product: accel.product.clone(),
+        engine,
+        tensor_parallel: parallel.tensor,
+        pipeline_parallel: parallel.pipeline,
+        max_model_len: serving.max_model_len,
+        concurrency: serving.concurrency,
+        gpu_memory_utilization: serving.gpu_memory_utilization,
+        extra_args: serving.extra_args.clone(),
+        node_selector: accel.node_selector.clone().unwrap_or_default(),
+        tolerations: accel.tolerations.clone().unwrap_or_default(),
+        image: spec.image.clone(),
+        weights_repo,
+        revision: hf.revision.clone(),
+        hf_token: hf.token_secret_ref.clone(),
+        source,
+        cache: spec.cache.clone().unwrap_or_default(),
+        replicas: replicas as u32,
+        rollout: spec.rollout.clone().unwrap_or_default(),
+    })
+}
