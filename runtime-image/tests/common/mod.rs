@@ -1,0 +1,162 @@
+//! Helpers of the launcher's integration tests: spawn the built binary on 127.0.0.1 with
+//! ephemeral ports, wait on conditions with deadlines, signal it.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use deepseek_engine::{Engine, LaunchConfig, SimProfile};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_deepseek-launcher");
+
+/// A free port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("an ephemeral port on 127.0.0.1")
+}
+
+pub fn sim_config(nodes: u32, profile: SimProfile) -> LaunchConfig {
+    LaunchConfig {
+        engine: Engine::Sim,
+        vendor: "nvidia".into(),
+        model: "deepseek-ai/DeepSeek-V3".into(),
+        served_model_name: "deepseek-v3".into(),
+        revision: None,
+        quantization: "fp8".into(),
+        tensor_parallel: 8 * nodes,
+        pipeline_parallel: 1,
+        nodes,
+        gpus_per_node: 8,
+        max_model_len: 4096,
+        max_num_seqs: 64,
+        gpu_memory_utilization: 0.9,
+        extra_args: vec![],
+        sim: Some(profile),
+    }
+}
+
+/// A launcher child process, killed if the test ends early.
+pub struct Launcher {
+    pub child: Child,
+    pub launcher_port: u16,
+    pub engine_port: u16,
+}
+
+impl Launcher {
+    pub fn launcher_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.launcher_port)
+    }
+    pub fn engine_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.engine_port)
+    }
+
+    pub fn sigterm(&self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    }
+
+    /// Waits for exit with a deadline; returns the status and stderr.
+    pub fn wait_exit(mut self, deadline: Duration) -> (ExitStatus, String) {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                return (status, err);
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "launcher did not exit within {deadline:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Launcher {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.sigterm();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(10) {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Starts `deepseek-launcher` for `rank` with `extra` flags; stderr is captured.
+pub fn spawn_launcher(
+    cfg: &LaunchConfig,
+    rank: u32,
+    leader_port: u16,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Launcher {
+    let launcher_port = if rank == 0 { leader_port } else { free_port() };
+    let engine_port = free_port();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--config-json")
+        .arg(cfg.to_json())
+        .args(["--rank", &rank.to_string()])
+        .args(["--leader", "127.0.0.1", "--bind", "127.0.0.1"])
+        .args(["--launcher-port", &launcher_port.to_string()])
+        .args(["--engine-port", &engine_port.to_string()])
+        .args(["--leader-port", &leader_port.to_string()])
+        .args(extra)
+        .env_remove("DSO_LAUNCH_CONFIG")
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(if std::env::var_os("DSO_TEST_VERBOSE").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::piped()
+        });
+    let child = cmd.spawn().expect("spawn deepseek-launcher");
+    Launcher {
+        child,
+        launcher_port,
+        engine_port,
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+/// Polls `cond` until it returns true or `deadline` passes (then panics with `what`).
+pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !cond().await {
+        assert!(start.elapsed() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// GET a URL, returning status and body (None on connection errors).
+pub async fn get(c: &reqwest::Client, url: &str) -> Option<(u16, String)> {
+    let r = c.get(url).send().await.ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.text().await.ok()?))
+}
