@@ -50,7 +50,7 @@ pub struct MemoryBreakdown {
     #[serde(rename = "totalWeightsGiB")]
     pub total_weights_gib: f64,
     /// KV cache bytes per token for the whole model (all layers, unsplit).
-    pub kv_bytes_per_token: f64,
+    pub kv_bytes_per_token: u64,
 }
 
 /// Whole-model weight bytes at `quant`: every MoE expert resident; embeddings and
@@ -186,7 +186,7 @@ pub fn breakdown(input: &MemoryInput) -> MemoryBreakdown {
         per_gpu_gib: weights_gib + kv_cache_gib + overhead_gib,
         usable_per_gpu_gib: input.usable_per_gpu_gib,
         total_weights_gib: weight_bytes(input.model, input.quantization) / GIB,
-        kv_bytes_per_token: kv_bytes_per_token(input.model),
+        kv_bytes_per_token: kv_bytes_per_token(input.model) as u64,
     }
 }
 

@@ -376,6 +376,8 @@ fn choose_layout(r: &Resolved) -> Result<(Layout, MemoryBreakdown), PlanError> {
     let pp_cap = model.layers.clamp(1, layout::MAX_PIPELINE);
 
     let candidates: Vec<Layout> = match (req.tensor_parallel, req.pipeline_parallel) {
+        // llama.cpp serves a replica from one node's RAM.
+        _ if req.accelerator.vendor == Vendor::Cpu => layout::place(1, 1, 1).into_iter().collect(),
         (None, None) => r.auto(req.max_nodes),
         (tp, pp) => {
             if let Some(pp) = pp {

@@ -40,7 +40,12 @@ pub fn plan_table(plan: &Plan, acc: &Accelerator) -> String {
         vec!["quantization".into(), plan.quantization.to_string()],
         vec![
             "accelerator".into(),
-            format!("{} ({}, {:.1} GiB)", plan.accelerator, acc.display_name, acc.memory_gib()),
+            format!(
+                "{} ({}, {:.1} GiB)",
+                plan.accelerator,
+                acc.display_name,
+                m.usable_per_gpu_gib / plan.gpu_memory_utilization
+            ),
         ],
         vec!["engine".into(), plan.engine.to_string()],
         vec![
@@ -79,7 +84,7 @@ pub fn plan_table(plan: &Plan, acc: &Accelerator) -> String {
             "model totals".into(),
             format!(
                 "weights {:.1} GiB; KV {} bytes/token",
-                m.total_weights_gib, m.kv_bytes_per_token as u64
+                m.total_weights_gib, m.kv_bytes_per_token
             ),
         ],
     ];

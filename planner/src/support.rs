@@ -113,12 +113,14 @@ fn check_quantization(
                     "use quantization int8 or bf16",
                 ))
             }
-            Quantization::Int4Awq | Quantization::Int4Gptq => return Err(unsupported(
-                format!(
+            Quantization::Int4Awq | Quantization::Int4Gptq => {
+                return Err(unsupported(
+                    format!(
                     "vllm-ascend does not serve {quant} (its 4-bit formats come from ModelSlim)"
                 ),
-                "use quantization int8 or bf16",
-            )),
+                    "use quantization int8 or bf16",
+                ))
+            }
             _ => {}
         },
         Vendor::Amd => match quant {
