@@ -241,9 +241,6 @@ pub struct HuggingFaceSource {
     /// Secret holding the Hugging Face token; mounted into pods, never copied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_secret_ref: Option<SecretKeyRef>,
-    /// For GGUF: the file inside the repository.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]

@@ -3,6 +3,7 @@
 //! Pure: plain data in, Kubernetes objects out, so every vendor and layout is tested
 //! from fixtures without an API server. The reconciler only applies what this returns.
 
+pub mod desired;
 pub mod hash;
 pub mod labels;
 pub mod pods;

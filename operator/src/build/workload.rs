@@ -1,7 +1,7 @@
 //! From a validated model and its placement to the `Workload` the pod and Service
 //! builders read: the launch configuration, the image, volumes and the template hash.
 
-use deepseek_engine::LaunchConfig;
+use deepseek_engine::{LaunchConfig, SimProfile};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde::Serialize;
 
@@ -21,6 +21,7 @@ pub struct WorkloadInputs<'a> {
     pub validated: &'a ValidatedModel,
     pub placement: &'a Placement,
     pub config: &'a OperatorConfig,
+    pub catalog: &'a deepseek_planner::Catalog,
 }
 
 /// Everything that reaches a pod, hashed: a change to any of it is a rollout.
@@ -37,8 +38,23 @@ struct HashInputs<'a> {
     resource: &'a str,
 }
 
-pub fn launch_config(model_name: &str, v: &ValidatedModel, p: &Placement) -> LaunchConfig {
+/// The launch configuration every pod of the model gets. `bandwidth_tbps` feeds the
+/// simulation engine's timing model, so simulated load behaves like the planned hardware.
+pub fn launch_config(
+    model_name: &str,
+    v: &ValidatedModel,
+    p: &Placement,
+    bandwidth_tbps: Option<f64>,
+) -> LaunchConfig {
     let plan = &p.plan;
+    let max_num_seqs = plan.max_concurrency.max(1);
+    let mut sim = SimProfile::from_hardware(
+        bandwidth_tbps.unwrap_or(0.1),
+        v.arch.active_params_b,
+        v.quantization.bytes_per_param(),
+        plan.gpus_per_replica,
+    );
+    sim.max_running = max_num_seqs;
     LaunchConfig {
         engine: plan.engine,
         vendor: plan.vendor.as_str().to_string(),
@@ -51,10 +67,10 @@ pub fn launch_config(model_name: &str, v: &ValidatedModel, p: &Placement) -> Lau
         nodes: plan.nodes_per_replica,
         gpus_per_node: plan.gpus_per_node,
         max_model_len: plan.max_model_len,
-        max_num_seqs: plan.max_concurrency.max(1),
+        max_num_seqs,
         gpu_memory_utilization: v.gpu_memory_utilization.unwrap_or(0.9),
         extra_args: v.extra_args.clone(),
-        sim: None,
+        sim: Some(sim),
     }
 }
 
@@ -62,7 +78,11 @@ pub fn workload(i: &WorkloadInputs<'_>) -> Workload {
     let v = i.validated;
     let plan = &i.placement.plan;
     let pool = &i.placement.pool;
-    let launch = launch_config(i.model_name, v, i.placement);
+    let bandwidth = i
+        .catalog
+        .accelerator(&plan.accelerator)
+        .and_then(|a| a.bandwidth_tbps);
+    let launch = launch_config(i.model_name, v, i.placement, bandwidth);
     let image = v
         .image
         .clone()

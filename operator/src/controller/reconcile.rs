@@ -160,6 +160,7 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
         validated: &validated,
         placement: &placement,
         config: &ctx.config,
+        catalog: &ctx.catalog,
     });
     let desired_services = services::services(&w);
 

@@ -21,7 +21,7 @@ fn pools(cfg: &OperatorConfig) -> Vec<Pool> {
 fn groups_nodes_by_product_count_and_taints() {
     let p = pools(&OperatorConfig::default());
     let names: Vec<&str> = p.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(p.len(), 5, "{names:?}");
+    assert_eq!(p.len(), 6, "{names:?}");
     let h100 = p
         .iter()
         .find(|p| p.accelerator == "h100-80gb")
