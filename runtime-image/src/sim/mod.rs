@@ -6,7 +6,6 @@ pub mod openai;
 pub mod prom;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,15 +56,4 @@ pub async fn serve(
             Ok(false)
         }
     }
-}
-
-/// Binds `host:port` (never a wildcard unless given one).
-pub async fn bind(host: &str, port: u16) -> std::io::Result<tokio::net::TcpListener> {
-    let ip: std::net::IpAddr = host.parse().map_err(|e| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("bad host {host:?}: {e}"),
-        )
-    })?;
-    tokio::net::TcpListener::bind(SocketAddr::new(ip, port)).await
 }
