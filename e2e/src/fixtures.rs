@@ -1,0 +1,110 @@
+//! Builders for test objects and checks of the loopback-only network rule.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use anyhow::{bail, Result};
+use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::ListParams;
+use kube::{Api, Client};
+
+/// The taint GPU node pools carry (GKE and our topologies): tolerate it to land on them.
+pub fn gpu_toleration() -> Toleration {
+    Toleration {
+        key: Some("nvidia.com/gpu".into()),
+        operator: Some("Exists".into()),
+        effect: Some("NoSchedule".into()),
+        ..Default::default()
+    }
+}
+
+/// A pod with one container requesting (and limiting) `count` of the extended
+/// resource `resource`, with `node_selector`, tolerating the GPU taint. No image is
+/// pulled or run: KWOK only simulates its status.
+pub fn accelerator_pod(
+    name: &str,
+    resource: &str,
+    count: u32,
+    node_selector: &[(&str, &str)],
+) -> Pod {
+    let mut limits = BTreeMap::new();
+    limits.insert(resource.to_string(), Quantity(count.to_string()));
+    let selector: BTreeMap<String, String> = node_selector
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            containers: vec![Container {
+                name: "engine".into(),
+                image: Some("registry.invalid/simulated:latest".into()),
+                resources: Some(ResourceRequirements {
+                    requests: Some(limits.clone()),
+                    limits: Some(limits),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            node_selector: (!selector.is_empty()).then_some(selector),
+            tolerations: Some(vec![gpu_toleration()]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Whether `ip` parses as an IPv4 address in 127.0.0.0/8.
+pub fn is_loopback(ip: &str) -> bool {
+    ip.parse::<Ipv4Addr>().is_ok_and(|a| a.is_loopback())
+}
+
+/// Fails if any pod IP or node InternalIP in the cluster is outside 127.0.0.0/8;
+/// returns how many addresses were checked.
+pub async fn assert_loopback_addresses(client: &Client) -> Result<usize> {
+    let mut bad = Vec::new();
+    let mut checked = 0;
+    let pods: Api<Pod> = Api::all(client.clone());
+    for pod in pods.list(&ListParams::default()).await?.items {
+        let status = pod.status.unwrap_or_default();
+        let ips = status
+            .pod_ips
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| p.ip)
+            .chain(status.pod_ip);
+        for ip in ips {
+            checked += 1;
+            if !is_loopback(&ip) {
+                bad.push(format!(
+                    "pod {}/{}: {ip}",
+                    pod.metadata.namespace.as_deref().unwrap_or_default(),
+                    pod.metadata.name.as_deref().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    let nodes: Api<Node> = Api::all(client.clone());
+    for node in nodes.list(&ListParams::default()).await?.items {
+        let addrs = node.status.and_then(|s| s.addresses).unwrap_or_default();
+        for a in addrs.into_iter().filter(|a| a.type_ == "InternalIP") {
+            checked += 1;
+            if !is_loopback(&a.address) {
+                bad.push(format!(
+                    "node {}: {}",
+                    node.metadata.name.as_deref().unwrap_or_default(),
+                    a.address
+                ));
+            }
+        }
+    }
+    if !bad.is_empty() {
+        bail!("addresses outside 127.0.0.0/8: {}", bad.join(", "));
+    }
+    Ok(checked)
+}
