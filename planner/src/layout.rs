@@ -26,13 +26,13 @@ pub fn check_tp(attention_heads: u32, kv_heads: Option<u32>, tp: u32) -> Result<
     if tp == 0 {
         return Err("tensor parallel size must be at least 1".into());
     }
-    if attention_heads % tp != 0 {
+    if !attention_heads.is_multiple_of(tp) {
         return Err(format!(
             "tensor parallel {tp} does not divide the model's {attention_heads} attention heads"
         ));
     }
     if let Some(kv) = kv_heads {
-        if kv > 0 && kv % tp != 0 && tp % kv != 0 {
+        if kv > 0 && kv % tp != 0 && !tp.is_multiple_of(kv) {
             return Err(format!(
                 "tensor parallel {tp} neither divides nor is a multiple of the model's {kv} KV heads"
             ));
@@ -46,7 +46,7 @@ pub fn tp_candidates(attention_heads: u32, kv_heads: Option<u32>, max: u32) -> V
     let mut out = Vec::new();
     let mut i: u32 = 1;
     while u64::from(i) * u64::from(i) <= u64::from(attention_heads) {
-        if attention_heads % i == 0 {
+        if attention_heads.is_multiple_of(i) {
             out.push(i);
             out.push(attention_heads / i);
         }
@@ -70,7 +70,7 @@ pub fn place(tp: u32, pp: u32, gpus_per_node: u32) -> Result<Layout, String> {
         let stages_per_node = gpus_per_node / tp;
         if pp <= stages_per_node {
             (1u64, u64::from(tp) * u64::from(pp))
-        } else if pp % stages_per_node != 0 {
+        } else if !pp.is_multiple_of(stages_per_node) {
             return Err(format!(
                 "pipeline parallel {pp} with tensor parallel {tp} does not fill whole nodes of {gpus_per_node}"
             ));
@@ -81,7 +81,7 @@ pub fn place(tp: u32, pp: u32, gpus_per_node: u32) -> Result<Layout, String> {
             )
         }
     } else {
-        if tp % gpus_per_node != 0 {
+        if !tp.is_multiple_of(gpus_per_node) {
             return Err(format!(
                 "tensor parallel {tp} spans nodes of {gpus_per_node} but is not a multiple of it"
             ));

@@ -132,6 +132,9 @@ fn accelerator_facts() {
     assert!(c.accelerator("l4").expect("l4").fp8);
 }
 
+/// Node labels and the accelerator id they should identify.
+type LabelCase<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>);
+
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
@@ -142,7 +145,7 @@ fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 #[test]
 fn identify_from_node_labels() {
     let c = Catalog::builtin();
-    let table: &[(&[(&str, &str)], Option<&str>)] = &[
+    let table: &[LabelCase] = &[
         // NVIDIA GPU feature discovery
         (
             &[
