@@ -198,8 +198,7 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
     }
 
     let observed: Vec<_> = groups.iter().map(|g| g.observed.clone()).collect();
-    let room = placement.pool.declared
-        || placement.pool.max_nodes >= (validated.replicas + 1) * placement.plan.nodes_per_replica;
+    let room = surge_room(&placement, validated.replicas);
     let limits = RolloutLimits::resolve(
         validated.rollout.max_surge,
         validated.rollout.max_unavailable,
@@ -370,6 +369,21 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
     } else {
         BUSY_REQUEUE
     }))
+}
+
+/// Whether the pool can hold one more group than `replicas` (ignoring other tenants),
+/// so a rollout can surge instead of taking a group down.
+fn surge_room(p: &Placement, replicas: u32) -> bool {
+    if p.pool.declared || p.pool.resource_name.is_empty() {
+        return true;
+    }
+    let per_node_groups = p.pool.per_node / p.plan.gpus_per_node.max(1);
+    let capacity = if p.plan.nodes_per_replica > 1 {
+        p.pool.max_nodes / p.plan.nodes_per_replica
+    } else {
+        p.pool.max_nodes * per_node_groups
+    };
+    capacity > replicas
 }
 
 fn plan_status(p: &Placement) -> PlanStatus {

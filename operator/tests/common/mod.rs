@@ -1,0 +1,292 @@
+//! Shared by the operator's end-to-end suites: the operator as a real child process
+//! against the local control plane, its metrics, and manifests from examples/.
+#![allow(dead_code)] // each suite uses a different part
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use deepseek_e2e::wait::wait_for;
+use deepseek_e2e::Cluster;
+use deepseek_operator::api::DeepSeekModel;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::Api;
+
+/// One test at a time per binary: the suites share the cluster's accelerator nodes.
+pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+pub const SELECTOR_MANAGED: &str = "app.kubernetes.io/managed-by=deepseek-operator";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Installs (or updates) the CRD with server-side apply, and waits until it is served.
+pub async fn install_crd(cluster: &Cluster) -> Result<()> {
+    let crd = repo_root().join("crds");
+    let out = cluster
+        .kubectl()
+        .args(["apply", "--server-side", "--force-conflicts", "-f"])
+        .arg(&crd)
+        .output()
+        .context("running kubectl apply")?;
+    if !out.status.success() {
+        return Err(anyhow!(
+            "kubectl apply of crds/ failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let api: Api<DeepSeekModel> = Api::all(cluster.client());
+    wait_for(
+        Duration::from_secs(30),
+        "the DeepSeekModel CRD is served",
+        || async {
+            Ok(api
+                .list(&ListParams::default().limit(1))
+                .await
+                .ok()
+                .map(|_| ()))
+        },
+    )
+    .await
+}
+
+/// The operator binary running as a child process.
+pub struct Operator {
+    child: Child,
+    pub metrics_addr: String,
+    pub log: PathBuf,
+}
+
+pub struct OperatorOptions<'a> {
+    pub leader_election: Option<(&'a str, &'a str)>, // (lease namespace, identity)
+    pub kubeconfig: Option<&'a Path>,
+    pub config_file: Option<&'a Path>,
+}
+
+impl Default for OperatorOptions<'_> {
+    fn default() -> Self {
+        OperatorOptions {
+            leader_election: None,
+            kubeconfig: None,
+            config_file: None,
+        }
+    }
+}
+
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+impl Operator {
+    pub async fn start(cluster: &Cluster, opts: OperatorOptions<'_>) -> Result<Operator> {
+        let port = free_port()?;
+        let metrics_addr = format!("127.0.0.1:{port}");
+        let log = cluster
+            .state_dir()
+            .join("logs")
+            .join(format!("operator-{port}.log"));
+        std::fs::create_dir_all(log.parent().unwrap_or(Path::new("/tmp")))?;
+        let file = std::fs::File::create(&log)?;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_deepseek-operator"));
+        cmd.args(["run", "--metrics-bind", &metrics_addr])
+            .env(
+                "KUBECONFIG",
+                opts.kubeconfig.unwrap_or(cluster.kubeconfig()),
+            )
+            .env("RUST_LOG", "info,kube=warn")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file);
+        if let Some((ns, id)) = opts.leader_election {
+            cmd.args([
+                "--leader-election",
+                "--lease-namespace",
+                ns,
+                "--identity",
+                id,
+                "--lease-duration-seconds",
+                "6",
+            ]);
+        }
+        if let Some(cfg) = opts.config_file {
+            cmd.arg("--config").arg(cfg);
+        }
+        let child = cmd.spawn().context("starting deepseek-operator")?;
+        let op = Operator {
+            child,
+            metrics_addr,
+            log,
+        };
+        let url = format!("http://{}/readyz", op.metrics_addr);
+        let log_path = op.log.clone();
+        wait_for(
+            Duration::from_secs(60),
+            &format!("the operator is ready (log {})", log_path.display()),
+            || {
+                let url = url.clone();
+                async move {
+                    Ok(reqwest::get(&url)
+                        .await
+                        .ok()
+                        .filter(|r| r.status().is_success())
+                        .map(|_| ()))
+                }
+            },
+        )
+        .await?;
+        Ok(op)
+    }
+
+    pub async fn metrics(&self) -> Result<String> {
+        Ok(
+            reqwest::get(format!("http://{}/metrics", self.metrics_addr))
+                .await?
+                .text()
+                .await?,
+        )
+    }
+
+    /// Sum of a counter family in the operator's metrics.
+    pub async fn counter(&self, name: &str) -> Result<f64> {
+        let text = self.metrics().await?;
+        Ok(text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.split(['{', ' ']).next() == Some(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: the process gets no chance to clean up, as in a node failure.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Reads an example manifest.
+pub fn example(file: &str) -> Result<DeepSeekModel> {
+    let text = std::fs::read_to_string(repo_root().join("examples").join(file))?;
+    Ok(serde_yaml::from_str(&text)?)
+}
+
+/// Applies a model into `ns` with server-side apply, as a user would.
+pub async fn apply_model(api: &Api<DeepSeekModel>, model: &DeepSeekModel) -> Result<DeepSeekModel> {
+    let name = model
+        .metadata
+        .name
+        .clone()
+        .ok_or_else(|| anyhow!("model has no name"))?;
+    let mut m = model.clone();
+    m.metadata.namespace = None;
+    m.metadata.managed_fields = None;
+    m.metadata.resource_version = None;
+    Ok(api
+        .patch(
+            &name,
+            &PatchParams::apply("e2e-user").force(),
+            &Patch::Apply(&m),
+        )
+        .await?)
+}
+
+/// Pods of a model.
+pub async fn model_pods(api: &Api<Pod>, model: &str) -> Result<Vec<Pod>> {
+    Ok(api
+        .list(&ListParams::default().labels(&format!(
+            "app.kubernetes.io/instance={model},{SELECTOR_MANAGED}"
+        )))
+        .await?
+        .items)
+}
+
+pub fn is_running_ready(p: &Pod) -> bool {
+    let st = p.status.as_ref();
+    st.and_then(|s| s.phase.as_deref()) == Some("Running")
+        && st
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Waits until the model has `groups` ready groups of `per_group` Running pods, all at one
+/// template hash, and returns them.
+pub async fn wait_groups(
+    api: &Api<Pod>,
+    model: &str,
+    groups: usize,
+    per_group: usize,
+    timeout: Duration,
+) -> Result<Vec<Pod>> {
+    wait_for(
+        timeout,
+        &format!("{model} has {groups} ready group(s) of {per_group} pod(s)"),
+        || async {
+            let pods = model_pods(api, model).await?;
+            let live: Vec<Pod> = pods
+                .into_iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .collect();
+            let ids: std::collections::BTreeSet<String> = live
+                .iter()
+                .filter_map(|p| {
+                    p.metadata
+                        .labels
+                        .as_ref()?
+                        .get("inference.deepseek-operator.dev/group-id")
+                        .cloned()
+                })
+                .collect();
+            let ok = ids.len() == groups
+                && live.len() == groups * per_group
+                && live.iter().all(is_running_ready);
+            Ok(ok.then_some(live))
+        },
+    )
+    .await
+}
+
+pub fn condition(m: &DeepSeekModel, type_: &str) -> Option<(String, String, String)> {
+    m.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Waits until condition `type_` of the model has `status`, returning its (reason, message).
+pub async fn wait_condition(
+    api: &Api<DeepSeekModel>,
+    name: &str,
+    type_: &str,
+    status: &str,
+    timeout: Duration,
+) -> Result<(String, String)> {
+    wait_for(timeout, &format!("{name} has {type_}={status}"), || async {
+        let m = api.get(name).await?;
+        Ok(condition(&m, type_)
+            .filter(|(s, _, _)| s == status)
+            .map(|(_, r, msg)| (r, msg)))
+    })
+    .await
+}
