@@ -33,12 +33,11 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
     let name = model.name_any();
     let previous = model.status.clone().unwrap_or_default();
     let generation = model.metadata.generation;
+    // queueDepth and lastScale* belong to the autoscaler's field manager; reconcile
+    // neither writes nor compares them.
     let mut status = DeepSeekModelStatus {
         observed_generation: generation,
         selector: Some(labels::leader_selector_string(&name)),
-        queue_depth: previous.queue_depth,
-        last_scale_time: previous.last_scale_time.clone(),
-        last_scale_reason: previous.last_scale_reason.clone(),
         ..Default::default()
     };
 
@@ -427,7 +426,18 @@ async fn finish(
             event(ctx, model, true, reason, message).await;
         }
     }
-    if &status != previous {
+    let mut comparable = status.clone();
+    // Conditions of other field managers (e.g. the autoscaler's) are theirs to keep.
+    let own = [cond::PLANNED, cond::SCHEDULED, cond::AVAILABLE, cond::PROGRESSING, cond::DEGRADED];
+    comparable.conditions.extend(previous.conditions.iter().filter(|c| !own.contains(&c.type_.as_str())).cloned());
+    comparable.conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
+    let mut previous_sorted = previous.clone();
+    previous_sorted.conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
+    let previous = &previous_sorted;
+    comparable.queue_depth = previous.queue_depth;
+    comparable.last_scale_time = previous.last_scale_time.clone();
+    comparable.last_scale_reason = previous.last_scale_reason.clone();
+    if &comparable != previous {
         apply::write_status(ctx, model, &status).await?;
     }
     Ok(())
