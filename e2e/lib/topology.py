@@ -298,6 +298,8 @@ def cmd_apply(args):
                 check(s, b, f"delete node {name}")
     log(f"{changed} nodes created or updated; waiting for all to be Ready")
     expected = {n["metadata"]["name"]: st for n, st in nodes}
+    if args.timeout is None:
+        args.timeout = 120 + 0.1 * len(nodes)
     deadline = time.monotonic() + args.timeout
     delay, repatched = 0.2, 0
     while True:
@@ -338,7 +340,8 @@ def main():
     a.add_argument("--ca", required=True)
     a.add_argument("--cert", required=True)
     a.add_argument("--key", required=True)
-    a.add_argument("--timeout", type=float, default=120)
+    a.add_argument("--timeout", type=float, default=None,
+                   help="seconds to wait for Ready nodes (default 120 + 0.1 per node)")
     a.add_argument("--workers", type=int, default=6)
     args = p.parse_args()
     if args.cmd == "render":
