@@ -1,0 +1,65 @@
+{{/* Chart name, truncated to the 63 characters of a label value. */}}
+{{- define "deepseek-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name of the release's objects. */}}
+{{- define "deepseek-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "deepseek-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels on every object of the release. */}}
+{{- define "deepseek-operator.labels" -}}
+helm.sh/chart: {{ include "deepseek-operator.chart" . }}
+{{ include "deepseek-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "deepseek-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "deepseek-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "deepseek-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "deepseek-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "deepseek-operator.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* The operator's config file (see operator/src/config.rs). */}}
+{{- define "deepseek-operator.config" -}}
+declaredPools:
+  {{- toYaml .Values.config.declaredPools | nindent 2 }}
+images:
+  {{- toYaml .Values.config.images | nindent 2 }}
+{{- with .Values.config.cacheHostPath }}
+cacheHostPath: {{ . | quote }}
+{{- end }}
+{{- if .Values.config.catalog.models }}
+catalogModelsFile: /etc/deepseek-operator/catalog-models.yaml
+{{- end }}
+{{- if .Values.config.catalog.accelerators }}
+catalogAcceleratorsFile: /etc/deepseek-operator/catalog-accelerators.yaml
+{{- end }}
+{{- end }}
