@@ -37,6 +37,13 @@ async fn pool_capacity(nodes: &Api<Node>, pool: &str, resource: &str) -> Result<
 async fn nodes_report_accelerator_capacity() -> Result<()> {
     let cluster = Cluster::ensure().await?;
     let nodes: Api<Node> = Api::all(cluster.client());
+    let mixed = nodes
+        .list(&ListParams::default().labels("e2e.deepseek.ai/topology=mixed"))
+        .await?;
+    ensure!(
+        !mixed.items.is_empty(),
+        "the smoke test expects the `mixed` topology (e2e/cluster up --topology mixed)"
+    );
     wait::nodes_ready(&nodes, "e2e.deepseek.ai/managed=true", 13, TIMEOUT).await?;
     for (pool, resource, count) in [
         ("h100", "nvidia.com/gpu", "8"),
