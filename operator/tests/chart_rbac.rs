@@ -1,0 +1,372 @@
+//! The Helm chart grants the operator exactly what its code calls, and ships the CRD that
+//! the Rust types generate.
+//!
+//! The tables below are derived by reading the code; every row names its call sites. A
+//! verb or resource in the chart that is not in a table fails, and so does one missing
+//! from the chart. When the operator starts calling something new, add the row here (with
+//! the call site) and the rule in `charts/deepseek-operator/templates/rbac.yaml`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use deepseek_e2e::Cluster;
+use serde_json::Value;
+
+/// (API group, resource) -> verbs, for the cluster-wide ClusterRole.
+const CLUSTER_RULES: &[(&str, &str, &[&str])] = &[
+    // controller/run.rs: `Controller::new(Api::<DeepSeekModel>::all(..), watcher::Config)`
+    // lists and watches models. Nothing gets a single model.
+    (
+        "inference.deepseek-operator.dev",
+        "deepseekmodels",
+        &["list", "watch"],
+    ),
+    // controller/apply.rs `write_status`: `api.patch_status(.., Patch::Apply)`; the
+    // autoscaler (operator/src/autoscale/) server-side applies its own status fields.
+    (
+        "inference.deepseek-operator.dev",
+        "deepseekmodels/status",
+        &["patch"],
+    ),
+    // operator/src/autoscale/: `patch_scale` on the scale subresource.
+    (
+        "inference.deepseek-operator.dev",
+        "deepseekmodels/scale",
+        &["patch"],
+    ),
+    // build/desired.rs: children's owner reference has `block_owner_deletion: Some(true)`;
+    // the OwnerReferencesPermissionEnforcement admission plugin (on in OpenShift and some
+    // distributions) then requires update on the owner's finalizers.
+    (
+        "inference.deepseek-operator.dev",
+        "deepseekmodels/finalizers",
+        &["update"],
+    ),
+    // list: controller/reconcile.rs `pod_api.list(&lp)` (and the autoscaler's pod list);
+    // watch: controller/run.rs `.owns(Api::<Pod>::all(..), owned)`;
+    // create + patch: controller/apply.rs `apply_pod` (server-side apply; an apply that
+    // creates the object is authorized as create, checked in e2e_helm.rs);
+    // delete: controller/apply.rs `delete::<Pod>` (reconcile.rs: orphans, old groups).
+    ("", "pods", &["list", "watch", "create", "patch", "delete"]),
+    // list: controller/reconcile.rs `svc_api.list(&lp)`; watch: run.rs `.owns(Api::<Service>..)`;
+    // create + patch: apply.rs `apply_service`; delete: reconcile.rs `delete::<Service>`.
+    (
+        "",
+        "services",
+        &["list", "watch", "create", "patch", "delete"],
+    ),
+    // controller/run.rs: `reflector(.., watcher(Api::<Node>::all(..), ..))`.
+    ("", "nodes", &["list", "watch"]),
+    // controller/apply.rs `event` -> kube-runtime `Recorder::publish` (events.rs): create a
+    // new events.k8s.io/v1 Event, patch it when the same event repeats.
+    ("events.k8s.io", "events", &["create", "patch"]),
+    // operator/src/autoscale/ (provider=keda): reads, watches, server-side applies
+    // (create + patch) and deletes ScaledObjects. Chart value rbac.keda (default true).
+    (
+        "keda.sh",
+        "scaledobjects",
+        &["get", "list", "watch", "create", "patch", "delete"],
+    ),
+];
+
+/// The leader Lease in the release namespace: kube-lease-manager 0.13.1 (controller/leader.rs)
+/// `LeaseState::get` (`api.get`), `create` (`api.create`, AutoCreate mode) and `patch`
+/// (`api.patch`, strategic merge and apply). It deletes leases only in its own tests.
+const LEASE_VERBS_BY_NAME: &[&str] = &["get", "patch"];
+const LEASE_VERBS_UNNAMED: &[&str] = &["create"];
+
+/// `Api<Kind>` types the operator's code uses, mapped to the table's resources. A kind not
+/// listed here fails `every_api_kind_in_the_code_is_in_the_table`.
+const KINDS: &[(&str, &str)] = &[
+    ("DeepSeekModel", "deepseekmodels"),
+    ("Pod", "pods"),
+    ("Service", "services"),
+    ("Node", "nodes"),
+    ("ScaledObject", "scaledobjects"),
+    // Generic parameters and dynamic objects (ScaledObjects without compiled types).
+    ("K", ""),
+    ("DynamicObject", "scaledobjects"),
+];
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn chart_dir() -> PathBuf {
+    repo_root().join("charts").join("deepseek-operator")
+}
+
+/// `helm template` of the chart, one JSON value per document.
+async fn render(args: &[&str]) -> Result<Vec<Value>> {
+    let cluster = Cluster::ensure().await?;
+    let out = cluster
+        .helm()
+        .args(["template", "rbac-test"])
+        .arg(chart_dir())
+        .args(["--namespace", "dso-system", "--kube-version", "1.35.0"])
+        .args(args)
+        .output()
+        .context("running helm template")?;
+    ensure!(
+        out.status.success(),
+        "helm template failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout)?;
+    let mut docs = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let v: Value = serde::Deserialize::deserialize(doc)?;
+        if !v.is_null() {
+            docs.push(v);
+        }
+    }
+    Ok(docs)
+}
+
+fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+type Grants = BTreeMap<(String, String, Vec<String>), BTreeSet<String>>;
+
+/// (group, resource, resourceNames) -> verbs, merged over every rule of a role.
+fn grants(role: &Value) -> Result<Grants> {
+    let mut out = Grants::new();
+    for rule in role["rules"].as_array().context("role has rules")? {
+        ensure!(
+            rule.get("nonResourceURLs").is_none(),
+            "non-resource URLs granted: {rule}"
+        );
+        let names = strings(&rule["resourceNames"]);
+        for group in strings(&rule["apiGroups"]) {
+            for resource in strings(&rule["resources"]) {
+                out.entry((group.clone(), resource, names.clone()))
+                    .or_default()
+                    .extend(strings(&rule["verbs"]));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn expected_cluster_grants(keda: bool) -> Grants {
+    CLUSTER_RULES
+        .iter()
+        .filter(|(g, _, _)| keda || *g != "keda.sh")
+        .map(|(g, r, verbs)| {
+            (
+                (g.to_string(), r.to_string(), Vec::new()),
+                verbs.iter().map(|v| v.to_string()).collect(),
+            )
+        })
+        .collect()
+}
+
+fn no_wildcards(doc: &Value) -> Result<()> {
+    let text = serde_json::to_string(&doc["rules"])?;
+    ensure!(
+        !text.contains('*'),
+        "wildcard in {}",
+        doc["metadata"]["name"]
+    );
+    Ok(())
+}
+
+fn diff(want: &Grants, got: &Grants) -> String {
+    let mut lines = Vec::new();
+    for (k, v) in got {
+        match want.get(k) {
+            None => lines.push(format!("extra in chart: {k:?} {v:?}")),
+            Some(w) if w != v => lines.push(format!("{k:?}: chart {v:?}, code {w:?}")),
+            _ => {}
+        }
+    }
+    for (k, v) in want {
+        if !got.contains_key(k) {
+            lines.push(format!("missing from chart: {k:?} {v:?}"));
+        }
+    }
+    lines.join("\n")
+}
+
+#[tokio::test]
+async fn cluster_role_grants_exactly_what_the_code_calls() -> Result<()> {
+    let docs = render(&[]).await?;
+    let roles = of_kind(&docs, "ClusterRole");
+    ensure!(roles.len() == 1, "one ClusterRole, got {}", roles.len());
+    no_wildcards(roles[0])?;
+    let got = grants(roles[0])?;
+    let want = expected_cluster_grants(true);
+    ensure!(
+        got == want,
+        "ClusterRole differs from the code:\n{}",
+        diff(&want, &got)
+    );
+    ensure!(
+        !got.keys().any(|(_, r, _)| r == "secrets"),
+        "the operator reads no Secrets"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn keda_rules_are_left_out_when_disabled() -> Result<()> {
+    let docs = render(&["--set", "rbac.keda=false"]).await?;
+    let roles = of_kind(&docs, "ClusterRole");
+    ensure!(roles.len() == 1);
+    let got = grants(roles[0])?;
+    let want = expected_cluster_grants(false);
+    ensure!(got == want, "ClusterRole differs:\n{}", diff(&want, &got));
+    Ok(())
+}
+
+#[tokio::test]
+async fn lease_role_is_namespaced_and_limited_to_the_lease() -> Result<()> {
+    let docs = render(&[]).await?;
+    let roles = of_kind(&docs, "Role");
+    ensure!(roles.len() == 1, "one Role, got {}", roles.len());
+    let role = roles[0];
+    no_wildcards(role)?;
+    ensure!(role["metadata"]["namespace"] == "dso-system");
+    let got = grants(role)?;
+    let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    let want: Grants = [
+        (
+            (
+                "coordination.k8s.io".to_string(),
+                "leases".to_string(),
+                vec!["deepseek-operator".to_string()],
+            ),
+            set(LEASE_VERBS_BY_NAME),
+        ),
+        (
+            (
+                "coordination.k8s.io".to_string(),
+                "leases".to_string(),
+                Vec::new(),
+            ),
+            set(LEASE_VERBS_UNNAMED),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    ensure!(got == want, "lease Role differs:\n{}", diff(&want, &got));
+
+    // Both bindings name the chart's ServiceAccount in the release namespace.
+    let sa = of_kind(&docs, "ServiceAccount");
+    ensure!(sa.len() == 1);
+    let sa_name = sa[0]["metadata"]["name"].clone();
+    for kind in ["ClusterRoleBinding", "RoleBinding"] {
+        let b = of_kind(&docs, kind);
+        ensure!(b.len() == 1, "one {kind}");
+        let subjects = b[0]["subjects"].as_array().context("subjects")?;
+        ensure!(
+            subjects.len() == 1
+                && subjects[0]["kind"] == "ServiceAccount"
+                && subjects[0]["name"] == sa_name
+                && subjects[0]["namespace"] == "dso-system",
+            "{kind} subjects: {subjects:?}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn no_lease_role_without_leader_election() -> Result<()> {
+    let docs = render(&["--set", "leaderElection.enabled=false"]).await?;
+    ensure!(of_kind(&docs, "Role").is_empty());
+    ensure!(of_kind(&docs, "RoleBinding").is_empty());
+    let args = strings(
+        &of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"],
+    );
+    ensure!(!args.iter().any(|a| a == "--leader-election"), "{args:?}");
+    Ok(())
+}
+
+/// Every `Api<Kind>` / `Api::<Kind>` in operator/src names a kind the table covers, so a
+/// new kind of call (say `Api<Secret>`) cannot slip in without a row and an RBAC rule.
+#[test]
+fn every_api_kind_in_the_code_is_in_the_table() -> Result<()> {
+    let mut found = BTreeSet::new();
+    let mut stack = vec![repo_root().join("operator").join("src")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path)?;
+                for marker in ["Api::<", "Api<"] {
+                    for (i, _) in text.match_indices(marker) {
+                        // Skip identifiers that merely end in "Api" (e.g. `MyApi<`).
+                        let before = text[..i].chars().next_back();
+                        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                            continue;
+                        }
+                        let rest = &text[i + marker.len()..];
+                        let kind: String = rest
+                            .chars()
+                            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+                            .collect();
+                        let kind = kind.rsplit("::").next().unwrap_or_default().to_string();
+                        if !kind.is_empty() {
+                            found.insert((kind, path.display().to_string()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    ensure!(
+        found.iter().any(|(k, _)| k == "Pod"),
+        "the scan found no Api<Pod>: is it still reading operator/src?"
+    );
+    let known: BTreeMap<&str, &str> = KINDS.iter().copied().collect();
+    let resources: BTreeSet<&str> = CLUSTER_RULES.iter().map(|(_, r, _)| *r).collect();
+    for (kind, file) in &found {
+        let resource = known
+            .get(kind.as_str())
+            .ok_or_else(|| anyhow!("{file} uses Api<{kind}>: add its verbs to the table in this test and to the chart's ClusterRole"))?;
+        if !resource.is_empty() && !resources.contains(resource) {
+            bail!("{file}: Api<{kind}> maps to {resource}, which has no row");
+        }
+    }
+    Ok(())
+}
+
+/// The chart's CRD must be byte-identical to crds/ (itself checked against the Rust types
+/// by crd_drift.rs).
+#[test]
+fn chart_crd_is_identical_to_crds_dir() -> Result<()> {
+    let src = repo_root().join("crds");
+    let dst = chart_dir().join("crds");
+    let names = |d: &Path| -> Result<BTreeSet<String>> {
+        Ok(std::fs::read_dir(d)
+            .with_context(|| format!("reading {}", d.display()))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect())
+    };
+    let (a, b) = (names(&src)?, names(&dst)?);
+    ensure!(a == b, "crds/ has {a:?}, the chart's crds/ has {b:?}");
+    for name in &a {
+        let x = std::fs::read(src.join(name))?;
+        let y = std::fs::read(dst.join(name))?;
+        ensure!(
+            x == y,
+            "charts/deepseek-operator/crds/{name} drifted from crds/{name}: copy it (cp crds/{name} charts/deepseek-operator/crds/)"
+        );
+    }
+    Ok(())
+}
