@@ -308,3 +308,38 @@ async fn leader_dies_and_the_standby_takes_over() -> Result<()> {
     wait_groups(&pods, "before", 2, 1, T).await?;
     ns.finish().await
 }
+
+#[tokio::test]
+async fn losing_a_rank_recreates_the_whole_group() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::ensure().await?;
+    install_crd(&cluster).await?;
+    let op = Operator::start(&cluster, OperatorOptions::default()).await?;
+    let ns = cluster.namespace("rank-loss").await?;
+    let models: Api<DeepSeekModel> = ns.api();
+    let pods: Api<Pod> = ns.api();
+    apply_model(&models, &example("r1-fp8-h100-multinode.yaml")?).await?;
+    let before = wait_groups(&pods, "r1", 1, 2, T).await?;
+    let worker = before
+        .iter()
+        .find(|p| label(p, "inference.deepseek-operator.dev/role") == "worker")
+        .and_then(|p| p.metadata.name.clone())
+        .context("worker pod")?;
+    pods.delete(&worker, &Default::default()).await?;
+    // A multi-node engine cannot lose a rank: both pods are replaced, not just the worker.
+    let after = wait_for(
+        T,
+        "the group is recreated with new leader and worker",
+        || async {
+            let live: Vec<Pod> = model_pods(&pods, "r1").await?;
+            let ok = live.len() == 2
+                && live.iter().all(is_running_ready)
+                && uids(&live).is_disjoint(&uids(&before));
+            Ok(ok.then_some(live))
+        },
+    )
+    .await
+    .with_context(|| op.log_tail())?;
+    ensure!(after.len() == 2);
+    ns.finish().await
+}

@@ -447,27 +447,48 @@ async fn declared_pool_at_zero_gets_pending_pods_for_the_cluster_autoscaler() ->
     let cluster = Cluster::ensure().await?;
     install_crd(&cluster).await?;
     let ns = cluster.namespace("declared").await?;
-    let config = cluster.state_dir().join(format!("operator-config-{}.yaml", ns.name()));
+    let config = cluster
+        .state_dir()
+        .join(format!("operator-config-{}.yaml", ns.name()));
     std::fs::write(
         &config,
         "declaredPools:\n  - name: gke-a100-spot\n    product: a100-40gb\n    acceleratorsPerNode: 8\n    maxNodes: 2\n    nodeSelector: {cloud.google.com/gke-accelerator: nvidia-tesla-a100}\n    taints: [{key: nvidia.com/gpu, value: present, effect: NoSchedule}]\n",
     )?;
-    let op = Operator::start(&cluster, OperatorOptions { config_file: Some(&config), ..Default::default() }).await?;
+    let op = Operator::start(
+        &cluster,
+        OperatorOptions {
+            config_file: Some(&config),
+            ..Default::default()
+        },
+    )
+    .await?;
     let models: Api<DeepSeekModel> = ns.api();
     let mut m = example("r1-distill-qwen-1.5b-l4.yaml")?;
     m.metadata.name = Some("scale-from-zero".into());
-    m.spec.accelerator = Some(deepseek_operator::api::AcceleratorSelector { product: Some("a100-40gb".into()), ..Default::default() });
+    m.spec.accelerator = Some(deepseek_operator::api::AcceleratorSelector {
+        product: Some("a100-40gb".into()),
+        ..Default::default()
+    });
     apply_model(&models, &m).await?;
-    let (_, msg) = wait_condition(&models, "scale-from-zero", "Planned", "True", T).await.with_context(|| op.log_tail())?;
-    ensure!(msg.contains("gke-a100-spot"), "planned on the declared pool: {msg}");
+    let (_, msg) = wait_condition(&models, "scale-from-zero", "Planned", "True", T)
+        .await
+        .with_context(|| op.log_tail())?;
+    ensure!(
+        msg.contains("gke-a100-spot"),
+        "planned on the declared pool: {msg}"
+    );
     // The pod exists and waits for a node: that is what makes a cluster autoscaler act.
     let (reason, msg) = wait_condition(&models, "scale-from-zero", "Scheduled", "False", T).await?;
     ensure!(reason == "Unschedulable", "{reason}: {msg}");
     let pods: Api<Pod> = ns.api();
     let pending = model_pods(&pods, "scale-from-zero").await?;
     ensure!(pending.len() == 1);
-    let affinity = serde_json::to_string(&pending[0].spec.as_ref().and_then(|s| s.affinity.clone()))?;
-    ensure!(affinity.contains("nvidia-tesla-a100"), "pods select the declared pool's labels: {affinity}");
+    let affinity =
+        serde_json::to_string(&pending[0].spec.as_ref().and_then(|s| s.affinity.clone()))?;
+    ensure!(
+        affinity.contains("nvidia-tesla-a100"),
+        "pods select the declared pool's labels: {affinity}"
+    );
     let _ = std::fs::remove_file(&config);
     ns.finish().await
 }
