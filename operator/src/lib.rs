@@ -4,6 +4,7 @@
 //! plain data; `controller` is the only part that talks to the API server.
 
 pub mod api;
+pub mod autoscale;
 pub mod build;
 pub mod cli;
 pub mod config;

@@ -5,6 +5,7 @@
 
 pub mod desired;
 pub mod hash;
+pub mod keda;
 pub mod labels;
 pub mod pods;
 pub mod services;

@@ -210,6 +210,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             }
         }
     };
+    // The built-in autoscaler runs only here, on the leader, until the controller stops.
+    let autoscaler = tokio::spawn(crate::autoscale::run(ctx.clone()));
     Controller::new(
         Api::<DeepSeekModel>::all(client.clone()),
         watcher::Config::default(),
@@ -226,6 +228,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
     })
     .await;
+    autoscaler.abort();
     if lost.load(Ordering::Relaxed) {
         anyhow::bail!("lost the leader lease; exiting so a fresh standby takes over");
     }

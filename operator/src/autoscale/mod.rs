@@ -1,0 +1,316 @@
+//! The built-in autoscaler: a loop the leader runs next to the controller. For every model
+//! with `autoscaling.provider: builtin`, every `intervalSeconds` it lists the model's leader
+//! pods, reads their normalised queue metrics ([`scrape`]), decides ([`decide`]), checks
+//! capacity before adding groups ([`capacity`]), changes `spec.replicas` through the scale
+//! subresource (so it composes with `kubectl scale`), records an Event per scale, and
+//! writes its own status fields with its own field manager: `queueDepth`,
+//! `lastScaleTime`, `lastScaleReason` and the `MetricsAvailable` and `CapacityLimited`
+//! conditions. The reconcile never touches those, and it never touches the reconcile's.
+
+pub mod capacity;
+pub mod decide;
+pub mod scrape;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use crate::api::{AutoscalingProvider, DeepSeekModel};
+use crate::build::labels;
+use crate::controller::apply::event;
+use crate::controller::context::Context;
+use crate::controller::metrics::ModelLabels;
+use crate::controller::status as cond;
+use decide::{decide, limit_by_capacity, Direction, History, Observation, Params};
+
+/// Field manager of everything the autoscaler writes.
+pub const FIELD_MANAGER: &str = "deepseek-operator-autoscaler";
+/// Condition: every leader's metrics were read at the last interval.
+pub const METRICS_AVAILABLE: &str = "MetricsAvailable";
+/// Condition: a scale-up was limited (or needs new nodes) for lack of free accelerators.
+pub const CAPACITY_LIMITED: &str = "CapacityLimited";
+/// Annotation with extra demand (requests waiting outside the engines, e.g. counted by a
+/// gateway while the model is at zero): added to the leaders' queue. The only wake-up
+/// signal at zero replicas besides `kubectl scale`.
+pub const DEMAND_ANNOTATION: &str = "autoscaling.deepseek-operator.dev/demand";
+
+/// How often the loop looks for models that are due.
+const TICK: Duration = Duration::from_millis(500);
+
+#[derive(Default)]
+struct ModelState {
+    history: History,
+    next_due: Duration,
+}
+
+/// Runs until the task is aborted (the leader stops or loses its lease).
+pub async fn run(ctx: Arc<Context>) {
+    let start = Instant::now();
+    let mut states: HashMap<String, ModelState> = HashMap::new();
+    let api = Api::<DeepSeekModel>::all(ctx.client.clone());
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tracing::info!("autoscaler started");
+    loop {
+        tick.tick().await;
+        let models = match api.list(&ListParams::default()).await {
+            Ok(l) => l.items,
+            Err(e) => {
+                tracing::warn!(error = %e, "autoscaler: listing models");
+                continue;
+            }
+        };
+        let now = start.elapsed();
+        let builtin: Vec<DeepSeekModel> = models
+            .into_iter()
+            .filter(|m| {
+                m.metadata.deletion_timestamp.is_none()
+                    && m.spec
+                        .autoscaling
+                        .as_ref()
+                        .is_some_and(|a| a.provider == AutoscalingProvider::Builtin)
+            })
+            .collect();
+        states.retain(|uid, _| builtin.iter().any(|m| m.uid().as_deref() == Some(uid)));
+        let mut due = Vec::new();
+        for m in builtin {
+            let Some(uid) = m.uid() else { continue };
+            let st = states.remove(&uid).unwrap_or_default();
+            if st.next_due <= now {
+                due.push((uid, m, st));
+            } else {
+                states.insert(uid, st);
+            }
+        }
+        let ran = join_all(due.into_iter().map(|(uid, m, mut st)| {
+            let ctx = ctx.clone();
+            async move {
+                if let Err(e) = step(&ctx, &m, &mut st, start).await {
+                    tracing::warn!(model = %m.name_any(), error = %e, "autoscaler step failed");
+                }
+                (uid, st)
+            }
+        }))
+        .await;
+        states.extend(ran);
+    }
+}
+
+fn now_rfc3339() -> String {
+    k8s_openapi::jiff::Timestamp::now().to_string()
+}
+
+/// One interval of one model.
+async fn step(
+    ctx: &Context,
+    model: &DeepSeekModel,
+    st: &mut ModelState,
+    start: Instant,
+) -> anyhow::Result<()> {
+    let Some(a) = model.spec.autoscaling.as_ref() else {
+        return Ok(());
+    };
+    let p = Params::from_spec(a);
+    let at = start.elapsed();
+    st.next_due = at + p.interval;
+    let ns = model
+        .namespace()
+        .ok_or_else(|| anyhow::anyhow!("model without a namespace"))?;
+    let name = model.name_any();
+    let current = model.spec.replicas.unwrap_or(a.min_replicas).max(0) as u32;
+
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
+        .list(&ListParams::default().labels(&labels::selector_string(&name)))
+        .await?
+        .items;
+    let leaders: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| p.labels().get(labels::ROLE).map(String::as_str) == Some("leader"))
+        .collect();
+    let demand = model
+        .annotations()
+        .get(DEMAND_ANNOTATION)
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .unwrap_or(0.0);
+    let timeout = p
+        .interval
+        .clamp(Duration::from_millis(500), Duration::from_secs(2));
+    let read = scrape::scrape(&scrape::client(timeout), &leaders).await;
+    let obs = if leaders.is_empty() {
+        Observation::complete(at, demand)
+    } else if read.answered == 0 && demand == 0.0 {
+        Observation::missing(at)
+    } else {
+        Observation {
+            at,
+            load: Some(read.total() + demand),
+            complete: read.complete(),
+        }
+    };
+    let d = decide(&p, &mut st.history, start.elapsed(), current, obs);
+
+    let mut target = d.replicas;
+    let mut capacity_msg = None;
+    if d.direction == Direction::Up && d.replicas > current.max(p.min) {
+        let room = capacity::room(ctx, model, &pods, current).await;
+        (target, capacity_msg) =
+            limit_by_capacity(current, d.replicas, room, a.allow_node_provisioning);
+    }
+
+    let previous = model.status.clone().unwrap_or_default();
+    let mut last_time = previous.last_scale_time.clone();
+    let mut last_reason = previous.last_scale_reason.clone();
+    if target != current {
+        let api = Api::<DeepSeekModel>::namespaced(ctx.client.clone(), &ns);
+        let pp = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        ctx.metrics.write("patch", "deepseekmodels/scale");
+        api.patch_scale(
+            &name,
+            &pp,
+            &Patch::Merge(json!({"spec": {"replicas": target}})),
+        )
+        .await?;
+        let (verb, reason) = if target > current {
+            ("ScaledUp", d.reason.clone())
+        } else {
+            ("ScaledDown", d.reason.clone())
+        };
+        let note = format!("{current} -> {target} replicas: {reason}");
+        tracing::info!(model = %name, namespace = %ns, from = current, to = target, %reason, "autoscaler: scaled");
+        event(ctx, model, false, verb, note).await;
+        last_time = Some(now_rfc3339());
+        last_reason = Some(reason);
+    }
+
+    let queue = obs.load.filter(|_| obs.complete).map(|l| l.round() as u32);
+    if let Some(q) = obs.load {
+        ctx.metrics
+            .queue_depth
+            .get_or_create(&ModelLabels {
+                namespace: ns.clone(),
+                model: name.clone(),
+            })
+            .set(q);
+    }
+    let mut conditions: Vec<Condition> = Vec::new();
+    let generation = model.metadata.generation;
+    if d.metrics_missing {
+        let msg = match read.failed.first() {
+            Some((pod, why)) => format!(
+                "{} of {} leader(s) unreadable (e.g. {pod}: {}); holding: no scale-down without complete metrics",
+                read.failed.len(),
+                leaders.len(),
+                first_words(why)
+            ),
+            None => "metrics missing or stale; holding".into(),
+        };
+        cond::set(
+            &previous.conditions,
+            &mut conditions,
+            METRICS_AVAILABLE,
+            false,
+            "MetricsUnavailable",
+            msg,
+            generation,
+        );
+    } else {
+        cond::set(
+            &previous.conditions,
+            &mut conditions,
+            METRICS_AVAILABLE,
+            true,
+            "MetricsRead",
+            format!("queue metrics read from {} leader(s)", leaders.len()),
+            generation,
+        );
+    }
+    let carry_capacity = d.direction != Direction::Up
+        && cond::get(&previous.conditions, CAPACITY_LIMITED).is_some_and(|c| c.status == "True")
+        && d.recommendation > current;
+    match capacity_msg {
+        Some(msg) => cond::set(
+            &previous.conditions,
+            &mut conditions,
+            CAPACITY_LIMITED,
+            true,
+            "NoFreeAccelerators",
+            msg,
+            generation,
+        ),
+        None if carry_capacity => {
+            if let Some(c) = cond::get(&previous.conditions, CAPACITY_LIMITED) {
+                conditions.push(c.clone());
+            }
+        }
+        None => cond::set(
+            &previous.conditions,
+            &mut conditions,
+            CAPACITY_LIMITED,
+            false,
+            "NotLimited",
+            "no scale-up is held back by capacity",
+            generation,
+        ),
+    }
+    let queue_depth = queue.or(previous.queue_depth);
+    let unchanged_on_server = previous.queue_depth == queue_depth
+        && previous.last_scale_time == last_time
+        && previous.last_scale_reason == last_reason
+        && conditions
+            .iter()
+            .all(|c| cond::get(&previous.conditions, &c.type_) == Some(c));
+    if !unchanged_on_server {
+        let mut status = serde_json::Map::new();
+        status.insert("conditions".into(), json!(conditions));
+        if let Some(q) = queue_depth {
+            status.insert("queueDepth".into(), json!(q));
+        }
+        if let Some(t) = last_time {
+            status.insert("lastScaleTime".into(), json!(t));
+        }
+        if let Some(r) = last_reason {
+            status.insert("lastScaleReason".into(), json!(r));
+        }
+        write_status(ctx, model, &ns, &serde_json::Value::Object(status)).await?;
+    }
+    Ok(())
+}
+
+/// The first line and at most 120 characters of an error, for a condition message.
+fn first_words(s: &str) -> String {
+    s.lines().next().unwrap_or("").chars().take(120).collect()
+}
+
+async fn write_status(
+    ctx: &Context,
+    model: &DeepSeekModel,
+    ns: &str,
+    status: &serde_json::Value,
+) -> anyhow::Result<()> {
+    let api = Api::<DeepSeekModel>::namespaced(ctx.client.clone(), ns);
+    let patch = json!({
+        "apiVersion": DeepSeekModel::api_version(&()),
+        "kind": DeepSeekModel::kind(&()),
+        "status": status,
+    });
+    ctx.metrics.write("apply", "deepseekmodels/status");
+    api.patch_status(
+        &model.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(patch),
+    )
+    .await?;
+    Ok(())
+}

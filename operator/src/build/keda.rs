@@ -1,0 +1,182 @@
+//! `autoscaling.provider: keda`: the KEDA ScaledObject the operator emits instead of
+//! scaling itself. It targets the DeepSeekModel's scale subresource (so replicas are
+//! groups, and the HPA KEDA creates adds whole multi-node groups), with a Prometheus
+//! trigger on the normalised queue metrics of the leaders, the same formula as the
+//! built-in autoscaler (`AverageValue`: replicas = ceil(sum / targetQueueDepth)), and the
+//! same stabilization window and step limit expressed as HPA behavior.
+//!
+//! Pure: the model in, the object out as JSON.
+
+use kube::{Resource, ResourceExt};
+use serde_json::{json, Value};
+
+use super::labels;
+use crate::api::{AutoscalingProvider, DeepSeekModel};
+use crate::autoscale::decide::Params;
+
+pub const GROUP: &str = "keda.sh";
+pub const VERSION: &str = "v1alpha1";
+pub const KIND: &str = "ScaledObject";
+pub const PLURAL: &str = "scaledobjects";
+
+/// Annotation overriding the Prometheus server the trigger queries.
+pub const PROMETHEUS_ADDRESS_ANNOTATION: &str =
+    "autoscaling.deepseek-operator.dev/prometheus-address";
+/// Annotation overriding the whole PromQL query.
+pub const PROMETHEUS_QUERY_ANNOTATION: &str = "autoscaling.deepseek-operator.dev/prometheus-query";
+/// Default server: the Service the Prometheus Operator creates in `monitoring`.
+pub const DEFAULT_PROMETHEUS_ADDRESS: &str = "http://prometheus-operated.monitoring.svc:9090";
+
+/// The ApiResource of ScaledObject, for dynamic clients.
+pub fn api_resource() -> kube::core::ApiResource {
+    kube::core::ApiResource {
+        group: GROUP.into(),
+        version: VERSION.into(),
+        api_version: format!("{GROUP}/{VERSION}"),
+        kind: KIND.into(),
+        plural: PLURAL.into(),
+    }
+}
+
+/// Queued + running requests of the model's leaders (rank 0 pods, whose names end in
+/// `-0`), as scraped by a PodMonitor on the launcher port (labels `namespace`, `pod`).
+pub fn default_query(namespace: &str, model: &str) -> String {
+    let sel = format!(r#"namespace="{namespace}",pod=~"{model}-[a-z0-9]+-[0-9]+-0""#);
+    format!(
+        "sum(dso_queue_depth{{{sel}}} or vector(0)) + sum(dso_requests_running{{{sel}}} or vector(0))"
+    )
+}
+
+/// The ScaledObject for a model with `provider: keda`; `None` otherwise.
+pub fn scaled_object(model: &DeepSeekModel) -> Option<Value> {
+    let a = model.spec.autoscaling.as_ref()?;
+    if a.provider != AutoscalingProvider::Keda {
+        return None;
+    }
+    let p = Params::from_spec(a);
+    let name = model.name_any();
+    let namespace = model.namespace().unwrap_or_default();
+    let ann = model.annotations();
+    let address = ann
+        .get(PROMETHEUS_ADDRESS_ANNOTATION)
+        .cloned()
+        .unwrap_or_else(|| DEFAULT_PROMETHEUS_ADDRESS.to_string());
+    let query = ann
+        .get(PROMETHEUS_QUERY_ANNOTATION)
+        .cloned()
+        .unwrap_or_else(|| default_query(&namespace, &name));
+    let interval = p.interval.as_secs();
+    let window = p.stabilization.as_secs();
+    let mut metadata = json!({
+        "name": name,
+        "namespace": namespace,
+        "labels": labels::base(&name),
+    });
+    if let Some(owner) = model.controller_owner_ref(&()) {
+        metadata["ownerReferences"] = json!([owner]);
+    }
+    Some(json!({
+        "apiVersion": format!("{GROUP}/{VERSION}"),
+        "kind": KIND,
+        "metadata": metadata,
+        "spec": {
+            "scaleTargetRef": {
+                "apiVersion": DeepSeekModel::api_version(&()),
+                "kind": DeepSeekModel::kind(&()),
+                "name": name,
+            },
+            "pollingInterval": interval,
+            // KEDA's cooldown governs only the last step to zero; the HPA behavior
+            // below governs every other scale-down.
+            "cooldownPeriod": window,
+            "minReplicaCount": p.min,
+            "maxReplicaCount": p.max,
+            "advanced": {
+                "horizontalPodAutoscalerConfig": {
+                    "behavior": {
+                        "scaleUp": {
+                            "stabilizationWindowSeconds": 0,
+                            "policies": [{"type": "Pods", "value": p.max_step, "periodSeconds": interval}],
+                        },
+                        "scaleDown": {
+                            "stabilizationWindowSeconds": window,
+                            "policies": [{"type": "Percent", "value": 100, "periodSeconds": interval}],
+                        },
+                    },
+                },
+            },
+            "triggers": [{
+                "type": "prometheus",
+                "metricType": "AverageValue",
+                "metadata": {
+                    "serverAddress": address,
+                    "query": query,
+                    "threshold": p.target.to_string(),
+                    "activationThreshold": "0",
+                },
+            }],
+        },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(provider: &str) -> DeepSeekModel {
+        serde_json::from_value(json!({
+            "apiVersion": "inference.deepseek-operator.dev/v1alpha1",
+            "kind": "DeepSeekModel",
+            "metadata": {"name": "r1", "namespace": "ai", "uid": "u-1"},
+            "spec": {
+                "model": "deepseek-r1",
+                "autoscaling": {
+                    "minReplicas": 0, "maxReplicas": 4, "targetQueueDepth": 16,
+                    "provider": provider, "scaleDownStabilizationSeconds": 120,
+                    "intervalSeconds": 10, "maxScaleUpStep": 1
+                }
+            }
+        }))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn targets_the_model_scale_subresource_with_the_queue_trigger() {
+        let so = scaled_object(&model("keda")).unwrap_or_default();
+        let spec = &so["spec"];
+        assert_eq!(so["kind"], "ScaledObject");
+        assert_eq!(so["metadata"]["ownerReferences"][0]["uid"], "u-1");
+        assert_eq!(spec["scaleTargetRef"]["kind"], "DeepSeekModel");
+        assert_eq!(
+            spec["scaleTargetRef"]["apiVersion"],
+            "inference.deepseek-operator.dev/v1alpha1"
+        );
+        assert_eq!(spec["scaleTargetRef"]["name"], "r1");
+        assert_eq!(
+            (
+                spec["minReplicaCount"].clone(),
+                spec["maxReplicaCount"].clone()
+            ),
+            (json!(0), json!(4))
+        );
+        assert_eq!(spec["cooldownPeriod"], 120);
+        assert_eq!(spec["pollingInterval"], 10);
+        let trig = &spec["triggers"][0];
+        assert_eq!(trig["type"], "prometheus");
+        assert_eq!(trig["metadata"]["threshold"], "16");
+        let q = trig["metadata"]["query"].as_str().unwrap_or_default();
+        assert!(
+            q.contains("dso_queue_depth") && q.contains("dso_requests_running"),
+            "{q}"
+        );
+        assert!(q.contains(r#"namespace="ai""#), "{q}");
+        let behavior = &spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"];
+        assert_eq!(behavior["scaleDown"]["stabilizationWindowSeconds"], 120);
+        assert_eq!(behavior["scaleUp"]["policies"][0]["value"], 1);
+    }
+
+    #[test]
+    fn only_for_the_keda_provider() {
+        assert!(scaled_object(&model("builtin")).is_none());
+    }
+}
