@@ -11,6 +11,9 @@ use super::DeepSeekModelStatus;
 pub use deepseek_planner::{Quantization, Vendor};
 
 /// A DeepSeek model served on accelerators, sized and placed by the operator.
+// The lint mistakes repeated `type_ = "string"` inside the printcolumn list for duplicated
+// attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "inference.deepseek-operator.dev",

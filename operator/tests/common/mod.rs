@@ -60,20 +60,11 @@ pub struct Operator {
     pub log: PathBuf,
 }
 
+#[derive(Default)]
 pub struct OperatorOptions<'a> {
     pub leader_election: Option<(&'a str, &'a str)>, // (lease namespace, identity)
     pub kubeconfig: Option<&'a Path>,
     pub config_file: Option<&'a Path>,
-}
-
-impl Default for OperatorOptions<'_> {
-    fn default() -> Self {
-        OperatorOptions {
-            leader_election: None,
-            kubeconfig: None,
-            config_file: None,
-        }
-    }
 }
 
 fn free_port() -> Result<u16> {
