@@ -139,3 +139,80 @@ pub fn place(
         message: format!("{needed}; largest matching pool: {largest}"),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::OperatorConfig;
+    use crate::inventory::pools_from_nodes;
+    use crate::validate::validate;
+    use k8s_openapi::api::core::v1::Node;
+
+    fn pools(cfg: &OperatorConfig) -> Vec<Pool> {
+        let nodes: Vec<Node> =
+            serde_yaml::from_str(include_str!("../tests/fixtures/nodes-mixed.yaml"))
+                .expect("fixture");
+        let refs: Vec<&Node> = nodes.iter().collect();
+        pools_from_nodes(&refs, Catalog::builtin(), &cfg.declared_pools)
+    }
+
+    fn place_yaml(yaml: &str, cfg: &OperatorConfig) -> Result<Placement, Unplaceable> {
+        let spec = serde_yaml::from_str(yaml).expect("spec");
+        let v = validate(&spec, Catalog::builtin()).expect("valid");
+        place(&v, &pools(cfg), Catalog::builtin())
+    }
+
+    #[test]
+    fn live_nodes_win_over_an_equal_declared_pool() {
+        let cfg = OperatorConfig::from_yaml(
+            "declaredPools: [{name: spare-h200, product: h200, acceleratorsPerNode: 8, maxNodes: 4, nodeSelector: {pool: spare}}]",
+        )
+        .expect("config");
+        let p = place_yaml(
+            "model: deepseek-r1\nquantization: fp8\naccelerator: {product: h200}",
+            &cfg,
+        )
+        .expect("fits");
+        assert!(!p.pool.declared, "chose {}", p.pool.name);
+        assert_eq!(p.plan.gpus_per_replica, 8);
+    }
+
+    #[test]
+    fn cpu_is_a_fallback_only_when_asked_or_for_gguf() {
+        // Unconstrained BF16: a GPU pool, never the CPU nodes.
+        let p = place_yaml(
+            "model: deepseek-r1-distill-qwen-1.5b",
+            &OperatorConfig::default(),
+        )
+        .expect("fits");
+        assert_ne!(p.pool.accelerator, "cpu");
+        let p = place_yaml(
+            "model: deepseek-r1-distill-qwen-1.5b\nquantization: gguf-q8_0",
+            &OperatorConfig::default(),
+        )
+        .expect("fits");
+        assert_eq!(p.pool.accelerator, "cpu");
+    }
+
+    #[test]
+    fn node_selector_narrows_the_pools() {
+        let e = place_yaml(
+            "model: deepseek-r1-distill-qwen-1.5b\naccelerator: {nodeSelector: {team: nobody}}",
+            &OperatorConfig::default(),
+        )
+        .expect_err("no pool has that label");
+        assert_eq!(e.reason, "InsufficientAccelerators");
+        assert!(e.message.contains("team"), "{}", e.message);
+    }
+
+    #[test]
+    fn unsupported_combinations_say_what_to_change() {
+        let e = place_yaml(
+            "model: deepseek-r1\nquantization: fp8\naccelerator: {vendor: ascend}",
+            &OperatorConfig::default(),
+        )
+        .expect_err("no fp8 on ascend");
+        assert_eq!(e.reason, "UnsupportedCombination");
+        assert!(e.message.contains("int8"), "{}", e.message);
+    }
+}

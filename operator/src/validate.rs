@@ -218,3 +218,97 @@ pub fn validate(spec: &DeepSeekModelSpec, catalog: &Catalog) -> Result<Validated
         rollout: spec.rollout.clone().unwrap_or_default(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> DeepSeekModelSpec {
+        serde_yaml::from_str(yaml).expect("spec parses")
+    }
+
+    fn check(yaml: &str) -> Result<ValidatedModel, Invalid> {
+        validate(&spec(yaml), Catalog::builtin())
+    }
+
+    #[test]
+    fn catalog_model_resolves_with_defaults() {
+        let v = check("model: deepseek-r1\nquantization: fp8").expect("valid");
+        assert_eq!(v.arch.id, "deepseek-r1");
+        assert_eq!(v.weights_repo, "deepseek-ai/DeepSeek-R1");
+        assert_eq!(v.replicas, 1);
+        assert_eq!(v.vendor, None);
+    }
+
+    #[test]
+    fn product_implies_vendor_and_must_agree_with_it() {
+        let v = check("model: deepseek-r1\naccelerator: {product: mi300x}").expect("valid");
+        assert_eq!(v.vendor, Some(Vendor::Amd));
+        let e = check("model: deepseek-r1\naccelerator: {product: mi300x, vendor: nvidia}")
+            .expect_err("mismatch");
+        assert_eq!(e.reason, "InvalidSpec");
+        assert!(e.message.contains("amd"), "{}", e.message);
+        let e = check("model: deepseek-r1\naccelerator: {product: tpu-v5}").expect_err("unknown");
+        assert_eq!(e.reason, "UnknownAccelerator");
+    }
+
+    #[test]
+    fn engines_must_run_on_the_vendor() {
+        let e = check("model: deepseek-r1\nengine: vllm-ascend\naccelerator: {vendor: nvidia}")
+            .expect_err("mismatch");
+        assert_eq!(e.reason, "UnsupportedCombination");
+        assert!(check("model: deepseek-r1\nengine: sglang\naccelerator: {vendor: amd}").is_ok());
+    }
+
+    #[test]
+    fn gguf_means_cpu() {
+        let v =
+            check("model: deepseek-r1-distill-qwen-7b\nquantization: gguf-q4_k_m").expect("valid");
+        assert_eq!(v.vendor, Some(Vendor::Cpu));
+        let e =
+            check("model: deepseek-r1\nquantization: gguf-q4_k_m\naccelerator: {vendor: ascend}")
+                .expect_err("gguf on npu");
+        assert_eq!(e.reason, "UnsupportedCombination");
+    }
+
+    #[test]
+    fn replicas_are_clamped_to_the_autoscaling_range() {
+        let v =
+            check("model: deepseek-r1\nreplicas: 9\nautoscaling: {minReplicas: 1, maxReplicas: 3}")
+                .expect("valid");
+        assert_eq!(v.replicas, 3);
+        let v = check("model: deepseek-r1\nautoscaling: {minReplicas: 2, maxReplicas: 3}")
+            .expect("valid");
+        assert_eq!(v.replicas, 2);
+        let v = check("model: deepseek-r1\nreplicas: 0").expect("valid");
+        assert_eq!(v.replicas, 0);
+    }
+
+    #[test]
+    fn custom_models_map_their_architecture() {
+        let v = check(
+            "model: custom\ncustomModel: {huggingFaceRepo: me/tuned-v3, attention: mla, parametersBillions: 671, activeParametersBillions: 37, layers: 61, hiddenSize: 7168, attentionHeads: 128, kvLoraRank: 512, qkRopeHeadDim: 64, maxPositionEmbeddings: 163840}",
+        )
+        .expect("valid");
+        assert_eq!(v.weights_repo, "me/tuned-v3");
+        assert_eq!(v.arch.kv_lora_rank, Some(512));
+        assert!((v.arch.active_params_b - 37.0).abs() < 1e-9);
+        let e = check("model: custom").expect_err("needs numbers");
+        assert_eq!(e.reason, "InvalidSpec");
+        let e = check("model: deepseek-r9").expect_err("unknown");
+        assert_eq!(e.reason, "UnknownModel");
+        assert!(
+            e.message.contains("deepseek-r1"),
+            "lists known models: {}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn weights_from_a_volume_use_its_path() {
+        let v =
+            check("model: deepseek-r1\nsource: {volume: {claimName: weights, path: /models/r1}}")
+                .expect("valid");
+        assert_eq!(v.weights_repo, "/models/r1");
+    }
+}
