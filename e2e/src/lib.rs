@@ -39,6 +39,7 @@ pub mod cluster;
 pub mod diagnostics;
 pub mod fixtures;
 pub mod namespace;
+pub mod sim;
 pub mod wait;
 
 pub use cluster::{Cluster, ClusterEnv};

@@ -281,3 +281,54 @@ pub async fn wait_condition(
     })
     .await
 }
+
+/// IPs of the Running+Ready pods a Service selects, resolved by hand (KWOK's loopback pod
+/// IPs never reach EndpointSlices). Only loopback addresses are returned.
+pub async fn service_pod_ips(
+    client: &kube::Client,
+    ns: &str,
+    service: &str,
+) -> Result<Vec<std::net::Ipv4Addr>> {
+    let svc: k8s_openapi::api::core::v1::Service =
+        Api::namespaced(client.clone(), ns).get(service).await?;
+    let selector = svc
+        .spec
+        .and_then(|s| s.selector)
+        .ok_or_else(|| anyhow!("service {service} has no selector"))?;
+    let sel: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let list = pods
+        .list(&ListParams::default().labels(&sel.join(",")))
+        .await?;
+    Ok(list
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && is_running_ready(p))
+        .filter_map(|p| p.status.as_ref()?.pod_ip.as_deref()?.parse().ok())
+        .filter(|ip: &std::net::Ipv4Addr| ip.is_loopback())
+        .collect())
+}
+
+/// A metric of a launcher's normalised `/metrics` (port 8080) at a loopback pod IP.
+pub async fn launcher_metric(ip: std::net::Ipv4Addr, name: &str) -> Result<Option<f64>> {
+    anyhow::ensure!(ip.is_loopback(), "refusing to dial {ip}: not loopback");
+    let text = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .no_proxy()
+        .build()?
+        .get(format!("http://{ip}:8080/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| l.split(['{', ' ']).next() == Some(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok()))
+}
+
+/// Builds (once) and returns the launcher binary, off the async runtime.
+pub async fn launcher() -> Result<PathBuf> {
+    tokio::task::spawn_blocking(deepseek_e2e::sim::launcher_binary).await?
+}

@@ -1,0 +1,393 @@
+//! Simulated engines behind simulated pods: [`SimFleet`] runs the real launcher
+//! (`deepseek-launcher run --engine sim`) for every Running operator-managed pod of a
+//! namespace, bound to that pod's 127.x IP and with that pod's environment, so tests send
+//! real requests to real processes at the pods a Service selects, and the operator reads
+//! real readiness and queue metrics.
+//!
+//! KWOK pods have no DNS, so `DSO_LEADER_ADDRESS` is replaced by the IP of the pod with
+//! rank 0 of the same group. Only loopback pod IPs are served. A process stops when its
+//! pod goes away; [`SimFleet::set_paused`] stops them all (a metrics outage) until resumed;
+//! dropping the fleet kills every process (each runs in its own process group, so the sim
+//! engine the launcher started goes too).
+//!
+//! ```no_run
+//! # async fn example(ns: &deepseek_e2e::TestNamespace) -> anyhow::Result<()> {
+//! use deepseek_e2e::sim::{launcher_binary, SimFleet, SimOptions};
+//! let fleet = SimFleet::start(ns.client(), ns.name(), SimOptions::new(launcher_binary()?));
+//! # drop(fleet); Ok(()) }
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
+use kube::{Api, Client, ResourceExt};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+/// Pods the fleet serves.
+pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=deepseek-operator";
+const GROUP_ID: &str = "inference.deepseek-operator.dev/group-id";
+const RANK: &str = "inference.deepseek-operator.dev/rank";
+const POLL: Duration = Duration::from_millis(250);
+const RESTART_BACKOFF: Duration = Duration::from_secs(1);
+
+/// How to run the launchers.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    /// The `deepseek-launcher` binary (see [`launcher_binary`]).
+    pub launcher: PathBuf,
+    /// Extra environment for every launcher, e.g. `DSO_SIM_TIME_SCALE`.
+    pub env: Vec<(String, String)>,
+    /// Where each process writes its log (`<dir>/sim-<pod>.log`).
+    pub log_dir: PathBuf,
+}
+
+impl SimOptions {
+    pub fn new(launcher: PathBuf) -> Self {
+        SimOptions {
+            launcher,
+            env: vec![("DSO_DRAIN_SECONDS".into(), "1".into())],
+            log_dir: std::env::temp_dir().join("deepseek-sim-logs"),
+        }
+    }
+
+    /// Adds an environment variable for every launcher.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+        self
+    }
+}
+
+/// Finds the `deepseek-launcher` binary: `$DSO_LAUNCHER_BIN`, else builds it once per
+/// process with `cargo build -p deepseek-launcher` and returns `<target>/debug/...`.
+pub fn launcher_binary() -> Result<PathBuf> {
+    static BUILT: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    if let Some(p) = std::env::var_os("DSO_LAUNCHER_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    BUILT
+        .get_or_init(|| build_launcher().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow!(e))
+}
+
+fn build_launcher() -> Result<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "build",
+            "-p",
+            "deepseek-launcher",
+            "--bin",
+            "deepseek-launcher",
+        ])
+        .current_dir(&root)
+        .output()
+        .context("running cargo build -p deepseek-launcher")?;
+    if !out.status.success() {
+        return Err(anyhow!(
+            "cargo build -p deepseek-launcher failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let bin = target.join("debug").join("deepseek-launcher");
+    if bin.exists() {
+        Ok(bin)
+    } else {
+        Err(anyhow!(
+            "built the launcher but {} is missing",
+            bin.display()
+        ))
+    }
+}
+
+struct Proc {
+    child: Child,
+    pod: String,
+    ip: Ipv4Addr,
+}
+
+impl Proc {
+    fn kill(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    procs: HashMap<String, Proc>,
+    /// When a pod's process last exited by itself (restart backoff).
+    exited: HashMap<String, Instant>,
+    paused: bool,
+    started_total: u64,
+}
+
+impl Shared {
+    fn kill_all(&mut self) {
+        for (_, mut p) in self.procs.drain() {
+            p.kill();
+        }
+    }
+}
+
+/// The simulated engines of one namespace.
+pub struct SimFleet {
+    shared: Arc<Mutex<Shared>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn loopback_ip(pod: &Pod) -> Option<Ipv4Addr> {
+    let ip: IpAddr = pod.status.as_ref()?.pod_ip.as_deref()?.parse().ok()?;
+    match ip {
+        IpAddr::V4(v4) if v4.is_loopback() => Some(v4),
+        _ => None,
+    }
+}
+
+fn eligible(pod: &Pod) -> Option<Ipv4Addr> {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    if pod.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Running") {
+        return None;
+    }
+    loopback_ip(pod)
+}
+
+fn env_value(pod: &Pod, name: &str) -> Option<String> {
+    pod.spec
+        .as_ref()?
+        .containers
+        .first()?
+        .env
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == name)?
+        .value
+        .clone()
+}
+
+/// What to start for a pod: its IP, leader IP and environment.
+struct Launch {
+    ip: Ipv4Addr,
+    env: Vec<(String, String)>,
+}
+
+fn plan_launch(pod: &Pod, leaders: &BTreeMap<String, Ipv4Addr>) -> Option<Launch> {
+    let ip = eligible(pod)?;
+    let gid = pod.labels().get(GROUP_ID)?;
+    let leader = *leaders.get(gid)?;
+    let config = env_value(pod, "DSO_LAUNCH_CONFIG")?;
+    let rank = env_value(pod, "DSO_RANK")
+        .or_else(|| pod.labels().get(RANK).cloned())
+        .unwrap_or_else(|| "0".into());
+    Some(Launch {
+        ip,
+        env: vec![
+            ("DSO_LAUNCH_CONFIG".into(), config),
+            ("DSO_RANK".into(), rank),
+            ("DSO_POD_IP".into(), ip.to_string()),
+            ("DSO_LEADER_ADDRESS".into(), leader.to_string()),
+        ],
+    })
+}
+
+fn spawn(opts: &SimOptions, pod: &str, launch: &Launch) -> Result<Child> {
+    std::fs::create_dir_all(&opts.log_dir)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(opts.log_dir.join(format!("sim-{pod}.log")))?;
+    let mut cmd = Command::new(&opts.launcher);
+    cmd.args(["run", "--engine", "sim", "--bind", &launch.ip.to_string()])
+        .env_remove("DSO_LEADER_ADDRESS")
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .envs(opts.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0);
+    cmd.spawn()
+        .with_context(|| format!("starting {}", opts.launcher.display()))
+}
+
+fn sync(shared: &Mutex<Shared>, opts: &SimOptions, pods: &[Pod]) {
+    let Ok(mut s) = shared.lock() else { return };
+    if s.paused {
+        s.kill_all();
+        return;
+    }
+    let mut leaders = BTreeMap::new();
+    for p in pods {
+        if p.labels().get(RANK).map(String::as_str) == Some("0") {
+            if let (Some(gid), Some(ip)) = (p.labels().get(GROUP_ID), eligible(p)) {
+                leaders.insert(gid.clone(), ip);
+            }
+        }
+    }
+    let wanted: HashMap<String, (&Pod, Launch)> = pods
+        .iter()
+        .filter_map(|p| Some((p.uid()?, (p, plan_launch(p, &leaders)?))))
+        .collect();
+    // Stop processes whose pod went away, changed IP, or exited by themselves.
+    let uids: Vec<String> = s.procs.keys().cloned().collect();
+    for uid in uids {
+        let gone = wanted
+            .get(&uid)
+            .is_none_or(|(_, l)| s.procs.get(&uid).is_some_and(|p| p.ip != l.ip));
+        let exited = s
+            .procs
+            .get_mut(&uid)
+            .is_some_and(|p| matches!(p.child.try_wait(), Ok(Some(_))));
+        if gone || exited {
+            if let Some(mut p) = s.procs.remove(&uid) {
+                if exited {
+                    eprintln!("deepseek-e2e sim: launcher of pod {} exited", p.pod);
+                    s.exited.insert(uid.clone(), Instant::now());
+                }
+                p.kill();
+            }
+        }
+    }
+    s.exited.retain(|uid, _| wanted.contains_key(uid));
+    for (uid, (pod, launch)) in wanted {
+        if s.procs.contains_key(&uid) {
+            continue;
+        }
+        if s.exited
+            .get(&uid)
+            .is_some_and(|t| t.elapsed() < RESTART_BACKOFF)
+        {
+            continue;
+        }
+        let name = pod.name_any();
+        match spawn(opts, &name, &launch) {
+            Ok(child) => {
+                s.started_total += 1;
+                s.procs.insert(
+                    uid,
+                    Proc {
+                        child,
+                        pod: name,
+                        ip: launch.ip,
+                    },
+                );
+            }
+            Err(e) => eprintln!("deepseek-e2e sim: {e:#}"),
+        }
+    }
+}
+
+impl SimFleet {
+    /// Starts serving the operator-managed pods of `namespace` (polled every 250 ms).
+    pub fn start(client: Client, namespace: &str, opts: SimOptions) -> SimFleet {
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let api: Api<Pod> = Api::namespaced(client, namespace);
+        let task = {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let lp = ListParams::default().labels(MANAGED_SELECTOR);
+                loop {
+                    match api.list(&lp).await {
+                        Ok(list) => sync(&shared, &opts, &list.items),
+                        Err(e) => eprintln!("deepseek-e2e sim: listing pods: {e}"),
+                    }
+                    tokio::time::sleep(POLL).await;
+                }
+            })
+        };
+        SimFleet { shared, task }
+    }
+
+    /// Paused: every process is stopped and none is started (a metrics outage); resumed:
+    /// processes start again for the pods that run.
+    pub fn set_paused(&self, paused: bool) {
+        if let Ok(mut s) = self.shared.lock() {
+            s.paused = paused;
+            if paused {
+                s.kill_all();
+            }
+        }
+    }
+
+    /// `(pod name, pod IP)` of every running launcher.
+    pub fn running(&self) -> Vec<(String, Ipv4Addr)> {
+        self.shared
+            .lock()
+            .map(|s| s.procs.values().map(|p| (p.pod.clone(), p.ip)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Launchers started so far (restarts included).
+    pub fn started_total(&self) -> u64 {
+        self.shared.lock().map(|s| s.started_total).unwrap_or(0)
+    }
+}
+
+impl Drop for SimFleet {
+    fn drop(&mut self) {
+        self.task.abort();
+        if let Ok(mut s) = self.shared.lock() {
+            s.paused = true;
+            s.kill_all();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, gid: &str, rank: &str, ip: Option<&str>, phase: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "uid": format!("uid-{name}"), "labels": {
+                GROUP_ID: gid, RANK: rank,
+                "app.kubernetes.io/managed-by": "deepseek-operator"}},
+            "spec": {"containers": [{"name": "engine", "env": [
+                {"name": "DSO_LAUNCH_CONFIG", "value": "{}"},
+                {"name": "DSO_RANK", "value": rank},
+                {"name": "DSO_LEADER_ADDRESS", "value": "r1-ranks.ns.svc"},
+                {"name": "DSO_POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+            ]}]},
+            "status": {"phase": phase, "podIP": ip}
+        }))
+        .unwrap_or_default()
+    }
+
+    #[test]
+    fn workers_get_their_leaders_ip_and_only_loopback_is_served() {
+        let leader = pod("l", "g", "0", Some("127.1.0.5"), "Running");
+        let worker = pod("w", "g", "1", Some("127.1.0.6"), "Running");
+        let mut leaders = BTreeMap::new();
+        leaders.insert("g".to_string(), Ipv4Addr::new(127, 1, 0, 5));
+        let l = plan_launch(&worker, &leaders).unwrap_or_else(|| panic!("no launch"));
+        assert!(l
+            .env
+            .contains(&("DSO_LEADER_ADDRESS".into(), "127.1.0.5".into())));
+        assert!(l.env.contains(&("DSO_POD_IP".into(), "127.1.0.6".into())));
+        assert!(l.env.contains(&("DSO_RANK".into(), "1".into())));
+        assert!(plan_launch(&leader, &leaders).is_some());
+        // No leader IP yet: wait.
+        assert!(plan_launch(&worker, &BTreeMap::new()).is_none());
+        // Not loopback, not running: never.
+        assert!(plan_launch(&pod("x", "g", "1", Some("10.0.0.1"), "Running"), &leaders).is_none());
+        assert!(plan_launch(&pod("y", "g", "1", Some("127.1.0.7"), "Pending"), &leaders).is_none());
+    }
+}
