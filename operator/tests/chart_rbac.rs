@@ -16,20 +16,21 @@ use serde_json::Value;
 /// (API group, resource) -> verbs, for the cluster-wide ClusterRole.
 const CLUSTER_RULES: &[(&str, &str, &[&str])] = &[
     // controller/run.rs: `Controller::new(Api::<DeepSeekModel>::all(..), watcher::Config)`
-    // lists and watches models. Nothing gets a single model.
+    // lists and watches models; autoscale/mod.rs lists them (`api.list`) every tick.
+    // Nothing gets a single model.
     (
         "inference.deepseek-operator.dev",
         "deepseekmodels",
         &["list", "watch"],
     ),
     // controller/apply.rs `write_status`: `api.patch_status(.., Patch::Apply)`; the
-    // autoscaler (operator/src/autoscale/) server-side applies its own status fields.
+    // autoscaler (autoscale/mod.rs `api.patch_status`) applies its own status fields.
     (
         "inference.deepseek-operator.dev",
         "deepseekmodels/status",
         &["patch"],
     ),
-    // operator/src/autoscale/: `patch_scale` on the scale subresource.
+    // autoscale/mod.rs: `api.patch_scale(..)` on the scale subresource.
     (
         "inference.deepseek-operator.dev",
         "deepseekmodels/scale",
@@ -43,7 +44,8 @@ const CLUSTER_RULES: &[(&str, &str, &[&str])] = &[
         "deepseekmodels/finalizers",
         &["update"],
     ),
-    // list: controller/reconcile.rs `pod_api.list(&lp)` (and the autoscaler's pod list);
+    // list: controller/reconcile.rs `pod_api.list(&lp)`, autoscale/mod.rs (a model's pods)
+    // and autoscale/capacity.rs `Api::<Pod>::all(..).list(..)` (free accelerators);
     // watch: controller/run.rs `.owns(Api::<Pod>::all(..), owned)`;
     // create + patch: controller/apply.rs `apply_pod` (server-side apply; an apply that
     // creates the object is authorized as create, checked in e2e_helm.rs);
@@ -61,8 +63,9 @@ const CLUSTER_RULES: &[(&str, &str, &[&str])] = &[
     // controller/apply.rs `event` -> kube-runtime `Recorder::publish` (events.rs): create a
     // new events.k8s.io/v1 Event, patch it when the same event repeats.
     ("events.k8s.io", "events", &["create", "patch"]),
-    // operator/src/autoscale/ (provider=keda): reads, watches, server-side applies
-    // (create + patch) and deletes ScaledObjects. Chart value rbac.keda (default true).
+    // operator/src/autoscale/ with provider=keda (being written): reads, watches,
+    // server-side applies (create + patch) and deletes ScaledObjects. Chart value
+    // rbac.keda (default true) leaves this rule out.
     (
         "keda.sh",
         "scaledobjects",
