@@ -9,6 +9,7 @@
 
 pub mod capacity;
 pub mod decide;
+pub mod scaled_object;
 pub mod scrape;
 
 use std::collections::HashMap;

@@ -75,7 +75,7 @@ pub fn scaled_object(model: &DeepSeekModel) -> Option<Value> {
     if let Some(owner) = model.controller_owner_ref(&()) {
         metadata["ownerReferences"] = json!([owner]);
     }
-    Some(json!({
+    let mut so = json!({
         "apiVersion": format!("{GROUP}/{VERSION}"),
         "kind": KIND,
         "metadata": metadata,
@@ -116,7 +116,11 @@ pub fn scaled_object(model: &DeepSeekModel) -> Option<Value> {
                 },
             }],
         },
-    }))
+    });
+    // Digest of the desired form, so an unchanged object is never re-applied.
+    let digest = super::hash::short_digest(&so.to_string());
+    so["metadata"]["annotations"] = json!({ labels::SPEC_DIGEST: digest });
+    Some(so)
 }
 
 #[cfg(test)]
@@ -173,6 +177,13 @@ mod tests {
         let behavior = &spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"];
         assert_eq!(behavior["scaleDown"]["stabilizationWindowSeconds"], 120);
         assert_eq!(behavior["scaleUp"]["policies"][0]["value"], 1);
+        let digest = &so["metadata"]["annotations"][labels::SPEC_DIGEST];
+        assert!(digest.is_string());
+        let again = scaled_object(&model("keda")).unwrap_or_default();
+        assert_eq!(
+            &again["metadata"]["annotations"][labels::SPEC_DIGEST],
+            digest
+        );
     }
 
     #[test]

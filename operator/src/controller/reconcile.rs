@@ -189,6 +189,8 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
     }) {
         apply::delete::<Service>(&ctx, &ns, &orphan.name_any()).await?;
     }
+    // KEDA ScaledObject when autoscaling.provider=keda; removed otherwise (if it exists).
+    crate::autoscale::scaled_object::sync(&ctx, &model).await;
     for orphan in orphans
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())

@@ -1,0 +1,73 @@
+//! Keeping a model's KEDA ScaledObject in line with `autoscaling.provider` (called by the
+//! reconcile): with `keda` it is applied (server-side apply, the operator's field manager)
+//! when the live one differs; otherwise one the operator made is deleted if it exists.
+//! KEDA missing from the cluster (404 on its API) is a warning, never a reconcile error.
+
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::{Api, ResourceExt};
+
+use crate::api::{DeepSeekModel, FIELD_MANAGER};
+use crate::build::{keda, labels};
+use crate::controller::apply::event;
+use crate::controller::context::Context;
+
+/// Applies or removes the ScaledObject; failures are logged and reported as an Event.
+pub async fn sync(ctx: &Context, model: &DeepSeekModel) {
+    if let Err(e) = try_sync(ctx, model).await {
+        tracing::warn!(model = %model.name_any(), error = %e, "KEDA ScaledObject");
+        if model
+            .spec
+            .autoscaling
+            .as_ref()
+            .is_some_and(|a| a.provider == crate::api::AutoscalingProvider::Keda)
+        {
+            event(ctx, model, true, "ScaledObjectFailed", format!("{e}")).await;
+        }
+    }
+}
+
+async fn try_sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), kube::Error> {
+    let Some(ns) = model.namespace() else {
+        return Ok(());
+    };
+    let name = model.name_any();
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &ns, &keda::api_resource());
+    let live = match api.get_opt(&name).await {
+        Ok(l) => l,
+        // No KEDA in the cluster: nothing to delete.
+        Err(kube::Error::Api(s)) if s.code == 404 => None,
+        Err(e) => return Err(e),
+    };
+    match keda::scaled_object(model) {
+        Some(desired) => {
+            let digest = desired["metadata"]["annotations"][labels::SPEC_DIGEST].as_str();
+            let same = live.as_ref().is_some_and(|l| {
+                l.annotations().get(labels::SPEC_DIGEST).map(String::as_str) == digest
+            });
+            if !same {
+                ctx.metrics.write("apply", keda::PLURAL);
+                api.patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&desired),
+                )
+                .await?;
+            }
+        }
+        None => {
+            let ours = live.as_ref().is_some_and(|l| {
+                l.labels().get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGER)
+            });
+            if ours {
+                ctx.metrics.write("delete", keda::PLURAL);
+                match api.delete(&name, &DeleteParams::background()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(())
+}
