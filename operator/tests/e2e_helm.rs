@@ -223,6 +223,38 @@ async fn rendered_chart_passes_server_side_dry_run() -> Result<()> {
 }
 
 #[tokio::test]
+async fn values_schema_rejects_malformed_values() -> Result<()> {
+    let cluster = Cluster::ensure().await?;
+    let cases: [(&[&str], &str); 4] = [
+        (&["--set", "replicaCount=two"], "/replicaCount"),
+        (
+            &["--set-json", r#"config.declaredPools=[{"name":"a"}]"#],
+            "missing properties 'product', 'acceleratorsPerNode'",
+        ),
+        (&["--set", "config.unknownKey=1"], "unknownKey"),
+        (
+            &["--set", "metrics.serviceMonitor.interval=soon"],
+            "/metrics/serviceMonitor/interval",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = cluster
+            .helm()
+            .args(["template", "schema"])
+            .arg(chart_dir())
+            .args(["--kube-version", "1.35.0"])
+            .args(args)
+            .output()?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            !out.status.success() && err.contains(want),
+            "{args:?} should be refused mentioning {want}: {err}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn deployment_is_hardened() -> Result<()> {
     let cluster = Cluster::ensure().await?;
     let docs = documents(&template(&cluster, "hard", "dso-system", None)?)?;
