@@ -430,11 +430,25 @@ async fn finish(
     }
     let mut comparable = status.clone();
     // Conditions of other field managers (e.g. the autoscaler's) are theirs to keep.
-    let own = [cond::PLANNED, cond::SCHEDULED, cond::AVAILABLE, cond::PROGRESSING, cond::DEGRADED];
-    comparable.conditions.extend(previous.conditions.iter().filter(|c| !own.contains(&c.type_.as_str())).cloned());
+    let own = [
+        cond::PLANNED,
+        cond::SCHEDULED,
+        cond::AVAILABLE,
+        cond::PROGRESSING,
+        cond::DEGRADED,
+    ];
+    comparable.conditions.extend(
+        previous
+            .conditions
+            .iter()
+            .filter(|c| !own.contains(&c.type_.as_str()))
+            .cloned(),
+    );
     comparable.conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
     let mut previous_sorted = previous.clone();
-    previous_sorted.conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
+    previous_sorted
+        .conditions
+        .sort_by(|a, b| a.type_.cmp(&b.type_));
     let previous = &previous_sorted;
     comparable.queue_depth = previous.queue_depth;
     comparable.last_scale_time = previous.last_scale_time.clone();
