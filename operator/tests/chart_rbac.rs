@@ -63,13 +63,14 @@ const CLUSTER_RULES: &[(&str, &str, &[&str])] = &[
     // controller/apply.rs `event` -> kube-runtime `Recorder::publish` (events.rs): create a
     // new events.k8s.io/v1 Event, patch it when the same event repeats.
     ("events.k8s.io", "events", &["create", "patch"]),
-    // operator/src/autoscale/ with provider=keda (being written): reads, watches,
-    // server-side applies (create + patch) and deletes ScaledObjects. Chart value
-    // rbac.keda (default true) leaves this rule out.
+    // autoscale/scaled_object.rs `try_sync`, called by every reconcile
+    // (controller/reconcile.rs): `api.get_opt` (get), `api.patch(.., Patch::Apply)` when
+    // provider=keda (server-side apply: create + patch), `api.delete` of the operator's own
+    // otherwise. Api<DynamicObject> with build/keda.rs `api_resource()`. No list or watch.
     (
         "keda.sh",
         "scaledobjects",
-        &["get", "list", "watch", "create", "patch", "delete"],
+        &["get", "create", "patch", "delete"],
     ),
 ];
 
@@ -163,10 +164,9 @@ fn grants(role: &Value) -> Result<Grants> {
     Ok(out)
 }
 
-fn expected_cluster_grants(keda: bool) -> Grants {
+fn expected_cluster_grants() -> Grants {
     CLUSTER_RULES
         .iter()
-        .filter(|(g, _, _)| keda || *g != "keda.sh")
         .map(|(g, r, verbs)| {
             (
                 (g.to_string(), r.to_string(), Vec::new()),
@@ -210,7 +210,7 @@ async fn cluster_role_grants_exactly_what_the_code_calls() -> Result<()> {
     ensure!(roles.len() == 1, "one ClusterRole, got {}", roles.len());
     no_wildcards(roles[0])?;
     let got = grants(roles[0])?;
-    let want = expected_cluster_grants(true);
+    let want = expected_cluster_grants();
     ensure!(
         got == want,
         "ClusterRole differs from the code:\n{}",
@@ -220,17 +220,6 @@ async fn cluster_role_grants_exactly_what_the_code_calls() -> Result<()> {
         !got.keys().any(|(_, r, _)| r == "secrets"),
         "the operator reads no Secrets"
     );
-    Ok(())
-}
-
-#[tokio::test]
-async fn keda_rules_are_left_out_when_disabled() -> Result<()> {
-    let docs = render(&["--set", "rbac.keda=false"]).await?;
-    let roles = of_kind(&docs, "ClusterRole");
-    ensure!(roles.len() == 1);
-    let got = grants(roles[0])?;
-    let want = expected_cluster_grants(false);
-    ensure!(got == want, "ClusterRole differs:\n{}", diff(&want, &got));
     Ok(())
 }
 
