@@ -4,6 +4,7 @@
 
 use deepseek_planner::{plan, Catalog, Plan, PlanError, PlanRequest};
 
+use crate::api::{MemoryStatus, PlanStatus};
 use crate::inventory::Pool;
 use crate::validate::ValidatedModel;
 
@@ -27,6 +28,53 @@ fn matches(v: &ValidatedModel, pool: &Pool) -> bool {
         && v.node_selector.iter().all(|(k, val)| pool.common_labels.get(k) == Some(val))
         // Without an explicit wish, CPU serving is a fallback only for GGUF.
         && (pool.vendor != crate::api::Vendor::Cpu || v.vendor.is_some() || v.quantization.is_gguf())
+}
+
+impl Placement {
+    /// Whether the pool can hold one more group than `replicas` (ignoring other tenants),
+    /// so a rollout can surge instead of taking a group down.
+    pub fn surge_room(&self, replicas: u32) -> bool {
+        let p = self;
+        if p.pool.declared || p.pool.resource_name.is_empty() {
+            return true;
+        }
+        let per_node_groups = p.pool.per_node / p.plan.gpus_per_node.max(1);
+        let capacity = if p.plan.nodes_per_replica > 1 {
+            p.pool.max_nodes / p.plan.nodes_per_replica
+        } else {
+            p.pool.max_nodes * per_node_groups
+        };
+        capacity > replicas
+    }
+
+    /// The plan as shown in `status.plan`.
+    pub fn status(&self) -> PlanStatus {
+        let p = self;
+        let plan = &p.plan;
+        let gib = |x: f64| format!("{x:.1}");
+        PlanStatus {
+            vendor: plan.vendor.as_str().to_string(),
+            product: plan.accelerator.clone(),
+            resource_name: p.pool.resource_name.clone(),
+            engine: plan.engine.as_str().to_string(),
+            gpus_per_replica: plan.gpus_per_replica,
+            nodes_per_replica: plan.nodes_per_replica,
+            gpus_per_node: plan.gpus_per_node,
+            tensor_parallel: plan.tensor_parallel,
+            pipeline_parallel: plan.pipeline_parallel,
+            layout: format!("{}x{}", plan.tensor_parallel, plan.pipeline_parallel),
+            max_model_len: plan.max_model_len,
+            max_concurrency: plan.max_concurrency,
+            pool: Some(p.pool.name.clone()),
+            memory: MemoryStatus {
+                weights_gib: gib(plan.memory.weights_gib),
+                kv_cache_gib: gib(plan.memory.kv_cache_gib),
+                overhead_gib: gib(plan.memory.overhead_gib),
+                per_gpu_gib: gib(plan.memory.per_gpu_gib),
+                usable_per_gpu_gib: gib(plan.memory.usable_per_gpu_gib),
+            },
+        }
+    }
 }
 
 /// Plans `v` against one pool.

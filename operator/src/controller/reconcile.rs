@@ -4,21 +4,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
 use super::apply::{self, event};
+use super::children;
 use super::context::Context;
 use super::error::Error;
 use super::groups::{find_groups, unschedulable};
 use super::metrics::{ModelLabels, Timer};
 use super::status::{self as cond, set};
-use crate::api::{DeepSeekModel, DeepSeekModelStatus, MemoryStatus, PlanStatus};
-use crate::build::{labels, pods, services, workload};
+use crate::api::{DeepSeekModel, DeepSeekModelStatus};
+use crate::build::{labels, services, workload};
 use crate::inventory::pools_from_nodes;
-use crate::placement::{place, Placement};
+use crate::placement::place;
 use crate::rollout::{self, RolloutLimits};
 use crate::validate::validate;
 
@@ -122,7 +123,7 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
             return Ok(Action::requeue(IDLE_REQUEUE));
         }
     };
-    let plan_status = plan_status(&placement);
+    let plan_status = placement.status();
     let plan_msg = format!(
         "{} x {} per replica ({} node(s) x {}), TP{} x PP{}, {} on pool {}",
         plan_status.gpus_per_replica,
@@ -164,92 +165,20 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
     let desired_services = services::services(&w);
 
     // Apply: Services (skipped when the live digest matches), then groups.
-    let svc_api = Api::<Service>::namespaced(ctx.client.clone(), &ns);
-    let live_services = svc_api
-        .list(&lp)
-        .await
-        .map_err(|source| Error::Read {
-            what: format!("services of {ns}/{name}"),
-            source,
-        })?
-        .items;
-    for svc in &desired_services {
-        let digest = svc.annotations().get(labels::SPEC_DIGEST);
-        let live = live_services
-            .iter()
-            .find(|l| l.name_any() == svc.name_any());
-        if live.and_then(|l| l.annotations().get(labels::SPEC_DIGEST)) != digest {
-            apply::apply_service(&ctx, svc).await?;
-        }
-    }
-    for orphan in live_services.iter().filter(|l| {
-        !desired_services
-            .iter()
-            .any(|d| d.name_any() == l.name_any())
-    }) {
-        apply::delete::<Service>(&ctx, &ns, &orphan.name_any()).await?;
-    }
+    children::sync_services(&ctx, &ns, &lp, &desired_services).await?;
     // KEDA ScaledObject when autoscaling.provider=keda; removed otherwise (if it exists).
     crate::autoscale::scaled_object::sync(&ctx, &model).await;
-    for orphan in orphans
-        .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-    {
-        apply::delete::<Pod>(&ctx, &ns, &orphan.name_any()).await?;
-    }
+    children::delete_pods(&ctx, &ns, orphans.iter().copied()).await?;
 
     let observed: Vec<_> = groups.iter().map(|g| g.observed.clone()).collect();
-    let room = surge_room(&placement, validated.replicas);
+    let room = placement.surge_room(validated.replicas);
     let limits = RolloutLimits::resolve(
         validated.rollout.max_surge,
         validated.rollout.max_unavailable,
         room,
     );
     let actions = rollout::step(validated.replicas, &w.template_hash, &observed, limits);
-    for (slot, hash) in &actions.delete {
-        let Some(group) = groups
-            .iter()
-            .find(|g| g.observed.slot == *slot && &g.observed.hash == hash)
-        else {
-            continue;
-        };
-        for pod in group
-            .pods
-            .iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-        {
-            apply::delete::<Pod>(&ctx, &ns, &pod.name_any()).await?;
-        }
-        let why = if group.observed.broken {
-            "a rank failed or is missing; recreating the group"
-        } else {
-            "replaced or scaled down"
-        };
-        event(
-            &ctx,
-            &model,
-            group.observed.broken,
-            "GroupDeleted",
-            format!("group {hash}-{slot}: {why}"),
-        )
-        .await;
-    }
-    for slot in &actions.create {
-        for pod in pods::group_pods(&w, *slot) {
-            apply::apply_pod(&ctx, &pod).await?;
-        }
-        event(
-            &ctx,
-            &model,
-            false,
-            "GroupCreated",
-            format!(
-                "group {}-{slot} ({} pod(s)) on pool {}",
-                w.template_hash, w.nodes_per_group, placement.pool.name
-            ),
-        )
-        .await;
-    }
+    children::apply_actions(&ctx, &model, &actions, &groups, &w).await?;
 
     // Status.
     let current_pods: Vec<&Pod> = groups
@@ -257,99 +186,19 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
         .filter(|g| g.observed.hash == w.template_hash)
         .flat_map(|g| g.pods.iter().copied())
         .collect();
-    let blocked = unschedulable(&current_pods);
-    match &blocked {
-        Some(msg) => set(
-            &previous.conditions,
-            &mut status.conditions,
-            cond::SCHEDULED,
-            false,
-            "Unschedulable",
-            msg,
-            generation,
-        ),
-        None => set(
-            &previous.conditions,
-            &mut status.conditions,
-            cond::SCHEDULED,
-            true,
-            "Scheduled",
-            "every pod is placed",
-            generation,
-        ),
-    }
+    let converged = cond::workload_conditions(
+        &previous.conditions,
+        &mut status.conditions,
+        &cond::WorkloadView {
+            groups: &observed,
+            hash: &w.template_hash,
+            replicas: validated.replicas,
+            actions_pending: !actions.is_empty(),
+            unschedulable: unschedulable(&current_pods),
+        },
+        generation,
+    );
     let (ready, desired) = (status.ready_replicas, status.desired_replicas);
-    let available = desired > 0 && ready >= desired;
-    let avail_reason = if desired == 0 {
-        "ScaledToZero"
-    } else if available {
-        "ReplicasReady"
-    } else {
-        "ReplicasNotReady"
-    };
-    set(
-        &previous.conditions,
-        &mut status.conditions,
-        cond::AVAILABLE,
-        available,
-        avail_reason,
-        format!("{ready} of {desired} replica groups ready"),
-        generation,
-    );
-    let converged = actions.is_empty()
-        && groups
-            .iter()
-            .all(|g| g.observed.hash == w.template_hash && g.observed.ready)
-        && groups.len() as u32 == validated.replicas;
-    let progress_reason = if converged {
-        "Complete"
-    } else if groups.iter().any(|g| g.observed.hash != w.template_hash) {
-        "RollingOut"
-    } else {
-        "Scaling"
-    };
-    set(
-        &previous.conditions,
-        &mut status.conditions,
-        cond::PROGRESSING,
-        !converged,
-        progress_reason,
-        format!(
-            "{} of {} groups at template {}",
-            groups
-                .iter()
-                .filter(|g| g.observed.hash == w.template_hash)
-                .count(),
-            validated.replicas,
-            w.template_hash
-        ),
-        generation,
-    );
-    let broken = groups.iter().filter(|g| g.observed.broken).count();
-    let (degraded, deg_reason, deg_msg) = if broken > 0 {
-        (
-            true,
-            "GroupFailed",
-            format!("{broken} group(s) lost a rank and are being recreated"),
-        )
-    } else if blocked.is_some() {
-        (
-            true,
-            "Unschedulable",
-            "pods are waiting for accelerators".to_string(),
-        )
-    } else {
-        (false, "AsExpected", String::new())
-    };
-    set(
-        &previous.conditions,
-        &mut status.conditions,
-        cond::DEGRADED,
-        degraded,
-        deg_reason,
-        deg_msg,
-        generation,
-    );
 
     let labels_m = ModelLabels {
         namespace: ns.clone(),
@@ -370,48 +219,6 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
     } else {
         BUSY_REQUEUE
     }))
-}
-
-/// Whether the pool can hold one more group than `replicas` (ignoring other tenants),
-/// so a rollout can surge instead of taking a group down.
-fn surge_room(p: &Placement, replicas: u32) -> bool {
-    if p.pool.declared || p.pool.resource_name.is_empty() {
-        return true;
-    }
-    let per_node_groups = p.pool.per_node / p.plan.gpus_per_node.max(1);
-    let capacity = if p.plan.nodes_per_replica > 1 {
-        p.pool.max_nodes / p.plan.nodes_per_replica
-    } else {
-        p.pool.max_nodes * per_node_groups
-    };
-    capacity > replicas
-}
-
-fn plan_status(p: &Placement) -> PlanStatus {
-    let plan = &p.plan;
-    let gib = |x: f64| format!("{x:.1}");
-    PlanStatus {
-        vendor: plan.vendor.as_str().to_string(),
-        product: plan.accelerator.clone(),
-        resource_name: p.pool.resource_name.clone(),
-        engine: plan.engine.as_str().to_string(),
-        gpus_per_replica: plan.gpus_per_replica,
-        nodes_per_replica: plan.nodes_per_replica,
-        gpus_per_node: plan.gpus_per_node,
-        tensor_parallel: plan.tensor_parallel,
-        pipeline_parallel: plan.pipeline_parallel,
-        layout: format!("{}x{}", plan.tensor_parallel, plan.pipeline_parallel),
-        max_model_len: plan.max_model_len,
-        max_concurrency: plan.max_concurrency,
-        pool: Some(p.pool.name.clone()),
-        memory: MemoryStatus {
-            weights_gib: gib(plan.memory.weights_gib),
-            kv_cache_gib: gib(plan.memory.kv_cache_gib),
-            overhead_gib: gib(plan.memory.overhead_gib),
-            per_gpu_gib: gib(plan.memory.per_gpu_gib),
-            usable_per_gpu_gib: gib(plan.memory.usable_per_gpu_gib),
-        },
-    }
 }
 
 /// Writes status only when it changed, and an Event when a refusal is new.

@@ -3,6 +3,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use crate::rollout::ObservedGroup;
+
 pub const PLANNED: &str = "Planned";
 pub const SCHEDULED: &str = "Scheduled";
 pub const AVAILABLE: &str = "Available";
@@ -41,9 +43,196 @@ pub fn get<'a>(conds: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conds.iter().find(|c| c.type_ == type_)
 }
 
+/// What reconcile saw of a model's groups, for the workload conditions.
+pub struct WorkloadView<'a> {
+    pub groups: &'a [ObservedGroup],
+    /// Current template hash.
+    pub hash: &'a str,
+    pub replicas: u32,
+    /// Reconcile is still creating or deleting groups.
+    pub actions_pending: bool,
+    /// The scheduler's message for a pod of the current template it cannot place.
+    pub unschedulable: Option<String>,
+}
+
+/// Sets Scheduled, Available, Progressing and Degraded from what was observed, and
+/// returns whether the workload has converged.
+pub fn workload_conditions(
+    previous: &[Condition],
+    out: &mut Vec<Condition>,
+    v: &WorkloadView<'_>,
+    generation: Option<i64>,
+) -> bool {
+    match &v.unschedulable {
+        Some(msg) => set(
+            previous,
+            out,
+            SCHEDULED,
+            false,
+            "Unschedulable",
+            msg,
+            generation,
+        ),
+        None => set(
+            previous,
+            out,
+            SCHEDULED,
+            true,
+            "Scheduled",
+            "every pod is placed",
+            generation,
+        ),
+    }
+    let ready = v.groups.iter().filter(|g| g.ready).count() as u32;
+    let desired = v.replicas;
+    let available = desired > 0 && ready >= desired;
+    let reason = match (desired, available) {
+        (0, _) => "ScaledToZero",
+        (_, true) => "ReplicasReady",
+        (_, false) => "ReplicasNotReady",
+    };
+    let msg = format!("{ready} of {desired} replica groups ready");
+    set(previous, out, AVAILABLE, available, reason, msg, generation);
+
+    let current = v.groups.iter().filter(|g| g.hash == v.hash).count();
+    let converged = !v.actions_pending
+        && v.groups.iter().all(|g| g.hash == v.hash && g.ready)
+        && v.groups.len() as u32 == desired;
+    let reason = if converged {
+        "Complete"
+    } else if v.groups.iter().any(|g| g.hash != v.hash) {
+        "RollingOut"
+    } else {
+        "Scaling"
+    };
+    let msg = format!("{current} of {desired} groups at template {}", v.hash);
+    set(
+        previous,
+        out,
+        PROGRESSING,
+        !converged,
+        reason,
+        msg,
+        generation,
+    );
+
+    let broken = v.groups.iter().filter(|g| g.broken).count();
+    let (degraded, reason, msg) = if broken > 0 {
+        (
+            true,
+            "GroupFailed",
+            format!("{broken} group(s) lost a rank and are being recreated"),
+        )
+    } else if v.unschedulable.is_some() {
+        (
+            true,
+            "Unschedulable",
+            "pods are waiting for accelerators".to_string(),
+        )
+    } else {
+        (false, "AsExpected", String::new())
+    };
+    set(previous, out, DEGRADED, degraded, reason, msg, generation);
+    converged
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn group(slot: u32, hash: &str, ready: bool, broken: bool) -> ObservedGroup {
+        ObservedGroup {
+            slot,
+            hash: hash.into(),
+            ready,
+            broken,
+        }
+    }
+
+    fn conditions(v: &WorkloadView<'_>) -> (Vec<Condition>, bool) {
+        let mut out = Vec::new();
+        let converged = workload_conditions(&[], &mut out, v, Some(3));
+        (out, converged)
+    }
+
+    fn reason<'a>(c: &'a [Condition], t: &str) -> (&'a str, &'a str) {
+        get(c, t)
+            .map(|c| (c.status.as_str(), c.reason.as_str()))
+            .unwrap_or(("", ""))
+    }
+
+    #[test]
+    fn a_converged_workload_is_available_and_not_progressing() {
+        let groups = [group(0, "h", true, false), group(1, "h", true, false)];
+        let v = WorkloadView {
+            groups: &groups,
+            hash: "h",
+            replicas: 2,
+            actions_pending: false,
+            unschedulable: None,
+        };
+        let (c, converged) = conditions(&v);
+        assert!(converged);
+        assert_eq!(reason(&c, AVAILABLE), ("True", "ReplicasReady"));
+        assert_eq!(reason(&c, PROGRESSING), ("False", "Complete"));
+        assert_eq!(reason(&c, DEGRADED), ("False", "AsExpected"));
+        assert_eq!(reason(&c, SCHEDULED), ("True", "Scheduled"));
+        assert!(c.iter().all(|c| c.observed_generation == Some(3)));
+    }
+
+    #[test]
+    fn rollouts_failures_and_waiting_pods_are_reported() {
+        let groups = [group(0, "old", true, false), group(0, "new", false, false)];
+        let v = WorkloadView {
+            groups: &groups,
+            hash: "new",
+            replicas: 1,
+            actions_pending: false,
+            unschedulable: None,
+        };
+        let (c, converged) = conditions(&v);
+        assert!(!converged);
+        assert_eq!(reason(&c, PROGRESSING), ("True", "RollingOut"));
+        assert_eq!(reason(&c, AVAILABLE), ("True", "ReplicasReady"));
+
+        let groups = [group(0, "h", false, true)];
+        let v = WorkloadView {
+            groups: &groups,
+            hash: "h",
+            replicas: 1,
+            actions_pending: true,
+            unschedulable: None,
+        };
+        let (c, _) = conditions(&v);
+        assert_eq!(reason(&c, DEGRADED), ("True", "GroupFailed"));
+        assert_eq!(reason(&c, AVAILABLE), ("False", "ReplicasNotReady"));
+
+        let v = WorkloadView {
+            groups: &[],
+            hash: "h",
+            replicas: 1,
+            actions_pending: true,
+            unschedulable: Some("0/13 nodes are available".into()),
+        };
+        let (c, _) = conditions(&v);
+        assert_eq!(reason(&c, SCHEDULED), ("False", "Unschedulable"));
+        assert_eq!(
+            get(&c, SCHEDULED).map(|c| c.message.as_str()),
+            Some("0/13 nodes are available")
+        );
+        assert_eq!(reason(&c, PROGRESSING), ("True", "Scaling"));
+
+        let v = WorkloadView {
+            groups: &[],
+            hash: "h",
+            replicas: 0,
+            actions_pending: false,
+            unschedulable: None,
+        };
+        let (c, converged) = conditions(&v);
+        assert!(converged);
+        assert_eq!(reason(&c, AVAILABLE), ("False", "ScaledToZero"));
+    }
 
     #[test]
     fn transition_time_survives_unchanged_status() {
