@@ -469,56 +469,6 @@ async fn model_scenario(models_ns: &TestNamespace, op: &Operator) -> Result<()> 
     no_forbidden(op)
 }
 
-/// A minimal stand-in for KEDA's ScaledObject CRD. Returns true when this call created it
-/// (the caller then removes it, so other suites keep seeing a cluster without KEDA).
-async fn ensure_scaled_object_crd(cluster: &Cluster) -> Result<bool> {
-    let crds: Api<CustomResourceDefinition> = Api::all(cluster.client());
-    let name = "scaledobjects.keda.sh";
-    let mut created = false;
-    if crds.get_opt(name).await?.is_none() {
-        let crd: CustomResourceDefinition = serde_json::from_value(json!({
-            "apiVersion": "apiextensions.k8s.io/v1",
-            "kind": "CustomResourceDefinition",
-            "metadata": {"name": name},
-            "spec": {
-                "group": "keda.sh",
-                "scope": "Namespaced",
-                "names": {"kind": "ScaledObject", "listKind": "ScaledObjectList",
-                          "plural": "scaledobjects", "singular": "scaledobject"},
-                "versions": [{
-                    "name": "v1alpha1", "served": true, "storage": true,
-                    "schema": {"openAPIV3Schema": {
-                        "type": "object",
-                        "properties": {"spec": {
-                            "type": "object",
-                            "required": ["scaleTargetRef", "triggers"],
-                            "x-kubernetes-preserve-unknown-fields": true
-                        }}
-                    }}
-                }]
-            }
-        }))?;
-        match crds.create(&PostParams::default(), &crd).await {
-            Ok(_) => created = true,
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let sos: Api<kube::api::DynamicObject> = Api::all_with(
-        cluster.client(),
-        &deepseek_operator::build::keda::api_resource(),
-    );
-    wait_for(T, "the ScaledObject CRD is served", || async {
-        Ok(sos
-            .list(&ListParams::default().limit(1))
-            .await
-            .ok()
-            .map(|_| ()))
-    })
-    .await?;
-    Ok(created)
-}
-
 /// Under the ServiceAccount: a model with `autoscaling.provider: keda` gets a ScaledObject
 /// (server-side apply creates it), and switching to the built-in autoscaler deletes it.
 async fn keda_scenario(models_ns: &TestNamespace, op: &Operator) -> Result<()> {
@@ -662,14 +612,11 @@ async fn install_run_as_service_account_upgrade_uninstall() -> Result<()> {
     model_scenario(&models_ns, &op)
         .await
         .with_context(|| format!("operator log:\n{}", op.log_tail()))?;
-    let created_keda_crd = ensure_scaled_object_crd(&cluster).await?;
-    let keda = keda_scenario(&models_ns, &op).await;
-    if created_keda_crd {
-        let crds: Api<CustomResourceDefinition> = Api::all(cluster.client());
-        crds.delete("scaledobjects.keda.sh", &DeleteParams::default())
-            .await?;
-    }
-    keda.with_context(|| format!("operator log:\n{}", op.log_tail()))?;
+    // KEDA's real ScaledObject CRD, from its Go module; left installed (harmless to others).
+    install_keda_crds(&cluster).await?;
+    keda_scenario(&models_ns, &op)
+        .await
+        .with_context(|| format!("operator log:\n{}", op.log_tail()))?;
     let log = std::fs::read_to_string(&op.log)?;
     ensure!(
         log.contains("acquired the leader lease"),

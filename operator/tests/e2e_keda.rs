@@ -29,32 +29,6 @@ use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(120);
 
-/// `e2e/keda-crds install scaledobjects` against the cluster: KEDA's ScaledObject CRD,
-/// Established.
-async fn install_keda_crds(cluster: &Cluster) -> Result<()> {
-    let mut cmd = std::process::Command::new(repo_root().join("e2e").join("keda-crds"));
-    cmd.args(["install", "scaledobjects"])
-        .env("KUBECONFIG", cluster.kubeconfig())
-        .env("PATH", cluster.path_env());
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await?
-        .context("running e2e/keda-crds")?;
-    ensure!(
-        out.status.success(),
-        "e2e/keda-crds install failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let api: Api<DynamicObject> = Api::all_with(cluster.client(), &keda::api_resource());
-    wait_for(T, "KEDA's ScaledObject API is served", || async {
-        Ok(api
-            .list(&ListParams::default().limit(1))
-            .await
-            .ok()
-            .map(|_| ()))
-    })
-    .await
-}
-
 /// Every field of `sent` is in `got` with the same value (`got` may hold more: defaults,
 /// server-set metadata).
 fn missing_fields(sent: &Value, got: &Value, path: &str, out: &mut Vec<String>) {

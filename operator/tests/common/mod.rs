@@ -332,3 +332,36 @@ pub async fn launcher_metric(ip: std::net::Ipv4Addr, name: &str) -> Result<Optio
 pub async fn launcher() -> Result<PathBuf> {
     tokio::task::spawn_blocking(deepseek_e2e::sim::launcher_binary).await?
 }
+
+/// `e2e/keda-crds install scaledobjects` against the cluster: KEDA's ScaledObject CRD,
+/// Established.
+pub async fn install_keda_crds(cluster: &Cluster) -> Result<()> {
+    let mut cmd = std::process::Command::new(repo_root().join("e2e").join("keda-crds"));
+    cmd.args(["install", "scaledobjects"])
+        .env("KUBECONFIG", cluster.kubeconfig())
+        .env("PATH", cluster.path_env());
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await?
+        .context("running e2e/keda-crds")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "e2e/keda-crds install failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let api: Api<kube::api::DynamicObject> = Api::all_with(
+        cluster.client(),
+        &deepseek_operator::build::keda::api_resource(),
+    );
+    wait_for(
+        Duration::from_secs(120),
+        "KEDA's ScaledObject API is served",
+        || async {
+            Ok(api
+                .list(&ListParams::default().limit(1))
+                .await
+                .ok()
+                .map(|_| ()))
+        },
+    )
+    .await
+}
