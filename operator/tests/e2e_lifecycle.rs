@@ -90,13 +90,17 @@ async fn kubectl_scale_adds_and_removes_whole_groups() -> Result<()> {
         uids(&first).is_subset(&uids(&two)),
         "scaling up restarted the existing group"
     );
-    let m = models.get("r1-ascend").await?;
-    let st = m.status.context("status")?;
+    // Status follows the pods on the next reconcile.
+    let st = wait_for(T, "status shows 2 of 2 replica groups", || async {
+        let st = models.get("r1-ascend").await?.status.unwrap_or_default();
+        let ok = st.replicas == 2 && st.ready_replicas == 2 && st.desired_replicas == 2;
+        Ok(ok.then_some(st))
+    })
+    .await?;
     ensure!(
-        st.replicas == 2 && st.desired_replicas == 2,
-        "status {st:?}"
+        st.selector.is_some_and(|s| s.contains("role=leader")),
+        "the scale subresource selects the leaders"
     );
-    ensure!(st.selector.is_some_and(|s| s.contains("role=leader")));
 
     scale(&cluster, ns.name(), "r1-ascend", 1).await?;
     let one = wait_groups(&pods, "r1-ascend", 1, 2, T).await?;

@@ -104,12 +104,17 @@ async fn idle_model_scales_to_zero_and_the_demand_annotation_wakes_it() -> Resul
     .await?;
     let (why, msg) = wait_condition(&models, &name, "Available", "False", T).await?;
     ensure!(why == "ScaledToZero", "Available=False reason {why}: {msg}");
-    let m = models.get(&name).await?;
-    ensure!(
-        m.status.as_ref().map(|s| (s.desired_replicas, s.replicas)) == Some((0, 0)),
-        "status at zero: {}",
-        status_line(&m)
-    );
+    // The status counts groups on the reconcile after their pods are gone.
+    wait_for_state(T, "status shows 0 of 0 replicas", || async {
+        let m = models.get(&name).await?;
+        let at_zero = m.status.as_ref().map(|s| (s.desired_replicas, s.replicas)) == Some((0, 0));
+        Ok(if at_zero {
+            Ok(())
+        } else {
+            Err(status_line(&m))
+        })
+    })
+    .await?;
     eprintln!(
         "scaled to zero {:.1}s after idle began (window {WINDOW_S}s): {reason}",
         decided.as_secs_f64()

@@ -12,7 +12,6 @@ use kube::{Api, ResourceExt};
 use crate::api::DeepSeekModel;
 use crate::build::labels;
 use crate::controller::context::Context;
-use crate::inventory::pools_from_nodes;
 use crate::placement::place;
 use crate::validate::validate;
 
@@ -111,7 +110,7 @@ pub async fn room(ctx: &Context, model: &DeepSeekModel, own: &[Pod], current: u3
     let validated = validate(&model.spec, &ctx.catalog).ok()?;
     let nodes = ctx.nodes.state();
     let refs: Vec<&Node> = nodes.iter().map(|n| n.as_ref()).collect();
-    let pools = pools_from_nodes(&refs, &ctx.catalog, &ctx.config.declared_pools);
+    let pools = ctx.pools.borrow().clone();
     let placement = place(&validated, &pools, &ctx.catalog).ok()?;
     let pool = &placement.pool;
     if pool.declared || pool.resource_name.is_empty() {

@@ -18,6 +18,8 @@ pub struct Context {
     pub config: Arc<OperatorConfig>,
     /// Nodes, kept current by a watch; planning reads it without API calls.
     pub nodes: Store<Node>,
+    /// Pools grouped from `nodes` (and the declared pools), kept current by the node watch.
+    pub pools: super::nodes::Pools,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
 }

@@ -9,6 +9,7 @@ pub mod groups;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod nodes;
 pub mod reconcile;
 pub mod run;
 pub mod status;

@@ -18,7 +18,6 @@ use super::metrics::{ModelLabels, Timer};
 use super::status::{self as cond, set};
 use crate::api::{DeepSeekModel, DeepSeekModelStatus};
 use crate::build::{labels, services, workload};
-use crate::inventory::pools_from_nodes;
 use crate::placement::place;
 use crate::rollout::{self, RolloutLimits};
 use crate::validate::validate;
@@ -85,10 +84,7 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
     status.desired_replicas = validated.replicas as i32;
 
     // Plan.
-    let nodes = ctx.nodes.state();
-    let node_refs: Vec<&k8s_openapi::api::core::v1::Node> =
-        nodes.iter().map(|n| n.as_ref()).collect();
-    let pools = pools_from_nodes(&node_refs, &ctx.catalog, &ctx.config.declared_pools);
+    let pools = ctx.pools.borrow().clone();
     let placement = match place(&validated, &pools, &ctx.catalog) {
         Ok(p) => p,
         Err(u) => {

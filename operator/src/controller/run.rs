@@ -8,9 +8,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use deepseek_planner::Catalog;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::{reflector, watcher, Controller, WatchStreamExt};
+use kube::runtime::{watcher, Controller};
 use kube::{Api, Client};
 use tokio::sync::mpsc;
 
@@ -18,11 +18,11 @@ use super::context::Context;
 use super::http::{self, HttpState};
 use super::leader::{self, LeaderOptions};
 use super::metrics::Metrics;
+use super::nodes;
 use super::reconcile::{error_policy, reconcile};
 use crate::api::DeepSeekModel;
 use crate::build::labels;
 use crate::config::OperatorConfig;
-use crate::inventory::{fingerprint, pools_from_nodes};
 
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -140,41 +140,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         metrics.leader.set(1);
     }
 
-    // Nodes: cached for planning; a change of pools re-plans every model.
-    let (node_reader, node_writer) = reflector::store::<Node>();
+    // Nodes: cached and grouped into pools; a change of pools re-plans every model.
     let (trigger_tx, trigger_rx) = mpsc::channel::<()>(16);
-    {
-        let reader = node_reader.clone();
-        let catalog = catalog.clone();
-        let config = config.clone();
-        let stream = reflector(
-            node_writer,
-            watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
-        )
-        .default_backoff()
-        .touched_objects();
-        tokio::spawn(async move {
-            let mut last = String::new();
-            let mut stream = std::pin::pin!(stream);
-            while let Some(item) = stream.next().await {
-                if let Err(e) = item {
-                    tracing::warn!(error = %e, "node watch error");
-                    continue;
-                }
-                let nodes = reader.state();
-                let refs: Vec<&Node> = nodes.iter().map(|n| n.as_ref()).collect();
-                let fp = fingerprint(&pools_from_nodes(&refs, &catalog, &config.declared_pools));
-                if fp != last {
-                    last = fp;
-                    let _ = trigger_tx.try_send(());
-                }
-            }
-        });
-    }
-    node_reader
-        .wait_until_ready()
+    let (node_reader, mut pools) =
+        nodes::watch_nodes(client.clone(), catalog.clone(), config.clone(), trigger_tx);
+    pools
+        .changed()
         .await
-        .context("node cache never became ready")?;
+        .context("the node watch stopped before listing the nodes")?;
     ready.store(true, Ordering::Relaxed);
 
     let reporter = Reporter {
@@ -186,6 +159,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         catalog,
         config,
         nodes: node_reader,
+        pools,
         metrics,
         recorder: Recorder::new(client.clone(), reporter),
     });

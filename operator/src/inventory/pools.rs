@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use deepseek_planner::Catalog;
 use k8s_openapi::api::core::v1::{Node, Taint};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use sha2::{Digest, Sha256};
 
 use crate::api::Vendor;
@@ -86,12 +87,21 @@ impl Pool {
     }
 }
 
+/// A node as grouping needs it: borrowed, so grouping thousands of nodes copies little.
 struct NodeView<'a> {
     name: &'a str,
-    labels: BTreeMap<String, String>,
-    taints: Vec<Taint>,
-    allocatable: BTreeMap<String, String>,
+    labels: &'a BTreeMap<String, String>,
+    taints: Vec<&'a Taint>,
+    allocatable: Option<&'a BTreeMap<String, Quantity>>,
 }
+
+impl NodeView<'_> {
+    fn allocatable(&self, resource: &str) -> Option<&str> {
+        self.allocatable?.get(resource).map(|q| q.0.as_str())
+    }
+}
+
+static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
 
 fn usable(node: &Node) -> bool {
     let schedulable = !node
@@ -110,26 +120,30 @@ fn usable(node: &Node) -> bool {
 
 fn view(node: &Node) -> Option<NodeView<'_>> {
     let name = node.metadata.name.as_deref()?;
-    let allocatable = node
-        .status
-        .as_ref()
-        .and_then(|s| s.allocatable.as_ref())
-        .map(|a| a.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect())
-        .unwrap_or_default();
-    let mut taints = node
+    let allocatable = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
+    let mut taints: Vec<&Taint> = node
         .spec
         .as_ref()
-        .and_then(|s| s.taints.clone())
+        .and_then(|s| s.taints.as_ref())
+        .map(|t| t.iter().collect())
         .unwrap_or_default();
     // Taints the node lifecycle adds transiently say nothing about the pool.
     taints.retain(|t| !t.key.starts_with("node.kubernetes.io/"));
     taints.sort_by(|a, b| (&a.key, &a.effect).cmp(&(&b.key, &b.effect)));
     Some(NodeView {
         name,
-        labels: node.metadata.labels.clone().unwrap_or_default(),
+        labels: node.metadata.labels.as_ref().unwrap_or(&NO_LABELS),
         taints,
         allocatable,
     })
+}
+
+/// The taints as one comparable string, the grouping key's taint part.
+fn taint_signature(taints: &[&Taint]) -> String {
+    taints
+        .iter()
+        .map(|t| format!("{}={}:{};", t.key, t.value.as_deref().unwrap_or(""), t.effect))
+        .collect()
 }
 
 /// Parses a quantity that should be a whole count ("8").
@@ -160,20 +174,12 @@ pub fn memory_gib(q: &str) -> Option<f64> {
     Some(n * factor / 1024.0_f64.powi(3))
 }
 
-fn taint_suffix(taints: &[Taint]) -> String {
-    if taints.is_empty() {
+/// A short, stable suffix that tells apart pools differing only in taints.
+fn taint_suffix(signature: &str) -> String {
+    if signature.is_empty() {
         return String::new();
     }
-    let mut h = Sha256::new();
-    for t in taints {
-        h.update(format!(
-            "{}={}:{};",
-            t.key,
-            t.value.as_deref().unwrap_or(""),
-            t.effect
-        ));
-    }
-    let digest = h.finalize();
+    let digest = Sha256::digest(signature.as_bytes());
     format!("-t{:02x}{:02x}", digest[0], digest[1])
 }
 
@@ -184,14 +190,14 @@ pub fn pools_from_nodes(
     catalog: &Catalog,
     declared: &[DeclaredPool],
 ) -> Vec<Pool> {
-    let mut groups: BTreeMap<(String, u32, String), Vec<NodeView<'_>>> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, u32, String), Vec<NodeView<'_>>> = BTreeMap::new();
     for node in nodes.iter().copied().filter(|n| usable(n)) {
         let Some(v) = view(node) else { continue };
-        let (accel, per_node) = match catalog.identify(&v.labels) {
+        let (accel, per_node) = match catalog.identify(v.labels) {
             Some(a) if a.resource.is_some() => {
                 let resource = a.resource.as_deref().unwrap_or_default();
-                match v.allocatable.get(resource).and_then(|q| count(q)) {
-                    Some(n) if n > 0 => (a.id.clone(), n),
+                match v.allocatable(resource).and_then(count) {
+                    Some(n) if n > 0 => (a.id.as_str(), n),
                     _ => continue,
                 }
             }
@@ -200,17 +206,18 @@ pub fn pools_from_nodes(
                 .iter()
                 .any(|k| v.labels.contains_key(*k)) =>
             {
-                ("cpu".to_string(), 1)
+                ("cpu", 1)
             }
             _ => continue,
         };
-        let suffix = taint_suffix(&v.taints);
-        groups.entry((accel, per_node, suffix)).or_default().push(v);
+        let signature = taint_signature(&v.taints);
+        groups.entry((accel, per_node, signature)).or_default().push(v);
     }
 
     let mut pools = Vec::new();
-    for ((accel, per_node, suffix), members) in groups {
-        let Some(a) = catalog.accelerator(&accel) else {
+    for ((accel, per_node, signature), members) in groups {
+        let suffix = taint_suffix(&signature);
+        let Some(a) = catalog.accelerator(accel) else {
             continue;
         };
         let mut common = members[0].labels.clone();
@@ -224,11 +231,11 @@ pub fn pools_from_nodes(
             .collect();
         let node_memory_gib = members
             .iter()
-            .filter_map(|m| m.allocatable.get("memory").and_then(|q| memory_gib(q)))
+            .filter_map(|m| m.allocatable("memory").and_then(memory_gib))
             .reduce(f64::min);
         pools.push(Pool {
             name: format!("{accel}-x{per_node}{suffix}"),
-            accelerator: accel,
+            accelerator: accel.to_string(),
             vendor: a.vendor,
             resource_name: a.resource.clone().unwrap_or_default(),
             per_node,
@@ -236,7 +243,7 @@ pub fn pools_from_nodes(
             nodes: members.iter().map(|m| m.name.to_string()).collect(),
             selector,
             common_labels: common,
-            taints: members[0].taints.clone(),
+            taints: members[0].taints.iter().map(|t| (*t).clone()).collect(),
             declared: false,
             node_memory_gib,
         });

@@ -1,0 +1,153 @@
+//! The Node watch: keeps the Node cache, and from it the current pools, which reconcile and
+//! the autoscaler read instead of regrouping every Node themselves.
+//!
+//! Nodes change all the time (heartbeats, conditions, images); pools rarely do. So each
+//! event is reduced to a digest of what planning reads, pools are regrouped at most every
+//! `DEBOUNCE` and only when some digest changed, and every model is re-planned only when the
+//! pools' fingerprint changed.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use deepseek_planner::Catalog;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Node;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::OperatorConfig;
+use crate::inventory::{fingerprint, pools_from_nodes, Pool};
+
+const DEBOUNCE: Duration = Duration::from_millis(250);
+
+/// Latest pools; empty until the first full list of Nodes has been grouped.
+pub type Pools = watch::Receiver<Arc<Vec<Pool>>>;
+
+/// What about a node planning reads: labels, taints, allocatable, schedulability, Ready.
+/// In-process only, so the std hasher's lack of cross-version stability does not matter.
+pub fn relevance_digest(node: &Node) -> u64 {
+    let mut h = DefaultHasher::new();
+    node.metadata.labels.hash(&mut h);
+    if let Some(spec) = &node.spec {
+        spec.unschedulable.hash(&mut h);
+        for t in spec.taints.iter().flatten() {
+            (&t.key, &t.value, &t.effect).hash(&mut h);
+        }
+    }
+    if let Some(status) = &node.status {
+        for (k, v) in status.allocatable.iter().flatten() {
+            (k, &v.0).hash(&mut h);
+        }
+        let ready = status
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        ready.hash(&mut h);
+    }
+    h.finish()
+}
+
+/// Starts the watch. Returns the Node cache and the pools; `trigger` fires when the
+/// pools' fingerprint changes.
+pub fn watch_nodes(
+    client: Client,
+    catalog: Arc<Catalog>,
+    config: Arc<OperatorConfig>,
+    trigger: mpsc::Sender<()>,
+) -> (Store<Node>, Pools) {
+    let (reader, writer) = reflector::store::<Node>();
+    let (pools_tx, pools_rx) = watch::channel(Arc::new(Vec::new()));
+    let store = reader.clone();
+    let stream = reflector::reflector(
+        writer,
+        watcher(Api::<Node>::all(client), watcher::Config::default()),
+    )
+    .default_backoff();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        let mut digests: HashMap<String, u64> = HashMap::new();
+        let mut listing = true;
+        let mut dirty = false;
+        let mut last_fingerprint: Option<String> = None;
+        let mut tick = tokio::time::interval(DEBOUNCE);
+        loop {
+            tokio::select! {
+                item = stream.next() => match item {
+                    Some(Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n))) => {
+                        let d = relevance_digest(&n);
+                        dirty |= digests.insert(n.name_any(), d) != Some(d);
+                    }
+                    Some(Ok(watcher::Event::Delete(n))) => {
+                        digests.remove(&n.name_any());
+                        dirty = true;
+                    }
+                    Some(Ok(watcher::Event::Init)) => listing = true,
+                    Some(Ok(watcher::Event::InitDone)) => {
+                        listing = false;
+                        dirty = true;
+                    }
+                    Some(Err(e)) => tracing::warn!(error = %e, "node watch error"),
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    if !dirty || listing {
+                        continue;
+                    }
+                    dirty = false;
+                    let nodes = reader.state();
+                    let refs: Vec<&Node> = nodes.iter().map(|n| n.as_ref()).collect();
+                    let pools = pools_from_nodes(&refs, &catalog, &config.declared_pools);
+                    let fp = fingerprint(&pools);
+                    let _ = pools_tx.send(Arc::new(pools));
+                    if last_fingerprint.as_ref() != Some(&fp) {
+                        if last_fingerprint.is_some() {
+                            let _ = trigger.try_send(());
+                        }
+                        last_fingerprint = Some(fp);
+                    }
+                }
+            }
+        }
+    });
+    (store, pools_rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(yaml: &str) -> Node {
+        serde_yaml::from_str(yaml).expect("node")
+    }
+
+    #[test]
+    fn heartbeats_do_not_change_the_digest_but_capacity_does() {
+        let base = "metadata: {name: n, labels: {a: b}}\nstatus:\n  allocatable: {nvidia.com/gpu: '8'}\n  conditions: [{type: Ready, status: 'True', lastHeartbeatTime: '2026-01-01T00:00:00Z'}]\n";
+        let beat = base.replace("00:00:00Z", "00:00:40Z");
+        assert_eq!(
+            relevance_digest(&node(base)),
+            relevance_digest(&node(&beat))
+        );
+        let smaller = base.replace("'8'", "'4'");
+        assert_ne!(
+            relevance_digest(&node(base)),
+            relevance_digest(&node(&smaller))
+        );
+        let not_ready = base.replace("status: 'True'", "status: 'False'");
+        assert_ne!(
+            relevance_digest(&node(base)),
+            relevance_digest(&node(&not_ready))
+        );
+        let relabelled = base.replace("{a: b}", "{a: c}");
+        assert_ne!(
+            relevance_digest(&node(base)),
+            relevance_digest(&node(&relabelled))
+        );
+    }
+}
