@@ -387,7 +387,11 @@ mod tests {
         // No leader IP yet: wait.
         assert!(plan_launch(&worker, &BTreeMap::new()).is_none());
         // Not loopback (a documentation address, never dialled), not running: never.
-        assert!(plan_launch(&pod("x", "g", "1", Some("198.51.100.7"), "Running"), &leaders).is_none());
+        assert!(plan_launch(
+            &pod("x", "g", "1", Some("198.51.100.7"), "Running"),
+            &leaders
+        )
+        .is_none());
         assert!(plan_launch(&pod("y", "g", "1", Some("127.1.0.7"), "Pending"), &leaders).is_none());
     }
 }

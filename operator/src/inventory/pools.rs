@@ -142,7 +142,14 @@ fn view(node: &Node) -> Option<NodeView<'_>> {
 fn taint_signature(taints: &[&Taint]) -> String {
     taints
         .iter()
-        .map(|t| format!("{}={}:{};", t.key, t.value.as_deref().unwrap_or(""), t.effect))
+        .map(|t| {
+            format!(
+                "{}={}:{};",
+                t.key,
+                t.value.as_deref().unwrap_or(""),
+                t.effect
+            )
+        })
         .collect()
 }
 
@@ -211,7 +218,10 @@ pub fn pools_from_nodes(
             _ => continue,
         };
         let signature = taint_signature(&v.taints);
-        groups.entry((accel, per_node, signature)).or_default().push(v);
+        groups
+            .entry((accel, per_node, signature))
+            .or_default()
+            .push(v);
     }
 
     let mut pools = Vec::new();
