@@ -55,6 +55,7 @@ impl Placement {
         PlanStatus {
             vendor: plan.vendor.as_str().to_string(),
             product: plan.accelerator.clone(),
+            quantization: plan.quantization.as_str().to_string(),
             resource_name: p.pool.resource_name.clone(),
             engine: plan.engine.as_str().to_string(),
             gpus_per_replica: plan.gpus_per_replica,

@@ -150,13 +150,14 @@ pub fn validate(spec: &DeepSeekModelSpec, catalog: &Catalog) -> Result<Validated
         }
         vendor = Some(a.vendor);
     }
-    if spec.quantization.is_gguf() {
+    let quantization = spec.quantization.unwrap_or(arch.native_dtype);
+    if quantization.is_gguf() {
         match vendor {
             None | Some(Vendor::Cpu) => vendor = Some(Vendor::Cpu),
             Some(v) => {
                 return Err(invalid(
                     "UnsupportedCombination",
-                    format!("{} is served by llama.cpp on CPU, not on {v}; choose cpu or another quantization", spec.quantization),
+                    format!("{} is served by llama.cpp on CPU, not on {v}; choose cpu or another quantization", quantization),
                 ))
             }
         }
@@ -196,7 +197,7 @@ pub fn validate(spec: &DeepSeekModelSpec, catalog: &Catalog) -> Result<Validated
 
     Ok(ValidatedModel {
         arch,
-        quantization: spec.quantization,
+        quantization,
         vendor,
         product: accel.product.clone(),
         engine,
@@ -238,6 +239,16 @@ mod tests {
         assert_eq!(v.weights_repo, "deepseek-ai/DeepSeek-R1");
         assert_eq!(v.replicas, 1);
         assert_eq!(v.vendor, None);
+    }
+
+    #[test]
+    fn quantization_defaults_to_the_native_format() {
+        let v = check("model: deepseek-r1").expect("valid");
+        assert_eq!(v.quantization, Quantization::Fp8);
+        let v = check("model: deepseek-r1-distill-llama-70b").expect("valid");
+        assert_eq!(v.quantization, Quantization::Bf16);
+        let v = check("model: deepseek-r1\nquantization: int8").expect("valid");
+        assert_eq!(v.quantization, Quantization::Int8);
     }
 
     #[test]

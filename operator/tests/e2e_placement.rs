@@ -329,7 +329,7 @@ async fn impossible_model_is_explained_and_proceeds_when_a_pool_appears() -> Res
     // BF16 R1 needs ~1.3 TB: far beyond two H100 nodes.
     let mut big = example("r1-fp8-h100-multinode.yaml")?;
     big.metadata.name = Some("r1-bf16".into());
-    big.spec.quantization = deepseek_operator::api::Quantization::Bf16;
+    big.spec.quantization = Some(deepseek_operator::api::Quantization::Bf16);
     apply_model(&models, &big).await?;
     let (reason, msg) = wait_condition(&models, "r1-bf16", "Planned", "False", T).await?;
     ensure!(reason == "InsufficientAccelerators", "{reason}: {msg}");

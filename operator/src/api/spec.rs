@@ -28,7 +28,11 @@ pub use deepseek_planner::{Quantization, Vendor};
         label_selector_path = ".status.selector"
     ),
     printcolumn(name = "Model", type_ = "string", json_path = ".spec.model"),
-    printcolumn(name = "Quant", type_ = "string", json_path = ".spec.quantization"),
+    printcolumn(
+        name = "Quant",
+        type_ = "string",
+        json_path = ".status.plan.quantization"
+    ),
     printcolumn(
         name = "Accel/Replica",
         type_ = "integer",
@@ -49,7 +53,7 @@ pub use deepseek_planner::{Quantization, Vendor};
 )]
 #[x_kube(validation = Rule::new("self.model == 'custom' ? has(self.customModel) : !has(self.customModel)")
     .message("customModel is required when model is 'custom' and not allowed otherwise"))]
-#[x_kube(validation = Rule::new("!self.quantization.startsWith('gguf-') || !has(self.accelerator) || !has(self.accelerator.vendor) || self.accelerator.vendor == 'cpu'")
+#[x_kube(validation = Rule::new("!has(self.quantization) || !self.quantization.startsWith('gguf-') || !has(self.accelerator) || !has(self.accelerator.vendor) || self.accelerator.vendor == 'cpu'")
     .message("GGUF quantizations are served by llama.cpp on CPU: set accelerator.vendor to cpu or choose another quantization"))]
 #[serde(rename_all = "camelCase")]
 pub struct DeepSeekModelSpec {
@@ -62,9 +66,10 @@ pub struct DeepSeekModelSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom_model: Option<CustomModel>,
 
-    /// Weight format served. GGUF variants are for CPU serving with llama.cpp.
-    #[serde(default)]
-    pub quantization: Quantization,
+    /// Weight format served; defaults to the model's native format (FP8 for V3/R1, BF16
+    /// otherwise). GGUF variants are for CPU serving with llama.cpp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<Quantization>,
 
     /// Which accelerators to run on. Empty: the operator picks the smallest fit among
     /// the pools it finds.

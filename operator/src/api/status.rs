@@ -43,6 +43,8 @@ pub struct DeepSeekModelStatus {
 pub struct PlanStatus {
     pub vendor: String,
     pub product: String,
+    /// Weight format served (the spec's, or the model's native one).
+    pub quantization: String,
     /// Extended resource requested per pod, e.g. `nvidia.com/gpu`.
     pub resource_name: String,
     pub engine: String,
