@@ -107,6 +107,19 @@ fn r1_fp8_on_h100_is_one_group_of_two_pods_on_distinct_nodes() {
             .as_ref()
             .expect("required")[0];
         assert_eq!(term.topology_key, "kubernetes.io/hostname");
+        let together = spec
+            .affinity
+            .as_ref()
+            .and_then(|a| a.pod_affinity.as_ref())
+            .and_then(|p| {
+                p.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
+            .expect("a multi-node group prefers one zone");
+        assert_eq!(
+            together[0].pod_affinity_term.topology_key,
+            "topology.kubernetes.io/zone"
+        );
         let tol = spec.tolerations.as_ref().expect("tolerations");
         assert!(tol
             .iter()

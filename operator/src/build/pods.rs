@@ -7,8 +7,9 @@ use deepseek_engine::{env, render, ENGINE_PORT, LAUNCHER_PORT};
 use k8s_openapi::api::core::v1::{
     Affinity, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
     HostPathVolumeSource, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
-    ObjectFieldSelector, PersistentVolumeClaimVolumeSource, Pod, PodAffinityTerm, PodAntiAffinity,
-    PodSpec, Probe, ResourceRequirements, SecretVolumeSource, Toleration, Volume, VolumeMount,
+    ObjectFieldSelector, PersistentVolumeClaimVolumeSource, Pod, PodAffinity, PodAffinityTerm,
+    PodAntiAffinity, PodSpec, Probe, ResourceRequirements, SecretVolumeSource, Toleration, Volume,
+    VolumeMount, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -19,6 +20,7 @@ use super::{dns_name, WeightsVolume, Workload};
 use crate::inventory::CPU_EXCLUDED_LABELS;
 
 const MODELS_DIR: &str = "/models";
+const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 const TOKEN_DIR: &str = "/var/run/secrets/huggingface";
 
 /// Name of a group's pod; also its hostname, so it stays a DNS label.
@@ -256,25 +258,37 @@ fn affinity(w: &Workload, gid: &str) -> Affinity {
         }),
         ..Default::default()
     });
-    // The ranks of a group each need a whole node.
-    let anti = PodAntiAffinity {
-        required_during_scheduling_ignored_during_execution: Some(vec![PodAffinityTerm {
-            label_selector: Some(LabelSelector {
-                match_labels: Some(BTreeMap::from([(
-                    labels::GROUP_ID.to_string(),
-                    gid.to_string(),
-                )])),
-                match_expressions: None,
-            }),
-            topology_key: "kubernetes.io/hostname".into(),
-            ..Default::default()
-        }]),
+    let same_group = |topology_key: &str| PodAffinityTerm {
+        label_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                labels::GROUP_ID.to_string(),
+                gid.to_string(),
+            )])),
+            match_expressions: None,
+        }),
+        topology_key: topology_key.into(),
         ..Default::default()
     };
+    // The ranks of a group each need a whole node.
+    let anti = PodAntiAffinity {
+        required_during_scheduling_ignored_during_execution: Some(vec![same_group(
+            "kubernetes.io/hostname",
+        )]),
+        ..Default::default()
+    };
+    // Ranks talk over the network every step: keep a multi-node group in one zone where
+    // nodes say which zone they are in (preferred, so unlabelled nodes still qualify).
+    let together = (w.nodes_per_group > 1).then(|| PodAffinity {
+        preferred_during_scheduling_ignored_during_execution: Some(vec![WeightedPodAffinityTerm {
+            weight: 100,
+            pod_affinity_term: same_group(ZONE_LABEL),
+        }]),
+        ..Default::default()
+    });
     Affinity {
         node_affinity,
         pod_anti_affinity: Some(anti),
-        pod_affinity: None,
+        pod_affinity: together,
     }
 }
 
