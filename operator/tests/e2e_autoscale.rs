@@ -376,7 +376,7 @@ async fn replicas_follow_the_queue_in_whole_groups_without_flapping_or_blind_sca
         .filter_map(|e| e.message.clone())
         .collect();
     ensure!(
-        !created.is_empty() && created.iter().all(|m| m.contains("(2 pod(s))")),
+        !created.is_empty() && created.iter().all(|m| m.contains("(2 pod(s) each)")),
         "groups are created whole: {created:?}"
     );
 

@@ -164,7 +164,7 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
     children::sync_services(&ctx, &ns, &lp, &desired_services).await?;
     // KEDA ScaledObject when autoscaling.provider=keda; removed otherwise (if it exists).
     crate::autoscale::scaled_object::sync(&ctx, &model).await;
-    children::delete_pods(&ctx, &ns, orphans.iter().copied()).await?;
+    children::delete_pods(&ctx, &ns, &orphans).await?;
 
     let observed: Vec<_> = groups.iter().map(|g| g.observed.clone()).collect();
     let room = placement.surge_room(validated.replicas);
