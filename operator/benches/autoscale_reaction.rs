@@ -11,7 +11,7 @@
 //! - load stopped (idle) -> scale-down decision, and -> the group's pods gone,
 //!
 //! by polling every 100 ms, and prints every round and the median. Bounded: at most
-//! `MAX_REQUESTS` requests and `MAX_LOAD_TIME` of load, every wait has a deadline, and only
+//! `common::load`'s request and time limits, every wait has a deadline, and only
 //! 127.x pod IPs are dialled.
 //!
 //! Run: `cargo bench -p deepseek-operator --bench autoscale_reaction` (release), or in the
@@ -21,124 +21,25 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
+use common::load::LoadGen;
 use common::*;
 use deepseek_e2e::sim::{SimFleet, SimOptions};
 use deepseek_e2e::Cluster;
 use deepseek_operator::api::DeepSeekModel;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::{Api, Client};
+use kube::Api;
 
 const TARGET: u32 = 4;
 const WINDOW_S: u64 = 10;
 const STEP_TO: usize = 10;
-const MAX_REQUESTS: u64 = 20_000;
-const MAX_LOAD_TIME: Duration = Duration::from_secs(600);
 /// Deadline of every wait.
 const T: Duration = Duration::from_secs(180);
 const POLL: Duration = Duration::from_millis(100);
-
-/// Workers `0..concurrency` send completions back to back to the model's leaders (a
-/// trimmed copy of the generator in tests/e2e_autoscale.rs).
-struct LoadGen {
-    concurrency: Arc<AtomicUsize>,
-    sent: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl LoadGen {
-    fn start(client: Client, ns: String, model: String, workers: usize) -> LoadGen {
-        let concurrency = Arc::new(AtomicUsize::new(0));
-        let sent = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let leaders: Arc<Mutex<Vec<std::net::Ipv4Addr>>> = Arc::default();
-        let started = Instant::now();
-        let mut tasks = Vec::new();
-        {
-            let (leaders, stop, model) = (leaders.clone(), stop.clone(), model.clone());
-            tasks.push(tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    if let Ok(ips) = service_pod_ips(&client, &ns, &model).await {
-                        if let Ok(mut l) = leaders.lock() {
-                            *l = ips;
-                        }
-                    }
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }));
-        }
-        for i in 0..workers {
-            let (leaders, stop, conc) = (leaders.clone(), stop.clone(), concurrency.clone());
-            let (sent, failed, model) = (sent.clone(), failed.clone(), model.clone());
-            tasks.push(tokio::spawn(async move {
-                let http = reqwest::Client::builder()
-                    .no_proxy()
-                    .timeout(Duration::from_secs(60))
-                    .build()
-                    .unwrap_or_default();
-                let mut n = i;
-                loop {
-                    if stop.load(Ordering::Relaxed)
-                        || started.elapsed() > MAX_LOAD_TIME
-                        || sent.load(Ordering::Relaxed) >= MAX_REQUESTS
-                    {
-                        return;
-                    }
-                    let target = leaders
-                        .lock()
-                        .ok()
-                        .and_then(|l| (!l.is_empty()).then(|| l[n % l.len()]));
-                    n += 1;
-                    let ip = target.filter(|ip| ip.is_loopback());
-                    let (Some(ip), true) = (ip, i < conc.load(Ordering::Relaxed)) else {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    };
-                    sent.fetch_add(1, Ordering::Relaxed);
-                    let body = serde_json::json!({"model": model, "prompt": "Count to ten.", "max_tokens": 64});
-                    let ok = http
-                        .post(format!("http://{ip}:8000/v1/completions"))
-                        .json(&body)
-                        .send()
-                        .await
-                        .is_ok_and(|r| r.status().is_success());
-                    if !ok {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                }
-            }));
-        }
-        LoadGen {
-            concurrency,
-            sent,
-            failed,
-            stop,
-            tasks,
-        }
-    }
-
-    fn set(&self, n: usize) {
-        self.concurrency.store(n, Ordering::Relaxed);
-    }
-}
-
-impl Drop for LoadGen {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
 
 /// Polls `check` every 100 ms until it holds, for at most `T`; returns the elapsed time
 /// since `from`. (A measurement loop: the figure is when the condition was first seen.)

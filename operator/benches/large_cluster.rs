@@ -136,6 +136,57 @@ async fn bench() -> Result<()> {
         "operator RSS with {all} pods: {:.0} MiB",
         rss_mib(op.pid()).unwrap_or(f64::NAN)
     );
+    // Steady state: touch every model (metadata only) and time the reconciles that follow.
+    let (sum0, count0) = (
+        op.counter("deepseek_operator_reconcile_duration_seconds_sum")
+            .await?,
+        op.counter("deepseek_operator_reconcile_duration_seconds_count")
+            .await?,
+    );
+    let writes0 = op.counter("deepseek_operator_api_writes_total").await?;
+    let names: Vec<String> = models
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .filter_map(|m| m.metadata.name.clone())
+        .collect();
+    let pokes = 5;
+    for round in 0..pokes {
+        for name in &names {
+            let patch =
+                serde_json::json!({"metadata": {"annotations": {"bench/poke": round.to_string()}}});
+            models
+                .patch(
+                    name,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await?;
+        }
+    }
+    // Pokes of one model may coalesce into fewer reconciles; one per model is the least.
+    let want = count0 + names.len() as f64;
+    wait_for(T, "the pokes were reconciled", || async {
+        let c = op
+            .counter("deepseek_operator_reconcile_duration_seconds_count")
+            .await?;
+        Ok((c >= want).then_some(()))
+    })
+    .await?;
+    let sum1 = op
+        .counter("deepseek_operator_reconcile_duration_seconds_sum")
+        .await?;
+    let count1 = op
+        .counter("deepseek_operator_reconcile_duration_seconds_count")
+        .await?;
+    let writes1 = op.counter("deepseek_operator_api_writes_total").await?;
+    println!(
+        "steady-state reconciles: {} taking {:.1} ms on average; {} writes",
+        count1 - count0,
+        1000.0 * (sum1 - sum0) / (count1 - count0).max(1.0),
+        writes1 - writes0
+    );
     drop(op);
     ns.finish().await?;
     let status = std::process::Command::new(Cluster::script())

@@ -8,11 +8,12 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
+use common::load::LoadGen;
 use common::*;
 use deepseek_e2e::sim::{SimFleet, SimOptions};
 use deepseek_e2e::wait::wait_for;
@@ -21,117 +22,15 @@ use deepseek_operator::api::DeepSeekModel;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
-use kube::{Api, Client};
+use kube::Api;
 
 /// Accelerator nodes are shared with other suites: wait generously for them.
 const T: Duration = Duration::from_secs(300);
 const WINDOW_S: u64 = 10;
 const TARGET: u32 = 4;
 const MIN: i32 = 1;
-/// Load generator bounds.
-const MAX_REQUESTS: u64 = 20_000;
-const MAX_LOAD_TIME: Duration = Duration::from_secs(600);
+/// Load generator workers.
 const WORKERS: usize = 12;
-
-/// Workers `0..concurrency` send completions back to back to the model's leaders.
-struct LoadGen {
-    concurrency: Arc<AtomicUsize>,
-    sent: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl LoadGen {
-    fn start(client: Client, ns: String, model: String) -> LoadGen {
-        let concurrency = Arc::new(AtomicUsize::new(0));
-        let sent = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let leaders: Arc<Mutex<Vec<std::net::Ipv4Addr>>> = Arc::default();
-        let started = Instant::now();
-        let mut tasks = Vec::new();
-        {
-            let (leaders, stop) = (leaders.clone(), stop.clone());
-            let (client, ns, model) = (client.clone(), ns.clone(), model.clone());
-            tasks.push(tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    if let Ok(ips) = service_pod_ips(&client, &ns, &model).await {
-                        if let Ok(mut l) = leaders.lock() {
-                            *l = ips;
-                        }
-                    }
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }));
-        }
-        for i in 0..WORKERS {
-            let (leaders, stop, conc) = (leaders.clone(), stop.clone(), concurrency.clone());
-            let (sent, failed, model) = (sent.clone(), failed.clone(), model.clone());
-            tasks.push(tokio::spawn(async move {
-                let http = reqwest::Client::builder()
-                    .no_proxy()
-                    .timeout(Duration::from_secs(60))
-                    .build()
-                    .unwrap_or_default();
-                let mut n = i;
-                loop {
-                    if stop.load(Ordering::Relaxed)
-                        || started.elapsed() > MAX_LOAD_TIME
-                        || sent.load(Ordering::Relaxed) >= MAX_REQUESTS
-                    {
-                        return;
-                    }
-                    let target = leaders
-                        .lock()
-                        .ok()
-                        .and_then(|l| (!l.is_empty()).then(|| l[n % l.len()]));
-                    n += 1;
-                    let Some(ip) = target.filter(|ip| ip.is_loopback()) else {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    };
-                    if i >= conc.load(Ordering::Relaxed) {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                    sent.fetch_add(1, Ordering::Relaxed);
-                    let body = serde_json::json!({"model": model, "prompt": "Count to ten.", "max_tokens": 64});
-                    let ok = http
-                        .post(format!("http://{ip}:8000/v1/completions"))
-                        .json(&body)
-                        .send()
-                        .await
-                        .is_ok_and(|r| r.status().is_success());
-                    if !ok {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                }
-            }));
-        }
-        LoadGen {
-            concurrency,
-            sent,
-            failed,
-            stop,
-            tasks,
-        }
-    }
-
-    fn set(&self, n: usize) {
-        self.concurrency.store(n.min(WORKERS), Ordering::Relaxed);
-    }
-}
-
-impl Drop for LoadGen {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
 
 /// spec.replicas, status.desiredReplicas and live groups, sampled every 200 ms.
 #[derive(Clone, Copy, Debug)]
@@ -226,7 +125,7 @@ async fn replicas_follow_the_queue_in_whole_groups_without_flapping_or_blind_sca
     wait_groups(&pods, &name, 1, 2, T).await?;
     wait_condition(&models, &name, "MetricsAvailable", "True", T).await?;
     let (log, sampler_task) = sampler(models.clone(), name.clone());
-    let load = LoadGen::start(ns.client(), ns.name().to_string(), name.clone());
+    let load = LoadGen::start(ns.client(), ns.name().to_string(), name.clone(), WORKERS);
 
     // Light load (2 in flight, half a replica's target): stays at 1.
     load.set(2);

@@ -2,6 +2,8 @@
 //! against the local control plane, its metrics, and manifests from examples/.
 #![allow(dead_code)] // each suite uses a different part
 
+pub mod load;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
