@@ -75,11 +75,18 @@ async fn idle_model_scales_to_zero_and_the_demand_annotation_wakes_it() -> Resul
     let idle_from = Instant::now();
     let zero = wait_for_state(T, "the idle model scaled to zero", || async {
         let m = models.get(&name).await?;
-        Ok(if m.spec.replicas == Some(0) {
-            Ok(m)
-        } else {
-            Err(status_line(&m))
-        })
+        let reason = m
+            .status
+            .as_ref()
+            .and_then(|s| s.last_scale_reason.clone())
+            .unwrap_or_default();
+        Ok(
+            if m.spec.replicas == Some(0) && reason.contains("scaling down") {
+                Ok(m)
+            } else {
+                Err(status_line(&m))
+            },
+        )
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e:#}; operator log:\n{}", op.log_tail()))?;
@@ -143,9 +150,15 @@ async fn idle_model_scales_to_zero_and_the_demand_annotation_wakes_it() -> Resul
         "kubectl annotate: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The autoscaler patches the scale subresource, then writes its status: wait for both.
     let woke = wait_for_state(T, "the demand annotation scaled the model to 1", || async {
         let m = models.get(&name).await?;
-        Ok(if m.spec.replicas == Some(1) {
+        let reason = m
+            .status
+            .as_ref()
+            .and_then(|s| s.last_scale_reason.clone())
+            .unwrap_or_default();
+        Ok(if m.spec.replicas == Some(1) && reason.contains("from 0") {
             Ok(m)
         } else {
             Err(status_line(&m))
