@@ -73,21 +73,13 @@ async fn idle_model_scales_to_zero_and_the_demand_annotation_wakes_it() -> Resul
 
     // Idle with complete metrics: down to zero after the window.
     let idle_from = Instant::now();
-    let zero = wait_for_state(T, "the idle model scaled to zero", || async {
-        let m = models.get(&name).await?;
-        let reason = m
-            .status
-            .as_ref()
-            .and_then(|s| s.last_scale_reason.clone())
-            .unwrap_or_default();
-        Ok(
-            if m.spec.replicas == Some(0) && reason.contains("scaling down") {
-                Ok(m)
-            } else {
-                Err(status_line(&m))
-            },
-        )
-    })
+    let zero = wait_scaled(
+        &models,
+        &name,
+        0,
+        "scaling down",
+        "the idle model scaled to zero",
+    )
     .await
     .map_err(|e| anyhow::anyhow!("{e:#}; operator log:\n{}", op.log_tail()))?;
     let decided = idle_from.elapsed();
@@ -150,20 +142,13 @@ async fn idle_model_scales_to_zero_and_the_demand_annotation_wakes_it() -> Resul
         "kubectl annotate: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // The autoscaler patches the scale subresource, then writes its status: wait for both.
-    let woke = wait_for_state(T, "the demand annotation scaled the model to 1", || async {
-        let m = models.get(&name).await?;
-        let reason = m
-            .status
-            .as_ref()
-            .and_then(|s| s.last_scale_reason.clone())
-            .unwrap_or_default();
-        Ok(if m.spec.replicas == Some(1) && reason.contains("from 0") {
-            Ok(m)
-        } else {
-            Err(status_line(&m))
-        })
-    })
+    let woke = wait_scaled(
+        &models,
+        &name,
+        1,
+        "from 0",
+        "the demand annotation scaled the model to 1",
+    )
     .await?;
     let wake_decided = wake_at.elapsed();
     let reason = woke
@@ -184,4 +169,31 @@ async fn idle_model_scales_to_zero_and_the_demand_annotation_wakes_it() -> Resul
     drop(fleet);
     drop(op);
     ns.finish().await
+}
+
+/// Waits until the autoscaler has both patched the scale subresource to `replicas` and
+/// written a status whose lastScaleReason mentions `reason` (two separate writes).
+async fn wait_scaled(
+    models: &Api<DeepSeekModel>,
+    name: &str,
+    replicas: i32,
+    reason: &str,
+    what: &str,
+) -> Result<DeepSeekModel> {
+    wait_for_state(T, what, || async {
+        let m = models.get(name).await?;
+        let said = m
+            .status
+            .as_ref()
+            .and_then(|s| s.last_scale_reason.clone())
+            .unwrap_or_default();
+        Ok(
+            if m.spec.replicas == Some(replicas) && said.contains(reason) {
+                Ok(m)
+            } else {
+                Err(status_line(&m))
+            },
+        )
+    })
+    .await
 }

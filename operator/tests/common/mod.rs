@@ -41,17 +41,26 @@ pub async fn install_crd(cluster: &Cluster) -> Result<()> {
         ));
     }
     let api: Api<DeepSeekModel> = Api::all(cluster.client());
-    wait_for(
+    wait_served(
+        &api,
         Duration::from_secs(30),
         "the DeepSeekModel CRD is served",
-        || async {
-            Ok(api
-                .list(&ListParams::default().limit(1))
-                .await
-                .ok()
-                .map(|_| ()))
-        },
     )
+    .await
+}
+
+/// Waits until a freshly installed CRD's API answers a list.
+async fn wait_served<K>(api: &Api<K>, timeout: Duration, what: &str) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    wait_for(timeout, what, || async {
+        Ok(api
+            .list(&ListParams::default().limit(1))
+            .await
+            .ok()
+            .map(|_| ()))
+    })
     .await
 }
 
@@ -354,16 +363,10 @@ pub async fn install_keda_crds(cluster: &Cluster) -> Result<()> {
         cluster.client(),
         &deepseek_operator::build::keda::api_resource(),
     );
-    wait_for(
+    wait_served(
+        &api,
         Duration::from_secs(120),
         "KEDA's ScaledObject API is served",
-        || async {
-            Ok(api
-                .list(&ListParams::default().limit(1))
-                .await
-                .ok()
-                .map(|_| ()))
-        },
     )
     .await
 }
