@@ -259,11 +259,13 @@ async fn tenants_get_their_own_caches_and_only_their_own_nodes() -> Result<()> {
             );
         }
         // Nothing of team a ever reached team b's or the control-plane node.
-        for p in model_pods(&a_pods, "on-b-nodes").await?.iter().chain(
-            model_pods(&a_pods, "on-control-plane").await?.iter(),
-        ) {
-            bail!("team a got a pod on reserved nodes: {:?}", node_of(p));
-        }
+        let stray: Vec<Option<String>> = model_pods(&a_pods, "on-b-nodes")
+            .await?
+            .iter()
+            .chain(model_pods(&a_pods, "on-control-plane").await?.iter())
+            .map(node_of)
+            .collect();
+        ensure!(stray.is_empty(), "team a got pods on reserved nodes: {stray:?}");
         anyhow::Ok(())
     }
     .await;
