@@ -20,8 +20,11 @@ use super::{dns_name, WeightsVolume, Workload};
 
 const MODELS_DIR: &str = "/models";
 const TOKEN_DIR: &str = "/var/run/secrets/huggingface";
-/// The non-root user engines run as (the runtime images create it).
-pub const ENGINE_UID: i64 = 1000;
+/// The non-root user engines run as (the runtime images create it): high, so it maps to
+/// no user of the node.
+pub const ENGINE_UID: i64 = 10001;
+/// Ascend's driver gives its device files to `HwHiAiUser`, uid and gid 1000 by default.
+pub const ASCEND_UID: i64 = 1000;
 
 /// Name of a group's pod; also its hostname, so it stays a DNS label.
 pub fn pod_name(w: &Workload, slot: u32, rank: u32) -> String {
@@ -298,11 +301,16 @@ fn volumes(w: &Workload) -> Vec<Volume> {
 /// owns the weight volumes) unless the vendor's devices need root.
 fn pod_security(w: &Workload) -> PodSecurityContext {
     let non_root = !w.run_as_root;
+    let uid = if w.launch.vendor == "ascend" {
+        ASCEND_UID
+    } else {
+        ENGINE_UID
+    };
     PodSecurityContext {
         run_as_non_root: Some(non_root),
-        run_as_user: non_root.then_some(ENGINE_UID),
-        run_as_group: non_root.then_some(ENGINE_UID),
-        fs_group: non_root.then_some(ENGINE_UID),
+        run_as_user: non_root.then_some(uid),
+        run_as_group: non_root.then_some(uid),
+        fs_group: non_root.then_some(uid),
         supplemental_groups: (!w.supplemental_groups.is_empty())
             .then(|| w.supplemental_groups.clone()),
         seccomp_profile: Some(SeccompProfile {
