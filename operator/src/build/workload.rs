@@ -57,7 +57,8 @@ struct KeyInputs<'a> {
     weights: &'a WeightsVolume,
     size: &'a PodSize,
     amd_groups: &'a [i64],
-    operator_version: Option<&'a str>,
+    /// Only with `auto-upgrade`: this operator's version and default image.
+    auto_upgrade: Option<String>,
 }
 
 /// Everything that reaches a pod, hashed: a change to any of it is a rollout. Only data
@@ -197,7 +198,13 @@ fn key_of(i: &WorkloadInputs<'_>, weights: &WeightsVolume, size: &PodSize) -> St
         weights,
         size,
         amd_groups: &i.config.amd_render_groups,
-        operator_version: i.validated.auto_upgrade.then_some(OPERATOR_VERSION),
+        auto_upgrade: i.validated.auto_upgrade.then(|| {
+            let plan = &i.placement.plan;
+            format!(
+                "{OPERATOR_VERSION}/{}",
+                i.config.image_for(plan.vendor, plan.engine)
+            )
+        }),
     })
 }
 
