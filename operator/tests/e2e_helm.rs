@@ -176,7 +176,7 @@ async fn rendered_chart_passes_server_side_dry_run() -> Result<()> {
 #[tokio::test]
 async fn values_schema_rejects_malformed_values() -> Result<()> {
     let cluster = Cluster::ensure().await?;
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 6] = [
         (&["--set", "replicaCount=two"], "/replicaCount"),
         (
             &["--set-json", r#"config.declaredPools=[{"name":"a"}]"#],
@@ -186,6 +186,12 @@ async fn values_schema_rejects_malformed_values() -> Result<()> {
         (
             &["--set", "metrics.serviceMonitor.interval=soon"],
             "/metrics/serviceMonitor/interval",
+        ),
+        (&["--set", "watchNamespaces={Team_A}"], "/watchNamespaces/0"),
+        (
+            // An empty selector would select every namespace.
+            &["--set-json", "networkPolicy.models.allowFromNamespaces=[{}]"],
+            "/networkPolicy/models/allowFromNamespaces/0",
         ),
     ];
     for (args, want) in cases {
