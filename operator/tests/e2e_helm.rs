@@ -190,7 +190,10 @@ async fn values_schema_rejects_malformed_values() -> Result<()> {
         (&["--set", "watchNamespaces={Team_A}"], "/watchNamespaces/0"),
         (
             // An empty selector would select every namespace.
-            &["--set-json", "networkPolicy.models.allowFromNamespaces=[{}]"],
+            &[
+                "--set-json",
+                "networkPolicy.models.allowFromNamespaces=[{}]",
+            ],
             "/networkPolicy/models/allowFromNamespaces/0",
         ),
     ];

@@ -2,7 +2,8 @@
 //! `watchNamespaces`, the chart's ServiceAccount may act only in the watched namespace
 //! (plus reading Nodes), and the operator, run with a token of that ServiceAccount and
 //! `--namespaces`, reconciles a model there (NetworkPolicy included) without ever being
-//! refused anything. Switching the model NetworkPolicy off in the config deletes it.
+//! refused anything. Switching the model NetworkPolicy off in the config deletes it, and
+//! deleting the model removes its metric series.
 
 mod common;
 
@@ -160,8 +161,20 @@ async fn namespaced_install_reconciles_its_namespace_and_nothing_else() -> Resul
             || async { Ok(nps.get_opt(MODEL).await?.is_none().then_some(())) },
         )
         .await?;
+        // The model's metric series exist while it does and go when it is deleted.
+        let series = format!("model=\"{MODEL}\"");
+        wait_for(T, "the model's metric series", || async {
+            Ok(op.metrics().await?.contains(&series).then_some(()))
+        })
+        .await?;
         let models: Api<DeepSeekModel> = watched.api();
         models.delete(MODEL, &DeleteParams::default()).await?;
+        wait_for(
+            T,
+            "the deleted model's metric series are removed",
+            || async { Ok((!op.metrics().await?.contains(&series)).then_some(())) },
+        )
+        .await?;
         no_forbidden(&op)
     };
     switched_off
