@@ -16,6 +16,7 @@ use common::*;
 use deepseek_e2e::wait::wait_for;
 use deepseek_e2e::{Cluster, TestNamespace};
 use deepseek_operator::api::DeepSeekModel;
+use deepseek_operator::config::OperatorConfig;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::events::v1::Event;
@@ -263,6 +264,72 @@ async fn deployment_is_hardened() -> Result<()> {
         .find(|d| d["kind"] == "PodDisruptionBudget")
         .context("a PodDisruptionBudget")?;
     ensure!(pdb["spec"]["minAvailable"] == 1);
+
+    // The operator's pods admit only the metrics port, only from the release namespace.
+    let np = docs
+        .iter()
+        .find(|d| d["kind"] == "NetworkPolicy")
+        .context("the operator's NetworkPolicy")?;
+    ensure!(
+        np["spec"]["podSelector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"],
+        "{np}"
+    );
+    ensure!(np["spec"]["policyTypes"] == json!(["Ingress"]), "{np}");
+    let want = json!([{
+        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "dso-system"}}}],
+        "ports": [{"port": 9090, "protocol": "TCP"}],
+    }]);
+    ensure!(np["spec"]["ingress"] == want, "{}", np["spec"]["ingress"]);
+    let off = documents(&template(
+        &cluster,
+        "hard",
+        "dso-system",
+        None,
+        &["--set", "networkPolicy.operator.enabled=false"],
+    )?)?;
+    ensure!(
+        !off.iter().any(|d| d["kind"] == "NetworkPolicy"),
+        "switched off"
+    );
+    Ok(())
+}
+
+/// The operator config in the rendered chart's ConfigMap.
+fn rendered_config(
+    cluster: &Cluster,
+    values: Option<&std::path::Path>,
+    extra: &[&str],
+) -> Result<OperatorConfig> {
+    let docs = documents(&template(cluster, "np", "dso-system", values, extra)?)?;
+    let text = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap")
+        .and_then(|d| d["data"]["config.yaml"].as_str())
+        .context("config.yaml")?;
+    OperatorConfig::from_yaml(text).map_err(anyhow::Error::msg)
+}
+
+/// The model NetworkPolicy values reach the operator's config: on by default, the release
+/// namespace as the operator's, the administrator's namespace selectors.
+#[tokio::test]
+async fn network_policy_values_reach_the_operator_config() -> Result<()> {
+    let cluster = Cluster::ensure().await?;
+    let all_on = all_on_values();
+    for (values, allowed) in [(None, 0), (Some(all_on.as_path()), 1)] {
+        let np = rendered_config(&cluster, values, &[])?.network_policy;
+        ensure!(np.enabled, "{np:?}");
+        ensure!(
+            np.operator_namespace.as_deref() == Some("dso-system"),
+            "{np:?}"
+        );
+        ensure!(np.allow_from_namespaces.len() == allowed, "{np:?}");
+    }
+    let off = rendered_config(
+        &cluster,
+        None,
+        &["--set", "networkPolicy.models.enabled=false"],
+    )?;
+    ensure!(!off.network_policy.enabled, "{off:?}");
     Ok(())
 }
 
