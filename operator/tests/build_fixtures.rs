@@ -218,14 +218,14 @@ fn services_expose_leaders_and_a_headless_rendezvous() {
     let ranks = d
         .services
         .iter()
-        .find(|s| s.metadata.name.as_deref() == Some("r1-ranks"))
+        .find(|s| s.metadata.name.as_deref() == Some("r1--ranks"))
         .expect("headless");
     let spec = ranks.spec.as_ref().expect("spec");
     assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
     assert_eq!(spec.publish_not_ready_addresses, Some(true));
     // Every pod resolves its leader through that Service.
     let sub = d.pods[1].spec.as_ref().and_then(|s| s.subdomain.clone());
-    assert_eq!(sub.as_deref(), Some("r1-ranks"));
+    assert_eq!(sub.as_deref(), Some("r1--ranks"));
 }
 
 #[test]

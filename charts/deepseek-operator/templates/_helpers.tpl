@@ -56,6 +56,18 @@ images:
 {{- with .Values.config.cacheHostPath }}
 cacheHostPath: {{ . | quote }}
 {{- end }}
+caches:
+  {{- toYaml .Values.config.caches | nindent 2 }}
+{{- with .Values.config.prometheusAddress }}
+prometheusAddress: {{ . | quote }}
+{{- end }}
+podSizing:
+  {{- toYaml .Values.config.podSizing | nindent 2 }}
+amdRenderGroups:
+  {{- toYaml .Values.config.amdRenderGroups | nindent 2 }}
+{{- with .Values.config.runtimeImageTag }}
+runtimeImageTag: {{ . | quote }}
+{{- end }}
 {{- if .Values.config.catalog.models }}
 catalogModelsFile: /etc/deepseek-operator/catalog-models.yaml
 {{- end }}

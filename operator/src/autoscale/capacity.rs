@@ -107,7 +107,7 @@ fn bound_groups(own: &[Pod]) -> u32 {
 /// already spoken for). `None`: unknown (invalid or unplaceable spec, a declared pool a
 /// cluster autoscaler grows, or CPU serving).
 pub async fn room(ctx: &Context, model: &DeepSeekModel, own: &[Pod], current: u32) -> Option<u32> {
-    let validated = validate(&model.spec, &ctx.catalog).ok()?;
+    let validated = validate(&model.spec, &ctx.catalog, &ctx.config).ok()?;
     let nodes = ctx.nodes.state();
     let refs: Vec<&Node> = nodes.iter().map(|n| n.as_ref()).collect();
     let pools = ctx.pools.borrow().clone();

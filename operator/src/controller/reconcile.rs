@@ -38,6 +38,9 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
     let mut status = DeepSeekModelStatus {
         observed_generation: generation,
         selector: Some(labels::leader_selector_string(&name)),
+        // Kept while the model cannot be planned, so an upgrade during a shortage still
+        // finds what the pods run.
+        resolved: previous.resolved.clone(),
         ..Default::default()
     };
 
@@ -57,7 +60,7 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
     status.ready_replicas = groups.iter().filter(|g| g.observed.ready).count() as i32;
 
     // Validate.
-    let validated = match validate(&model.spec, &ctx.catalog) {
+    let validated = match validate(&model.spec, &ctx.catalog, &ctx.config) {
         Ok(v) => v,
         Err(invalid) => {
             set(
@@ -153,11 +156,14 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
         model_name: &name,
         namespace: &ns,
         owner,
+        spec: &model.spec,
         validated: &validated,
         placement: &placement,
         config: &ctx.config,
         catalog: &ctx.catalog,
+        previous: previous.resolved.as_ref(),
     });
+    status.resolved = Some(w.resolved.clone());
     let desired_services = services::services(&w);
 
     // Apply: Services (skipped when the live digest matches), then groups.
