@@ -98,6 +98,33 @@ pub struct OperatorConfig {
     /// Catalog overrides (YAML files) for models and accelerators.
     pub catalog_models_file: Option<String>,
     pub catalog_accelerators_file: Option<String>,
+    /// The NetworkPolicy the operator applies per model (build/network_policy.rs).
+    pub network_policy: NetworkPolicyConfig,
+}
+
+/// Who may reach a model's pods. Ranks of one model always reach each other; the API and
+/// launcher ports are open to the model's own namespace, the operator's namespace and the
+/// namespaces selected here; nothing else reaches the pods.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct NetworkPolicyConfig {
+    /// Apply one NetworkPolicy per model (on by default); off deletes the operator's.
+    pub enabled: bool,
+    /// The operator's namespace (the chart sets it): its pods scrape the launchers.
+    pub operator_namespace: Option<String>,
+    /// More namespaces allowed to call the API and launcher ports, each a namespace label
+    /// selector (`matchLabels`), e.g. `{kubernetes.io/metadata.name: gateway}`.
+    pub allow_from_namespaces: Vec<BTreeMap<String, String>>,
+}
+
+impl Default for NetworkPolicyConfig {
+    fn default() -> Self {
+        NetworkPolicyConfig {
+            enabled: true,
+            operator_namespace: None,
+            allow_from_namespaces: Vec::new(),
+        }
+    }
 }
 
 /// Name of the cache built from `cacheHostPath` (or the built-in directory).
@@ -177,6 +204,22 @@ images:
             "example.com/vllm:1"
         );
         assert!(OperatorConfig::from_yaml("declaredPools: 3").is_err());
+    }
+
+    #[test]
+    fn network_policy_is_on_unless_switched_off() {
+        let cfg = OperatorConfig::from_yaml("images: {}").expect("valid config");
+        assert!(cfg.network_policy.enabled);
+        let cfg = OperatorConfig::from_yaml(
+            "networkPolicy: {enabled: false, operatorNamespace: ops, allowFromNamespaces: [{team: a}]}",
+        )
+        .expect("valid config");
+        assert!(!cfg.network_policy.enabled);
+        assert_eq!(
+            cfg.network_policy.operator_namespace.as_deref(),
+            Some("ops")
+        );
+        assert_eq!(cfg.network_policy.allow_from_namespaces[0]["team"], "a");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod desired;
 pub mod hash;
 pub mod keda;
 pub mod labels;
+pub mod network_policy;
 pub mod pods;
 pub mod services;
 pub mod workload;

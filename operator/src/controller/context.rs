@@ -22,4 +22,6 @@ pub struct Context {
     pub pools: super::nodes::Pools,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    /// The namespaces whose models, pods and services the operator lists and watches.
+    pub scope: super::scope::Scope,
 }

@@ -9,9 +9,11 @@ pub mod groups;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod network_policy;
 pub mod nodes;
 pub mod reconcile;
 pub mod run;
+pub mod scope;
 pub mod status;
 
 pub use run::{run, RunOptions};

@@ -168,6 +168,7 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
 
     // Apply: Services (skipped when the live digest matches), then groups.
     children::sync_services(&ctx, &ns, &lp, &desired_services).await?;
+    super::network_policy::sync(&ctx, &model).await?;
     // KEDA ScaledObject when autoscaling.provider=keda; removed otherwise (if it exists).
     crate::autoscale::scaled_object::sync(&ctx, &model).await;
     children::delete_pods(&ctx, &ns, &orphans).await?;
