@@ -1,4 +1,4 @@
-//! `deepseek-operator render`: the pods and Services the operator would create for a
+//! `deepseek-operator render`: the pods, Services and NetworkPolicy the operator would create for a
 //! manifest against a set of Nodes, without a cluster. For reviewing what a manifest
 //! turns into, and for feeding policy scanners (CI runs checkov on this output).
 
