@@ -5,6 +5,10 @@
 //! work: the operator mounted any host path, tolerated every taint of a pool, made a
 //! tainted control-plane node a CPU pool, and let pods of a mixed H100 pool land on any
 //! node with enough `nvidia.com/gpu`.
+//!
+//! The operator runs as the chart's ServiceAccount in namespaced mode: the chart is
+//! installed with `watchNamespaces` set to the tenants' namespaces, and the operator runs
+//! with a token of that ServiceAccount and `--namespaces`.
 
 mod common;
 
@@ -12,6 +16,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use common::helm::{chart_dir, no_forbidden, release_config, run, service_account_kubeconfig};
 use common::*;
 use deepseek_e2e::wait::wait_for;
 use deepseek_e2e::{Cluster, TestNamespace};
@@ -22,6 +27,65 @@ use kube::Api;
 use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(60);
+
+/// A namespaced install of the chart and the operator running as its ServiceAccount.
+struct Tenancy {
+    op: Operator,
+    release: TestNamespace,
+    dir: std::path::PathBuf,
+}
+
+impl Tenancy {
+    async fn start(cluster: &Cluster, watched: &[&TestNamespace]) -> Result<Tenancy> {
+        let release = cluster.namespace("tenancy-op").await?;
+        let name = release.name().to_string();
+        let fullname = format!("{name}-deepseek-operator");
+        let list: Vec<&str> = watched.iter().map(|n| n.name()).collect();
+        let mut cmd = cluster.helm();
+        cmd.args(["install", &name])
+            .arg(chart_dir())
+            .args(["--namespace", &name, "--set"])
+            .arg(format!("watchNamespaces={{{}}}", list.join(",")));
+        run(cmd, "helm install (namespaced mode)")?;
+        let dir = cluster.state_dir().join(format!("helm-{name}"));
+        std::fs::create_dir_all(&dir)?;
+        let kubeconfig = dir.join("sa.kubeconfig");
+        service_account_kubeconfig(cluster, &name, &fullname, &kubeconfig).await?;
+        let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = release.api();
+        let (config_text, _) = release_config(&cms, &fullname).await?;
+        let config_path = dir.join("config.yaml");
+        std::fs::write(&config_path, &config_text)?;
+        let namespaces = list.join(",");
+        let op = Operator::start(
+            cluster,
+            OperatorOptions {
+                kubeconfig: Some(&kubeconfig),
+                config_file: Some(&config_path),
+                namespaces: Some(&namespaces),
+                ..Default::default()
+            },
+        )
+        .await?;
+        Ok(Tenancy { op, release, dir })
+    }
+
+    /// Checks the ServiceAccount was never refused, then uninstalls.
+    async fn finish(self, cluster: &Cluster) -> Result<()> {
+        no_forbidden(&self.op)?;
+        drop(self.op);
+        let mut cmd = cluster.helm();
+        cmd.args([
+            "uninstall",
+            self.release.name(),
+            "--namespace",
+            self.release.name(),
+            "--wait",
+        ]);
+        run(cmd, "helm uninstall")?;
+        let _ = std::fs::remove_dir_all(&self.dir);
+        self.release.finish().await
+    }
+}
 
 /// A KWOK node with the given labels, taints and extended resources. Deleted on drop of
 /// the returned guard's scope via [`delete_nodes`].
@@ -148,9 +212,9 @@ async fn tenants_get_their_own_caches_and_only_their_own_nodes() -> Result<()> {
     let _serial = SERIAL.lock().await;
     let cluster = Cluster::ensure().await?;
     install_crd(&cluster).await?;
-    let op = Operator::start(&cluster, OperatorOptions::default()).await?;
     let team_a = cluster.namespace("team-a").await?;
     let team_b = cluster.namespace("team-b").await?;
+    let tenancy = Tenancy::start(&cluster, &[&team_a, &team_b]).await?;
     let nodes: Api<Node> = Api::all(cluster.client());
     let tag = team_a.name().to_string();
     let team_node = format!("team-b-a100-{tag}");
@@ -270,7 +334,8 @@ async fn tenants_get_their_own_caches_and_only_their_own_nodes() -> Result<()> {
     }
     .await;
     delete_nodes(&nodes, &created).await;
-    result.with_context(|| format!("operator log:\n{}", op.log_tail()))?;
+    result.with_context(|| format!("operator log:\n{}", tenancy.op.log_tail()))?;
+    tenancy.finish(&cluster).await?;
     team_a.finish().await?;
     team_b.finish().await
 }
@@ -280,8 +345,8 @@ async fn a_mixed_h100_pool_never_lends_its_pods_to_another_product() -> Result<(
     let _serial = SERIAL.lock().await;
     let cluster = Cluster::ensure().await?;
     install_crd(&cluster).await?;
-    let op = Operator::start(&cluster, OperatorOptions::default()).await?;
     let ns = cluster.namespace("mixed-h100").await?;
+    let tenancy = Tenancy::start(&cluster, &[&ns]).await?;
     let nodes: Api<Node> = Api::all(cluster.client());
     let tag = ns.name().to_string();
     let names = vec![
@@ -358,7 +423,8 @@ async fn a_mixed_h100_pool_never_lends_its_pods_to_another_product() -> Result<(
     }
     .await;
     delete_nodes(&nodes, &names).await;
-    result.with_context(|| format!("operator log:\n{}", op.log_tail()))?;
+    result.with_context(|| format!("operator log:\n{}", tenancy.op.log_tail()))?;
+    tenancy.finish(&cluster).await?;
     ns.finish().await
 }
 
@@ -384,9 +450,9 @@ async fn pod_security_admission_accepts_the_inference_pods() -> Result<()> {
     let _serial = SERIAL.lock().await;
     let cluster = Cluster::ensure().await?;
     install_crd(&cluster).await?;
-    let op = Operator::start(&cluster, OperatorOptions::default()).await?;
     let restricted = cluster.namespace("pss-restricted").await?;
     let baseline = cluster.namespace("pss-baseline").await?;
+    let tenancy = Tenancy::start(&cluster, &[&restricted, &baseline]).await?;
     enforce(&cluster.client(), &restricted, "restricted").await?;
     enforce(&cluster.client(), &baseline, "baseline").await?;
     let result = async {
@@ -423,7 +489,8 @@ async fn pod_security_admission_accepts_the_inference_pods() -> Result<()> {
         anyhow::Ok(())
     }
     .await;
-    result.with_context(|| format!("operator log:\n{}", op.log_tail()))?;
+    result.with_context(|| format!("operator log:\n{}", tenancy.op.log_tail()))?;
+    tenancy.finish(&cluster).await?;
     restricted.finish().await?;
     baseline.finish().await
 }
