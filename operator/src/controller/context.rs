@@ -22,4 +22,6 @@ pub struct Context {
     pub pools: super::nodes::Pools,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    /// Models whose pod creation the API server refused, and when to try again.
+    pub creation: super::backoff::CreationBackoff,
 }

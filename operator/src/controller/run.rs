@@ -162,6 +162,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         pools,
         metrics,
         recorder: Recorder::new(client.clone(), reporter),
+        creation: Default::default(),
     });
 
     let owned =
