@@ -194,9 +194,9 @@ fn judge(
         None
     };
     let ready = fault.is_none() && !missing && pods.iter().all(|p| is_ready(p));
-    let recheck = recheck
-        .filter(|_| fault.is_none())
-        .map(|ms| Duration::from_millis(ms.unsigned_abs()));
+    // Kept even for a broken group: its pods on a node not yet lost past the bound are
+    // force-deleted only once the bound runs out.
+    let recheck = recheck.map(|ms| Duration::from_millis(ms.unsigned_abs()));
     (fault, incomplete && fault.is_none(), ready, recheck)
 }
 
