@@ -114,6 +114,7 @@ async fn a_lost_node_gets_its_group_recreated_on_healthy_nodes() -> Result<()> {
         .await
         .with_context(|| op.log_tail())?;
 
+    let (degraded, watch) = watch_degraded(models.clone(), "lost");
     let victim = node_of(&before[1]);
     let lost_at = Instant::now();
     nodes.kill(&victim).await?;
