@@ -148,6 +148,13 @@ async fn a_lost_node_gets_its_group_recreated_on_healthy_nodes() -> Result<()> {
             .all(|p| p.metadata.deletion_timestamp.is_none()),
         "no pod of the new group is terminating"
     );
+    wait_condition(&models, "lost", "Degraded", "False", T).await?;
+    watch.abort();
+    let reasons = degraded.lock().map(|d| d.clone()).unwrap_or_default();
+    ensure!(
+        reasons.iter().any(|r| r == "NodeLost"),
+        "Degraded was True with reason NodeLost while the group was broken: {reasons:?}"
+    );
     drop(nodes);
     ns.finish().await
 }
