@@ -100,6 +100,30 @@ pub struct OperatorConfig {
     pub catalog_accelerators_file: Option<String>,
     /// The NetworkPolicy the operator applies per model (build/network_policy.rs).
     pub network_policy: NetworkPolicyConfig,
+    /// Seconds a group's pod may sit on an unreachable node (`node.kubernetes.io/unreachable`
+    /// taint, or Ready not True) before the group counts as lost and is recreated elsewhere.
+    pub unreachable_node_timeout_seconds: Seconds<60>,
+    /// Seconds a rank may stay NotReady while another rank of its group is Ready before
+    /// the whole group is recreated.
+    pub rank_not_ready_timeout_seconds: Seconds<120>,
+}
+
+/// A number of seconds whose default is `DEFAULT`, so a missing field and
+/// `OperatorConfig::default()` agree.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+#[serde(transparent)]
+pub struct Seconds<const DEFAULT: u64>(pub u64);
+
+impl<const DEFAULT: u64> Default for Seconds<DEFAULT> {
+    fn default() -> Self {
+        Seconds(DEFAULT)
+    }
+}
+
+impl<const DEFAULT: u64> Seconds<DEFAULT> {
+    pub fn duration(self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.0)
+    }
 }
 
 /// Who may reach a model's pods. Ranks of one model always reach each other; the API and
@@ -204,6 +228,14 @@ images:
             "example.com/vllm:1"
         );
         assert!(OperatorConfig::from_yaml("declaredPools: 3").is_err());
+        assert_eq!(cfg.unreachable_node_timeout_seconds.0, 60);
+        assert_eq!(
+            OperatorConfig::default().rank_not_ready_timeout_seconds.0,
+            120
+        );
+        let timeouts =
+            OperatorConfig::from_yaml("unreachableNodeTimeoutSeconds: 5").expect("valid config");
+        assert_eq!(timeouts.unreachable_node_timeout_seconds.0, 5);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! health and metrics endpoints. Decisions are delegated to the pure modules.
 
 pub mod apply;
+pub mod backoff;
 pub mod children;
 pub mod context;
 pub mod error;

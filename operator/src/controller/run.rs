@@ -171,6 +171,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         metrics,
         recorder: Recorder::new(client.clone(), reporter),
         scope: opts.scope.clone(),
+        creation: Default::default(),
     });
 
     let owned =
