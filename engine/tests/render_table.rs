@@ -343,7 +343,9 @@ fn sim_binds_pod_ip_and_every_rank_links_to_the_leader() {
     );
     let worker = render_with(&c, 1, "127.1.0.7", &opts).expect("renders");
     assert!(worker.prepare.is_empty());
-    let w = worker.serve.expect("a sim worker holds its link to the leader");
+    let w = worker
+        .serve
+        .expect("a sim worker holds its link to the leader");
     assert_eq!(w.flag_value("--node-rank"), Some("1"));
     assert_eq!(w.flag_value("--dist-init-addr"), Some("127.1.0.7:19500"));
     c.nodes = 1;

@@ -41,13 +41,23 @@ fn multi_node_ranks_start_in_order() {
         (
             Engine::Vllm,
             "nvidia",
-            &["prepare ray", "open-rendezvous", "await-group", "serve vllm"],
+            &[
+                "prepare ray",
+                "open-rendezvous",
+                "await-group",
+                "serve vllm",
+            ],
             &["join-leader", "await-group", "serve ray"],
         ),
         (
             Engine::VllmAscend,
             "ascend",
-            &["prepare ray", "open-rendezvous", "await-group", "serve vllm"],
+            &[
+                "prepare ray",
+                "open-rendezvous",
+                "await-group",
+                "serve vllm",
+            ],
             &["join-leader", "await-group", "serve ray"],
         ),
         (

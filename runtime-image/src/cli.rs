@@ -4,7 +4,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use deepseek_engine::{SimProfile, DEFAULT_DRAIN_SECONDS, DIST_INIT_PORT, ENGINE_PORT, LAUNCHER_PORT};
+use deepseek_engine::{
+    SimProfile, DEFAULT_DRAIN_SECONDS, DIST_INIT_PORT, ENGINE_PORT, LAUNCHER_PORT,
+};
 
 #[derive(Parser, Debug)]
 #[command(

@@ -168,7 +168,8 @@ pub async fn run(launch: Launch) -> anyhow::Result<i32> {
     launch.check_hardware()?;
     let leader = launch.rank == 0;
     let local_host = loopback_if_unspecified(launch.bind).to_string();
-    let engine_url = (leader && steps.serve.is_some()).then(|| url(&local_host, launch.engine_port));
+    let engine_url =
+        (leader && steps.serve.is_some()).then(|| url(&local_host, launch.engine_port));
     let state = Arc::new(LauncherState::new(
         launch.rank,
         launch.cfg.nodes,
@@ -260,8 +261,7 @@ async fn supervise(
                         rendezvous::wait_for_group(state, launch.rendezvous_timeout).await
                     } else {
                         let leader_url = url(&launch.leader, launch.leader_port);
-                        rendezvous::await_group(state, &leader_url, launch.rendezvous_timeout)
-                            .await
+                        rendezvous::await_group(state, &leader_url, launch.rendezvous_timeout).await
                     }
                 };
                 tokio::select! {

@@ -103,7 +103,10 @@ async fn rank_not_ready(ctx: &Ctx) -> Option<String> {
         return Some("not joined to the leader yet".into());
     }
     if !s.group_complete.load(Ordering::SeqCst) {
-        return Some(format!("rendezvous incomplete; missing ranks {:?}", s.missing()));
+        return Some(format!(
+            "rendezvous incomplete; missing ranks {:?}",
+            s.missing()
+        ));
     }
     if !s.serving.load(Ordering::SeqCst) {
         return Some("the engine is not running".into());

@@ -75,7 +75,10 @@ pub async fn follow(spec: GroupSpec) -> String {
         match TcpStream::connect(&spec.dist_init_addr).await {
             Ok(s) => break s,
             Err(e) => {
-                tracing::debug!("sim: leader at {} not reachable yet: {e}", spec.dist_init_addr);
+                tracing::debug!(
+                    "sim: leader at {} not reachable yet: {e}",
+                    spec.dist_init_addr
+                );
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
@@ -87,7 +90,11 @@ pub async fn follow(spec: GroupSpec) -> String {
     {
         return format!("cannot link to the leader: {e}");
     }
-    tracing::info!(rank = spec.node_rank, "sim: linked to the leader at {}", spec.dist_init_addr);
+    tracing::info!(
+        rank = spec.node_rank,
+        "sim: linked to the leader at {}",
+        spec.dist_init_addr
+    );
     let mut rest = Vec::new();
     let _ = stream.read_to_end(&mut rest).await;
     "the leader closed the group link".into()
