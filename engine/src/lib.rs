@@ -15,8 +15,10 @@ mod ascend;
 mod command;
 mod config;
 pub mod images;
+pub mod lifecycle;
 mod llamacpp;
 pub mod metrics;
+mod order;
 mod quantization;
 mod ray;
 mod render;
@@ -26,6 +28,11 @@ mod vllm;
 
 pub use command::{CommandLine, LaunchSteps};
 pub use config::{LaunchConfig, RenderError, Role, SimProfile};
+pub use lifecycle::{
+    termination_grace_period_seconds, DEFAULT_DRAIN_SECONDS, DRAIN_PATH, RANK_HEALTH_PATH,
+    READINESS_PATH, STOP_MARGIN_SECONDS, TERMINATION_GRACE_PERIOD_SECONDS,
+};
+pub use order::Stage;
 pub use quantization::Quantization;
 pub use render::{render, render_with, validate, RenderOptions};
 
@@ -35,7 +42,7 @@ pub const ENGINE_PORT: u16 = 8000;
 pub const LAUNCHER_PORT: u16 = 8080;
 /// Ray head port (vLLM multi-node).
 pub const RAY_PORT: u16 = 6379;
-/// SGLang `--dist-init-addr` port.
+/// SGLang `--dist-init-addr` port (and the sim's group connection).
 pub const DIST_INIT_PORT: u16 = 29500;
 
 /// Environment variables the controller sets on launcher containers.
@@ -50,7 +57,7 @@ pub mod env {
     pub const POD_IP: &str = "DSO_POD_IP";
     /// Path of a file holding a Hugging Face token (mounted Secret).
     pub const HF_TOKEN_FILE: &str = "DSO_HF_TOKEN_FILE";
-    /// Drain grace period in seconds on SIGTERM (default 30).
+    /// Drain bound in seconds ([`crate::DEFAULT_DRAIN_SECONDS`] when unset).
     pub const DRAIN_SECONDS: &str = "DSO_DRAIN_SECONDS";
     /// Placeholder in rendered command lines for this pod's IP; the launcher (or
     /// Kubernetes, for container args) substitutes it.

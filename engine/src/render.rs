@@ -2,19 +2,22 @@
 
 use crate::config::{LaunchConfig, RenderError, Role};
 use crate::quantization::Quantization;
-use crate::{llamacpp, sglang, sim, vllm, Engine, LaunchSteps, ENGINE_PORT};
+use crate::{llamacpp, sglang, sim, vllm, Engine, LaunchSteps, DIST_INIT_PORT, ENGINE_PORT};
 
 /// Knobs the launcher may override when rendering (tests run several engines on one host).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RenderOptions {
     /// Port the engine's HTTP server listens on.
     pub engine_port: u16,
+    /// Port of the leader's distributed-init endpoint (SGLang, sim).
+    pub dist_port: u16,
 }
 
 impl Default for RenderOptions {
     fn default() -> Self {
         RenderOptions {
             engine_port: ENGINE_PORT,
+            dist_port: DIST_INIT_PORT,
         }
     }
 }
@@ -135,6 +138,7 @@ pub fn render_with(
         role,
         leader: leader_address,
         port: opts.engine_port,
+        dist_port: opts.dist_port,
     };
     Ok(match cfg.engine {
         Engine::Vllm | Engine::VllmAscend => vllm::steps(&ctx),
@@ -152,6 +156,7 @@ pub(crate) struct Ctx<'a> {
     pub role: Role,
     pub leader: &'a str,
     pub port: u16,
+    pub dist_port: u16,
 }
 
 impl Ctx<'_> {

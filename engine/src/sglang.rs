@@ -3,7 +3,7 @@
 //! nodes, `--pp-size` the pipeline stages.
 
 use crate::render::Ctx;
-use crate::{CommandLine, LaunchSteps, Quantization, DIST_INIT_PORT};
+use crate::{CommandLine, LaunchSteps, Quantization};
 
 pub fn steps(ctx: &Ctx) -> LaunchSteps {
     let cfg = ctx.cfg;
@@ -22,7 +22,7 @@ pub fn steps(ctx: &Ctx) -> LaunchSteps {
         cmd = cmd
             .flag(
                 "--dist-init-addr",
-                format!("{}:{DIST_INIT_PORT}", ctx.leader),
+                format!("{}:{}", ctx.leader, ctx.dist_port),
             )
             .flag("--nnodes", cfg.nodes)
             .flag("--node-rank", ctx.rank);

@@ -46,16 +46,13 @@ impl Default for SimProfile {
     }
 }
 
+/// Every rank runs the sim: the leader serves HTTP and, in a multi-node group, listens
+/// for its workers on `--dist-init-addr`; a worker holds a connection to it, like a real
+/// engine's rank holds its collective-communication links. Losing one breaks the group.
 pub(crate) fn steps(ctx: &Ctx) -> LaunchSteps {
-    if ctx.role == Role::Worker {
-        return LaunchSteps {
-            prepare: Vec::new(),
-            serve: None,
-        };
-    }
     let cfg = ctx.cfg;
     let p = cfg.sim.unwrap_or_default();
-    let cmd = CommandLine::new(LAUNCHER_PROGRAM)
+    let mut cmd = CommandLine::new(LAUNCHER_PROGRAM)
         .arg(SIM_SUBCOMMAND)
         .flag("--host", POD_IP_PLACEHOLDER)
         .flag("--port", ctx.port)
@@ -64,6 +61,16 @@ pub(crate) fn steps(ctx: &Ctx) -> LaunchSteps {
         .flag("--prefill-tokens-per-s", p.prefill_tokens_per_s)
         .flag("--decode-tokens-per-s", p.decode_tokens_per_s)
         .flag("--max-running", p.max_running);
+    if ctx.multi_node() {
+        let dist_host = match ctx.role {
+            Role::Leader => POD_IP_PLACEHOLDER,
+            Role::Worker => ctx.leader,
+        };
+        cmd = cmd
+            .flag("--nnodes", cfg.nodes)
+            .flag("--node-rank", ctx.rank)
+            .flag("--dist-init-addr", format!("{dist_host}:{}", ctx.dist_port));
+    }
     LaunchSteps {
         prepare: Vec::new(),
         serve: Some(cmd),

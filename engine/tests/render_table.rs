@@ -313,14 +313,17 @@ fn llamacpp_commands() {
 }
 
 #[test]
-fn sim_binds_pod_ip_and_workers_idle() {
+fn sim_binds_pod_ip_and_every_rank_links_to_the_leader() {
     let mut c = cfg(Engine::Sim, "nvidia", "fp8", 16, 1, 2);
     c.sim = Some(SimProfile {
         prefill_tokens_per_s: 1000.0,
         decode_tokens_per_s: 50.0,
         max_running: 8,
     });
-    let opts = RenderOptions { engine_port: 18000 };
+    let opts = RenderOptions {
+        engine_port: 18000,
+        dist_port: 19500,
+    };
     let s = render_with(&c, 0, "127.0.0.1", &opts)
         .expect("renders")
         .serve
@@ -333,8 +336,25 @@ fn sim_binds_pod_ip_and_workers_idle() {
     assert_eq!(s.flag_value("--port"), Some("18000"));
     assert_eq!(s.flag_value("--decode-tokens-per-s"), Some("50"));
     assert_eq!(s.flag_value("--max-running"), Some("8"));
-    let worker = render(&c, 1, "127.0.0.1").expect("renders");
-    assert!(worker.serve.is_none() && worker.prepare.is_empty());
+    assert_eq!(s.flag_value("--nnodes"), Some("2"));
+    assert_eq!(s.flag_value("--node-rank"), Some("0"));
+    assert_eq!(
+        bound.flag_value("--dist-init-addr"),
+        Some("127.1.0.7:19500"),
+        "the leader listens for its ranks on its own address"
+    );
+    let worker = render_with(&c, 1, "127.1.0.7", &opts).expect("renders");
+    assert!(worker.prepare.is_empty());
+    let w = worker
+        .serve
+        .expect("a sim worker holds its link to the leader");
+    assert_eq!(w.flag_value("--node-rank"), Some("1"));
+    assert_eq!(w.flag_value("--dist-init-addr"), Some("127.1.0.7:19500"));
+    c.nodes = 1;
+    c.tensor_parallel = 8;
+    let single = serve(&c, 0);
+    assert_eq!(single.flag_value("--nnodes"), None);
+    assert_eq!(single.flag_value("--dist-init-addr"), None);
 }
 
 #[test]

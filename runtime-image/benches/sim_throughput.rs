@@ -33,7 +33,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let shutdown = async move {
                 let _ = stop_rx.await;
             };
-            sim::serve(listener, settings, shutdown, Duration::from_secs(5)).await
+            sim::serve(listener, settings, shutdown, Duration::from_secs(5), None)
+                .await
+                .map(|e| e == sim::Ended::Drained)
         })
     });
     let addr = addr_rx.recv_timeout(Duration::from_secs(30))?;

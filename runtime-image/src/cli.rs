@@ -4,7 +4,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use deepseek_engine::{SimProfile, ENGINE_PORT, LAUNCHER_PORT};
+use deepseek_engine::{
+    SimProfile, DEFAULT_DRAIN_SECONDS, DIST_INIT_PORT, ENGINE_PORT, LAUNCHER_PORT,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -58,15 +60,22 @@ pub struct LaunchArgs {
     /// Port of the leader's launcher (rendezvous).
     #[arg(long, default_value_t = LAUNCHER_PORT)]
     pub leader_port: u16,
+    /// Port of the leader's distributed-init endpoint (SGLang, sim).
+    #[arg(long, default_value_t = DIST_INIT_PORT)]
+    pub dist_port: u16,
     /// Seconds to wait for all ranks to join.
     #[arg(long, env = "DSO_RENDEZVOUS_TIMEOUT_SECONDS", default_value_t = 600.0)]
     pub rendezvous_timeout: f64,
-    /// Grace period after SIGTERM for in-flight requests, in seconds.
-    #[arg(long, env = "DSO_DRAIN_SECONDS", default_value_t = 30.0)]
+    /// Drain bound in seconds: in-flight requests get this long once a drain begins.
+    #[arg(long, env = "DSO_DRAIN_SECONDS", default_value_t = DEFAULT_DRAIN_SECONDS as f64)]
     pub drain_seconds: f64,
     /// Where device nodes are counted (tests).
     #[arg(long, default_value = "/dev", hide = true)]
     pub dev_dir: PathBuf,
+    /// Appends `<rank> <event>` lines for each start-up stage and drain event to this file
+    /// (tests compare the order across ranks).
+    #[arg(long, hide = true)]
+    pub trace_stages: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -102,7 +111,16 @@ pub struct SimArgs {
     /// Multiplies every simulated delay (0 = none; tests use small values).
     #[arg(long, env = "DSO_SIM_TIME_SCALE", default_value_t = 1.0)]
     pub time_scale: f64,
-    /// Grace period after SIGTERM for in-flight requests, in seconds.
-    #[arg(long, env = "DSO_DRAIN_SECONDS", default_value_t = 30.0)]
+    /// Drain bound: after SIGTERM, new requests get 503 and in-flight ones get this long.
+    #[arg(long, env = "DSO_DRAIN_SECONDS", default_value_t = DEFAULT_DRAIN_SECONDS as f64)]
     pub drain_seconds: f64,
+    /// Ranks of the group (1: single-node).
+    #[arg(long, default_value_t = 1)]
+    pub nnodes: u32,
+    /// This rank (0 serves HTTP and accepts the other ranks' links).
+    #[arg(long, default_value_t = 0)]
+    pub node_rank: u32,
+    /// `host:port` of the leader's group link (multi-node).
+    #[arg(long)]
+    pub dist_init_addr: Option<String>,
 }

@@ -1,5 +1,10 @@
-//! The main launch: config -> checks -> render -> launcher server -> prepare steps ->
-//! rendezvous -> serve, with SIGTERM/SIGINT forwarded and drained.
+//! The main launch: config -> checks -> render -> launcher server -> the rank's stages in
+//! `LaunchSteps::order` (leader: prepare, open the rendezvous, await the group, serve;
+//! worker: join, await the group, serve) -> drain on SIGTERM, SIGINT or `/drain`.
+//!
+//! A drain ends on the leader first: the leader's engine refuses new requests and finishes
+//! the accepted ones; a worker keeps its engine (a shard of the same model) up until the
+//! leader's has stopped, so no accepted request loses a rank mid-flight.
 
 use std::future::IntoFuture;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -9,10 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use deepseek_engine::{env, render_with, Engine, LaunchConfig, LaunchSteps, RenderOptions};
+use deepseek_engine::{
+    env, render_with, Engine, LaunchConfig, LaunchSteps, RenderOptions, Role, Stage,
+    STOP_MARGIN_SECONDS,
+};
 use nix::sys::signal::Signal;
 use tokio::process::Child;
-use tokio::sync::watch;
 
 use crate::cli::LaunchArgs;
 use crate::state::LauncherState;
@@ -28,9 +35,11 @@ pub struct Launch {
     pub launcher_port: u16,
     pub engine_port: u16,
     pub leader_port: u16,
+    pub dist_port: u16,
     pub rendezvous_timeout: Duration,
     pub drain: Duration,
     pub dev_dir: PathBuf,
+    pub trace_stages: Option<PathBuf>,
 }
 
 fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
@@ -74,9 +83,11 @@ impl Launch {
             launcher_port: a.launcher_port,
             engine_port: a.engine_port,
             leader_port: a.leader_port,
+            dist_port: a.dist_port,
             rendezvous_timeout: seconds("rendezvous timeout", a.rendezvous_timeout)?,
             drain: seconds("drain seconds", a.drain_seconds)?,
             dev_dir: a.dev_dir.clone(),
+            trace_stages: a.trace_stages.clone(),
         })
     }
 
@@ -84,6 +95,7 @@ impl Launch {
     pub fn steps(&self) -> anyhow::Result<LaunchSteps> {
         let opts = RenderOptions {
             engine_port: self.engine_port,
+            dist_port: self.dist_port,
         };
         let steps = render_with(&self.cfg, self.rank, &self.leader, &opts)?;
         let ip = self.bind.to_string();
@@ -131,41 +143,41 @@ fn url(host: &str, port: u16) -> String {
     }
 }
 
-/// Resolves once SIGTERM or SIGINT arrives.
-fn termination() -> anyhow::Result<watch::Receiver<bool>> {
+/// Requests a drain on SIGTERM or SIGINT.
+fn drain_on_signals(state: Arc<LauncherState>) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: draining"),
-            _ = int.recv() => tracing::info!("SIGINT: draining"),
+            _ = term.recv() => state.trace("SIGTERM"),
+            _ = int.recv() => state.trace("SIGINT"),
         }
-        let _ = tx.send(true);
+        state.request_drain();
     });
-    Ok(rx)
+    Ok(())
 }
 
-async fn terminated(rx: &mut watch::Receiver<bool>) {
-    // An error means the sender is gone, which never happens before a signal.
-    let _ = rx.wait_for(|t| *t).await;
+fn stop_margin() -> Duration {
+    Duration::from_secs(STOP_MARGIN_SECONDS)
 }
 
 /// Runs the launch; returns the process exit code.
 pub async fn run(launch: Launch) -> anyhow::Result<i32> {
     let steps = launch.steps()?;
     launch.check_hardware()?;
-    let mut term = termination()?;
     let leader = launch.rank == 0;
-    let engine_host = loopback_if_unspecified(launch.bind).to_string();
+    let local_host = loopback_if_unspecified(launch.bind).to_string();
     let engine_url =
-        (leader && steps.serve.is_some()).then(|| url(&engine_host, launch.engine_port));
+        (leader && steps.serve.is_some()).then(|| url(&local_host, launch.engine_port));
     let state = Arc::new(LauncherState::new(
         launch.rank,
         launch.cfg.nodes,
         engine_url,
+        Some(url(&launch.leader, launch.leader_port)),
+        launch.trace_stages.clone(),
     ));
+    drain_on_signals(state.clone())?;
 
     let listener =
         tokio::net::TcpListener::bind(SocketAddr::new(launch.bind, launch.launcher_port))
@@ -176,114 +188,156 @@ pub async fn run(launch: Launch) -> anyhow::Result<i32> {
                     launch.bind, launch.launcher_port
                 )
             })?;
-    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let drain_wait = launch.drain + stop_margin();
     let server = tokio::spawn(
-        axum::serve(listener, server::router(state.clone()))
+        axum::serve(listener, server::router(state.clone(), drain_wait))
             .with_graceful_shutdown(async move {
                 let _ = stop_rx.wait_for(|s| *s).await;
             })
             .into_future(),
     );
-    let code = supervise(&launch, &steps, &state, &mut term).await;
+    let code = supervise(&launch, &steps, &state).await;
+    state.mark_stopped();
     let _ = stop_tx.send(true);
-    let _ = server.await;
+    // A pending `/drain` (the preStop hook) gets its answer before the server stops.
+    let _ = tokio::time::timeout(stop_margin(), server).await;
     code
+}
+
+/// How a stage ended.
+enum Outcome {
+    Done,
+    /// A drain was requested before the rank served.
+    Drained,
 }
 
 async fn supervise(
     launch: &Launch,
     steps: &LaunchSteps,
     state: &Arc<LauncherState>,
-    term: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<i32> {
     let env = launch.child_env();
-    let drain_all = |state: &LauncherState| state.draining.store(true, Ordering::SeqCst);
-
-    for step in &steps.prepare {
-        let mut child = process::spawn(step, &env)?;
-        tokio::select! {
-            status = child.wait() => {
-                let status = status?;
-                if !status.success() {
-                    bail!("prepare step `{}` failed: {status}", step.to_shell());
-                }
-            }
-            () = terminated(term) => {
-                drain_all(state);
-                stop(&mut child, launch.drain).await;
-                return Ok(0);
-            }
-        }
-    }
-
+    let own_url = url(
+        &loopback_if_unspecified(launch.bind).to_string(),
+        launch.launcher_port,
+    );
     let mut serve: Option<Child> = None;
-    if state.is_leader() {
-        tokio::select! {
-            r = rendezvous::wait_for_group(state, launch.rendezvous_timeout) => r?,
-            () = terminated(term) => { drain_all(state); return Ok(0); }
-        }
-        tracing::info!(joined = ?state.joined(), "all ranks joined");
-        if let Some(cmd) = &steps.serve {
-            serve = Some(process::spawn(cmd, &env)?);
-        }
-        state.serving.store(true, Ordering::SeqCst);
-    } else {
-        if let Some(cmd) = &steps.serve {
-            serve = Some(process::spawn(cmd, &env)?);
-        }
-        state.serving.store(true, Ordering::SeqCst);
-        let leader_url = url(&launch.leader, launch.leader_port);
-        let joined = tokio::select! {
-            r = rendezvous::join_leader(state.clone(), &leader_url, launch.rendezvous_timeout) => Some(r),
-            () = terminated(term) => None,
-        };
-        match joined {
-            Some(Ok(())) => {}
-            Some(Err(e)) => {
-                if let Some(c) = serve.as_mut() {
-                    stop(c, Duration::from_secs(5)).await;
+    for stage in steps.order(Role::of_rank(launch.rank)) {
+        let outcome = match &stage {
+            Stage::Prepare(cmd) => {
+                let mut child = process::spawn(cmd, &env)?;
+                tokio::select! {
+                    status = child.wait() => {
+                        let status = status?;
+                        if !status.success() {
+                            bail!("prepare step `{}` failed: {status}", cmd.to_shell());
+                        }
+                        Outcome::Done
+                    }
+                    () = state.drain_requested() => {
+                        stop(&mut child, stop_margin()).await;
+                        Outcome::Drained
+                    }
                 }
-                return Err(e.into());
             }
-            None => {
-                drain_all(state);
-                if let Some(c) = serve.as_mut() {
-                    stop(c, launch.drain).await;
+            Stage::OpenRendezvous => {
+                state.rendezvous_open.store(true, Ordering::SeqCst);
+                Outcome::Done
+            }
+            Stage::JoinLeader => {
+                let leader_url = url(&launch.leader, launch.leader_port);
+                tokio::select! {
+                    r = rendezvous::join_leader(state.clone(), &leader_url, &own_url, launch.rendezvous_timeout) => {
+                        r?;
+                        Outcome::Done
+                    }
+                    () = state.drain_requested() => Outcome::Drained,
                 }
+            }
+            Stage::AwaitGroup => {
+                let waited = async {
+                    if state.is_leader() {
+                        rendezvous::wait_for_group(state, launch.rendezvous_timeout).await
+                    } else {
+                        let leader_url = url(&launch.leader, launch.leader_port);
+                        rendezvous::await_group(state, &leader_url, launch.rendezvous_timeout).await
+                    }
+                };
+                tokio::select! {
+                    r = waited => { r?; Outcome::Done }
+                    () = state.drain_requested() => Outcome::Drained,
+                }
+            }
+            Stage::Serve(cmd) => {
+                serve = Some(process::spawn(cmd, &env)?);
+                state.serving.store(true, Ordering::SeqCst);
+                Outcome::Done
+            }
+        };
+        match outcome {
+            Outcome::Done => state.trace(&stage.name()),
+            Outcome::Drained => {
+                state.trace("drained before serving");
                 return Ok(0);
             }
         }
     }
 
-    match serve.as_mut() {
-        None => {
-            terminated(term).await;
-            drain_all(state);
-            Ok(0)
+    let Some(child) = serve.as_mut() else {
+        state.drain_requested().await;
+        return Ok(0);
+    };
+    tokio::select! {
+        status = child.wait() => {
+            state.serving.store(false, Ordering::SeqCst);
+            let status = status?;
+            tracing::error!("the engine exited unexpectedly: {status}");
+            Ok(status.code().filter(|c| *c != 0).unwrap_or(1))
         }
-        Some(child) => {
-            tokio::select! {
-                status = child.wait() => {
-                    state.serving.store(false, Ordering::SeqCst);
-                    let status = status?;
-                    tracing::error!("the engine exited unexpectedly: {status}");
-                    Ok(status.code().filter(|c| *c != 0).unwrap_or(1))
-                }
-                () = terminated(term) => {
-                    drain_all(state);
-                    stop(child, launch.drain).await;
-                    state.serving.store(false, Ordering::SeqCst);
-                    Ok(0)
-                }
-            }
+        () = state.drain_requested() => {
+            drain(launch, state, child).await;
+            Ok(0)
         }
     }
 }
 
-/// Forwards SIGTERM and waits for the child to drain; SIGKILL after `drain` plus a margin.
-async fn stop(child: &mut Child, drain: Duration) {
+/// Drains a serving rank. Leader: the engine refuses new requests and finishes the
+/// accepted ones (SIGTERM), for at most the drain bound. Worker: the engine stays up
+/// until the leader's has stopped (or the same bound passes), then stops.
+async fn drain(launch: &Launch, state: &LauncherState, child: &mut Child) {
+    state.trace("draining");
+    if !state.is_leader() {
+        let leader_url = url(&launch.leader, launch.leader_port);
+        // The leader may take its whole bound plus margin; one poll more covers the gap.
+        let bound = launch.drain + stop_margin() + Duration::from_secs(1);
+        tokio::select! {
+            done = rendezvous::leader_drained(&leader_url, bound) => {
+                if done {
+                    state.trace("leader drained");
+                } else {
+                    tracing::warn!("the leader was still draining after {bound:?}: stopping anyway");
+                }
+            }
+            status = child.wait() => {
+                tracing::info!("the engine exited while waiting for the leader: {status:?}");
+            }
+        }
+        stop(child, stop_margin()).await;
+    } else {
+        stop(child, launch.drain + stop_margin()).await;
+    }
+    state.mark_stopped();
+    state.trace("engine stopped");
+}
+
+/// Sends SIGTERM and waits up to `limit` for the child to exit, then SIGKILLs it.
+async fn stop(child: &mut Child, limit: Duration) {
+    if let Ok(Some(status)) = child.try_wait() {
+        tracing::info!("child already exited: {status}");
+        return;
+    }
     process::signal(child, Signal::SIGTERM);
-    let limit = drain + Duration::from_secs(5);
     match tokio::time::timeout(limit, child.wait()).await {
         Ok(Ok(status)) => tracing::info!("child exited after SIGTERM: {status}"),
         Ok(Err(e)) => tracing::warn!("waiting for the child failed: {e}"),

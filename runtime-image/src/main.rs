@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::Parser;
 use deepseek_launcher::cli::{Cli, Command, SimArgs};
 use deepseek_launcher::launch::Launch;
-use deepseek_launcher::sim::{self, SimSettings};
+use deepseek_launcher::sim::{self, Ended, GroupSpec, SimSettings};
 
 fn main() {
     tracing_subscriber::fmt()
@@ -78,11 +78,18 @@ fn run_sim(s: SimArgs) -> anyhow::Result<i32> {
         time_scale: s.time_scale,
     };
     let drain = Duration::try_from_secs_f64(s.drain_seconds)?;
+    let group = match (s.nnodes, s.dist_init_addr) {
+        (0 | 1, _) => None,
+        (nnodes, Some(dist_init_addr)) => Some(GroupSpec {
+            nnodes,
+            node_rank: s.node_rank,
+            dist_init_addr,
+        }),
+        (nnodes, None) => anyhow::bail!("--nnodes {nnodes} needs --dist-init-addr"),
+    };
     let rt = runtime()?;
-    let finished = rt.block_on(async move {
+    rt.block_on(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let listener = tokio::net::TcpListener::bind((s.host, s.port)).await?;
-        tracing::info!("sim engine listening on {}:{}", s.host, s.port);
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let shutdown = async move {
@@ -91,7 +98,26 @@ fn run_sim(s: SimArgs) -> anyhow::Result<i32> {
                 _ = int.recv() => {}
             }
         };
-        sim::serve(listener, settings, shutdown, drain).await
-    })?;
-    Ok(if finished { 0 } else { 1 })
+        if let Some(spec) = group.clone().filter(|g| g.node_rank > 0) {
+            // A worker rank serves nothing itself: it holds its link until told to stop.
+            tokio::select! {
+                reason = sim::group::follow(spec) => {
+                    tracing::error!("sim worker: {reason}");
+                    return Ok(1);
+                }
+                () = shutdown => return Ok(0),
+            }
+        }
+        let listener = tokio::net::TcpListener::bind((s.host, s.port)).await?;
+        tracing::info!("sim engine listening on {}:{}", s.host, s.port);
+        let group = match group {
+            Some(spec) => {
+                let l = tokio::net::TcpListener::bind(&spec.dist_init_addr).await?;
+                Some((l, spec))
+            }
+            None => None,
+        };
+        let ended = sim::serve(listener, settings, shutdown, drain, group).await?;
+        Ok::<_, anyhow::Error>(if ended == Ended::Drained { 0 } else { 1 })
+    })
 }

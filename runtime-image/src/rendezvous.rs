@@ -1,5 +1,6 @@
-//! Rendezvous of a replica group: workers register with the leader's launcher; the leader
-//! waits, up to a deadline, until every rank has joined.
+//! Rendezvous of a replica group: the leader opens it once its head is up, workers
+//! register with the leader's launcher, and every rank waits, up to a deadline, until all
+//! ranks have joined. On a drain, a worker waits for the leader's engine to stop first.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::server::{local_client, JoinRequest, JoinResponse};
+use crate::server::{local_client, JoinRequest, RendezvousStatus};
 use crate::state::LauncherState;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +38,7 @@ pub async fn wait_for_group(
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         if state.all_joined() {
+            state.group_complete.store(true, Ordering::SeqCst);
             return Ok(());
         }
         if start.elapsed() >= timeout {
@@ -51,44 +53,131 @@ pub async fn wait_for_group(
     }
 }
 
-/// Worker: registers with the leader at `leader_url`, retrying until `timeout`.
+/// Retries `attempt` with backoff until it returns `Ok(Some(_))` or `timeout` passes;
+/// `Ok(None)` and `Err(last error)` both mean "not yet".
+async fn retry<T, F, Fut>(timeout: Duration, mut attempt: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, String>>,
+{
+    let start = Instant::now();
+    let mut backoff = Duration::from_millis(50);
+    let mut last_error = String::from("no answer yet");
+    loop {
+        match attempt().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_error = e,
+        }
+        if start.elapsed() >= timeout {
+            return Err(last_error);
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// Worker: registers with the leader at `leader_url` (giving `own_url`, where the leader
+/// checks this rank's health), retrying until the leader has opened the rendezvous or
+/// `timeout` passes.
 pub async fn join_leader(
     state: Arc<LauncherState>,
     leader_url: &str,
+    own_url: &str,
     timeout: Duration,
 ) -> Result<(), RendezvousError> {
     let url = format!("{leader_url}/rendezvous/join");
     let client = local_client(Duration::from_secs(2));
-    let start = Instant::now();
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        let attempt = client
+    let request = JoinRequest {
+        rank: state.rank,
+        launcher_url: Some(own_url.to_string()),
+    };
+    let joined = retry(timeout, || async {
+        let r = client
             .post(&url)
-            .json(&JoinRequest { rank: state.rank })
+            .json(&request)
             .send()
-            .await;
-        let last_error = match attempt {
-            Ok(r) if r.status().is_success() => match r.json::<JoinResponse>().await {
-                Ok(ans) => {
-                    state.set_joined(&ans.joined);
-                    state.member.store(true, Ordering::SeqCst);
-                    tracing::info!(rank = state.rank, joined = ?ans.joined, "joined the leader");
-                    return Ok(());
-                }
-                Err(e) => format!("bad answer: {e}"),
-            },
-            Ok(r) => format!("HTTP {}", r.status()),
-            Err(e) => e.to_string(),
-        };
-        if start.elapsed() >= timeout {
-            return Err(RendezvousError::WorkerTimeout {
-                waited: timeout,
-                rank: state.rank,
-                url,
-                last_error,
-            });
+            .await
+            .map_err(|e| e.to_string())?;
+        if !r.status().is_success() {
+            let status = r.status();
+            let body = r.text().await.unwrap_or_default();
+            return Err(format!("HTTP {status}: {body}"));
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(1));
+        let ans = r
+            .json::<RendezvousStatus>()
+            .await
+            .map_err(|e| format!("bad answer: {e}"))?;
+        Ok(Some(ans.joined))
+    })
+    .await
+    .map_err(|last_error| RendezvousError::WorkerTimeout {
+        waited: timeout,
+        rank: state.rank,
+        url: url.clone(),
+        last_error,
+    })?;
+    state.set_joined(&joined);
+    state.member.store(true, Ordering::SeqCst);
+    Ok(())
+}
+
+/// The leader's rendezvous status, or why it could not be read.
+async fn leader_status(client: &reqwest::Client, url: &str) -> Result<RendezvousStatus, String> {
+    let r = client.get(url).send().await.map_err(|e| e.to_string())?;
+    if !r.status().is_success() {
+        return Err(format!("HTTP {}", r.status()));
+    }
+    r.json::<RendezvousStatus>()
+        .await
+        .map_err(|e| format!("bad answer: {e}"))
+}
+
+/// Worker: waits until the leader reports every rank joined, or `timeout` passes.
+pub async fn await_group(
+    state: &LauncherState,
+    leader_url: &str,
+    timeout: Duration,
+) -> Result<(), RendezvousError> {
+    let url = format!("{leader_url}/rendezvous");
+    let client = local_client(Duration::from_secs(2));
+    let joined = retry(timeout, || async {
+        let s = leader_status(&client, &url).await?;
+        Ok((s.joined.len() as u32 >= s.group_size).then_some(s.joined))
+    })
+    .await
+    .map_err(|last_error| RendezvousError::WorkerTimeout {
+        waited: timeout,
+        rank: state.rank,
+        url: url.clone(),
+        last_error: format!("the group did not complete: {last_error}"),
+    })?;
+    state.set_joined(&joined);
+    state.group_complete.store(true, Ordering::SeqCst);
+    Ok(())
+}
+
+/// Worker, draining: resolves once the leader's engine has stopped or its launcher is
+/// gone (nothing answers), or after `bound`. Returns whether the leader was seen done.
+pub async fn leader_drained(leader_url: &str, bound: Duration) -> bool {
+    let url = format!("{leader_url}/rendezvous");
+    let client = local_client(Duration::from_secs(1));
+    let start = Instant::now();
+    loop {
+        match client.get(&url).send().await {
+            Err(e) if e.is_connect() => return true,
+            Ok(r) => {
+                if let Ok(s) = r.json::<RendezvousStatus>().await {
+                    if s.engine_stopped {
+                        return true;
+                    }
+                }
+            }
+            Err(_) => {}
+        }
+        if start.elapsed() >= bound {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -67,8 +67,11 @@ async fn three_ranks_join_and_the_leader_serves() {
         .expect("completion");
     assert_eq!(r.status().as_u16(), 200);
 
-    for l in [w2, w1, leader] {
+    // A pod deletion signals every rank at once; the workers wait for the leader.
+    for l in [&w2, &w1, &leader] {
         l.sigterm();
+    }
+    for l in [w2, w1, leader] {
         let (status, err) = l.wait_exit(Duration::from_secs(60));
         assert!(status.success(), "{status}: {err}");
     }

@@ -1,24 +1,27 @@
 //! The GPU-free sim engine (`deepseek-launcher sim`): an OpenAI-compatible server with
 //! vLLM-format metrics and a token-timing model, bound to the address it is given.
 
+pub mod group;
 pub mod model;
 pub mod openai;
 pub mod prom;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 
+pub use group::GroupSpec;
 pub use model::{SimModel, SimSettings};
 
 /// The sim's routes.
 pub fn router(model: Arc<SimModel>) -> Router {
     Router::new()
-        .route("/health", get(|| async { "" }))
+        .route("/health", get(health))
         .route("/v1/models", get(openai::models))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/chat/completions", post(openai::chat_completions))
@@ -29,31 +32,79 @@ pub fn router(model: Arc<SimModel>) -> Router {
         .with_state(model)
 }
 
-/// Serves on `listener` until `shutdown` resolves, then stops accepting and lets in-flight
-/// requests finish for at most `drain`. Returns whether every request finished in time.
+async fn health(State(m): State<Arc<SimModel>>) -> StatusCode {
+    if m.gate.healthy() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+/// How a sim run ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// Drained: every accepted request was answered.
+    Drained,
+    /// The drain bound ran out with requests in flight.
+    DrainTimedOut,
+    /// The group broke (a rank left): the engine stops at once, as a real one would.
+    GroupBroken(String),
+}
+
+/// Serves on `listener` until `shutdown` resolves, then drains: new generation requests
+/// get 503 while accepted ones finish, for at most `drain`. With `group` (a leader of a
+/// multi-node group, `group_listener` bound to its dist address) the engine is healthy
+/// once every rank is linked and breaks when one leaves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     settings: SimSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
-) -> std::io::Result<bool> {
+    group: Option<(tokio::net::TcpListener, GroupSpec)>,
+) -> std::io::Result<Ended> {
     let model = SimModel::new(settings);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut stop_wait = stop_rx.clone();
-    let server = axum::serve(listener, router(model)).with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("sim: draining");
-        let _ = stop_tx.send(true);
-    });
-    let deadline = async move {
-        let _ = stop_wait.wait_for(|s| *s).await;
-        tokio::time::sleep(drain).await;
-    };
-    tokio::select! {
-        r = server => r.map(|()| true),
-        () = deadline => {
-            tracing::warn!("sim: drain grace period of {drain:?} ran out with requests in flight");
-            Ok(false)
+    let broken = {
+        let model = model.clone();
+        async move {
+            match group {
+                Some((l, spec)) => group::lead(l, spec, model).await,
+                None => std::future::pending().await,
+            }
         }
-    }
+    };
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, router(model.clone()))
+        .with_graceful_shutdown(async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        })
+        .into_future();
+    tokio::pin!(server, broken);
+    let drained = async {
+        shutdown.await;
+        tracing::info!("sim: draining; new requests get 503");
+        model.gate.start_draining();
+        let deadline = tokio::time::Instant::now() + drain;
+        while model.gate.in_flight() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    };
+    let ended = tokio::select! {
+        r = &mut server => { r?; return Ok(Ended::Drained) }
+        reason = &mut broken => {
+            tracing::error!("sim: {reason}: the engine stops");
+            return Ok(Ended::GroupBroken(reason));
+        }
+        all = drained => if all { Ended::Drained } else {
+            tracing::warn!("sim: drain bound of {drain:?} ran out with requests in flight");
+            Ended::DrainTimedOut
+        },
+    };
+    let _ = stop_tx.send(true);
+    // Answers already queued go out; connections left idle close.
+    let _ = tokio::time::timeout(Duration::from_secs(2), &mut server).await;
+    Ok(ended)
 }

@@ -2,7 +2,7 @@
 //! queue), prefill at `prefill_tokens_per_s`, decode at `decode_tokens_per_s` per request,
 //! all durations multiplied by `time_scale` (0 = no delays, for benchmarks).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,10 +29,54 @@ pub struct Counters {
     pub requests_total: AtomicU64,
 }
 
+/// Whether the sim takes requests: a drain refuses new ones with 503 while the accepted
+/// ones finish; a multi-node sim is healthy only while every rank is linked.
+#[derive(Debug)]
+pub struct Gate {
+    draining: AtomicBool,
+    linked: AtomicBool,
+    /// Accepted generation requests not yet fully answered (streams until `[DONE]`).
+    in_flight: AtomicU64,
+}
+
+impl Gate {
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// From now on new generation requests get 503.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn set_linked(&self, linked: bool) {
+        self.linked.store(linked, Ordering::SeqCst);
+    }
+
+    /// `/health`: serving, every rank linked.
+    pub fn healthy(&self) -> bool {
+        self.linked.load(Ordering::SeqCst) && !self.draining()
+    }
+
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+}
+
+/// One accepted request; dropping it (answer complete or client gone) releases it.
+pub struct Admission(Arc<SimModel>);
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.0.gate.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// The sim engine's state.
 pub struct SimModel {
     pub settings: SimSettings,
     pub counters: Counters,
+    pub gate: Gate,
     slots: Semaphore,
 }
 
@@ -42,8 +86,22 @@ impl SimModel {
         Arc::new(SimModel {
             settings,
             counters: Counters::default(),
+            gate: Gate {
+                draining: AtomicBool::new(false),
+                linked: AtomicBool::new(true),
+                in_flight: AtomicU64::new(0),
+            },
             slots: Semaphore::new(slots),
         })
+    }
+
+    /// Accepts a new request unless a drain has begun. Counting before looking at the
+    /// drain flag (both sequentially consistent) means a drain that sees no request in
+    /// flight can never miss one that was let in.
+    pub fn try_admit_request(self: &Arc<Self>) -> Option<Admission> {
+        self.gate.in_flight.fetch_add(1, Ordering::SeqCst);
+        let admission = Admission(self.clone());
+        (!self.gate.draining()).then_some(admission)
     }
 
     /// KV cache capacity in tokens: every batch slot can hold a full context.

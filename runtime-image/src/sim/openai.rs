@@ -105,6 +105,12 @@ fn token(i: u64) -> &'static str {
 }
 
 async fn generate(m: Arc<SimModel>, req: CompletionRequest, kind: Kind) -> Response {
+    let Some(admission) = m.try_admit_request() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The engine is draining and takes no new requests.".into(),
+        );
+    };
     if let Some(name) = &req.model {
         if name != &m.settings.served_model_name {
             return error(
@@ -150,7 +156,7 @@ async fn generate(m: Arc<SimModel>, req: CompletionRequest, kind: Kind) -> Respo
             .load(std::sync::atomic::Ordering::Relaxed)
     );
     if req.stream {
-        stream(m, kind, id, prompt_tokens, max_tokens)
+        stream(m, admission, kind, id, prompt_tokens, max_tokens)
     } else {
         let mut run = m.admit(prompt_tokens).await;
         let mut text = String::new();
@@ -193,6 +199,7 @@ fn chunk(kind: Kind, id: &str, model: &str, text: &str, finish: Option<&str>) ->
 
 fn stream(
     m: Arc<SimModel>,
+    admission: super::model::Admission,
     kind: Kind,
     id: String,
     prompt_tokens: u64,
@@ -215,6 +222,8 @@ fn stream(
         }
         run.finish();
         let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
+        // The last chunk is queued for the client: the request is answered.
+        drop(admission);
     });
     let body = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -43,16 +44,22 @@ pub fn sim_config(nodes: u32, profile: SimProfile) -> LaunchConfig {
 /// A launcher child process, killed if the test ends early.
 pub struct Launcher {
     pub child: Child,
+    pub ip: String,
     pub launcher_port: u16,
     pub engine_port: u16,
 }
 
 impl Launcher {
     pub fn launcher_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.launcher_port)
+        format!("http://{}:{}", self.ip, self.launcher_port)
     }
     pub fn engine_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.engine_port)
+        format!("http://{}:{}", self.ip, self.engine_port)
+    }
+
+    pub fn sigkill(&self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("SIGKILL");
     }
 
     pub fn sigterm(&self) {
@@ -97,6 +104,22 @@ impl Drop for Launcher {
     }
 }
 
+/// A free port on `ip` (bound then released).
+pub fn free_port_on(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("an ephemeral port on loopback")
+}
+
+/// The dist-init port of the group whose leader launcher listens on `leader_port`:
+/// picked once per group, so ranks of concurrent tests never share one.
+fn dist_port_of(leader_port: u16) -> u16 {
+    static PORTS: std::sync::Mutex<BTreeMap<u16, u16>> = std::sync::Mutex::new(BTreeMap::new());
+    let mut ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    *ports.entry(leader_port).or_insert_with(free_port)
+}
+
 /// Starts `deepseek-launcher` for `rank` with `extra` flags; stderr is captured.
 pub fn spawn_launcher(
     cfg: &LaunchConfig,
@@ -105,16 +128,35 @@ pub fn spawn_launcher(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> Launcher {
-    let launcher_port = if rank == 0 { leader_port } else { free_port() };
-    let engine_port = free_port();
+    spawn_launcher_at(cfg, rank, "127.0.0.1", "127.0.0.1", leader_port, extra, env)
+}
+
+/// Like [`spawn_launcher`], with this rank bound to `ip` and its leader at `leader_ip`
+/// (each rank of a group on its own loopback address, as pods have their own IPs).
+pub fn spawn_launcher_at(
+    cfg: &LaunchConfig,
+    rank: u32,
+    ip: &str,
+    leader_ip: &str,
+    leader_port: u16,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Launcher {
+    let launcher_port = if rank == 0 {
+        leader_port
+    } else {
+        free_port_on(ip)
+    };
+    let engine_port = free_port_on(ip);
     let mut cmd = Command::new(BIN);
     cmd.arg("--config-json")
         .arg(cfg.to_json())
         .args(["--rank", &rank.to_string()])
-        .args(["--leader", "127.0.0.1", "--bind", "127.0.0.1"])
+        .args(["--leader", leader_ip, "--bind", ip])
         .args(["--launcher-port", &launcher_port.to_string()])
         .args(["--engine-port", &engine_port.to_string()])
         .args(["--leader-port", &leader_port.to_string()])
+        .args(["--dist-port", &dist_port_of(leader_port).to_string()])
         .args(extra)
         .env_remove("DSO_LAUNCH_CONFIG")
         .env("RUST_LOG", "info")
@@ -129,6 +171,7 @@ pub fn spawn_launcher(
     let child = cmd.spawn().expect("spawn deepseek-launcher");
     Launcher {
         child,
+        ip: ip.to_string(),
         launcher_port,
         engine_port,
     }
