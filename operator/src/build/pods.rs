@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use deepseek_engine::{env, render, ENGINE_PORT, LAUNCHER_PORT};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    HTTPGetAction, HostPathVolumeSource, ObjectFieldSelector, PersistentVolumeClaimVolumeSource,
-    Pod, PodSecurityContext, PodSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    HTTPGetAction, HostPathVolumeSource, Lifecycle, LifecycleHandler, ObjectFieldSelector,
+    PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -114,7 +114,10 @@ fn pod(w: &Workload, slot: u32, rank: u32) -> Pod {
             security_context: Some(pod_security(w)),
             // Engines talk to nothing in the cluster API.
             automount_service_account_token: Some(false),
-            termination_grace_period_seconds: Some(90),
+            // Covers the leader's drain, then each worker's wait for it and its own stop.
+            termination_grace_period_seconds: Some(
+                deepseek_engine::TERMINATION_GRACE_PERIOD_SECONDS,
+            ),
             restart_policy: Some("Always".into()),
             ..Default::default()
         }),
@@ -241,6 +244,19 @@ fn container(w: &Workload, slot: u32, rank: u32) -> Container {
         volume_mounts: Some(mounts),
         // Loading hundreds of GB of weights takes minutes: allow an hour to start.
         security_context: Some(container_security(w)),
+        // The leader stops taking requests and finishes those in flight before its
+        // container gets SIGTERM; workers wait for the leader on their own.
+        lifecycle: (rank == 0).then(|| Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                http_get: Some(HTTPGetAction {
+                    path: Some(deepseek_engine::DRAIN_PATH.into()),
+                    port: IntOrString::Int(LAUNCHER_PORT.into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         startup_probe: Some(probe("/healthz", 10, 360)),
         liveness_probe: Some(probe("/healthz", 10, 6)),
         readiness_probe: Some(probe("/readyz", 5, 3)),
