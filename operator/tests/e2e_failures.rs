@@ -40,6 +40,7 @@ fn model(name: &str, nodes: &FakeNodes) -> Result<DeepSeekModel> {
     m.spec.accelerator = Some(AcceleratorSelector {
         vendor: m.spec.accelerator.and_then(|a| a.vendor),
         node_selector: Some(nodes.selector()),
+        tolerations: Some(vec![nodes.toleration()]),
         ..Default::default()
     });
     Ok(m)

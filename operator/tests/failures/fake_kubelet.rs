@@ -197,6 +197,18 @@ impl FakeNodes {
         })
     }
 
+    /// The toleration a model needs for these nodes' per-test taint (pods tolerate only
+    /// accelerator taints on their own).
+    pub fn toleration(&self) -> k8s_openapi::api::core::v1::Toleration {
+        k8s_openapi::api::core::v1::Toleration {
+            key: Some(NODE_LABEL.into()),
+            operator: Some("Equal".into()),
+            value: Some(self.run.clone()),
+            effect: Some("NoSchedule".into()),
+            toleration_seconds: None,
+        }
+    }
+
     /// The node selector that puts a model on these nodes only.
     pub fn selector(&self) -> BTreeMap<String, String> {
         BTreeMap::from([(NODE_LABEL.to_string(), self.run.clone())])
