@@ -16,5 +16,6 @@ pub mod reconcile;
 pub mod run;
 pub mod scope;
 pub mod status;
+pub mod watch;
 
 pub use run::{run, RunOptions};

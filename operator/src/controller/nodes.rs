@@ -66,9 +66,9 @@ pub fn watch_nodes(
     let store = reader.clone();
     let stream = reflector::reflector(
         writer,
-        watcher(Api::<Node>::all(client), watcher::Config::default()),
+        watcher(Api::<Node>::all(client), super::watch::config()),
     )
-    .default_backoff();
+    .backoff(super::watch::CappedBackoff::default());
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         let mut digests: HashMap<String, u64> = HashMap::new();

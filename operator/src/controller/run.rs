@@ -15,7 +15,7 @@ use deepseek_planner::Catalog;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::{watcher, Controller};
+use kube::runtime::Controller;
 use kube::Client;
 use tokio::sync::mpsc;
 
@@ -175,7 +175,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     });
 
     let owned =
-        watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
+        super::watch::config().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
     let lost = Arc::new(AtomicBool::new(false));
     let stop = {
         let shutdown = shutdown();
@@ -208,7 +208,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         let (tx, rx) = mpsc::channel::<()>(16);
         triggers.push(tx);
         controllers.push(
-            Controller::new(models, watcher::Config::default())
+            Controller::new(models, super::watch::config())
+                .trigger_backoff(super::watch::CappedBackoff::default())
                 .owns(pods, owned.clone())
                 .owns(services, owned.clone())
                 .reconcile_all_on(tokio_stream::wrappers::ReceiverStream::new(rx))

@@ -102,7 +102,10 @@ impl Operator {
                 "KUBECONFIG",
                 opts.kubeconfig.unwrap_or(cluster.kubeconfig()),
             )
-            .env("RUST_LOG", "info,kube=warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("DSO_OPERATOR_LOG").unwrap_or_else(|_| "info,kube=warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file);
