@@ -28,6 +28,11 @@ pub struct LaunchConfig {
     pub max_num_seqs: u32,
     pub gpu_memory_utilization: f64,
     pub extra_args: Vec<String>,
+    /// Pass `--trust-remote-code`: only for architectures the engine does not implement
+    /// natively (the catalog says which), so engines never import code from a repository
+    /// or a cache directory otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trust_remote_code: bool,
     /// Timing model of the sim engine (ignored by real engines).
     pub sim: Option<SimProfile>,
 }

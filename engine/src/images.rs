@@ -27,13 +27,18 @@ pub fn flavour(vendor: &str, engine: Engine) -> &'static str {
 /// Default image for a vendor and engine, e.g. `ghcr.io/deepseek-operator/runtime-cuda:0.1.0`.
 /// SGLang images carry an `-sglang` suffix (built from the same Dockerfile with the SGLang base).
 pub fn default_image(vendor: &str, engine: Engine) -> String {
+    default_image_tagged(vendor, engine, TAG)
+}
+
+/// Default image for a vendor and engine at a given runtime image tag.
+pub fn default_image_tagged(vendor: &str, engine: Engine, tag: &str) -> String {
     let suffix = if engine == Engine::Sglang {
         "-sglang"
     } else {
         ""
     };
     format!(
-        "{REGISTRY}/runtime-{}{suffix}:{TAG}",
+        "{REGISTRY}/runtime-{}{suffix}:{tag}",
         flavour(vendor, engine)
     )
 }

@@ -163,9 +163,4 @@ impl Ctx<'_> {
     pub fn multi_node(&self) -> bool {
         self.cfg.nodes > 1
     }
-
-    /// DeepSeek checkpoints (MLA, MoE) ship custom config code.
-    pub fn is_deepseek(&self) -> bool {
-        self.cfg.model.to_ascii_lowercase().contains("deepseek")
-    }
 }

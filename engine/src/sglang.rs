@@ -43,7 +43,9 @@ pub fn steps(ctx: &Ctx) -> LaunchSteps {
         // AWQ/GPTQ/INT8 checkpoints are detected from their quantization_config.
         _ => {}
     }
-    cmd = cmd.arg("--trust-remote-code");
+    if cfg.trust_remote_code {
+        cmd = cmd.arg("--trust-remote-code");
+    }
     cmd.args.extend(cfg.extra_args.iter().cloned());
     LaunchSteps {
         prepare: Vec::new(),

@@ -64,7 +64,7 @@ fn serve(ctx: &Ctx, ascend: bool) -> CommandLine {
         (Quantization::Int8, true) => cmd = cmd.flag("--quantization", "ascend"),
         _ => {}
     }
-    if ctx.is_deepseek() {
+    if cfg.trust_remote_code {
         cmd = cmd.arg("--trust-remote-code");
     }
     if ctx.multi_node() {

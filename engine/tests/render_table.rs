@@ -24,6 +24,7 @@ fn cfg(engine: Engine, vendor: &str, quant: &str, tp: u32, pp: u32, nodes: u32) 
         max_num_seqs: 64,
         gpu_memory_utilization: 0.9,
         extra_args: vec![],
+        trust_remote_code: false,
         sim: None,
     }
 }
@@ -183,7 +184,8 @@ fn vllm_family_leader_commands() {
         );
         assert_eq!(s.flag_value("--quantization"), case.quant_flag, "{what}");
         assert_eq!(s.flag_value("--dtype"), case.dtype, "{what}");
-        assert!(s.has_arg("--trust-remote-code"), "{what}");
+        // Every catalog architecture is native to the engines: no repository code runs.
+        assert!(!s.has_arg("--trust-remote-code"), "{what}");
         let ascend = case.engine == Engine::VllmAscend;
         assert_eq!(
             s.env_value("HCCL_IF_IP"),
@@ -269,7 +271,7 @@ fn sglang_commands() {
             (pp > 1).then(|| pp.to_string()).as_deref(),
             "{what}"
         );
-        assert!(s.has_arg("--enable-metrics") && s.has_arg("--trust-remote-code"));
+        assert!(s.has_arg("--enable-metrics") && !s.has_arg("--trust-remote-code"));
         assert_eq!(s.flag_value("--context-length"), Some("8192"));
         assert_eq!(s.flag_value("--mem-fraction-static"), Some("0.9"));
         if nodes > 1 {
@@ -447,4 +449,14 @@ fn launch_config_json_is_camel_case_and_round_trips() {
         LaunchConfig::from_json("{"),
         Err(RenderError::InvalidJson(_))
     ));
+}
+
+#[test]
+fn remote_code_only_when_the_model_needs_it() {
+    for engine in [Engine::Vllm, Engine::Sglang] {
+        let mut c = cfg(engine, "nvidia", "bf16", 8, 1, 1);
+        assert!(!serve(&c, 0).has_arg("--trust-remote-code"), "{engine:?}");
+        c.trust_remote_code = true;
+        assert!(serve(&c, 0).has_arg("--trust-remote-code"), "{engine:?}");
+    }
 }

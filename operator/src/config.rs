@@ -41,6 +41,36 @@ pub struct DeclaredTaint {
     pub effect: String,
 }
 
+/// A weight cache on the nodes' disks, chosen by the administrator. Manifests pick one by
+/// name; they can never name a host path themselves.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeCache {
+    pub name: String,
+    /// Directory on every node. Each namespace gets its own subdirectory.
+    pub host_path: String,
+    /// One directory for every namespace. Saves disk and downloads, but a tenant can then
+    /// plant files (such as a model's remote code) that another tenant's engine loads: set
+    /// it only when every namespace trusts every other.
+    #[serde(default)]
+    pub shared_across_namespaces: bool,
+}
+
+/// CPU and memory requests of inference pods, overriding the built-in sizing.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PodSizing {
+    /// CPU cores requested per accelerator (default 4; at least 2 per pod).
+    pub cpu_per_accelerator: Option<u32>,
+    /// Host memory requested per pod, GiB, on accelerator nodes (default: 8 per
+    /// accelerator, at least 16).
+    #[serde(rename = "memoryGiB")]
+    pub memory_gib: Option<u32>,
+    /// Size of the `/dev/shm` memory volume, GiB (default 16).
+    #[serde(rename = "shmGiB")]
+    pub shm_gib: Option<u32>,
+}
+
 /// Everything configurable at the cluster level.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase", default)]
@@ -48,14 +78,109 @@ pub struct OperatorConfig {
     pub declared_pools: Vec<DeclaredPool>,
     /// Image per `vendor/engine` key (e.g. `nvidia/vllm`), overriding the built-in defaults.
     pub images: BTreeMap<String, String>,
-    /// Default weight cache on nodes when a manifest names none.
+    /// Default node cache directory when a manifest names none (a per-namespace
+    /// subdirectory of it is mounted).
     pub cache_host_path: Option<String>,
+    /// Further node caches a manifest may choose by name (`spec.cache.name`).
+    pub caches: Vec<NodeCache>,
+    /// Prometheus server KEDA queries for `autoscaling.provider: keda`. Only the
+    /// administrator sets it: a manifest must not point KEDA at an arbitrary address.
+    pub prometheus_address: Option<String>,
+    /// CPU, memory and `/dev/shm` sizing of inference pods.
+    pub pod_sizing: PodSizing,
+    /// Tag of the default runtime images (default: this operator's version). Models record
+    /// the image they resolved, so changing it affects only new and changed models.
+    pub runtime_image_tag: Option<String>,
+    /// Group ids of the nodes' ROCm device files (`video`, `render`). When set, AMD pods
+    /// run as a non-root user in these groups; otherwise as root, with every capability
+    /// dropped, since the ids differ from host to host.
+    pub amd_render_groups: Vec<i64>,
     /// Catalog overrides (YAML files) for models and accelerators.
     pub catalog_models_file: Option<String>,
     pub catalog_accelerators_file: Option<String>,
+    /// The NetworkPolicy the operator applies per model (build/network_policy.rs).
+    pub network_policy: NetworkPolicyConfig,
+    /// Seconds a group's pod may sit on an unreachable node (`node.kubernetes.io/unreachable`
+    /// taint, or Ready not True) before the group counts as lost and is recreated elsewhere.
+    pub unreachable_node_timeout_seconds: Seconds<60>,
+    /// Seconds a rank may stay NotReady while another rank of its group is Ready before
+    /// the whole group is recreated.
+    pub rank_not_ready_timeout_seconds: Seconds<120>,
 }
 
+/// A number of seconds whose default is `DEFAULT`, so a missing field and
+/// `OperatorConfig::default()` agree.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+#[serde(transparent)]
+pub struct Seconds<const DEFAULT: u64>(pub u64);
+
+impl<const DEFAULT: u64> Default for Seconds<DEFAULT> {
+    fn default() -> Self {
+        Seconds(DEFAULT)
+    }
+}
+
+impl<const DEFAULT: u64> Seconds<DEFAULT> {
+    pub fn duration(self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.0)
+    }
+}
+
+/// Who may reach a model's pods. Ranks of one model always reach each other; the API and
+/// launcher ports are open to the model's own namespace, the operator's namespace and the
+/// namespaces selected here; nothing else reaches the pods.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct NetworkPolicyConfig {
+    /// Apply one NetworkPolicy per model (on by default); off deletes the operator's.
+    pub enabled: bool,
+    /// The operator's namespace (the chart sets it): its pods scrape the launchers.
+    pub operator_namespace: Option<String>,
+    /// More namespaces allowed to call the API and launcher ports, each a namespace label
+    /// selector (`matchLabels`), e.g. `{kubernetes.io/metadata.name: gateway}`.
+    pub allow_from_namespaces: Vec<BTreeMap<String, String>>,
+}
+
+impl Default for NetworkPolicyConfig {
+    fn default() -> Self {
+        NetworkPolicyConfig {
+            enabled: true,
+            operator_namespace: None,
+            allow_from_namespaces: Vec::new(),
+        }
+    }
+}
+
+/// Name of the cache built from `cacheHostPath` (or the built-in directory).
+pub const DEFAULT_CACHE_NAME: &str = "default";
+/// Node directory for downloaded weights when the configuration names none.
+pub const DEFAULT_CACHE_HOST_PATH: &str = "/var/lib/deepseek-operator/models";
+
 impl OperatorConfig {
+    /// The node cache called `name` (`None`: the default one).
+    pub fn cache(&self, name: Option<&str>) -> Option<NodeCache> {
+        match name {
+            None | Some(DEFAULT_CACHE_NAME)
+                if !self.caches.iter().any(|c| c.name == DEFAULT_CACHE_NAME) =>
+            {
+                Some(NodeCache {
+                    name: DEFAULT_CACHE_NAME.into(),
+                    host_path: self
+                        .cache_host_path
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_CACHE_HOST_PATH.into()),
+                    shared_across_namespaces: false,
+                })
+            }
+            None => self
+                .caches
+                .iter()
+                .find(|c| c.name == DEFAULT_CACHE_NAME)
+                .cloned(),
+            Some(n) => self.caches.iter().find(|c| c.name == n).cloned(),
+        }
+    }
+
     pub fn from_yaml(text: &str) -> Result<Self, String> {
         serde_yaml::from_str(text).map_err(|e| format!("invalid operator config: {e}"))
     }
@@ -67,7 +192,13 @@ impl OperatorConfig {
             .get(&key)
             .or_else(|| self.images.get(vendor.as_str()))
             .cloned()
-            .unwrap_or_else(|| deepseek_engine::images::default_image(vendor.as_str(), engine))
+            .unwrap_or_else(|| {
+                let tag = self
+                    .runtime_image_tag
+                    .as_deref()
+                    .unwrap_or(deepseek_engine::images::TAG);
+                deepseek_engine::images::default_image_tagged(vendor.as_str(), engine, tag)
+            })
     }
 }
 
@@ -97,5 +228,54 @@ images:
             "example.com/vllm:1"
         );
         assert!(OperatorConfig::from_yaml("declaredPools: 3").is_err());
+        assert_eq!(cfg.unreachable_node_timeout_seconds.0, 60);
+        assert_eq!(
+            OperatorConfig::default().rank_not_ready_timeout_seconds.0,
+            120
+        );
+        let timeouts =
+            OperatorConfig::from_yaml("unreachableNodeTimeoutSeconds: 5").expect("valid config");
+        assert_eq!(timeouts.unreachable_node_timeout_seconds.0, 5);
+    }
+
+    #[test]
+    fn network_policy_is_on_unless_switched_off() {
+        let cfg = OperatorConfig::from_yaml("images: {}").expect("valid config");
+        assert!(cfg.network_policy.enabled);
+        let cfg = OperatorConfig::from_yaml(
+            "networkPolicy: {enabled: false, operatorNamespace: ops, allowFromNamespaces: [{team: a}]}",
+        )
+        .expect("valid config");
+        assert!(!cfg.network_policy.enabled);
+        assert_eq!(
+            cfg.network_policy.operator_namespace.as_deref(),
+            Some("ops")
+        );
+        assert_eq!(cfg.network_policy.allow_from_namespaces[0]["team"], "a");
+    }
+
+    #[test]
+    fn caches_resolve_by_name_with_a_default() {
+        let cfg = OperatorConfig::from_yaml(
+            "cacheHostPath: /data/w\ncaches: [{name: nvme, hostPath: /nvme/w, sharedAcrossNamespaces: true}]",
+        )
+        .expect("valid config");
+        let d = cfg.cache(None).expect("default cache");
+        assert_eq!(
+            (d.name.as_str(), d.host_path.as_str()),
+            ("default", "/data/w")
+        );
+        assert!(!d.shared_across_namespaces);
+        assert!(
+            cfg.cache(Some("nvme"))
+                .expect("nvme")
+                .shared_across_namespaces
+        );
+        assert!(cfg.cache(Some("etc")).is_none());
+        let empty = OperatorConfig::default();
+        assert_eq!(
+            empty.cache(Some("default")).map(|c| c.host_path),
+            Some(DEFAULT_CACHE_HOST_PATH.to_string())
+        );
     }
 }

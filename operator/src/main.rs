@@ -1,4 +1,5 @@
-//! `deepseek-operator`: `run` the controller, `plan` a deployment, print the `crd`.
+//! `deepseek-operator`: `run` the controller, `plan` a deployment, print the `crd`, `render`
+//! what a manifest becomes.
 
 use clap::{Parser, Subcommand};
 use deepseek_operator::cli;
@@ -22,6 +23,8 @@ enum Command {
     Crd,
     /// Run the controller.
     Run(cli::run::RunArgs),
+    /// Print the pods and Services a manifest becomes on the given Nodes.
+    Render(cli::render::RenderArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -30,6 +33,7 @@ fn main() -> std::process::ExitCode {
         Command::Plan(args) => cli::plan::run(&args),
         Command::Crd => cli::crd::render(),
         Command::Run(args) => cli::run::run(args).map(|()| String::new()),
+        Command::Render(args) => cli::render::run(&args),
     };
     match result {
         Ok(out) => {

@@ -5,6 +5,7 @@
 use deepseek_planner::{plan, Catalog, Plan, PlanError, PlanRequest};
 
 use crate::api::{MemoryStatus, PlanStatus};
+use crate::inventory::taints::untolerated;
 use crate::inventory::Pool;
 use crate::validate::ValidatedModel;
 
@@ -23,7 +24,11 @@ pub struct Unplaceable {
 }
 
 fn matches(v: &ValidatedModel, pool: &Pool) -> bool {
-    v.vendor.is_none_or(|vendor| vendor == pool.vendor)
+    // A pool tainted for someone else (not an accelerator taint, not a declared pool's) is
+    // only for models whose manifest tolerates the taint.
+    let allowed = pool.declared || untolerated(&pool.taints, &v.tolerations).is_empty();
+    allowed
+        && v.vendor.is_none_or(|vendor| vendor == pool.vendor)
         && v.product.as_deref().is_none_or(|p| p == pool.accelerator)
         && v.node_selector.iter().all(|(k, val)| pool.common_labels.get(k) == Some(val))
         // Without an explicit wish, CPU serving is a fallback only for GGUF.
@@ -207,7 +212,7 @@ mod tests {
 
     fn place_yaml(yaml: &str, cfg: &OperatorConfig) -> Result<Placement, Unplaceable> {
         let spec = serde_yaml::from_str(yaml).expect("spec");
-        let v = validate(&spec, Catalog::builtin()).expect("valid");
+        let v = validate(&spec, Catalog::builtin(), &Default::default()).expect("valid");
         place(&v, &pools(cfg), Catalog::builtin())
     }
 

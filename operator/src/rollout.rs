@@ -1,11 +1,65 @@
 //! Group-by-group rollout and scaling, as a pure decision over observed groups.
 //!
-//! Groups live in slots `0..replicas`. A group is named by its slot and the template hash,
-//! so a spec change yields new group names and old and new groups of a slot can coexist
+//! A group is named by its slot and the template hash (`<model>-<hash>-<slot>-<rank>`), so
+//! a spec change yields new group names and old and new groups of a slot can coexist
 //! (surge). Deterministic names also make a restarted operator converge with no
 //! duplicates: it computes the same names and finds them already there.
+//!
+//! Slots need not be contiguous. Each round keeps the `replicas` best occupied slots,
+//! ranked by: a ready group first, then a live (not broken) one, then the lowest slot
+//! (the oldest). The other slots are deleted, so a scale-down removes groups that are not
+//! serving before ready ones, and among equals the newest (highest slot). Missing
+//! replicas go to the lowest slot numbers no observed group uses. The choice depends
+//! only on what is observed, so:
+//! - a steady state (exactly `replicas` slots, each ready at the current hash) makes no
+//!   writes, whatever the slot numbers are;
+//! - a restarted operator computes the same slots from the same pods, and never reuses a
+//!   slot whose pods are still terminating, so no name is created twice.
+//!
+//! A broken group (see [`Fault`]) is deleted whole. If its slot is kept and it had the
+//! current hash, the new group reuses the same pod names, so creation waits until the old
+//! pods are gone; stuck pods on a lost node are force-deleted by the controller for that
+//! reason (see `controller/groups.rs`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Why a group must be recreated whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// A rank failed, completed or is being deleted.
+    RankFailed,
+    /// A rank is missing from a group that already started.
+    RankMissing,
+    /// A rank's container restarted: the group's one-shot rendezvous cannot take it back.
+    RankRestarted,
+    /// A rank stayed NotReady past the bound while another rank was Ready.
+    RankNotReady,
+    /// A rank sat on an unreachable node past the bound.
+    NodeLost,
+}
+
+impl Fault {
+    /// Reason for the Degraded condition.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Fault::RankFailed => "RankFailed",
+            Fault::RankMissing => "RankMissing",
+            Fault::RankRestarted => "RankRestarted",
+            Fault::RankNotReady => "RankNotReady",
+            Fault::NodeLost => "NodeLost",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Fault::RankFailed => "a rank failed",
+            Fault::RankMissing => "a rank is missing",
+            Fault::RankRestarted => "a rank's container restarted",
+            Fault::RankNotReady => "a rank stayed NotReady too long",
+            Fault::NodeLost => "a rank's node is unreachable",
+        }
+    }
+}
 
 /// One group as observed in the cluster.
 #[derive(Clone, Debug, PartialEq)]
@@ -14,8 +68,11 @@ pub struct ObservedGroup {
     pub hash: String,
     /// Every rank present and Ready.
     pub ready: bool,
-    /// A rank failed, is missing or is being deleted: the group must be recreated whole.
-    pub broken: bool,
+    /// Set when the group must be recreated whole.
+    pub broken: Option<Fault>,
+    /// Some ranks were never created (creation failed part-way) and the group never
+    /// started: the missing ranks are created, the present ones kept.
+    pub incomplete: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -57,7 +114,7 @@ impl RolloutLimits {
 /// What to do this round.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Actions {
-    /// Slots for which to create a group at the current hash.
+    /// Slots for which to create the group at the current hash (only its missing pods).
     pub create: Vec<u32>,
     /// Groups to delete, by slot and hash.
     pub delete: Vec<(u32, String)>,
@@ -69,27 +126,72 @@ impl Actions {
     }
 }
 
+/// The occupied slots to keep for `replicas` groups: ready slots first, then live ones,
+/// then the oldest (lowest) slot.
+pub fn kept_slots(replicas: u32, groups: &[ObservedGroup]) -> BTreeSet<u32> {
+    let mut slots: BTreeMap<u32, (bool, bool)> = BTreeMap::new();
+    for g in groups {
+        let e = slots.entry(g.slot).or_insert((false, false));
+        e.0 |= g.ready && g.broken.is_none();
+        e.1 |= g.broken.is_none();
+    }
+    let mut ranked: Vec<(u32, (bool, bool))> = slots.into_iter().collect();
+    ranked.sort_by_key(|(slot, (ready, live))| (!ready, !live, *slot));
+    ranked
+        .into_iter()
+        .take(replicas as usize)
+        .map(|(slot, _)| slot)
+        .collect()
+}
+
+/// Deletions that need no plan: broken groups and groups outside the kept slots. Reconcile
+/// carries them out even when the model cannot be placed.
+pub fn retire(replicas: u32, groups: &[ObservedGroup]) -> Vec<(u32, String)> {
+    let kept = kept_slots(replicas, groups);
+    let mut out: Vec<(u32, String)> = groups
+        .iter()
+        .filter(|g| g.broken.is_some() || !kept.contains(&g.slot))
+        .map(|g| (g.slot, g.hash.clone()))
+        .collect();
+    out.sort();
+    out
+}
+
 /// Decides creations and deletions for `replicas` groups at template `hash`.
 pub fn step(replicas: u32, hash: &str, groups: &[ObservedGroup], limits: RolloutLimits) -> Actions {
-    let mut actions = Actions::default();
+    let kept = kept_slots(replicas, groups);
+    let mut actions = Actions {
+        create: Vec::new(),
+        delete: retire(replicas, groups),
+    };
     let mut by_slot: BTreeMap<u32, Vec<&ObservedGroup>> = BTreeMap::new();
-    let mut recreating = Vec::new();
-    for g in groups {
-        if g.broken || g.slot >= replicas {
-            actions.delete.push((g.slot, g.hash.clone()));
-            if g.broken && g.hash == hash {
+    let mut recreating = BTreeSet::new();
+    for g in groups.iter().filter(|g| kept.contains(&g.slot)) {
+        if g.broken.is_some() {
+            if g.hash == hash {
                 // Same names: wait until the old pods are gone before recreating.
-                recreating.push(g.slot);
+                recreating.insert(g.slot);
             }
         } else {
             by_slot.entry(g.slot).or_default().push(g);
         }
     }
+    // Kept slots, then the lowest slot numbers no observed group uses.
+    let used: BTreeSet<u32> = groups.iter().map(|g| g.slot).collect();
+    let mut slots: Vec<u32> = kept.iter().copied().collect();
+    let mut next = 0u32;
+    while slots.len() < replicas as usize {
+        while used.contains(&next) {
+            next += 1;
+        }
+        slots.push(next);
+        next += 1;
+    }
 
     let mut unavailable = 0u32;
     let mut in_flight = 0u32;
     let mut outdated = Vec::new();
-    for slot in 0..replicas {
+    for slot in slots {
         let present = by_slot.get(&slot).map(Vec::as_slice).unwrap_or(&[]);
         let current = present.iter().find(|g| g.hash == hash);
         let old: Vec<&&ObservedGroup> = present.iter().filter(|g| g.hash != hash).collect();
@@ -104,9 +206,18 @@ pub fn step(replicas: u32, hash: &str, groups: &[ObservedGroup], limits: Rollout
                     .delete
                     .extend(old.iter().map(|g| (g.slot, g.hash.clone())));
             }
-            (Some(_), false) => in_flight += 1,
+            (Some(c), false) => {
+                if c.incomplete {
+                    actions.create.push(slot);
+                }
+                in_flight += 1;
+            }
             (None, false) => outdated.push((slot, old)),
-            (Some(_), true) => {}
+            (Some(c), true) => {
+                if c.incomplete {
+                    actions.create.push(slot);
+                }
+            }
         }
     }
 
@@ -128,6 +239,7 @@ pub fn step(replicas: u32, hash: &str, groups: &[ObservedGroup], limits: Rollout
     }
     actions.create.sort_unstable();
     actions.delete.sort();
+    actions.delete.dedup();
     actions
 }
 
@@ -140,7 +252,8 @@ mod tests {
             slot,
             hash: hash.into(),
             ready,
-            broken: false,
+            broken: None,
+            incomplete: false,
         }
     }
     const SURGE: RolloutLimits = RolloutLimits {
@@ -155,7 +268,10 @@ mod tests {
     #[test]
     fn creates_missing_groups_and_removes_extra_slots() {
         let a = step(3, "h", &[g(0, "h", true), g(4, "h", true)], SURGE);
-        assert_eq!(a.create, vec![1, 2]);
+        assert_eq!(a.create, vec![1]);
+        assert!(a.delete.is_empty());
+        let a = step(1, "h", &[g(0, "h", true), g(4, "h", true)], SURGE);
+        assert!(a.create.is_empty());
         assert_eq!(a.delete, vec![(4, "h".into())]);
     }
 
@@ -212,7 +328,7 @@ mod tests {
     #[test]
     fn broken_groups_are_recreated_whole() {
         let mut bad = g(0, "h", false);
-        bad.broken = true;
+        bad.broken = Some(Fault::RankRestarted);
         let a = step(1, "h", &[bad], SURGE);
         assert_eq!(a.delete, vec![(0, "h".into())]);
         // Creation waits for the deletion to be observed (the slot still shows a group).
@@ -224,5 +340,74 @@ mod tests {
         assert_eq!(RolloutLimits::resolve(Some(0), Some(0), true), IN_PLACE);
         assert_eq!(RolloutLimits::resolve(None, None, true), SURGE);
         assert_eq!(RolloutLimits::resolve(None, None, false), IN_PLACE);
+    }
+
+    #[test]
+    fn scale_down_removes_not_ready_groups_first_then_the_newest() {
+        // Slots 0 and 1 are still loading; slot 2 is the only one serving.
+        let groups = vec![g(0, "h", false), g(1, "h", false), g(2, "h", true)];
+        let a = step(1, "h", &groups, SURGE);
+        assert_eq!(a.delete, vec![(0, "h".into()), (1, "h".into())]);
+        assert!(a.create.is_empty());
+        // All ready: the newest (highest) slots go.
+        let groups = vec![g(0, "h", true), g(1, "h", true), g(2, "h", true)];
+        assert_eq!(
+            step(1, "h", &groups, SURGE).delete,
+            vec![(1, "h".into()), (2, "h".into())]
+        );
+        // A broken group goes before a live one, whatever its slot.
+        let mut bad = g(0, "h", false);
+        bad.broken = Some(Fault::NodeLost);
+        let groups = vec![bad, g(1, "h", false)];
+        assert_eq!(retire(1, &groups), vec![(0, "h".into())]);
+    }
+
+    #[test]
+    fn surviving_slots_need_not_be_contiguous() {
+        // What the scale-down above leaves: a steady state, no writes.
+        assert!(step(1, "h", &[g(2, "h", true)], SURGE).is_empty());
+        assert!(step(2, "h", &[g(0, "h", true), g(3, "h", true)], SURGE).is_empty());
+        // Scaling up fills the lowest free slots, never one still in use (terminating
+        // pods of slot 0 keep their names until they are gone).
+        let mut leaving = g(0, "h", false);
+        leaving.broken = Some(Fault::RankFailed);
+        let a = step(3, "h", &[leaving.clone(), g(2, "h", true)], SURGE);
+        assert_eq!(a.delete, vec![(0, "h".into())]);
+        assert_eq!(
+            a.create,
+            vec![1],
+            "slot 0 is recreated once its pods are gone"
+        );
+        let a = step(1, "h", &[leaving, g(2, "h", true)], SURGE);
+        assert_eq!(a.delete, vec![(0, "h".into())]);
+        assert!(a.create.is_empty());
+        let a = step(2, "h", &[g(2, "h", true)], SURGE);
+        assert_eq!(a.create, vec![0]);
+    }
+
+    #[test]
+    fn an_incomplete_group_gets_its_missing_ranks_not_a_recreation() {
+        let mut partial = g(0, "h", false);
+        partial.incomplete = true;
+        let a = step(1, "h", &[partial.clone()], SURGE);
+        assert_eq!(
+            a,
+            Actions {
+                create: vec![0],
+                delete: vec![]
+            }
+        );
+        // With an old group still serving the slot during a rollout, too.
+        let a = step(1, "h", &[g(0, "old", true), partial], SURGE);
+        assert_eq!(a.create, vec![0]);
+        assert!(a.delete.is_empty());
+    }
+
+    #[test]
+    fn retire_needs_no_plan() {
+        let groups = vec![g(0, "h", true), g(1, "h", true)];
+        assert_eq!(retire(0, &groups), vec![(0, "h".into()), (1, "h".into())]);
+        assert_eq!(retire(1, &groups), vec![(1, "h".into())]);
+        assert!(retire(2, &groups).is_empty());
     }
 }

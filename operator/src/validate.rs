@@ -9,9 +9,22 @@ use deepseek_planner::{Attention, Catalog, ModelArch};
 use k8s_openapi::api::core::v1::Toleration;
 
 use crate::api::{
-    AttentionKind, CustomModel, DeepSeekModelSpec, EngineChoice, Quantization, Rollout,
-    SecretKeyRef, Vendor, WeightCache, WeightSource,
+    AttentionKind, CustomModel, DeepSeekModelSpec, EngineChoice, PodResources, Quantization,
+    Rollout, SecretKeyRef, Vendor, WeightCache, WeightSource,
 };
+use crate::config::{NodeCache, OperatorConfig};
+
+/// `spec.image` value that follows the operator's default image on every upgrade.
+pub const AUTO_UPGRADE: &str = "auto-upgrade";
+
+/// Where downloaded weights are cached, resolved against the operator configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CacheChoice {
+    /// A node cache the administrator configured.
+    Node(NodeCache),
+    /// A PersistentVolumeClaim in the model's namespace.
+    Claim(String),
+}
 
 /// A spec that passed every check, with catalog references resolved.
 #[derive(Clone, Debug)]
@@ -29,13 +42,18 @@ pub struct ValidatedModel {
     pub extra_args: Vec<String>,
     pub node_selector: BTreeMap<String, String>,
     pub tolerations: Vec<Toleration>,
+    /// The manifest's image; `None` for the default (or `auto-upgrade`).
     pub image: Option<String>,
+    /// `spec.image: auto-upgrade`: re-resolve image and launch settings on every operator
+    /// version instead of keeping what `status.resolved` recorded.
+    pub auto_upgrade: bool,
     /// Repository (or path) the engine loads.
     pub weights_repo: String,
     pub revision: Option<String>,
     pub hf_token: Option<SecretKeyRef>,
     pub source: WeightSource,
-    pub cache: WeightCache,
+    pub cache: CacheChoice,
+    pub resources: PodResources,
     pub replicas: u32,
     pub rollout: Rollout,
 }
@@ -99,6 +117,7 @@ fn custom_arch(c: &CustomModel) -> ModelArch {
         arch.head_dim = d;
     }
     arch.kv_lora_rank = c.kv_lora_rank;
+    arch.trust_remote_code = c.trust_remote_code;
     arch.qk_rope_head_dim = c.qk_rope_head_dim;
     if let Some(v) = c.vocab_size {
         arch.vocab_size = v;
@@ -106,7 +125,43 @@ fn custom_arch(c: &CustomModel) -> ModelArch {
     arch
 }
 
-pub fn validate(spec: &DeepSeekModelSpec, catalog: &Catalog) -> Result<ValidatedModel, Invalid> {
+/// Resolves `spec.cache` against the configured caches. A host path in a manifest is
+/// refused even if the API server's schema let it through (objects stored before the
+/// rule existed).
+fn resolve_cache(cache: &WeightCache, config: &OperatorConfig) -> Result<CacheChoice, Invalid> {
+    if cache.host_path.is_some() {
+        return Err(invalid(
+            "InvalidSpec",
+            "spec.cache.hostPath was removed: host paths come only from the operator configuration; set cache.name to a cache the administrator configured, or cache.claimName to a PersistentVolumeClaim in this namespace",
+        ));
+    }
+    if let Some(claim) = &cache.claim_name {
+        return Ok(CacheChoice::Claim(claim.clone()));
+    }
+    config
+        .cache(cache.name.as_deref())
+        .map(CacheChoice::Node)
+        .ok_or_else(|| {
+            let mut known: Vec<String> = config.caches.iter().map(|c| c.name.clone()).collect();
+            if config.cache(None).is_some() && !known.iter().any(|k| k == "default") {
+                known.insert(0, "default".into());
+            }
+            invalid(
+                "UnknownCache",
+                format!(
+                    "cache '{}' is not configured; configured caches: {}",
+                    cache.name.as_deref().unwrap_or("default"),
+                    known.join(", ")
+                ),
+            )
+        })
+}
+
+pub fn validate(
+    spec: &DeepSeekModelSpec,
+    catalog: &Catalog,
+    config: &OperatorConfig,
+) -> Result<ValidatedModel, Invalid> {
     let arch = match (&spec.model[..], &spec.custom_model) {
         ("custom", Some(c)) => custom_arch(c),
         ("custom", None) => return Err(invalid("InvalidSpec", "model 'custom' needs customModel")),
@@ -188,6 +243,8 @@ pub fn validate(spec: &DeepSeekModelSpec, catalog: &Catalog) -> Result<Validated
         Some(v) => v.path.clone(),
         None => hf.repo.clone().unwrap_or_else(|| arch.hf_repo.clone()),
     };
+    let cache = resolve_cache(&spec.cache.clone().unwrap_or_default(), config)?;
+    let auto_upgrade = spec.image.as_deref() == Some(AUTO_UPGRADE);
     let replicas = match (&spec.autoscaling, spec.replicas) {
         (Some(a), r) => r
             .unwrap_or(a.min_replicas)
@@ -209,12 +266,14 @@ pub fn validate(spec: &DeepSeekModelSpec, catalog: &Catalog) -> Result<Validated
         extra_args: serving.extra_args.clone(),
         node_selector: accel.node_selector.clone().unwrap_or_default(),
         tolerations: accel.tolerations.clone().unwrap_or_default(),
-        image: spec.image.clone(),
+        image: spec.image.clone().filter(|_| !auto_upgrade),
+        auto_upgrade,
         weights_repo,
         revision: hf.revision.clone(),
         hf_token: hf.token_secret_ref.clone(),
         source,
-        cache: spec.cache.clone().unwrap_or_default(),
+        cache,
+        resources: spec.resources.clone().unwrap_or_default(),
         replicas: replicas as u32,
         rollout: spec.rollout.clone().unwrap_or_default(),
     })
@@ -229,7 +288,31 @@ mod tests {
     }
 
     fn check(yaml: &str) -> Result<ValidatedModel, Invalid> {
-        validate(&spec(yaml), Catalog::builtin())
+        validate(&spec(yaml), Catalog::builtin(), &OperatorConfig::default())
+    }
+
+    #[test]
+    fn host_paths_are_refused_and_caches_resolve_by_name() {
+        let e = check("model: deepseek-r1\ncache: {hostPath: /etc/kubernetes}")
+            .expect_err("a manifest may not name a host path");
+        assert_eq!(e.reason, "InvalidSpec");
+        assert!(e.message.contains("hostPath"), "{}", e.message);
+        let v = check("model: deepseek-r1").expect("default cache");
+        assert!(matches!(v.cache, CacheChoice::Node(ref c) if c.name == "default"));
+        let v = check("model: deepseek-r1\ncache: {claimName: weights}").expect("claim");
+        assert_eq!(v.cache, CacheChoice::Claim("weights".into()));
+        let e = check("model: deepseek-r1\ncache: {name: nvme}").expect_err("not configured");
+        assert_eq!(e.reason, "UnknownCache");
+        assert!(e.message.contains("default"), "{}", e.message);
+    }
+
+    #[test]
+    fn auto_upgrade_is_not_an_image() {
+        let v = check("model: deepseek-r1\nimage: auto-upgrade").expect("valid");
+        assert!(v.auto_upgrade);
+        assert_eq!(v.image, None);
+        let v = check("model: deepseek-r1\nimage: example.com/mine:1").expect("valid");
+        assert!(!v.auto_upgrade);
     }
 
     #[test]

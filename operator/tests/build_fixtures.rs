@@ -218,14 +218,14 @@ fn services_expose_leaders_and_a_headless_rendezvous() {
     let ranks = d
         .services
         .iter()
-        .find(|s| s.metadata.name.as_deref() == Some("r1-ranks"))
+        .find(|s| s.metadata.name.as_deref() == Some("r1--ranks"))
         .expect("headless");
     let spec = ranks.spec.as_ref().expect("spec");
     assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
     assert_eq!(spec.publish_not_ready_addresses, Some(true));
     // Every pod resolves its leader through that Service.
     let sub = d.pods[1].spec.as_ref().and_then(|s| s.subdomain.clone());
-    assert_eq!(sub.as_deref(), Some("r1-ranks"));
+    assert_eq!(sub.as_deref(), Some("r1--ranks"));
 }
 
 #[test]
@@ -285,4 +285,33 @@ fn unknown_model_and_vendor_mismatch_are_refused_with_reasons() {
         "suggests an alternative: {}",
         err.1
     );
+}
+
+#[test]
+fn the_leader_drains_before_stopping_and_the_grace_period_covers_the_group() {
+    let d = build(&example("r1-fp8-h100-multinode.yaml"));
+    let (leader, worker) = (&d.pods[0], &d.pods[1]);
+    let pre_stop = |p: &Pod| {
+        p.spec
+            .as_ref()
+            .and_then(|s| s.containers[0].lifecycle.clone())
+            .and_then(|l| l.pre_stop)
+    };
+    let path = pre_stop(leader)
+        .and_then(|h| h.http_get)
+        .and_then(|g| g.path)
+        .unwrap_or_default();
+    assert_eq!(path, deepseek_engine::DRAIN_PATH);
+    assert!(
+        pre_stop(worker).is_none(),
+        "workers wait for the leader instead"
+    );
+    for p in &d.pods {
+        assert_eq!(
+            p.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds),
+            Some(deepseek_engine::TERMINATION_GRACE_PERIOD_SECONDS)
+        );
+    }
 }

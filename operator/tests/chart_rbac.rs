@@ -13,10 +13,13 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use deepseek_e2e::Cluster;
 use serde_json::Value;
 
-/// (API group, resource) -> verbs, for the cluster-wide ClusterRole.
-const CLUSTER_RULES: &[(&str, &str, &[&str])] = &[
-    // controller/run.rs: `Controller::new(Api::<DeepSeekModel>::all(..), watcher::Config)`
-    // lists and watches models; autoscale/mod.rs lists them (`api.list`) every tick.
+/// (API group, resource) -> verbs on models and their children: in the ClusterRole, or in
+/// namespaced mode (`watchNamespaces`) in a Role per watched namespace. Every list and
+/// watch goes through controller/scope.rs `Scope::apis`, which gives `Api::all` or one
+/// `Api::namespaced` per watched namespace.
+const MODEL_RULES: &[(&str, &str, &[&str])] = &[
+    // controller/run.rs: `Controller::new(models, watcher::Config)` per scope Api lists and
+    // watches models; autoscale/mod.rs `list_models` lists them (`api.list`) every tick.
     // Nothing gets a single model.
     (
         "inference.deepseek-operator.dev",
@@ -58,8 +61,6 @@ const CLUSTER_RULES: &[(&str, &str, &[&str])] = &[
         "services",
         &["list", "watch", "create", "patch", "delete"],
     ),
-    // controller/run.rs: `reflector(.., watcher(Api::<Node>::all(..), ..))`.
-    ("", "nodes", &["list", "watch"]),
     // controller/apply.rs `event` -> kube-runtime `Recorder::publish` (events.rs): create a
     // new events.k8s.io/v1 Event, patch it when the same event repeats.
     ("events.k8s.io", "events", &["create", "patch"]),
@@ -72,7 +73,18 @@ const CLUSTER_RULES: &[(&str, &str, &[&str])] = &[
         "scaledobjects",
         &["get", "create", "patch", "delete"],
     ),
+    // controller/network_policy.rs `sync`, called by every reconcile: `api.get_opt` (get),
+    // `api.patch(.., Patch::Apply)` when the digest differs (server-side apply: create +
+    // patch), `apply::delete::<NetworkPolicy>` when networkPolicy.enabled is false.
+    (
+        "networking.k8s.io",
+        "networkpolicies",
+        &["get", "create", "patch", "delete"],
+    ),
 ];
+
+/// Cluster-wide in both modes: controller/nodes.rs `watcher(Api::<Node>::all(..), ..)`.
+const NODE_RULES: &[(&str, &str, &[&str])] = &[("", "nodes", &["list", "watch"])];
 
 /// The leader Lease in the release namespace: kube-lease-manager 0.13.1 (controller/leader.rs)
 /// `LeaseState::get` (`api.get`), `create` (`api.create`, AutoCreate mode) and `patch`
@@ -88,6 +100,7 @@ const KINDS: &[(&str, &str)] = &[
     ("Service", "services"),
     ("Node", "nodes"),
     ("ScaledObject", "scaledobjects"),
+    ("NetworkPolicy", "networkpolicies"),
     // Generic parameters and dynamic objects (ScaledObjects without compiled types).
     ("K", ""),
     ("DynamicObject", "scaledobjects"),
@@ -164,9 +177,10 @@ fn grants(role: &Value) -> Result<Grants> {
     Ok(out)
 }
 
-fn expected_cluster_grants() -> Grants {
-    CLUSTER_RULES
+fn expected_grants(tables: &[&[(&str, &str, &[&str])]]) -> Grants {
+    tables
         .iter()
+        .flat_map(|t| t.iter())
         .map(|(g, r, verbs)| {
             (
                 (g.to_string(), r.to_string(), Vec::new()),
@@ -210,7 +224,7 @@ async fn cluster_role_grants_exactly_what_the_code_calls() -> Result<()> {
     ensure!(roles.len() == 1, "one ClusterRole, got {}", roles.len());
     no_wildcards(roles[0])?;
     let got = grants(roles[0])?;
-    let want = expected_cluster_grants();
+    let want = expected_grants(&[NODE_RULES, MODEL_RULES]);
     ensure!(
         got == want,
         "ClusterRole differs from the code:\n{}",
@@ -274,6 +288,79 @@ async fn lease_role_is_namespaced_and_limited_to_the_lease() -> Result<()> {
     Ok(())
 }
 
+/// Namespaced mode: the ClusterRole keeps only Nodes, each watched namespace gets a Role
+/// with the model rules (bound to the chart's ServiceAccount), the lease Role stays in the
+/// release namespace, and the operator is told which namespaces to watch.
+#[tokio::test]
+async fn namespaced_mode_grants_roles_in_the_watched_namespaces_only() -> Result<()> {
+    let docs = render(&["--set", "watchNamespaces={team-b,team-a}"]).await?;
+    let cluster_roles = of_kind(&docs, "ClusterRole");
+    ensure!(cluster_roles.len() == 1, "one ClusterRole");
+    let got = grants(cluster_roles[0])?;
+    let want = expected_grants(&[NODE_RULES]);
+    ensure!(
+        got == want,
+        "namespaced mode's ClusterRole:\n{}",
+        diff(&want, &got)
+    );
+
+    let roles = of_kind(&docs, "Role");
+    let mut model_roles: Vec<&str> = Vec::new();
+    for role in &roles {
+        no_wildcards(role)?;
+        let ns = role["metadata"]["namespace"]
+            .as_str()
+            .context("namespace")?;
+        let got = grants(role)?;
+        if got.keys().any(|(g, _, _)| g == "coordination.k8s.io") {
+            ensure!(ns == "dso-system", "the lease Role is in {ns}");
+            continue;
+        }
+        let want = expected_grants(&[MODEL_RULES]);
+        ensure!(got == want, "Role in {ns}:\n{}", diff(&want, &got));
+        model_roles.push(ns);
+    }
+    model_roles.sort();
+    ensure!(model_roles == ["team-a", "team-b"], "{model_roles:?}");
+
+    let sa_name = of_kind(&docs, "ServiceAccount")[0]["metadata"]["name"].clone();
+    let bindings = of_kind(&docs, "RoleBinding");
+    let mut bound: Vec<&str> = Vec::new();
+    for b in &bindings {
+        let subjects = b["subjects"].as_array().context("subjects")?;
+        ensure!(
+            subjects.len() == 1
+                && subjects[0]["name"] == sa_name
+                && subjects[0]["namespace"] == "dso-system",
+            "{subjects:?}"
+        );
+        let ns = b["metadata"]["namespace"].as_str().context("namespace")?;
+        let role = roles
+            .iter()
+            .find(|r| {
+                r["metadata"]["name"] == b["roleRef"]["name"] && r["metadata"]["namespace"] == ns
+            })
+            .with_context(|| format!("RoleBinding in {ns} names a Role in {ns}"))?;
+        if ns != "dso-system" || !role["metadata"]["name"].to_string().contains("leader") {
+            bound.push(ns);
+        }
+    }
+    bound.sort();
+    ensure!(
+        bound == ["team-a", "team-b"],
+        "model RoleBindings in {bound:?}"
+    );
+
+    let args = strings(
+        &of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"],
+    );
+    ensure!(
+        args.iter().any(|a| a == "--namespaces=team-b,team-a"),
+        "{args:?}"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn no_lease_role_without_leader_election() -> Result<()> {
     let docs = render(&["--set", "leaderElection.enabled=false"]).await?;
@@ -325,11 +412,15 @@ fn every_api_kind_in_the_code_is_in_the_table() -> Result<()> {
         "the scan found no Api<Pod>: is it still reading operator/src?"
     );
     let known: BTreeMap<&str, &str> = KINDS.iter().copied().collect();
-    let resources: BTreeSet<&str> = CLUSTER_RULES.iter().map(|(_, r, _)| *r).collect();
+    let resources: BTreeSet<&str> = MODEL_RULES
+        .iter()
+        .chain(NODE_RULES)
+        .map(|(_, r, _)| *r)
+        .collect();
     for (kind, file) in &found {
         let resource = known
             .get(kind.as_str())
-            .ok_or_else(|| anyhow!("{file} uses Api<{kind}>: add its verbs to the table in this test and to the chart's ClusterRole"))?;
+            .ok_or_else(|| anyhow!("{file} uses Api<{kind}>: add its verbs to the tables in this test and to the chart's rules"))?;
         if !resource.is_empty() && !resources.contains(resource) {
             bail!("{file}: Api<{kind}> maps to {resource}, which has no row");
         }

@@ -8,19 +8,19 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{anyhow, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
+use common::helm::*;
 use common::*;
 use deepseek_e2e::wait::wait_for;
 use deepseek_e2e::{Cluster, TestNamespace};
 use deepseek_operator::api::DeepSeekModel;
 use deepseek_operator::config::OperatorConfig;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::Api;
@@ -28,57 +28,6 @@ use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(90);
 const MODEL: &str = "r1-distill-1-5b";
-
-fn chart_dir() -> PathBuf {
-    repo_root().join("charts").join("deepseek-operator")
-}
-
-fn all_on_values() -> PathBuf {
-    chart_dir().join("ci").join("all-on-values.yaml")
-}
-
-/// Runs a command, returning stdout, or an error with its stderr.
-fn run(mut cmd: std::process::Command, what: &str) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("running {what}"))?;
-    ensure!(
-        out.status.success(),
-        "{what} failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// `helm template` for `release` in `ns` (CRDs included) as YAML text.
-fn template(cluster: &Cluster, release: &str, ns: &str, values: Option<&Path>) -> Result<String> {
-    let mut cmd = cluster.helm();
-    cmd.args(["template", release])
-        .arg(chart_dir())
-        // Without a cluster, helm assumes Kubernetes v1.20, below the chart's kubeVersion.
-        .args([
-            "--namespace",
-            ns,
-            "--include-crds",
-            "--kube-version",
-            "1.35.0",
-        ]);
-    if let Some(v) = values {
-        cmd.arg("-f").arg(v);
-    }
-    run(cmd, "helm template")
-}
-
-fn documents(yaml: &str) -> Result<Vec<Value>> {
-    let mut docs = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(yaml) {
-        let v: Value = serde::Deserialize::deserialize(doc)?;
-        if !v.is_null() {
-            docs.push(v);
-        }
-    }
-    Ok(docs)
-}
 
 /// A minimal stand-in for the Prometheus Operator's ServiceMonitor CRD, so the all-on
 /// dry-run validates the ServiceMonitor document too. Installed only when absent (a real
@@ -171,11 +120,14 @@ async fn rendered_chart_passes_server_side_dry_run() -> Result<()> {
     let cluster = Cluster::ensure().await?;
     ensure_service_monitor_crd(&cluster).await?;
     let ns = cluster.namespace("helm-dry-run").await?;
-    for (label, values) in [
-        ("default values", None),
-        ("every option on", Some(all_on_values())),
+    // Namespaced mode puts Roles into the watched namespaces, which must exist.
+    let watch = format!("watchNamespaces={{{}}}", ns.name());
+    for (label, values, extra) in [
+        ("default values", None, &[][..]),
+        ("every option on", Some(all_on_values()), &[]),
+        ("namespaced mode", None, &["--set", watch.as_str()]),
     ] {
-        let yaml = template(&cluster, "dry", ns.name(), values.as_deref())?;
+        let yaml = template(&cluster, "dry", ns.name(), values.as_deref(), extra)?;
         let docs = documents(&yaml)?;
         let kinds: Vec<String> = docs
             .iter()
@@ -225,7 +177,7 @@ async fn rendered_chart_passes_server_side_dry_run() -> Result<()> {
 #[tokio::test]
 async fn values_schema_rejects_malformed_values() -> Result<()> {
     let cluster = Cluster::ensure().await?;
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 6] = [
         (&["--set", "replicaCount=two"], "/replicaCount"),
         (
             &["--set-json", r#"config.declaredPools=[{"name":"a"}]"#],
@@ -235,6 +187,15 @@ async fn values_schema_rejects_malformed_values() -> Result<()> {
         (
             &["--set", "metrics.serviceMonitor.interval=soon"],
             "/metrics/serviceMonitor/interval",
+        ),
+        (&["--set", "watchNamespaces={Team_A}"], "/watchNamespaces/0"),
+        (
+            // An empty selector would select every namespace.
+            &[
+                "--set-json",
+                "networkPolicy.models.allowFromNamespaces=[{}]",
+            ],
+            "/networkPolicy/models/allowFromNamespaces/0",
         ),
     ];
     for (args, want) in cases {
@@ -257,7 +218,7 @@ async fn values_schema_rejects_malformed_values() -> Result<()> {
 #[tokio::test]
 async fn deployment_is_hardened() -> Result<()> {
     let cluster = Cluster::ensure().await?;
-    let docs = documents(&template(&cluster, "hard", "dso-system", None)?)?;
+    let docs = documents(&template(&cluster, "hard", "dso-system", None, &[])?)?;
     let dep = docs
         .iter()
         .find(|d| d["kind"] == "Deployment")
@@ -303,109 +264,72 @@ async fn deployment_is_hardened() -> Result<()> {
         .find(|d| d["kind"] == "PodDisruptionBudget")
         .context("a PodDisruptionBudget")?;
     ensure!(pdb["spec"]["minAvailable"] == 1);
-    Ok(())
-}
 
-/// A kubeconfig for the chart's ServiceAccount: the admin kubeconfig's cluster (same
-/// server URL and CA) with a token from the TokenRequest API.
-async fn service_account_kubeconfig(
-    cluster: &Cluster,
-    ns: &str,
-    sa: &str,
-    path: &Path,
-) -> Result<()> {
-    let sas: Api<ServiceAccount> = Api::namespaced(cluster.client(), ns);
-    let tr = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: Vec::new(),
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let token = sas
-        .create_token_request(sa, &PostParams::default(), &tr)
-        .await
-        .context("TokenRequest for the chart's ServiceAccount")?
-        .status
-        .context("TokenRequest has no status")?
-        .token;
-    let admin: Value = serde_yaml::from_str(&std::fs::read_to_string(cluster.kubeconfig())?)?;
-    let context = admin["current-context"]
-        .as_str()
-        .context("current-context")?;
-    let cluster_name = admin["contexts"]
-        .as_array()
-        .context("contexts")?
+    // The operator's pods admit only the metrics port, only from the release namespace.
+    let np = docs
         .iter()
-        .find(|c| c["name"] == context)
-        .and_then(|c| c["context"]["cluster"].as_str())
-        .context("current context's cluster")?;
-    let cluster_entry = admin["clusters"]
-        .as_array()
-        .context("clusters")?
-        .iter()
-        .find(|c| c["name"] == cluster_name)
-        .cloned()
-        .context("cluster entry")?;
-    let kc = json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [cluster_entry],
-        "users": [{"name": sa, "user": {"token": token}}],
-        "contexts": [{"name": sa, "context": {"cluster": cluster_name, "user": sa, "namespace": ns}}],
-        "current-context": sa,
-    });
-    std::fs::write(path, serde_yaml::to_string(&kc)?)?;
-    Ok(())
-}
-
-/// The operator config rendered into the release's ConfigMap.
-async fn release_config(cm: &Api<ConfigMap>, name: &str) -> Result<(String, OperatorConfig)> {
-    let text = cm
-        .get(name)
-        .await?
-        .data
-        .and_then(|d| d.get("config.yaml").cloned())
-        .context("config.yaml in the ConfigMap")?;
-    let cfg = OperatorConfig::from_yaml(&text).map_err(|e| anyhow!("{e}:\n{text}"))?;
-    Ok((text, cfg))
-}
-
-async fn wait_rolled_out(deps: &Api<Deployment>, name: &str, replicas: i32) -> Result<Deployment> {
-    wait_for(
-        T,
-        &format!("deployment {name} has {replicas} updated, available replicas"),
-        || async {
-            let d = deps.get(name).await?;
-            let st = d.status.clone().unwrap_or_default();
-            let done = st.observed_generation == d.metadata.generation
-                && st.updated_replicas == Some(replicas)
-                && st.available_replicas == Some(replicas)
-                && st.replicas == Some(replicas);
-            Ok(done.then_some(d))
-        },
-    )
-    .await
-}
-
-fn no_forbidden(op: &Operator) -> Result<()> {
-    let log = std::fs::read_to_string(&op.log)?;
-    let bad: Vec<&str> = log
-        .lines()
-        // The operator watches every namespace: writes into a namespace that another suite
-        // is deleting are refused by the NamespaceLifecycle admission plugin (also a 403,
-        // "forbidden"), which says nothing about RBAC.
-        .filter(|l| {
-            let l = l.to_ascii_lowercase();
-            l.contains("forbidden") && !l.contains("because it is being terminated")
-        })
-        .collect();
+        .find(|d| d["kind"] == "NetworkPolicy")
+        .context("the operator's NetworkPolicy")?;
     ensure!(
-        bad.is_empty(),
-        "the operator was refused something:\n{}",
-        bad.join("\n")
+        np["spec"]["podSelector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"],
+        "{np}"
     );
+    ensure!(np["spec"]["policyTypes"] == json!(["Ingress"]), "{np}");
+    let want = json!([{
+        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "dso-system"}}}],
+        "ports": [{"port": 9090, "protocol": "TCP"}],
+    }]);
+    ensure!(np["spec"]["ingress"] == want, "{}", np["spec"]["ingress"]);
+    let off = documents(&template(
+        &cluster,
+        "hard",
+        "dso-system",
+        None,
+        &["--set", "networkPolicy.operator.enabled=false"],
+    )?)?;
+    ensure!(
+        !off.iter().any(|d| d["kind"] == "NetworkPolicy"),
+        "switched off"
+    );
+    Ok(())
+}
+
+/// The operator config in the rendered chart's ConfigMap.
+fn rendered_config(
+    cluster: &Cluster,
+    values: Option<&std::path::Path>,
+    extra: &[&str],
+) -> Result<OperatorConfig> {
+    let docs = documents(&template(cluster, "np", "dso-system", values, extra)?)?;
+    let text = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap")
+        .and_then(|d| d["data"]["config.yaml"].as_str())
+        .context("config.yaml")?;
+    OperatorConfig::from_yaml(text).map_err(anyhow::Error::msg)
+}
+
+/// The model NetworkPolicy values reach the operator's config: on by default, the release
+/// namespace as the operator's, the administrator's namespace selectors.
+#[tokio::test]
+async fn network_policy_values_reach_the_operator_config() -> Result<()> {
+    let cluster = Cluster::ensure().await?;
+    let all_on = all_on_values();
+    for (values, allowed) in [(None, 0), (Some(all_on.as_path()), 1)] {
+        let np = rendered_config(&cluster, values, &[])?.network_policy;
+        ensure!(np.enabled, "{np:?}");
+        ensure!(
+            np.operator_namespace.as_deref() == Some("dso-system"),
+            "{np:?}"
+        );
+        ensure!(np.allow_from_namespaces.len() == allowed, "{np:?}");
+    }
+    let off = rendered_config(
+        &cluster,
+        None,
+        &["--set", "networkPolicy.models.enabled=false"],
+    )?;
+    ensure!(!off.network_policy.enabled, "{off:?}");
     Ok(())
 }
 
@@ -455,6 +379,8 @@ async fn model_scenario(models_ns: &TestNamespace, op: &Operator) -> Result<()> 
     })
     .await?;
 
+    check_network_policy(models_ns, MODEL).await?;
+
     models.delete(MODEL, &DeleteParams::default()).await?;
     wait_for(
         T,
@@ -467,6 +393,36 @@ async fn model_scenario(models_ns: &TestNamespace, op: &Operator) -> Result<()> 
     )
     .await?;
     no_forbidden(op)
+}
+
+/// The model's NetworkPolicy exists (the default config enables it), is owned by the
+/// model, and selects its pods.
+async fn check_network_policy(models_ns: &TestNamespace, model: &str) -> Result<()> {
+    let nps: Api<NetworkPolicy> = models_ns.api();
+    let np = wait_for(T, "the model's NetworkPolicy", || async {
+        Ok(nps.get_opt(model).await?)
+    })
+    .await?;
+    let owner = np
+        .metadata
+        .owner_references
+        .as_ref()
+        .and_then(|o| o.first())
+        .context("an owner reference")?;
+    ensure!(
+        owner.kind == "DeepSeekModel" && owner.name == model,
+        "{owner:?}"
+    );
+    let spec = np.spec.context("policy spec")?;
+    let selector = spec.pod_selector.and_then(|s| s.match_labels);
+    ensure!(
+        selector
+            .as_ref()
+            .and_then(|m| m.get("app.kubernetes.io/instance"))
+            == Some(&model.to_string()),
+        "{selector:?}"
+    );
+    Ok(())
 }
 
 /// Under the ServiceAccount: a model with `autoscaling.provider: keda` gets a ScaledObject
@@ -509,7 +465,7 @@ fn leftovers(cluster: &Cluster, ns: &str, release: &str) -> Result<Vec<String>> 
         "get",
         // Every namespaced kind the chart creates with default values (no ServiceMonitor),
         // and what the Deployment creates from its template.
-        "deployments,replicasets,pods,services,configmaps,serviceaccounts,roles,rolebindings,poddisruptionbudgets",
+        "deployments,replicasets,pods,services,configmaps,serviceaccounts,roles,rolebindings,poddisruptionbudgets,networkpolicies",
         "-n",
         ns,
         "-l",
@@ -606,6 +562,7 @@ async fn install_run_as_service_account_upgrade_uninstall() -> Result<()> {
             leader_election: Some((ns.name(), "helm-e2e-0")),
             kubeconfig: Some(&kubeconfig),
             config_file: Some(&config_path),
+            ..Default::default()
         },
     )
     .await?;
@@ -678,6 +635,7 @@ async fn install_run_as_service_account_upgrade_uninstall() -> Result<()> {
             leader_election: Some((ns.name(), "helm-e2e-1")),
             kubeconfig: Some(&kubeconfig),
             config_file: Some(&config_path),
+            ..Default::default()
         },
     )
     .await?;
@@ -732,6 +690,7 @@ async fn install_run_as_service_account_upgrade_uninstall() -> Result<()> {
         "clusterrole.rbac.authorization.k8s.io/",
         "clusterrolebinding.rbac.authorization.k8s.io/",
         "poddisruptionbudget.policy/",
+        "networkpolicy.networking.k8s.io/",
     ] {
         ensure!(
             present.iter().any(|n| n.starts_with(prefix)),

@@ -22,6 +22,7 @@ use deepseek_e2e::wait::wait_for;
 use deepseek_e2e::Cluster;
 use deepseek_operator::api::DeepSeekModel;
 use deepseek_operator::build::{keda, labels};
+use deepseek_operator::config::OperatorConfig;
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{DynamicObject, ListParams, Patch, PatchParams, ValidationDirective};
 use kube::{Api, ResourceExt};
@@ -129,7 +130,8 @@ async fn rendered_scaled_object_passes_kedas_crds_and_follows_the_provider() -> 
     let live = apply_model(&models, &model).await?;
 
     // 1. The pure rendering against KEDA's schema.
-    let so = keda::scaled_object(&live).context("provider keda renders a ScaledObject")?;
+    let so = keda::scaled_object(&live, &OperatorConfig::default())
+        .context("provider keda renders a ScaledObject")?;
     ensure!(so["metadata"]["ownerReferences"][0]["uid"].as_str() == live.uid().as_deref());
     accepted(&sos, &so, "default form").await?;
 
@@ -141,16 +143,12 @@ async fn rendered_scaled_object_passes_kedas_crds_and_follows_the_provider() -> 
         }),
     )?;
     zero.annotations_mut().insert(
-        keda::PROMETHEUS_ADDRESS_ANNOTATION.into(),
-        "http://127.0.0.1:9090".into(),
-    );
-    zero.annotations_mut().insert(
         keda::PROMETHEUS_QUERY_ANNOTATION.into(),
         "sum(dso_queue_depth)".into(),
     );
-    let so_zero = keda::scaled_object(&zero).context("renders")?;
+    let so_zero = keda::scaled_object(&zero, &OperatorConfig::default()).context("renders")?;
     ensure!(so_zero["spec"]["minReplicaCount"] == 0);
-    accepted(&sos, &so_zero, "scale to zero, annotation overrides").await?;
+    accepted(&sos, &so_zero, "scale to zero, query annotation").await?;
 
     // The dry-run validates: a typo'd field and min > max are refused.
     let mut typo = so.clone();
@@ -180,7 +178,8 @@ async fn rendered_scaled_object_passes_kedas_crds_and_follows_the_provider() -> 
     let created_json = serde_json::to_value(&created)?;
     // Digest-gated: the live one is this rendering (another suite's operator may have
     // applied the same rendering first, which is just as good).
-    let want = keda::scaled_object(&models.get(&name).await?).context("renders")?;
+    let want = keda::scaled_object(&models.get(&name).await?, &OperatorConfig::default())
+        .context("renders")?;
     let mut diff = Vec::new();
     missing_fields(&want["spec"], &created_json["spec"], "spec", &mut diff);
     ensure!(diff.is_empty(), "live ScaledObject differs: {diff:?}");

@@ -78,6 +78,9 @@ pub struct ModelArch {
     pub max_position_embeddings: u32,
     /// The checkpoint's own weight format: `fp8` for V3/R1, `bf16` otherwise.
     pub native_dtype: Quantization,
+    /// Whether the engine must run Python code from the model's repository
+    /// (`--trust-remote-code`): only for architectures the pinned engines do not implement.
+    pub trust_remote_code: bool,
     /// Whether lm_head shares the embedding matrix (false for every DeepSeek model).
     #[serde(default)]
     pub tie_word_embeddings: bool,
@@ -121,6 +124,7 @@ impl ModelArch {
             vocab_size: 0,
             max_position_embeddings,
             native_dtype: Quantization::Bf16,
+            trust_remote_code: false,
             tie_word_embeddings: false,
             moe: None,
             notes: None,

@@ -303,6 +303,7 @@ models:
     vocab_size: 129280
     max_position_embeddings: 163840
     native_dtype: fp8
+    trust_remote_code: false
   - id: my-finetune
     hf_repo: me/finetune
     attention: gqa
@@ -316,6 +317,7 @@ models:
     vocab_size: 128256
     max_position_embeddings: 131072
     native_dtype: bf16
+    trust_remote_code: true
 "#;
     let accs = r#"
 accelerators:
@@ -335,7 +337,12 @@ accelerators:
         c.model("deepseek-r1").expect("r1").hf_repo,
         "my-mirror/DeepSeek-R1"
     );
-    assert!(c.model("my-finetune").is_some());
+    assert!(c.model("my-finetune").is_some_and(|m| m.trust_remote_code));
+    assert!(c
+        .models()
+        .iter()
+        .filter(|m| m.id != "my-finetune")
+        .all(|m| !m.trust_remote_code));
     assert_eq!(c.models().len(), MODELS.len() + 1);
     assert_eq!(c.accelerators().len(), ACCELERATORS.len() + 1);
     let b200 = c.identify(&labels(&[("nvidia.com/gpu.product", "NVIDIA-B200")]));

@@ -56,10 +56,63 @@ images:
 {{- with .Values.config.cacheHostPath }}
 cacheHostPath: {{ . | quote }}
 {{- end }}
+caches:
+  {{- toYaml .Values.config.caches | nindent 2 }}
+{{- with .Values.config.prometheusAddress }}
+prometheusAddress: {{ . | quote }}
+{{- end }}
+podSizing:
+  {{- toYaml .Values.config.podSizing | nindent 2 }}
+amdRenderGroups:
+  {{- toYaml .Values.config.amdRenderGroups | nindent 2 }}
+{{- with .Values.config.runtimeImageTag }}
+runtimeImageTag: {{ . | quote }}
+{{- end }}
 {{- if .Values.config.catalog.models }}
 catalogModelsFile: /etc/deepseek-operator/catalog-models.yaml
 {{- end }}
 {{- if .Values.config.catalog.accelerators }}
 catalogAcceleratorsFile: /etc/deepseek-operator/catalog-accelerators.yaml
 {{- end }}
+networkPolicy:
+  enabled: {{ .Values.networkPolicy.models.enabled }}
+  operatorNamespace: {{ .Release.Namespace | quote }}
+  allowFromNamespaces:
+    {{- toYaml .Values.networkPolicy.models.allowFromNamespaces | nindent 4 }}
+{{- end }}
+
+{{/* Rules for models and their children: in the ClusterRole, or in a Role per watched
+namespace (watchNamespaces). */}}
+{{- define "deepseek-operator.modelRules" -}}
+# The controller watches models; the autoscaler patches their replicas.
+- apiGroups: ["inference.deepseek-operator.dev"]
+  resources: ["deepseekmodels"]
+  verbs: ["list", "watch"]
+- apiGroups: ["inference.deepseek-operator.dev"]
+  resources: ["deepseekmodels/status", "deepseekmodels/scale"]
+  verbs: ["patch"]
+# Children carry blockOwnerDeletion owner references; with the
+# OwnerReferencesPermissionEnforcement admission plugin that needs update on finalizers.
+- apiGroups: ["inference.deepseek-operator.dev"]
+  resources: ["deepseekmodels/finalizers"]
+  verbs: ["update"]
+# Replica-group pods and model Services: server-side apply (create + patch), delete.
+- apiGroups: [""]
+  resources: ["pods", "services"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+# Events about models (kube-runtime Recorder, events.k8s.io/v1).
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+# KEDA ScaledObjects: every reconcile reads the model's one; with
+# autoscaling.provider=keda it is server-side applied, otherwise the operator's is deleted.
+# Without KEDA installed the read is a 404, which the operator ignores.
+- apiGroups: ["keda.sh"]
+  resources: ["scaledobjects"]
+  verbs: ["get", "create", "patch", "delete"]
+# The model's NetworkPolicy: read on every reconcile, server-side applied when it
+# changed, deleted when networkPolicy.models.enabled is false.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "create", "patch", "delete"]
 {{- end }}

@@ -51,6 +51,8 @@ pub use deepseek_planner::{Quantization, Vendor};
         json_path = ".metadata.creationTimestamp"
     )
 )]
+#[kube(validation = Rule::new("self.metadata.name.matches('^[a-z]([a-z0-9]|-[a-z0-9])*$') && size(self.metadata.name) <= 40")
+    .message("metadata.name must be a DNS-1035 label of at most 40 characters (lowercase letters, digits and single dashes, starting with a letter): it names the model's Services and pods, which add up to 23 characters to it"))]
 #[x_kube(validation = Rule::new("self.model == 'custom' ? has(self.customModel) : !has(self.customModel)")
     .message("customModel is required when model is 'custom' and not allowed otherwise"))]
 #[x_kube(validation = Rule::new("!has(self.quantization) || !self.quantization.startsWith('gguf-') || !has(self.accelerator) || !has(self.accelerator.vendor) || self.accelerator.vendor == 'cpu'")
@@ -81,7 +83,9 @@ pub struct DeepSeekModelSpec {
     pub engine: EngineChoice,
 
     /// Container image of the inference pods; defaults to the runtime image for the
-    /// chosen vendor and engine.
+    /// chosen vendor and engine, resolved once and recorded in `status.resolved`, so an
+    /// operator upgrade does not restart running models. `auto-upgrade` follows the
+    /// operator's default image (and launch settings) on every operator upgrade.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
 
@@ -100,6 +104,10 @@ pub struct DeepSeekModelSpec {
     /// Where downloaded weights are cached on the nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<WeightCache>,
+
+    /// CPU and memory requests of each inference pod; sized from the plan when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<PodResources>,
 
     /// Desired replicas (groups of `nodesPerReplica` pods) when not autoscaling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -215,6 +223,10 @@ pub struct CustomModel {
     pub vocab_size: Option<u32>,
     #[schemars(range(min = 256))]
     pub max_position_embeddings: u32,
+    /// Run Python code from the model's repository (`--trust-remote-code`); only for
+    /// architectures the engine does not implement. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trust_remote_code: bool,
 }
 
 /// How the KV cache is laid out.
@@ -269,15 +281,40 @@ pub struct VolumeSource {
     pub path: String,
 }
 
-/// Node-local or shared cache for downloaded weights.
+/// Where downloaded weights are cached: one of the node caches the administrator
+/// configured (by name), or a PersistentVolumeClaim in the model's namespace. A manifest
+/// can never name a host path: that would let anyone who may create a model mount any
+/// directory of any node.
 #[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!(has(self.claimName) && has(self.hostPath))").message("cache takes claimName or hostPath, not both"))]
+#[x_kube(validation = Rule::new("!(has(self.claimName) && has(self.name))").message("cache takes name or claimName, not both"))]
+#[x_kube(validation = Rule::new("!has(self.hostPath)").message("cache.hostPath was removed: host paths come only from the operator configuration (Helm value config.caches); set cache.name to one of the administrator's caches, or cache.claimName to a PersistentVolumeClaim in this namespace"))]
 pub struct WeightCache {
+    /// Name of a node cache from the operator configuration (`caches`). Default: the
+    /// configuration's default cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// PersistentVolumeClaim in the model's namespace to cache weights on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim_name: Option<String>,
+    /// Removed: refused by the API server and by the operator. Kept in the schema only so
+    /// that old manifests get a clear error instead of being silently pruned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_path: Option<String>,
+}
+
+/// CPU and memory each inference pod requests, overriding the plan's sizing.
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PodResources {
+    /// CPU request, a Kubernetes quantity such as `16` or `8000m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[0-9]+([.][0-9]+)?m?$')").message("resources.cpu must be a CPU quantity such as 16 or 8000m"))]
+    pub cpu: Option<String>,
+    /// Memory request, a Kubernetes quantity such as `256Gi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[0-9]+(Ki|Mi|Gi|Ti)?$')").message("resources.memory must be a quantity such as 256Gi"))]
+    pub memory: Option<String>,
 }
 
 /// Queue-depth autoscaling.

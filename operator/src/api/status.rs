@@ -35,6 +35,26 @@ pub struct DeepSeekModelStatus {
     pub last_scale_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_scale_reason: Option<String>,
+    /// What the pods run, resolved once per spec and pool: an operator upgrade reuses it,
+    /// so it restarts nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<ResolvedStatus>,
+}
+
+/// The image, launch configuration and template hash resolved for the current spec.
+/// Reused while `key` (spec generation, pool identity and the operator configuration
+/// that reaches pods) is unchanged, whatever the operator's version.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedStatus {
+    /// Digest of the inputs the resolution was made from.
+    pub key: String,
+    pub image: String,
+    /// The launch configuration as JSON (the controller/launcher contract).
+    pub launch_config: String,
+    pub template_hash: String,
+    /// Operator version that resolved it.
+    pub operator_version: String,
 }
 
 /// What the planner decided, as shown to the user.

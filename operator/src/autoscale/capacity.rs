@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::ListParams;
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 
 use crate::api::DeepSeekModel;
 use crate::build::labels;
@@ -107,7 +107,7 @@ fn bound_groups(own: &[Pod]) -> u32 {
 /// already spoken for). `None`: unknown (invalid or unplaceable spec, a declared pool a
 /// cluster autoscaler grows, or CPU serving).
 pub async fn room(ctx: &Context, model: &DeepSeekModel, own: &[Pod], current: u32) -> Option<u32> {
-    let validated = validate(&model.spec, &ctx.catalog).ok()?;
+    let validated = validate(&model.spec, &ctx.catalog, &ctx.config).ok()?;
     let nodes = ctx.nodes.state();
     let refs: Vec<&Node> = nodes.iter().map(|n| n.as_ref()).collect();
     let pools = ctx.pools.borrow().clone();
@@ -121,12 +121,18 @@ pub async fn room(ctx: &Context, model: &DeepSeekModel, own: &[Pod], current: u3
         .copied()
         .filter(|n| pool.nodes.contains(&n.name_any()))
         .collect();
-    let all_pods = Api::<Pod>::all(ctx.client.clone())
-        .list(&ListParams::default().fields("status.phase!=Succeeded,status.phase!=Failed"))
-        .await
-        .map_err(|e| tracing::warn!(error = %e, "listing pods for the capacity check"))
-        .ok()?
-        .items;
+    // In namespaced mode only the watched namespaces' pods are visible: pods of other
+    // namespaces on the pool's nodes are not counted, so the room is an upper bound and
+    // the scheduler has the last word (groups that do not fit stay Pending).
+    let mut all_pods = Vec::new();
+    for api in ctx.scope.apis::<Pod>(&ctx.client) {
+        let listed = api
+            .list(&ListParams::default().fields("status.phase!=Succeeded,status.phase!=Failed"))
+            .await
+            .map_err(|e| tracing::warn!(error = %e, "listing pods for the capacity check"))
+            .ok()?;
+        all_pods.extend(listed.items);
+    }
     let free = free_per_node(&pool_nodes, &all_pods, &pool.resource_name);
     let per_pod = placement.plan.gpus_per_node.max(1);
     let slots: Vec<u32> = free.values().map(|f| f / per_pod).collect();

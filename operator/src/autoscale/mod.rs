@@ -2,17 +2,18 @@
 //! with `autoscaling.provider: builtin`, every `intervalSeconds` it lists the model's leader
 //! pods, reads their normalised queue metrics ([`scrape`]), decides ([`decide`]), checks
 //! capacity before adding groups ([`capacity`]), changes `spec.replicas` through the scale
-//! subresource (so it composes with `kubectl scale`), records an Event per scale, and
-//! writes its own status fields with its own field manager: `queueDepth`,
-//! `lastScaleTime`, `lastScaleReason` and the `MetricsAvailable` and `CapacityLimited`
-//! conditions. The reconcile never touches those, and it never touches the reconcile's.
+//! subresource with the read model's resourceVersion as a precondition (so a concurrent
+//! `kubectl scale` is never overwritten: a 409 means decide again next interval), records
+//! an Event per scale, and writes its own status fields with its own field manager:
+//! `queueDepth`, `lastScaleTime`, `lastScaleReason` and the `MetricsAvailable` and
+//! `CapacityLimited` conditions. The reconcile never touches those, and it never touches the reconcile's.
 
 pub mod capacity;
 pub mod decide;
 pub mod scaled_object;
 pub mod scrape;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,19 +56,28 @@ struct ModelState {
 pub async fn run(ctx: Arc<Context>) {
     let start = Instant::now();
     let mut states: HashMap<String, ModelState> = HashMap::new();
-    let api = Api::<DeepSeekModel>::all(ctx.client.clone());
+    let apis = ctx.scope.apis::<DeepSeekModel>(&ctx.client);
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!("autoscaler started");
     loop {
         tick.tick().await;
-        let models = match api.list(&ListParams::default()).await {
-            Ok(l) => l.items,
-            Err(e) => {
-                tracing::warn!(error = %e, "autoscaler: listing models");
-                continue;
-            }
+        let listed_at = Instant::now();
+        let Some(models) = list_models(&apis).await else {
+            continue;
         };
+        // Series of models that are gone are dropped here: the controller is not called
+        // for a deleted model.
+        let live: HashSet<ModelLabels> = models
+            .iter()
+            .filter_map(|m| {
+                Some(ModelLabels {
+                    namespace: m.namespace()?,
+                    model: m.name_any(),
+                })
+            })
+            .collect();
+        ctx.metrics.forget_models(&live, listed_at);
         let now = start.elapsed();
         let builtin: Vec<DeepSeekModel> = models
             .into_iter()
@@ -102,6 +112,33 @@ pub async fn run(ctx: Arc<Context>) {
         .await;
         states.extend(ran);
     }
+}
+
+/// Every model in the operator's namespaces; `None` when a list failed (then nothing is
+/// decided and no series is dropped this tick).
+async fn list_models(apis: &[Api<DeepSeekModel>]) -> Option<Vec<DeepSeekModel>> {
+    let mut out = Vec::new();
+    for api in apis {
+        match api.list(&ListParams::default()).await {
+            Ok(l) => out.extend(l.items),
+            Err(e) => {
+                tracing::warn!(error = %e, "autoscaler: listing models");
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The scale subresource patch: the new replica count, with the resourceVersion of the
+/// model the decision was made from as a precondition. If anyone (`kubectl scale`, an
+/// apply of the manifest) changed the model since, the API server answers 409 Conflict
+/// instead of silently overwriting their count.
+pub fn scale_patch(target: u32, resource_version: &str) -> serde_json::Value {
+    json!({
+        "metadata": {"resourceVersion": resource_version},
+        "spec": {"replicas": target},
+    })
 }
 
 fn now_rfc3339() -> String {
@@ -176,13 +213,23 @@ async fn step(
             field_manager: Some(FIELD_MANAGER.into()),
             ..Default::default()
         };
+        let rv = model
+            .resource_version()
+            .ok_or_else(|| anyhow::anyhow!("model without a resourceVersion"))?;
         ctx.metrics.write("patch", "deepseekmodels/scale");
-        api.patch_scale(
-            &name,
-            &pp,
-            &Patch::Merge(json!({"spec": {"replicas": target}})),
-        )
-        .await?;
+        match api
+            .patch_scale(&name, &pp, &Patch::Merge(scale_patch(target, &rv)))
+            .await
+        {
+            Ok(_) => {}
+            // The model changed since it was read: decide again from a fresh read at the
+            // next interval rather than overwrite someone else's count.
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                tracing::info!(model = %name, namespace = %ns, to = target, "autoscaler: the model changed since it was read; deciding again next interval");
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
         let (verb, reason) = if target > current {
             ("ScaledUp", d.reason.clone())
         } else {
@@ -314,4 +361,17 @@ async fn write_status(
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scale_patch_carries_the_resource_version_it_decided_from() {
+        assert_eq!(
+            scale_patch(3, "4711"),
+            json!({"metadata": {"resourceVersion": "4711"}, "spec": {"replicas": 3}})
+        );
+    }
 }

@@ -39,7 +39,7 @@ async fn try_sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), kube::Erro
         Err(kube::Error::Api(s)) if s.code == 404 => None,
         Err(e) => return Err(e),
     };
-    match keda::scaled_object(model) {
+    match keda::scaled_object(model, &ctx.config) {
         Some(desired) => {
             let digest = desired["metadata"]["annotations"][labels::SPEC_DIGEST].as_str();
             let same = live.as_ref().is_some_and(|l| {

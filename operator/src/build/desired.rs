@@ -36,7 +36,7 @@ pub fn desired(
         .namespace
         .clone()
         .unwrap_or_else(|| "default".into());
-    let v = validate(&model.spec, catalog).map_err(|i| (i.reason, i.message))?;
+    let v = validate(&model.spec, catalog, config).map_err(|i| (i.reason, i.message))?;
     let pools = pools_from_nodes(nodes, catalog, &config.declared_pools);
     let placement = place(&v, &pools, catalog).map_err(|u| (u.reason, u.message))?;
     let owner = OwnerReference {
@@ -51,10 +51,12 @@ pub fn desired(
         model_name: &name,
         namespace: &namespace,
         owner,
+        spec: &model.spec,
         validated: &v,
         placement: &placement,
         config,
         catalog,
+        previous: model.status.as_ref().and_then(|s| s.resolved.as_ref()),
     });
     let pods = (0..v.replicas)
         .flat_map(|slot| pods::group_pods(&w, slot))

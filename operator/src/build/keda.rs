@@ -13,13 +13,16 @@ use serde_json::{json, Value};
 use super::labels;
 use crate::api::{AutoscalingProvider, DeepSeekModel};
 use crate::autoscale::decide::Params;
+use crate::config::OperatorConfig;
 
 pub const GROUP: &str = "keda.sh";
 pub const VERSION: &str = "v1alpha1";
 pub const KIND: &str = "ScaledObject";
 pub const PLURAL: &str = "scaledobjects";
 
-/// Annotation overriding the Prometheus server the trigger queries.
+/// Annotation that once chose the Prometheus server. Ignored now: a manifest could point
+/// KEDA at any address (SSRF from KEDA's pod); the server comes from the operator
+/// configuration (`prometheusAddress`) only.
 pub const PROMETHEUS_ADDRESS_ANNOTATION: &str =
     "autoscaling.deepseek-operator.dev/prometheus-address";
 /// Annotation overriding the whole PromQL query.
@@ -41,14 +44,14 @@ pub fn api_resource() -> kube::core::ApiResource {
 /// Queued + running requests of the model's leaders (rank 0 pods, whose names end in
 /// `-0`), as scraped by a PodMonitor on the launcher port (labels `namespace`, `pod`).
 pub fn default_query(namespace: &str, model: &str) -> String {
-    let sel = format!(r#"namespace="{namespace}",pod=~"{model}-[a-z0-9]+-[0-9]+-0""#);
+    let sel = format!(r#"namespace="{namespace}",pod=~"{model}--[a-z0-9]+-[0-9]+-0""#);
     format!(
         "sum(dso_queue_depth{{{sel}}} or vector(0)) + sum(dso_requests_running{{{sel}}} or vector(0))"
     )
 }
 
 /// The ScaledObject for a model with `provider: keda`; `None` otherwise.
-pub fn scaled_object(model: &DeepSeekModel) -> Option<Value> {
+pub fn scaled_object(model: &DeepSeekModel, config: &OperatorConfig) -> Option<Value> {
     let a = model.spec.autoscaling.as_ref()?;
     if a.provider != AutoscalingProvider::Keda {
         return None;
@@ -57,9 +60,9 @@ pub fn scaled_object(model: &DeepSeekModel) -> Option<Value> {
     let name = model.name_any();
     let namespace = model.namespace().unwrap_or_default();
     let ann = model.annotations();
-    let address = ann
-        .get(PROMETHEUS_ADDRESS_ANNOTATION)
-        .cloned()
+    let address = config
+        .prometheus_address
+        .clone()
         .unwrap_or_else(|| DEFAULT_PROMETHEUS_ADDRESS.to_string());
     let query = ann
         .get(PROMETHEUS_QUERY_ANNOTATION)
@@ -146,7 +149,7 @@ mod tests {
 
     #[test]
     fn targets_the_model_scale_subresource_with_the_queue_trigger() {
-        let so = scaled_object(&model("keda")).unwrap_or_default();
+        let so = scaled_object(&model("keda"), &OperatorConfig::default()).unwrap_or_default();
         let spec = &so["spec"];
         assert_eq!(so["kind"], "ScaledObject");
         assert_eq!(so["metadata"]["ownerReferences"][0]["uid"], "u-1");
@@ -179,7 +182,7 @@ mod tests {
         assert_eq!(behavior["scaleUp"]["policies"][0]["value"], 1);
         let digest = &so["metadata"]["annotations"][labels::SPEC_DIGEST];
         assert!(digest.is_string());
-        let again = scaled_object(&model("keda")).unwrap_or_default();
+        let again = scaled_object(&model("keda"), &OperatorConfig::default()).unwrap_or_default();
         assert_eq!(
             &again["metadata"]["annotations"][labels::SPEC_DIGEST],
             digest
@@ -187,7 +190,45 @@ mod tests {
     }
 
     #[test]
+    fn the_prometheus_address_comes_from_the_configuration_only() {
+        let mut m = model("keda");
+        m.metadata.annotations = Some(
+            [(
+                PROMETHEUS_ADDRESS_ANNOTATION.to_string(),
+                "http://169.254.169.254/latest".to_string(),
+            )]
+            .into(),
+        );
+        let so = scaled_object(&m, &OperatorConfig::default()).unwrap_or_default();
+        let addr = &so["spec"]["triggers"][0]["metadata"]["serverAddress"];
+        assert_eq!(
+            addr, DEFAULT_PROMETHEUS_ADDRESS,
+            "the annotation is ignored"
+        );
+        let cfg = OperatorConfig {
+            prometheus_address: Some("http://prom.monitoring.svc:9090".into()),
+            ..Default::default()
+        };
+        let so = scaled_object(&m, &cfg).unwrap_or_default();
+        assert_eq!(
+            so["spec"]["triggers"][0]["metadata"]["serverAddress"],
+            "http://prom.monitoring.svc:9090"
+        );
+    }
+
+    #[test]
+    fn the_query_matches_leader_pod_names() {
+        let q = default_query("ai", "r1");
+        let pod = crate::build::dns_name("r1", "0123456789-3-0");
+        assert!(
+            q.contains(r#"pod=~"r1--[a-z0-9]+-[0-9]+-0""#),
+            "{q} vs {pod}"
+        );
+        assert!(pod.starts_with("r1--"));
+    }
+
+    #[test]
     fn only_for_the_keda_provider() {
-        assert!(scaled_object(&model("builtin")).is_none());
+        assert!(scaled_object(&model("builtin"), &OperatorConfig::default()).is_none());
     }
 }

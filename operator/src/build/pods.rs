@@ -5,23 +5,26 @@ use std::collections::BTreeMap;
 
 use deepseek_engine::{env, render, ENGINE_PORT, LAUNCHER_PORT};
 use k8s_openapi::api::core::v1::{
-    Affinity, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
-    HostPathVolumeSource, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
-    ObjectFieldSelector, PersistentVolumeClaimVolumeSource, Pod, PodAffinity, PodAffinityTerm,
-    PodAntiAffinity, PodSpec, Probe, ResourceRequirements, SecretVolumeSource, Toleration, Volume,
-    VolumeMount, WeightedPodAffinityTerm,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, HostPathVolumeSource, Lifecycle, LifecycleHandler, ObjectFieldSelector,
+    PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::affinity::affinity;
 use super::labels::{self, group_id};
 use super::{dns_name, WeightsVolume, Workload};
-use crate::inventory::CPU_EXCLUDED_LABELS;
 
 const MODELS_DIR: &str = "/models";
-const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 const TOKEN_DIR: &str = "/var/run/secrets/huggingface";
+/// The non-root user engines run as (the runtime images create it): high, so it maps to
+/// no user of the node.
+pub const ENGINE_UID: i64 = 10001;
+/// Ascend's driver gives its device files to `HwHiAiUser`, uid and gid 1000 by default.
+pub const ASCEND_UID: i64 = 1000;
 
 /// Name of a group's pod; also its hostname, so it stays a DNS label.
 pub fn pod_name(w: &Workload, slot: u32, rank: u32) -> String {
@@ -106,9 +109,15 @@ fn pod(w: &Workload, slot: u32, rank: u32) -> Pod {
             affinity: Some(affinity(w, &gid)),
             node_selector: (!w.extra_node_selector.is_empty())
                 .then(|| w.extra_node_selector.clone()),
-            tolerations: Some(tolerations(w)),
+            tolerations: (!w.tolerations.is_empty()).then(|| w.tolerations.clone()),
             volumes: Some(volumes(w)),
-            termination_grace_period_seconds: Some(90),
+            security_context: Some(pod_security(w)),
+            // Engines talk to nothing in the cluster API.
+            automount_service_account_token: Some(false),
+            // Covers the leader's drain, then each worker's wait for it and its own stop.
+            termination_grace_period_seconds: Some(
+                deepseek_engine::TERMINATION_GRACE_PERIOD_SECONDS,
+            ),
             restart_policy: Some("Always".into()),
             ..Default::default()
         }),
@@ -151,6 +160,16 @@ fn container(w: &Workload, slot: u32, rank: u32) -> Container {
             value_from: None,
         },
     ];
+    if !w.run_as_root {
+        // A non-root user with no home in the image: caches (torch, triton) go to /tmp.
+        for (k, v) in [("HOME", "/tmp"), ("USER", "engine")] {
+            env_vars.push(EnvVar {
+                name: k.into(),
+                value: Some(v.into()),
+                value_from: None,
+            });
+        }
+    }
     let mut mounts = vec![
         VolumeMount {
             name: "models".into(),
@@ -184,10 +203,10 @@ fn container(w: &Workload, slot: u32, rank: u32) -> Container {
         limits.insert(w.pool.resource_name.clone(), n.clone());
         requests.insert(w.pool.resource_name.clone(), n);
     }
-    if let Some(gib) = w.cpu_memory_gib {
-        requests.insert("memory".into(), Quantity(format!("{gib}Gi")));
-        requests.insert("cpu".into(), Quantity("8".into()));
-    }
+    // Requests keep pods out of BestEffort, the first class evicted under memory
+    // pressure. No CPU or memory limit: loading weights spikes host memory.
+    requests.insert("cpu".into(), Quantity(w.size.cpu.clone()));
+    requests.insert("memory".into(), Quantity(w.size.memory.clone()));
 
     let probe = |path: &str, period: i32, failures: i32| Probe {
         http_get: Some(HTTPGetAction {
@@ -224,89 +243,25 @@ fn container(w: &Workload, slot: u32, rank: u32) -> Container {
         }),
         volume_mounts: Some(mounts),
         // Loading hundreds of GB of weights takes minutes: allow an hour to start.
+        security_context: Some(container_security(w)),
+        // The leader stops taking requests and finishes those in flight before its
+        // container gets SIGTERM; workers wait for the leader on their own.
+        lifecycle: (rank == 0).then(|| Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                http_get: Some(HTTPGetAction {
+                    path: Some(deepseek_engine::DRAIN_PATH.into()),
+                    port: IntOrString::Int(LAUNCHER_PORT.into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         startup_probe: Some(probe("/healthz", 10, 360)),
         liveness_probe: Some(probe("/healthz", 10, 6)),
         readiness_probe: Some(probe("/readyz", 5, 3)),
         ..Default::default()
     }
-}
-
-fn affinity(w: &Workload, gid: &str) -> Affinity {
-    let mut exprs: Vec<NodeSelectorRequirement> = w
-        .pool
-        .selector
-        .iter()
-        .map(|(k, v)| NodeSelectorRequirement {
-            key: k.clone(),
-            operator: "In".into(),
-            values: Some(vec![v.clone()]),
-        })
-        .collect();
-    if w.pool.resource_name.is_empty() {
-        exprs.extend(CPU_EXCLUDED_LABELS.iter().map(|k| NodeSelectorRequirement {
-            key: (*k).into(),
-            operator: "DoesNotExist".into(),
-            values: None,
-        }));
-    }
-    let node_affinity = (!exprs.is_empty()).then(|| NodeAffinity {
-        required_during_scheduling_ignored_during_execution: Some(NodeSelector {
-            node_selector_terms: vec![NodeSelectorTerm {
-                match_expressions: Some(exprs),
-                match_fields: None,
-            }],
-        }),
-        ..Default::default()
-    });
-    let same_group = |topology_key: &str| PodAffinityTerm {
-        label_selector: Some(LabelSelector {
-            match_labels: Some(BTreeMap::from([(
-                labels::GROUP_ID.to_string(),
-                gid.to_string(),
-            )])),
-            match_expressions: None,
-        }),
-        topology_key: topology_key.into(),
-        ..Default::default()
-    };
-    // The ranks of a group each need a whole node.
-    let anti = PodAntiAffinity {
-        required_during_scheduling_ignored_during_execution: Some(vec![same_group(
-            "kubernetes.io/hostname",
-        )]),
-        ..Default::default()
-    };
-    // Ranks talk over the network every step: keep a multi-node group in one zone where
-    // nodes say which zone they are in (preferred, so unlabelled nodes still qualify).
-    let together = (w.nodes_per_group > 1).then(|| PodAffinity {
-        preferred_during_scheduling_ignored_during_execution: Some(vec![WeightedPodAffinityTerm {
-            weight: 100,
-            pod_affinity_term: same_group(ZONE_LABEL),
-        }]),
-        ..Default::default()
-    });
-    Affinity {
-        node_affinity,
-        pod_anti_affinity: Some(anti),
-        pod_affinity: together,
-    }
-}
-
-fn tolerations(w: &Workload) -> Vec<Toleration> {
-    let mut out: Vec<Toleration> = w
-        .pool
-        .taints
-        .iter()
-        .map(|t| Toleration {
-            key: Some(t.key.clone()),
-            operator: Some(if t.value.is_some() { "Equal" } else { "Exists" }.into()),
-            value: t.value.clone(),
-            effect: Some(t.effect.clone()),
-            toleration_seconds: None,
-        })
-        .collect();
-    out.extend(w.extra_tolerations.iter().cloned());
-    out
 }
 
 fn volumes(w: &Workload) -> Vec<Volume> {
@@ -334,7 +289,7 @@ fn volumes(w: &Workload) -> Vec<Volume> {
             name: "dshm".into(),
             empty_dir: Some(EmptyDirVolumeSource {
                 medium: Some("Memory".into()),
-                size_limit: None,
+                size_limit: Some(Quantity(w.size.shm.clone())),
             }),
             ..Default::default()
         },
@@ -356,4 +311,47 @@ fn volumes(w: &Workload) -> Vec<Volume> {
         });
     }
     v
+}
+
+/// Pod-level security: seccomp RuntimeDefault, and a non-root user (with a group that
+/// owns the weight volumes) unless the vendor's devices need root.
+fn pod_security(w: &Workload) -> PodSecurityContext {
+    let non_root = !w.run_as_root;
+    let uid = if w.launch.vendor == "ascend" {
+        ASCEND_UID
+    } else {
+        ENGINE_UID
+    };
+    PodSecurityContext {
+        run_as_non_root: Some(non_root),
+        run_as_user: non_root.then_some(uid),
+        run_as_group: non_root.then_some(uid),
+        fs_group: non_root.then_some(uid),
+        supplemental_groups: (!w.supplemental_groups.is_empty())
+            .then(|| w.supplemental_groups.clone()),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        }),
+        ..Default::default()
+    }
+}
+
+/// Container-level security: never privileged, no privilege escalation, every capability
+/// dropped (device plugins grant device access without any).
+fn container_security(w: &Workload) -> SecurityContext {
+    SecurityContext {
+        privileged: Some(false),
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        run_as_non_root: Some(!w.run_as_root),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        }),
+        ..Default::default()
+    }
 }

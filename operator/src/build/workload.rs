@@ -1,41 +1,80 @@
 //! From a validated model and its placement to the `Workload` the pod and Service
-//! builders read: the launch configuration, the image, volumes and the template hash.
+//! builders read: the launch configuration, the image, volumes, tolerations, the product
+//! pin and the template hash.
+//!
+//! The image and launch configuration are resolved once per model and recorded in
+//! `status.resolved`. While the inputs that a user or an administrator controls stay the
+//! same (the spec minus scaling fields, the pool's identity, the operator configuration
+//! that reaches pods), the recorded resolution is reused, so a new operator version,
+//! with a new default image tag or a planner that sizes differently, restarts nothing.
+//! `spec.image: auto-upgrade` opts out: the operator version joins the key.
+
+use std::collections::BTreeMap;
 
 use deepseek_engine::{LaunchConfig, SimProfile};
+use k8s_openapi::api::core::v1::{Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde::Serialize;
 
 use super::hash::template_hash;
-use super::{WeightsVolume, Workload};
+use super::{PodSize, WeightsVolume, Workload};
+use crate::api::{DeepSeekModelSpec, ResolvedStatus, Vendor};
 use crate::config::OperatorConfig;
+use crate::inventory::taints::{accelerator_tolerations, toleration_for};
 use crate::placement::Placement;
-use crate::validate::ValidatedModel;
+use crate::validate::{CacheChoice, ValidatedModel};
 
-/// Default node directory for downloaded weights.
-pub const DEFAULT_CACHE_HOST_PATH: &str = "/var/lib/deepseek-operator/models";
+/// Version recorded with each resolution (and the default runtime image tag).
+pub const OPERATOR_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub struct WorkloadInputs<'a> {
     pub model_name: &'a str,
     pub namespace: &'a str,
     pub owner: OwnerReference,
+    pub spec: &'a DeepSeekModelSpec,
     pub validated: &'a ValidatedModel,
     pub placement: &'a Placement,
     pub config: &'a OperatorConfig,
     pub catalog: &'a deepseek_planner::Catalog,
+    /// What the last reconcile recorded, if anything.
+    pub previous: Option<&'a ResolvedStatus>,
 }
 
-/// Everything that reaches a pod, hashed: a change to any of it is a rollout.
+/// A declared pool's selector and taints, as they enter the key.
+type DeclaredPoolKey<'a> = (&'a BTreeMap<String, String>, Vec<TaintTuple>);
+type TaintTuple = (String, Option<String>, String);
+
+/// The inputs a user or an administrator controls. Equal keys mean "nothing they asked
+/// for changed", whatever this operator's version computes from them.
+#[derive(Serialize)]
+struct KeyInputs<'a> {
+    spec: serde_json::Value,
+    accelerator: &'a str,
+    per_node: u32,
+    resource: &'a str,
+    declared_pool: Option<DeclaredPoolKey<'a>>,
+    images: &'a BTreeMap<String, String>,
+    weights: &'a WeightsVolume,
+    size: &'a PodSize,
+    amd_groups: &'a [i64],
+    /// Only with `auto-upgrade`: this operator's version and default image.
+    auto_upgrade: Option<String>,
+}
+
+/// Everything that reaches a pod, hashed: a change to any of it is a rollout. Only data
+/// that is stable while the key is: no pool membership, no node names.
 #[derive(Serialize)]
 struct HashInputs<'a> {
     launch: &'a LaunchConfig,
     image: &'a str,
-    selector: &'a std::collections::BTreeMap<String, String>,
-    taints: Vec<(String, Option<String>, String)>,
-    node_selector: &'a std::collections::BTreeMap<String, String>,
-    tolerations: String,
-    hf_token: Option<(String, Option<String>)>,
-    weights: String,
+    product: &'a str,
     resource: &'a str,
+    node_selector: &'a BTreeMap<String, String>,
+    tolerations: &'a [Toleration],
+    hf_token: Option<(String, Option<String>)>,
+    weights: &'a WeightsVolume,
+    size: &'a PodSize,
+    run_as_root: bool,
 }
 
 /// The launch configuration every pod of the model gets. `bandwidth_tbps` feeds the
@@ -70,70 +109,184 @@ pub fn launch_config(
         max_num_seqs,
         gpu_memory_utilization: v.gpu_memory_utilization.unwrap_or(0.9),
         extra_args: v.extra_args.clone(),
+        trust_remote_code: v.arch.trust_remote_code,
         sim: Some(sim),
     }
+}
+
+/// The weights volume: the model's own claim, or its cache. A node cache is keyed by
+/// namespace unless the administrator made it shared, so no tenant can plant files
+/// another tenant's engine reads.
+fn weights_volume(v: &ValidatedModel, namespace: &str) -> WeightsVolume {
+    if let Some(vol) = &v.source.volume {
+        return WeightsVolume::Existing {
+            claim: vol.claim_name.clone(),
+            path: vol.path.clone(),
+        };
+    }
+    match &v.cache {
+        CacheChoice::Claim(c) => WeightsVolume::Claim(c.clone()),
+        CacheChoice::Node(c) if c.shared_across_namespaces => {
+            WeightsVolume::HostPath(c.host_path.clone())
+        }
+        CacheChoice::Node(c) => {
+            WeightsVolume::HostPath(format!("{}/{namespace}", c.host_path.trim_end_matches('/')))
+        }
+    }
+}
+
+/// CPU, memory and `/dev/shm` of each pod: the manifest's override, else the
+/// configuration's, else sized from the plan.
+fn pod_size(v: &ValidatedModel, p: &Placement, config: &OperatorConfig) -> PodSize {
+    let s = &config.pod_sizing;
+    let cpu_node = p.pool.resource_name.is_empty();
+    let accel = p.plan.gpus_per_node.max(1);
+    let (cpu, memory) = if cpu_node {
+        // CPU serving holds the whole model in RAM.
+        let gib = p.plan.memory.per_gpu_gib.ceil().max(1.0) as u32;
+        ("8".to_string(), format!("{gib}Gi"))
+    } else {
+        let cpu = (s.cpu_per_accelerator.unwrap_or(4) * accel).max(2);
+        let mem = s.memory_gib.unwrap_or((8 * accel).max(16));
+        (cpu.to_string(), format!("{mem}Gi"))
+    };
+    PodSize {
+        cpu: v.resources.cpu.clone().unwrap_or(cpu),
+        memory: v.resources.memory.clone().unwrap_or(memory),
+        shm: format!("{}Gi", s.shm_gib.unwrap_or(16)),
+    }
+}
+
+/// Tolerations: the accelerator taints (GPU and NPU pools), a declared pool's own taints,
+/// and whatever the manifest adds. Nothing else: other taints reserve nodes for others.
+fn tolerations(v: &ValidatedModel, p: &Placement) -> Vec<Toleration> {
+    let mut out = Vec::new();
+    if !p.pool.resource_name.is_empty() {
+        out.extend(accelerator_tolerations());
+    }
+    if p.pool.declared {
+        out.extend(p.pool.taints.iter().map(toleration_for));
+    }
+    out.extend(v.tolerations.iter().cloned());
+    out
+}
+
+/// AMD's ROCm devices are group-owned (`video`, `render`) with host-specific ids: pods run
+/// as root unless the administrator names the groups.
+fn runs_as_root(vendor: Vendor, config: &OperatorConfig) -> bool {
+    vendor == Vendor::Amd && config.amd_render_groups.is_empty()
+}
+
+fn key_of(i: &WorkloadInputs<'_>, weights: &WeightsVolume, size: &PodSize) -> String {
+    let mut spec = serde_json::to_value(i.spec).unwrap_or_default();
+    if let Some(obj) = spec.as_object_mut() {
+        // Scaling never changes what a pod runs.
+        for k in ["replicas", "autoscaling", "rollout"] {
+            obj.remove(k);
+        }
+    }
+    let pool = &i.placement.pool;
+    template_hash(&KeyInputs {
+        spec,
+        accelerator: &pool.accelerator,
+        per_node: pool.per_node,
+        resource: &pool.resource_name,
+        declared_pool: pool
+            .declared
+            .then(|| (&pool.selector, taint_tuples(&pool.taints))),
+        images: &i.config.images,
+        weights,
+        size,
+        amd_groups: &i.config.amd_render_groups,
+        auto_upgrade: i.validated.auto_upgrade.then(|| {
+            let plan = &i.placement.plan;
+            format!(
+                "{OPERATOR_VERSION}/{}",
+                i.config.image_for(plan.vendor, plan.engine)
+            )
+        }),
+    })
+}
+
+fn taint_tuples(taints: &[Taint]) -> Vec<TaintTuple> {
+    taints
+        .iter()
+        .map(|t| (t.key.clone(), t.value.clone(), t.effect.clone()))
+        .collect()
 }
 
 pub fn workload(i: &WorkloadInputs<'_>) -> Workload {
     let v = i.validated;
     let plan = &i.placement.plan;
     let pool = &i.placement.pool;
-    let bandwidth = i
-        .catalog
-        .accelerator(&plan.accelerator)
-        .and_then(|a| a.bandwidth_tbps);
-    let launch = launch_config(i.model_name, v, i.placement, bandwidth);
-    let image = v
-        .image
-        .clone()
-        .unwrap_or_else(|| i.config.image_for(plan.vendor, plan.engine));
-    let weights = match (&v.source.volume, &v.cache.claim_name, &v.cache.host_path) {
-        (Some(vol), _, _) => WeightsVolume::Existing {
-            claim: vol.claim_name.clone(),
-            path: vol.path.clone(),
-        },
-        (None, Some(claim), _) => WeightsVolume::Claim(claim.clone()),
-        (None, None, Some(path)) => WeightsVolume::HostPath(path.clone()),
-        (None, None, None) => WeightsVolume::HostPath(
-            i.config
-                .cache_host_path
+    let weights = weights_volume(v, i.namespace);
+    let size = pod_size(v, i.placement, i.config);
+    let tolerations = tolerations(v, i.placement);
+    let run_as_root = runs_as_root(plan.vendor, i.config);
+    let key = key_of(i, &weights, &size);
+
+    let reused = i
+        .previous
+        .filter(|r| r.key == key)
+        .and_then(|r| Some((r, LaunchConfig::from_json(&r.launch_config).ok()?)));
+    let resolved = match reused {
+        Some((r, launch)) => (r.clone(), launch),
+        None => {
+            let bandwidth = i
+                .catalog
+                .accelerator(&plan.accelerator)
+                .and_then(|a| a.bandwidth_tbps);
+            let launch = launch_config(i.model_name, v, i.placement, bandwidth);
+            let image = v
+                .image
                 .clone()
-                .unwrap_or_else(|| DEFAULT_CACHE_HOST_PATH.to_string()),
-        ),
+                .unwrap_or_else(|| i.config.image_for(plan.vendor, plan.engine));
+            let hash = template_hash(&HashInputs {
+                launch: &launch,
+                image: &image,
+                product: &plan.accelerator,
+                resource: &pool.resource_name,
+                node_selector: &v.node_selector,
+                tolerations: &tolerations,
+                hf_token: v.hf_token.as_ref().map(|s| (s.name.clone(), s.key.clone())),
+                weights: &weights,
+                size: &size,
+                run_as_root,
+            });
+            let r = ResolvedStatus {
+                key,
+                image,
+                launch_config: launch.to_json(),
+                template_hash: hash,
+                operator_version: OPERATOR_VERSION.to_string(),
+            };
+            (r, launch)
+        }
     };
-    let cpu_memory_gib = pool
-        .resource_name
-        .is_empty()
-        .then(|| plan.memory.per_gpu_gib.ceil().max(1.0) as u32);
-    let hash = template_hash(&HashInputs {
-        launch: &launch,
-        image: &image,
-        selector: &pool.selector,
-        taints: pool
-            .taints
-            .iter()
-            .map(|t| (t.key.clone(), t.value.clone(), t.effect.clone()))
-            .collect(),
-        node_selector: &v.node_selector,
-        tolerations: serde_json::to_string(&v.tolerations).unwrap_or_default(),
-        hf_token: v.hf_token.as_ref().map(|s| (s.name.clone(), s.key.clone())),
-        weights: format!("{weights:?}"),
-        resource: &pool.resource_name,
-    });
+    let (resolved, launch) = resolved;
+    let product_terms = super::affinity::product_terms(i.catalog, pool, &plan.accelerator);
     Workload {
         model_name: i.model_name.to_string(),
         namespace: i.namespace.to_string(),
         owner: i.owner.clone(),
-        image,
+        image: resolved.image.clone(),
         pool: pool.clone(),
+        product_terms,
         nodes_per_group: plan.nodes_per_replica,
         accelerators_per_pod: plan.gpus_per_node,
         launch,
-        template_hash: hash,
+        template_hash: resolved.template_hash.clone(),
         extra_node_selector: v.node_selector.clone(),
-        extra_tolerations: v.tolerations.clone(),
+        tolerations,
         hf_token: v.hf_token.clone(),
         weights,
-        cpu_memory_gib,
+        size,
+        run_as_root,
+        supplemental_groups: if plan.vendor == Vendor::Amd {
+            i.config.amd_render_groups.clone()
+        } else {
+            Vec::new()
+        },
+        resolved,
     }
 }

@@ -3,4 +3,5 @@
 
 pub mod crd;
 pub mod plan;
+pub mod render;
 pub mod run;

@@ -26,6 +26,10 @@ pub struct RunArgs {
     /// Identity in the lease; defaults to the pod name or host name.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// Watch only these namespaces (comma-separated); none means every namespace. The
+    /// chart's namespaced mode grants Roles in exactly these.
+    #[arg(long, env = "DSO_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
     /// Log as JSON lines.
     #[arg(long, env = "DSO_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
@@ -52,6 +56,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
         lease_name: args.lease_name,
         identity,
         lease_duration_seconds: args.lease_duration_seconds,
+        scope: controller::scope::Scope::from_list(&args.namespaces),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

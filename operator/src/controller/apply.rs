@@ -66,6 +66,27 @@ where
     }
 }
 
+/// Deletes a pod with grace period 0: for pods on a node lost past the bound, whose
+/// kubelet will never confirm a graceful deletion. One already gone is not an error.
+pub async fn force_delete_pod(ctx: &Context, ns: &str, name: &str) -> Result<(), Error> {
+    ctx.metrics.write("delete", "pods");
+    let dp = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..DeleteParams::background()
+    };
+    match Api::<Pod>::namespaced(ctx.client.clone(), ns)
+        .delete(name, &dp)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(source) => Err(Error::Delete {
+            what: format!("Pod {ns}/{name} (grace period 0)"),
+            source,
+        }),
+    }
+}
+
 pub async fn write_status(
     ctx: &Context,
     model: &DeepSeekModel,

@@ -1,6 +1,8 @@
 //! Writing a model's children: Services applied only when their digest changed, pods
-//! deleted group by group, new groups created rank by rank, each decision an Event.
+//! deleted group by group (force-deleted when stranded on a lost node), groups created
+//! rank by rank (only the ranks missing), each decision an Event.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -13,7 +15,6 @@ use super::error::Error;
 use super::groups::FoundGroup;
 use crate::api::DeepSeekModel;
 use crate::build::{labels, pods, Workload};
-use crate::rollout::Actions;
 
 /// Applies the desired Services whose digest differs from the live one and deletes the
 /// model's Services that are no longer desired.
@@ -78,30 +79,48 @@ where
     first_error.map_or(Ok(()), Err)
 }
 
-/// Deletes pods not already terminating.
-pub async fn delete_pods(ctx: &Arc<Context>, ns: &str, pods: &[&Pod]) -> Result<(), Error> {
-    let names: Vec<(String, String)> = pods
+/// Deletes pods: those on a node lost past the bound with grace period 0 (even if already
+/// terminating: no kubelet will finish it), the others gracefully unless already
+/// terminating.
+pub async fn delete_pods(
+    ctx: &Arc<Context>,
+    ns: &str,
+    pods: &[&Pod],
+    dead_nodes: &BTreeSet<String>,
+) -> Result<(), Error> {
+    let names: Vec<(String, String, bool)> = pods
         .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .map(|p| (ns.to_string(), p.name_any()))
+        .filter_map(|p| {
+            let stranded = p
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_ref())
+                .is_some_and(|n| dead_nodes.contains(n));
+            (stranded || p.metadata.deletion_timestamp.is_none())
+                .then(|| (ns.to_string(), p.name_any(), stranded))
+        })
         .collect();
-    run_bounded(ctx, names, |ctx, (ns, name)| async move {
-        apply::delete::<Pod>(&ctx, &ns, &name).await
+    run_bounded(ctx, names, |ctx, (ns, name, force)| async move {
+        if force {
+            apply::force_delete_pod(&ctx, &ns, &name).await
+        } else {
+            apply::delete::<Pod>(&ctx, &ns, &name).await
+        }
     })
     .await
 }
 
-/// Carries out a rollout step: whole groups deleted, whole groups created. One Event per
-/// kind of decision, naming every group it touched, so a large step is not an Event storm.
-pub async fn apply_actions(
+/// Deletes whole groups. One Event per kind of decision, naming every group it touched,
+/// so a large step is not an Event storm.
+pub async fn delete_groups(
     ctx: &Arc<Context>,
     model: &DeepSeekModel,
-    actions: &Actions,
+    ns: &str,
+    doomed: &[(u32, String)],
     groups: &[FoundGroup<'_>],
-    w: &Workload,
+    dead_nodes: &BTreeSet<String>,
 ) -> Result<(), Error> {
-    let doomed: Vec<&FoundGroup<'_>> = actions
-        .delete
+    let doomed: Vec<&FoundGroup<'_>> = doomed
         .iter()
         .filter_map(|(slot, hash)| {
             groups
@@ -110,42 +129,120 @@ pub async fn apply_actions(
         })
         .collect();
     let doomed_pods: Vec<&Pod> = doomed.iter().flat_map(|g| g.pods.iter().copied()).collect();
-    delete_pods(ctx, &w.namespace, &doomed_pods).await?;
+    delete_pods(ctx, ns, &doomed_pods, dead_nodes).await?;
+    // Only groups with a pod still to delete are news; a group already terminating was
+    // reported when its deletion started.
     let mut notes: Vec<(bool, String)> = Vec::new();
-    for broken in [true, false] {
+    let mut kinds: Vec<Option<&str>> = doomed
+        .iter()
+        .map(|g| g.observed.broken.map(|f| f.describe()))
+        .collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    for kind in kinds {
         let ids: Vec<String> = doomed
             .iter()
-            .filter(|g| g.observed.broken == broken)
+            .filter(|g| g.observed.broken.map(|f| f.describe()) == kind)
+            .filter(|g| {
+                g.pods.iter().any(|p| {
+                    p.metadata.deletion_timestamp.is_none()
+                        || p.spec
+                            .as_ref()
+                            .and_then(|s| s.node_name.as_ref())
+                            .is_some_and(|n| dead_nodes.contains(n))
+                })
+            })
             .map(|g| format!("{}-{}", g.observed.hash, g.observed.slot))
             .collect();
-        let why = if broken {
-            "a rank failed or is missing; recreating"
-        } else {
-            "replaced or scaled down"
-        };
         if !ids.is_empty() {
-            notes.push((broken, format!("group(s) {}: {why}", ids.join(", "))));
+            let why = match kind {
+                Some(fault) => format!("{fault}; recreating the group whole"),
+                None => "replaced or scaled down".into(),
+            };
+            notes.push((
+                kind.is_some(),
+                format!("group(s) {}: {why}", ids.join(", ")),
+            ));
         }
     }
     for (broken, note) in notes {
         event(ctx, model, broken, "GroupDeleted", note).await;
     }
+    Ok(())
+}
 
-    let new_pods: Vec<Pod> = actions
-        .create
+/// Pod creations the API server refused this round.
+pub struct CreateRefused {
+    /// Groups (by group id) left with some ranks missing.
+    pub groups: BTreeSet<String>,
+    /// The first refusal, as the API server worded it.
+    pub message: String,
+}
+
+/// Creates the groups of `slots` at the current template: only the pods not already
+/// there, so a group created in part is completed, not recreated. Refusals are returned,
+/// not raised, so reconcile can report them and back off.
+pub async fn create_groups(
+    ctx: &Arc<Context>,
+    model: &DeepSeekModel,
+    slots: &[u32],
+    groups: &[FoundGroup<'_>],
+    w: &Workload,
+) -> Option<CreateRefused> {
+    if slots.is_empty() {
+        return None;
+    }
+    let existing: BTreeSet<String> = groups
+        .iter()
+        .flat_map(|g| g.pods.iter().map(|p| p.name_any()))
+        .collect();
+    let new_pods: Vec<Pod> = slots
         .iter()
         .flat_map(|slot| pods::group_pods(w, *slot))
+        .filter(|p| !existing.contains(&p.name_any()))
         .collect();
-    run_bounded(ctx, new_pods, |ctx, pod| async move {
-        apply::apply_pod(&ctx, &pod).await
-    })
-    .await?;
-    if !actions.create.is_empty() {
-        let ids: Vec<String> = actions
-            .create
-            .iter()
-            .map(|slot| format!("{}-{slot}", w.template_hash))
-            .collect();
+    let mut set = tokio::task::JoinSet::new();
+    let mut refused = CreateRefused {
+        groups: BTreeSet::new(),
+        message: String::new(),
+    };
+    let mut note = |done: Result<(String, Result<(), Error>), tokio::task::JoinError>| {
+        if let Ok((gid, Err(e))) = done {
+            if refused.groups.is_empty() {
+                refused.message = match &e {
+                    Error::Apply {
+                        source: kube::Error::Api(s),
+                        ..
+                    } => s.message.clone(),
+                    other => other.to_string(),
+                };
+            }
+            refused.groups.insert(gid);
+        }
+    };
+    for pod in new_pods {
+        if set.len() >= PARALLEL_WRITES {
+            if let Some(done) = set.join_next().await {
+                note(done);
+            }
+        }
+        let ctx = ctx.clone();
+        let gid = pod
+            .labels()
+            .get(labels::GROUP_ID)
+            .cloned()
+            .unwrap_or_default();
+        set.spawn(async move { (gid, apply::apply_pod(&ctx, &pod).await) });
+    }
+    while let Some(done) = set.join_next().await {
+        note(done);
+    }
+    let ids: Vec<String> = slots
+        .iter()
+        .map(|slot| format!("{}-{slot}", w.template_hash))
+        .filter(|id| !refused.groups.contains(id))
+        .collect();
+    if !ids.is_empty() {
         let note = format!(
             "group(s) {} ({} pod(s) each) on pool {}",
             ids.join(", "),
@@ -154,5 +251,5 @@ pub async fn apply_actions(
         );
         event(ctx, model, false, "GroupCreated", note).await;
     }
-    Ok(())
+    (!refused.groups.is_empty()).then_some(refused)
 }

@@ -22,4 +22,8 @@ pub struct Context {
     pub pools: super::nodes::Pools,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    /// The namespaces whose models, pods and services the operator lists and watches.
+    pub scope: super::scope::Scope,
+    /// Models whose pod creation the API server refused, and when to try again.
+    pub creation: super::backoff::CreationBackoff,
 }

@@ -1,11 +1,39 @@
-//! Reading replica groups back from the pods in the cluster.
+//! Reading replica groups back from the pods in the cluster, and judging their health.
+//!
+//! A group runs a one-shot rendezvous: its ranks join once and then serve together. So a
+//! group that loses any rank cannot heal in place and is recreated as a unit, as
+//! LeaderWorkerSet does by default. A group counts as broken ([`Fault`]) when a rank:
+//! - sits on an unreachable node (`node.kubernetes.io/unreachable` taint, or Ready not
+//!   True) for longer than `unreachableNodeTimeoutSeconds`;
+//! - failed, completed or is being deleted;
+//! - had a container restart (`restartCount > 0`: a fresh group starts at zero);
+//! - stayed NotReady longer than `rankNotReadyTimeoutSeconds` (from its Ready condition's
+//!   lastTransitionTime) while another rank of the group was Ready. A group whose ranks
+//!   are all still loading weights is never cut short: loading can take many minutes.
+//! - is missing from a group that already started.
+//!
+//! A group that is missing ranks but never started (no rank ever Ready or Running, none
+//! dead or restarted), or whose creation this operator saw fail part-way, is only
+//! incomplete: its missing ranks are created and the present ones kept, so a quota or a
+//! webhook refusing one pod does not cause a delete-and-recreate loop.
+//!
+//! Lost nodes: a pod on a dead node never finishes terminating (no kubelet confirms), and
+//! the replacement group reuses the same deterministic pod names. So the controller
+//! force-deletes (grace period 0) the pods of a doomed group that sit on a node lost past
+//! the bound, instead of giving the new group new names: new names would need a
+//! generation counter kept somewhere, and a restarted operator could not recompute it
+//! from the pods alone without risking duplicate groups. The bound is what makes force
+//! deletion safe enough: the node has been unreachable for that long, so its processes
+//! are presumed gone (as the node-lifecycle controller presumes when it evicts).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::jiff::Timestamp;
 
 use crate::build::labels;
-use crate::rollout::ObservedGroup;
+use crate::rollout::{Fault, ObservedGroup};
 
 /// A group and its pods as found.
 pub struct FoundGroup<'a> {
@@ -13,8 +41,59 @@ pub struct FoundGroup<'a> {
     pub pods: Vec<&'a Pod>,
 }
 
+/// What the health rules need besides the pods.
+pub struct HealthInputs<'a> {
+    pub now: Timestamp,
+    /// Node name -> since when it is unreachable, for the nodes of the model's pods.
+    pub lost_nodes: &'a BTreeMap<String, Timestamp>,
+    pub unreachable_timeout: Duration,
+    pub not_ready_timeout: Duration,
+    /// Group ids whose creation this operator saw fail part-way.
+    pub partially_created: &'a BTreeSet<String>,
+}
+
+impl HealthInputs<'_> {
+    /// How long `since` is past its bound (negative: time left).
+    fn overdue(&self, since: Timestamp, bound: Duration) -> i64 {
+        let elapsed = self.now.as_millisecond() - since.as_millisecond();
+        elapsed - i64::try_from(bound.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Nodes lost past the bound: their pods are force-deleted.
+    pub fn dead_nodes(&self) -> BTreeSet<String> {
+        self.lost_nodes
+            .iter()
+            .filter(|(_, since)| self.overdue(**since, self.unreachable_timeout) >= 0)
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+}
+
+/// What reading the pods found.
+pub struct Found<'a> {
+    pub groups: Vec<FoundGroup<'a>>,
+    /// Pods without readable group labels, to delete.
+    pub orphans: Vec<&'a Pod>,
+    /// The nearest moment a bound runs out for a group that is not broken yet: reconcile
+    /// must look again by then, as no watch event marks it.
+    pub recheck: Option<Duration>,
+}
+
 fn label<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
     pod.metadata.labels.as_ref()?.get(key).map(String::as_str)
+}
+
+/// When a rank's Ready condition last turned to not True, if it is not Ready now.
+fn not_ready_since(pod: &Pod) -> Option<Timestamp> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status != "True")?
+        .last_transition_time
+        .as_ref()
+        .map(|t| t.0)
 }
 
 pub fn is_ready(pod: &Pod) -> bool {
@@ -24,17 +103,105 @@ pub fn is_ready(pod: &Pod) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-fn is_dead(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_some()
-        || matches!(
-            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-            Some("Failed" | "Succeeded")
-        )
+fn phase(pod: &Pod) -> Option<&str> {
+    pod.status.as_ref().and_then(|s| s.phase.as_deref())
 }
 
-/// Groups pods by group id. Pods without readable group labels are returned apart as
-/// orphans to delete.
-pub fn find_groups(pods: &[Pod]) -> (Vec<FoundGroup<'_>>, Vec<&Pod>) {
+fn is_dead(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some() || matches!(phase(pod), Some("Failed" | "Succeeded"))
+}
+
+fn restarted(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.restart_count > 0))
+}
+
+/// Since when a node is unreachable: the unreachable taint's timeAdded, else its Ready
+/// condition's last transition when Ready is not True. `None` for a healthy node.
+pub fn node_lost_since(node: &Node) -> Option<Timestamp> {
+    let tainted = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .and_then(|ts| {
+            ts.iter()
+                .find(|t| t.key == "node.kubernetes.io/unreachable")
+        })
+        .map(|t| t.time_added.as_ref().map(|t| t.0));
+    let not_ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .filter(|c| c.status != "True")
+        .map(|c| c.last_transition_time.as_ref().map(|t| t.0));
+    match (tainted, not_ready) {
+        (Some(Some(a)), Some(Some(b))) => Some(a.min(b)),
+        (Some(Some(t)), _) | (_, Some(Some(t))) => Some(t),
+        _ => None,
+    }
+}
+
+/// Judges one group's pods: (fault, incomplete, ready, time until a bound runs out).
+fn judge(
+    gid: &str,
+    pods: &[&Pod],
+    size: usize,
+    h: &HealthInputs<'_>,
+) -> (Option<Fault>, bool, bool, Option<Duration>) {
+    let mut recheck: Option<i64> = None;
+    let mut wait = |overdue: i64| {
+        if overdue < 0 {
+            recheck = Some(recheck.map_or(-overdue, |r: i64| r.min(-overdue)));
+        }
+    };
+    let mut node_lost = false;
+    for p in pods {
+        let node = p.spec.as_ref().and_then(|s| s.node_name.as_deref());
+        if let Some(since) = node.and_then(|n| h.lost_nodes.get(n)) {
+            let overdue = h.overdue(*since, h.unreachable_timeout);
+            node_lost |= overdue >= 0;
+            wait(overdue);
+        }
+    }
+    let any_ready = pods.iter().any(|p| is_ready(p));
+    let mut not_ready_too_long = false;
+    if any_ready {
+        for since in pods.iter().filter_map(|p| not_ready_since(p)) {
+            let overdue = h.overdue(since, h.not_ready_timeout);
+            not_ready_too_long |= overdue >= 0;
+            wait(overdue);
+        }
+    }
+    let dead = pods.iter().any(|p| is_dead(p));
+    let restart = pods.iter().any(|p| restarted(p));
+    let missing = pods.len() < size;
+    let started = dead || restart || any_ready || pods.iter().any(|p| phase(p) == Some("Running"));
+    let incomplete = missing && (!started || h.partially_created.contains(gid));
+    let fault = if node_lost {
+        Some(Fault::NodeLost)
+    } else if dead {
+        Some(Fault::RankFailed)
+    } else if restart {
+        Some(Fault::RankRestarted)
+    } else if missing && !incomplete {
+        Some(Fault::RankMissing)
+    } else if not_ready_too_long {
+        Some(Fault::RankNotReady)
+    } else {
+        None
+    };
+    let ready = fault.is_none() && !missing && pods.iter().all(|p| is_ready(p));
+    // Kept even for a broken group: its pods on a node not yet lost past the bound are
+    // force-deleted only once the bound runs out.
+    let recheck = recheck.map(|ms| Duration::from_millis(ms.unsigned_abs()));
+    (fault, incomplete && fault.is_none(), ready, recheck)
+}
+
+/// Groups pods by group id and judges each group.
+pub fn find_groups<'a>(pods: &'a [Pod], h: &HealthInputs<'_>) -> Found<'a> {
     let mut by_id: BTreeMap<&str, Vec<&Pod>> = BTreeMap::new();
     let mut orphans = Vec::new();
     for pod in pods {
@@ -48,29 +215,37 @@ pub fn find_groups(pods: &[Pod]) -> (Vec<FoundGroup<'_>>, Vec<&Pod>) {
             _ => orphans.push(pod),
         }
     }
+    let mut recheck: Option<Duration> = None;
     let groups = by_id
-        .into_values()
-        .filter_map(|pods| {
+        .into_iter()
+        .filter_map(|(gid, pods)| {
             let first = pods.first()?;
             let slot = label(first, labels::GROUP)?.parse().ok()?;
             let hash = label(first, labels::TEMPLATE_HASH)?.to_string();
             let size: usize = label(first, labels::GROUP_SIZE)
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(1);
-            let broken = pods.len() < size || pods.iter().any(|p| is_dead(p));
-            let ready = !broken && pods.iter().all(|p| is_ready(p));
+            let (broken, incomplete, ready, wait) = judge(gid, &pods, size, h);
+            if let Some(w) = wait {
+                recheck = Some(recheck.map_or(w, |r| r.min(w)));
+            }
             Some(FoundGroup {
                 observed: ObservedGroup {
                     slot,
                     hash,
                     ready,
                     broken,
+                    incomplete,
                 },
                 pods,
             })
         })
         .collect();
-    (groups, orphans)
+    Found {
+        groups,
+        orphans,
+        recheck,
+    }
 }
 
 /// The scheduler's message for the first pod it could not place, if any.
@@ -90,3 +265,7 @@ pub fn unschedulable(pods: &[&Pod]) -> Option<String> {
             })
     })
 }
+
+#[cfg(test)]
+#[path = "groups_tests.rs"]
+mod tests;

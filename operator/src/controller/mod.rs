@@ -2,6 +2,7 @@
 //! health and metrics endpoints. Decisions are delegated to the pure modules.
 
 pub mod apply;
+pub mod backoff;
 pub mod children;
 pub mod context;
 pub mod error;
@@ -9,9 +10,11 @@ pub mod groups;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod network_policy;
 pub mod nodes;
 pub mod reconcile;
 pub mod run;
+pub mod scope;
 pub mod status;
 
 pub use run::{run, RunOptions};

@@ -1,19 +1,26 @@
-//! Reconcile: read the world -> validate -> plan -> build -> apply -> write status.
-//! Only the first and last two steps touch the API server.
+//! Reconcile: read the world -> validate -> retire -> plan -> build -> apply -> write
+//! status. Only reading, retiring and the last two steps touch the API server.
+//!
+//! Retiring (orphans, broken groups, groups beyond `replicas`) needs no plan, so it runs
+//! before placement: a model that cannot be placed still scales down and still clears
+//! its broken groups.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 
 use super::apply::{self, event};
 use super::children;
 use super::context::Context;
 use super::error::Error;
-use super::groups::{find_groups, unschedulable};
+use super::groups::{find_groups, node_lost_since, unschedulable, HealthInputs};
 use super::metrics::{ModelLabels, Timer};
 use super::status::{self as cond, set};
 use crate::api::{DeepSeekModel, DeepSeekModelStatus};
@@ -38,6 +45,9 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
     let mut status = DeepSeekModelStatus {
         observed_generation: generation,
         selector: Some(labels::leader_selector_string(&name)),
+        // Kept while the model cannot be planned, so an upgrade during a shortage still
+        // finds what the pods run.
+        resolved: previous.resolved.clone(),
         ..Default::default()
     };
 
@@ -52,12 +62,36 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
             source,
         })?
         .items;
-    let (groups, orphans) = find_groups(&pods);
-    status.replicas = groups.iter().filter(|g| !g.observed.broken).count() as i32;
+    let model_key = model.uid().unwrap_or_else(|| format!("{ns}/{name}"));
+    let refused = ctx.creation.get(&model_key);
+    let lost_nodes = lost_nodes(&ctx, &pods);
+    let no_partial = BTreeSet::new();
+    let health = HealthInputs {
+        now: Timestamp::now(),
+        lost_nodes: &lost_nodes,
+        unreachable_timeout: ctx.config.unreachable_node_timeout_seconds.duration(),
+        not_ready_timeout: ctx.config.rank_not_ready_timeout_seconds.duration(),
+        partially_created: refused.as_ref().map_or(&no_partial, |r| &r.partial),
+    };
+    let found = find_groups(&pods, &health);
+    let dead_nodes = health.dead_nodes();
+    let groups = &found.groups;
+    // A bound running out (lost node, NotReady rank) comes with no watch event.
+    let requeue = |d: Duration| {
+        Action::requeue(
+            found
+                .recheck
+                .map_or(d, |r| d.min(r + Duration::from_secs(1))),
+        )
+    };
+    status.replicas = groups
+        .iter()
+        .filter(|g| g.observed.broken.is_none())
+        .count() as i32;
     status.ready_replicas = groups.iter().filter(|g| g.observed.ready).count() as i32;
 
     // Validate.
-    let validated = match validate(&model.spec, &ctx.catalog) {
+    let validated = match validate(&model.spec, &ctx.catalog, &ctx.config) {
         Ok(v) => v,
         Err(invalid) => {
             set(
@@ -82,6 +116,12 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
         }
     };
     status.desired_replicas = validated.replicas as i32;
+
+    // Retire what no plan is needed for: orphans, broken groups, surplus slots.
+    children::delete_pods(&ctx, &ns, &found.orphans, &dead_nodes).await?;
+    let observed: Vec<_> = groups.iter().map(|g| g.observed.clone()).collect();
+    let retired = rollout::retire(validated.replicas, &observed);
+    children::delete_groups(&ctx, &model, &ns, &retired, groups, &dead_nodes).await?;
 
     // Plan.
     let pools = ctx.pools.borrow().clone();
@@ -116,7 +156,7 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
             );
             status.plan = previous.plan.clone();
             finish(&ctx, &model, &previous, status, Some((u.reason, u.message))).await?;
-            return Ok(Action::requeue(IDLE_REQUEUE));
+            return Ok(requeue(IDLE_REQUEUE));
         }
     };
     let plan_status = placement.status();
@@ -153,28 +193,61 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
         model_name: &name,
         namespace: &ns,
         owner,
+        spec: &model.spec,
         validated: &validated,
         placement: &placement,
         config: &ctx.config,
         catalog: &ctx.catalog,
+        previous: previous.resolved.as_ref(),
     });
+    status.resolved = Some(w.resolved.clone());
     let desired_services = services::services(&w);
 
     // Apply: Services (skipped when the live digest matches), then groups.
     children::sync_services(&ctx, &ns, &lp, &desired_services).await?;
+    super::network_policy::sync(&ctx, &model).await?;
     // KEDA ScaledObject when autoscaling.provider=keda; removed otherwise (if it exists).
     crate::autoscale::scaled_object::sync(&ctx, &model).await;
-    children::delete_pods(&ctx, &ns, &orphans).await?;
 
-    let observed: Vec<_> = groups.iter().map(|g| g.observed.clone()).collect();
     let room = placement.surge_room(validated.replicas);
     let limits = RolloutLimits::resolve(
         validated.rollout.max_surge,
         validated.rollout.max_unavailable,
         room,
     );
-    let actions = rollout::step(validated.replicas, &w.template_hash, &observed, limits);
-    children::apply_actions(&ctx, &model, &actions, &groups, &w).await?;
+    let mut actions = rollout::step(validated.replicas, &w.template_hash, &observed, limits);
+    actions.delete.retain(|d| !retired.contains(d));
+    children::delete_groups(&ctx, &model, &ns, &actions.delete, groups, &dead_nodes).await?;
+    // After a refusal, creations wait for the backoff; deletions above never do.
+    let backing_off = refused.as_ref().and_then(|r| r.wait());
+    let mut create_refused = refused.as_ref().map(|r| r.message.clone());
+    let mut retry_in = backing_off;
+    if backing_off.is_none() && !actions.create.is_empty() {
+        match children::create_groups(&ctx, &model, &actions.create, groups, &w).await {
+            None => {
+                ctx.creation.succeeded(&model_key);
+                create_refused = None;
+            }
+            Some(r) => {
+                let wait = ctx
+                    .creation
+                    .failed(&model_key, r.groups.clone(), r.message.clone());
+                let note = format!(
+                    "creating pods of group(s) {} failed, retrying in {}s: {}",
+                    r.groups.iter().cloned().collect::<Vec<_>>().join(", "),
+                    wait.as_secs(),
+                    r.message
+                );
+                event(&ctx, &model, true, "CreateFailed", note).await;
+                create_refused = Some(r.message);
+                retry_in = Some(wait);
+            }
+        }
+    } else if actions.create.is_empty() && backing_off.is_none() {
+        // Nothing left to create: an earlier refusal no longer matters.
+        ctx.creation.succeeded(&model_key);
+        create_refused = None;
+    }
 
     // Status.
     let current_pods: Vec<&Pod> = groups
@@ -189,8 +262,9 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
             groups: &observed,
             hash: &w.template_hash,
             replicas: validated.replicas,
-            actions_pending: !actions.is_empty(),
+            actions_pending: !actions.is_empty() || !retired.is_empty(),
             unschedulable: unschedulable(&current_pods),
+            create_refused,
         },
         generation,
     );
@@ -210,11 +284,24 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
         .set(ready.into());
 
     finish(&ctx, &model, &previous, status, None).await?;
-    Ok(Action::requeue(if converged {
-        IDLE_REQUEUE
-    } else {
-        BUSY_REQUEUE
-    }))
+    Ok(match retry_in {
+        Some(wait) => requeue(wait.max(BUSY_REQUEUE / 5)),
+        None if converged => requeue(IDLE_REQUEUE),
+        None => requeue(BUSY_REQUEUE),
+    })
+}
+
+/// Since when each node of the model's pods is unreachable, from the Node cache.
+fn lost_nodes(ctx: &Context, pods: &[Pod]) -> BTreeMap<String, Timestamp> {
+    pods.iter()
+        .filter_map(|p| p.spec.as_ref()?.node_name.as_deref())
+        .collect::<BTreeSet<&str>>()
+        .into_iter()
+        .filter_map(|n| {
+            let node = ctx.nodes.get(&ObjectRef::<Node>::new(n))?;
+            Some((n.to_string(), node_lost_since(&node)?))
+        })
+        .collect()
 }
 
 /// Writes status only when it changed, and an Event when a refusal is new.

@@ -1,5 +1,10 @@
 //! `deepseek-operator run`: wires watches, the Node cache, leader election and the HTTP
 //! endpoints around the reconciler, and shuts down gracefully on SIGTERM.
+//!
+//! In namespaced mode (`--namespaces a,b`) one controller runs per namespace, each
+//! watching models, pods and services of its namespace only; they share the context, the
+//! Node cache and the shutdown. Simpler than merging namespaced streams into one
+//! controller, and each namespace's watches need only that namespace's Role.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,11 +12,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use deepseek_planner::Catalog;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{watcher, Controller};
-use kube::{Api, Client};
+use kube::Client;
 use tokio::sync::mpsc;
 
 use super::context::Context;
@@ -20,6 +25,7 @@ use super::leader::{self, LeaderOptions};
 use super::metrics::Metrics;
 use super::nodes;
 use super::reconcile::{error_policy, reconcile};
+use super::scope::Scope;
 use crate::api::DeepSeekModel;
 use crate::build::labels;
 use crate::config::OperatorConfig;
@@ -33,6 +39,8 @@ pub struct RunOptions {
     pub lease_name: String,
     pub identity: String,
     pub lease_duration_seconds: u64,
+    /// The namespaces to watch.
+    pub scope: Scope,
 }
 
 fn load_config(path: Option<&str>) -> anyhow::Result<OperatorConfig> {
@@ -162,6 +170,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         pools,
         metrics,
         recorder: Recorder::new(client.clone(), reporter),
+        scope: opts.scope.clone(),
+        creation: Default::default(),
     });
 
     let owned =
@@ -186,22 +196,43 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     };
     // The built-in autoscaler runs only here, on the leader, until the controller stops.
     let autoscaler = tokio::spawn(crate::autoscale::run(ctx.clone()));
-    Controller::new(
-        Api::<DeepSeekModel>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .owns(Api::<Pod>::all(client.clone()), owned.clone())
-    .owns(Api::<Service>::all(client.clone()), owned)
-    .reconcile_all_on(tokio_stream::wrappers::ReceiverStream::new(trigger_rx))
-    .graceful_shutdown_on(stop)
-    .run(reconcile, error_policy, ctx)
-    .for_each(|res| async move {
-        match res {
-            Ok((obj, _)) => tracing::debug!(model = %obj.name, "reconciled"),
-            Err(e) => tracing::debug!(error = %e, "reconcile error"),
+    tracing::info!(scope = %opts.scope.describe(), "watching models");
+    let stop = stop.shared();
+    let models = opts.scope.apis::<DeepSeekModel>(&client);
+    let pods = opts.scope.apis::<Pod>(&client);
+    let services = opts.scope.apis::<Service>(&client);
+    // A change of pools re-plans every model of every controller.
+    let mut triggers = Vec::new();
+    let mut controllers = Vec::new();
+    for ((models, pods), services) in models.into_iter().zip(pods).zip(services) {
+        let (tx, rx) = mpsc::channel::<()>(16);
+        triggers.push(tx);
+        controllers.push(
+            Controller::new(models, watcher::Config::default())
+                .owns(pods, owned.clone())
+                .owns(services, owned.clone())
+                .reconcile_all_on(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .graceful_shutdown_on(stop.clone())
+                .run(reconcile, error_policy, ctx.clone())
+                .for_each(|res| async move {
+                    match res {
+                        Ok((obj, _)) => tracing::debug!(model = %obj.name, "reconciled"),
+                        Err(e) => tracing::debug!(error = %e, "reconcile error"),
+                    }
+                })
+                .boxed(),
+        );
+    }
+    let fan_out = tokio::spawn(async move {
+        let mut rx = trigger_rx;
+        while rx.recv().await.is_some() {
+            for tx in &triggers {
+                let _ = tx.try_send(());
+            }
         }
-    })
-    .await;
+    });
+    futures::future::join_all(controllers).await;
+    fan_out.abort();
     autoscaler.abort();
     if lost.load(Ordering::Relaxed) {
         anyhow::bail!("lost the leader lease; exiting so a fresh standby takes over");

@@ -3,6 +3,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+#[cfg(test)]
+use crate::rollout::Fault;
 use crate::rollout::ObservedGroup;
 
 pub const PLANNED: &str = "Planned";
@@ -53,6 +55,8 @@ pub struct WorkloadView<'a> {
     pub actions_pending: bool,
     /// The scheduler's message for a pod of the current template it cannot place.
     pub unschedulable: Option<String>,
+    /// The API server's refusal of the last pod creation, while backing off.
+    pub create_refused: Option<String>,
 }
 
 /// Sets Scheduled, Available, Progressing and Degraded from what was observed, and
@@ -100,12 +104,17 @@ pub fn workload_conditions(
         && v.groups.len() as u32 == desired;
     let reason = if converged {
         "Complete"
+    } else if v.create_refused.is_some() {
+        "CreateFailed"
     } else if v.groups.iter().any(|g| g.hash != v.hash) {
         "RollingOut"
     } else {
         "Scaling"
     };
-    let msg = format!("{current} of {desired} groups at template {}", v.hash);
+    let msg = match &v.create_refused {
+        Some(refusal) if !converged => format!("creating pods failed: {refusal}"),
+        _ => format!("{current} of {desired} groups at template {}", v.hash),
+    };
     set(
         previous,
         out,
@@ -116,12 +125,25 @@ pub fn workload_conditions(
         generation,
     );
 
-    let broken = v.groups.iter().filter(|g| g.broken).count();
-    let (degraded, reason, msg) = if broken > 0 {
+    let broken: Vec<_> = v.groups.iter().filter_map(|g| g.broken).collect();
+    let (degraded, reason, msg) = if let Some(first) = broken.first() {
+        let mut kinds: Vec<&str> = broken.iter().map(|f| f.describe()).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
         (
             true,
-            "GroupFailed",
-            format!("{broken} group(s) lost a rank and are being recreated"),
+            first.reason(),
+            format!(
+                "{} group(s) broken ({}); recreating each whole",
+                broken.len(),
+                kinds.join(", ")
+            ),
+        )
+    } else if let Some(refusal) = &v.create_refused {
+        (
+            true,
+            "CreateFailed",
+            format!("creating pods failed: {refusal}"),
         )
     } else if v.unschedulable.is_some() {
         (
@@ -145,7 +167,8 @@ mod tests {
             slot,
             hash: hash.into(),
             ready,
-            broken,
+            broken: broken.then_some(Fault::RankRestarted),
+            incomplete: false,
         }
     }
 
@@ -170,6 +193,7 @@ mod tests {
             replicas: 2,
             actions_pending: false,
             unschedulable: None,
+            create_refused: None,
         };
         let (c, converged) = conditions(&v);
         assert!(converged);
@@ -189,6 +213,7 @@ mod tests {
             replicas: 1,
             actions_pending: false,
             unschedulable: None,
+            create_refused: None,
         };
         let (c, converged) = conditions(&v);
         assert!(!converged);
@@ -202,9 +227,10 @@ mod tests {
             replicas: 1,
             actions_pending: true,
             unschedulable: None,
+            create_refused: None,
         };
         let (c, _) = conditions(&v);
-        assert_eq!(reason(&c, DEGRADED), ("True", "GroupFailed"));
+        assert_eq!(reason(&c, DEGRADED), ("True", "RankRestarted"));
         assert_eq!(reason(&c, AVAILABLE), ("False", "ReplicasNotReady"));
 
         let v = WorkloadView {
@@ -213,6 +239,7 @@ mod tests {
             replicas: 1,
             actions_pending: true,
             unschedulable: Some("0/13 nodes are available".into()),
+            create_refused: None,
         };
         let (c, _) = conditions(&v);
         assert_eq!(reason(&c, SCHEDULED), ("False", "Unschedulable"));
@@ -228,6 +255,7 @@ mod tests {
             replicas: 0,
             actions_pending: false,
             unschedulable: None,
+            create_refused: None,
         };
         let (c, converged) = conditions(&v);
         assert!(converged);
@@ -255,5 +283,37 @@ mod tests {
             get(&third, PLANNED).map(|c| c.status.as_str()),
             Some("False")
         );
+    }
+
+    #[test]
+    fn refused_creations_and_the_kind_of_failure_are_reported() {
+        let v = WorkloadView {
+            groups: &[],
+            hash: "h",
+            replicas: 1,
+            actions_pending: true,
+            unschedulable: None,
+            create_refused: Some("exceeded quota: pods=1".into()),
+        };
+        let (c, converged) = conditions(&v);
+        assert!(!converged);
+        assert_eq!(reason(&c, DEGRADED), ("True", "CreateFailed"));
+        assert_eq!(reason(&c, PROGRESSING), ("True", "CreateFailed"));
+        assert!(get(&c, DEGRADED).is_some_and(|c| c.message.contains("exceeded quota")));
+
+        let mut lost = group(0, "h", false, true);
+        lost.broken = Some(Fault::NodeLost);
+        let groups = [lost];
+        let v = WorkloadView {
+            groups: &groups,
+            hash: "h",
+            replicas: 1,
+            actions_pending: true,
+            unschedulable: None,
+            create_refused: None,
+        };
+        let (c, _) = conditions(&v);
+        assert_eq!(reason(&c, DEGRADED), ("True", "NodeLost"));
+        assert!(get(&c, DEGRADED).is_some_and(|c| c.message.contains("unreachable")));
     }
 }

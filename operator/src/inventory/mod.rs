@@ -2,6 +2,7 @@
 //! declared pools that may scale from zero. Pure: takes Node objects, returns pools.
 
 mod pools;
+pub mod taints;
 
 pub use pools::{fingerprint, memory_gib, pools_from_nodes, Pool, CPU_EXCLUDED_LABELS};
 

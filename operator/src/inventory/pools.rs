@@ -198,7 +198,12 @@ pub fn pools_from_nodes(
     declared: &[DeclaredPool],
 ) -> Vec<Pool> {
     let mut groups: BTreeMap<(&str, u32, String), Vec<NodeView<'_>>> = BTreeMap::new();
-    for node in nodes.iter().copied().filter(|n| usable(n)) {
+    // Control-plane nodes never serve models, whatever their labels and taints say.
+    for node in nodes
+        .iter()
+        .copied()
+        .filter(|n| usable(n) && !super::taints::is_control_plane(n))
+    {
         let Some(v) = view(node) else { continue };
         let (accel, per_node) = match catalog.identify(v.labels) {
             Some(a) if a.resource.is_some() => {

@@ -2,6 +2,7 @@
 //! against the local control plane, its metrics, and manifests from examples/.
 #![allow(dead_code)] // each suite uses a different part
 
+pub mod helm;
 pub mod load;
 
 use std::path::{Path, PathBuf};
@@ -76,6 +77,8 @@ pub struct OperatorOptions<'a> {
     pub leader_election: Option<(&'a str, &'a str)>, // (lease namespace, identity)
     pub kubeconfig: Option<&'a Path>,
     pub config_file: Option<&'a Path>,
+    /// `--namespaces` (namespaced mode), comma-separated.
+    pub namespaces: Option<&'a str>,
 }
 
 fn free_port() -> Result<u16> {
@@ -116,6 +119,9 @@ impl Operator {
         }
         if let Some(cfg) = opts.config_file {
             cmd.arg("--config").arg(cfg);
+        }
+        if let Some(ns) = opts.namespaces {
+            cmd.arg("--namespaces").arg(ns);
         }
         let child = cmd.spawn().context("starting deepseek-operator")?;
         let op = Operator {

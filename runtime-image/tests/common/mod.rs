@@ -36,6 +36,7 @@ pub fn sim_config(nodes: u32, profile: SimProfile) -> LaunchConfig {
         max_num_seqs: 64,
         gpu_memory_utilization: 0.9,
         extra_args: vec![],
+        trust_remote_code: false,
         sim: Some(profile),
     }
 }

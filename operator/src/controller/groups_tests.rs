@@ -1,0 +1,179 @@
+//! Health rules of groups, from pods and nodes written as a kubelet and the node-lifecycle
+//! controller would leave them.
+
+use super::*;
+use serde_json::json;
+
+const T0: &str = "2026-01-01T00:00:00Z";
+
+fn at(secs: i64) -> Timestamp {
+    let t0: Timestamp = T0.parse().expect("valid time");
+    Timestamp::from_second(t0.as_second() + secs).expect("valid time")
+}
+
+/// A rank of group `h-0` of 2 on `node`: phase, Ready (with its transition second) and
+/// restarts.
+fn pod(rank: u32, node: &str, phase: &str, ready: bool, since: i64, restarts: i32) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {
+            "name": format!("m-h-0-{rank}"),
+            "labels": {
+                labels::GROUP: "0",
+                labels::GROUP_ID: "h-0",
+                labels::TEMPLATE_HASH: "h",
+                labels::GROUP_SIZE: "2",
+            }
+        },
+        "spec": {"nodeName": node, "containers": []},
+        "status": {
+            "phase": phase,
+            "conditions": [{
+                "type": "Ready",
+                "status": if ready { "True" } else { "False" },
+                "lastTransitionTime": at(since).to_string(),
+            }],
+            "containerStatuses": [{
+                "name": "engine", "image": "i", "imageID": "", "ready": ready,
+                "restartCount": restarts,
+            }]
+        }
+    }))
+    .expect("valid pod")
+}
+
+fn running(rank: u32, node: &str) -> Pod {
+    pod(rank, node, "Running", true, 0, 0)
+}
+
+struct World {
+    now: i64,
+    lost: BTreeMap<String, Timestamp>,
+    partial: BTreeSet<String>,
+}
+
+impl World {
+    fn at(now: i64) -> World {
+        World {
+            now,
+            lost: BTreeMap::new(),
+            partial: BTreeSet::new(),
+        }
+    }
+
+    fn inputs(&self) -> HealthInputs<'_> {
+        HealthInputs {
+            now: at(self.now),
+            lost_nodes: &self.lost,
+            unreachable_timeout: Duration::from_secs(60),
+            not_ready_timeout: Duration::from_secs(120),
+            partially_created: &self.partial,
+        }
+    }
+
+    fn judge(&self, pods: &[Pod]) -> (ObservedGroup, Option<Duration>) {
+        let found = find_groups(pods, &self.inputs());
+        assert_eq!(found.groups.len(), 1);
+        (found.groups[0].observed.clone(), found.recheck)
+    }
+}
+
+#[test]
+fn a_healthy_group_is_ready_and_needs_no_recheck() {
+    let (g, recheck) = World::at(500).judge(&[running(0, "a"), running(1, "b")]);
+    assert!(g.ready && g.broken.is_none() && !g.incomplete);
+    assert_eq!(recheck, None);
+}
+
+#[test]
+fn a_node_lost_past_the_bound_breaks_the_group() {
+    let pods = [running(0, "a"), running(1, "b")];
+    let mut w = World::at(100);
+    w.lost.insert("b".into(), at(70));
+    // 30 s into the 60 s bound: still whole, look again in 30 s.
+    let (g, recheck) = w.judge(&pods);
+    assert_eq!(g.broken, None);
+    assert_eq!(recheck, Some(Duration::from_secs(30)));
+    assert!(w.inputs().dead_nodes().is_empty());
+    w.now = 130;
+    let (g, recheck) = w.judge(&pods);
+    assert_eq!(g.broken, Some(Fault::NodeLost));
+    assert!(!g.ready);
+    assert_eq!(recheck, None);
+    assert_eq!(w.inputs().dead_nodes(), BTreeSet::from(["b".to_string()]));
+}
+
+#[test]
+fn a_restarted_rank_breaks_the_group() {
+    let pods = [running(0, "a"), pod(1, "b", "Running", true, 0, 1)];
+    let (g, _) = World::at(10).judge(&pods);
+    assert_eq!(g.broken, Some(Fault::RankRestarted));
+}
+
+#[test]
+fn a_rank_not_ready_past_the_bound_breaks_a_serving_group_only() {
+    let serving = [running(0, "a"), pod(1, "b", "Running", false, 100, 0)];
+    let (g, recheck) = World::at(200).judge(&serving);
+    assert_eq!(g.broken, None);
+    assert_eq!(recheck, Some(Duration::from_secs(20)));
+    let (g, _) = World::at(220).judge(&serving);
+    assert_eq!(g.broken, Some(Fault::RankNotReady));
+    // Every rank still loading its weights, for a long time: not a fault.
+    let loading = [
+        pod(0, "a", "Running", false, 0, 0),
+        pod(1, "b", "Running", false, 0, 0),
+    ];
+    let (g, recheck) = World::at(3600).judge(&loading);
+    assert_eq!(g.broken, None);
+    assert_eq!(recheck, None);
+}
+
+#[test]
+fn missing_ranks_of_a_group_that_never_started_are_only_incomplete() {
+    let pending = [pod(0, "a", "Pending", false, 0, 0)];
+    let (g, _) = World::at(10).judge(&pending);
+    assert_eq!(g.broken, None);
+    assert!(g.incomplete && !g.ready);
+    // Once a rank ran, a missing rank means the group lost it...
+    let started = [running(0, "a")];
+    let (g, _) = World::at(10).judge(&started);
+    assert_eq!(g.broken, Some(Fault::RankMissing));
+    // ...unless this operator saw the group's creation fail part-way.
+    let mut w = World::at(10);
+    w.partial.insert("h-0".into());
+    let (g, _) = w.judge(&started);
+    assert_eq!(g.broken, None);
+    assert!(g.incomplete);
+    // A dead rank is a failure even in a group never completed.
+    let mut dead = pod(0, "a", "Failed", false, 0, 0);
+    dead.metadata.name = Some("m-h-0-0".into());
+    let (g, _) = w.judge(&[dead]);
+    assert_eq!(g.broken, Some(Fault::RankFailed));
+}
+
+#[test]
+fn unreachable_nodes_are_recognised_by_taint_or_ready() {
+    let node = |v: serde_json::Value| -> Node { serde_json::from_value(v).expect("valid node") };
+    let healthy = node(json!({
+        "metadata": {"name": "a"},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+    }));
+    assert_eq!(node_lost_since(&healthy), None);
+    let unknown = node(json!({
+        "metadata": {"name": "a"},
+        "status": {"conditions": [{
+            "type": "Ready", "status": "Unknown", "lastTransitionTime": at(5).to_string()
+        }]}
+    }));
+    assert_eq!(node_lost_since(&unknown), Some(at(5)));
+    let tainted = node(json!({
+        "metadata": {"name": "a"},
+        "spec": {"taints": [{
+            "key": "node.kubernetes.io/unreachable", "effect": "NoExecute",
+            "timeAdded": at(3).to_string()
+        }]},
+        "status": {"conditions": [{
+            "type": "Ready", "status": "Unknown", "lastTransitionTime": at(5).to_string()
+        }]}
+    }));
+    assert_eq!(node_lost_since(&tainted), Some(at(3)));
+}

@@ -1,0 +1,59 @@
+//! Keeping a model's NetworkPolicy in line with the operator configuration (called by the
+//! reconcile before any pod is created): enabled, the policy is applied with server-side
+//! apply when the live one's digest differs, so a steady state writes nothing; disabled,
+//! the operator's policy is deleted if it exists. A failure fails the reconcile: pods of a
+//! model are not started without the isolation the administrator asked for.
+
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Resource, ResourceExt};
+
+use super::apply;
+use super::context::Context;
+use super::error::Error;
+use crate::api::{DeepSeekModel, FIELD_MANAGER};
+use crate::build::labels;
+use crate::build::network_policy::{network_policy, network_policy_name};
+
+pub async fn sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), Error> {
+    let ns = model
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let model_name = model.name_any();
+    let name = network_policy_name(&model_name);
+    let api = Api::<NetworkPolicy>::namespaced(ctx.client.clone(), &ns);
+    let live = api.get_opt(&name).await.map_err(|source| Error::Read {
+        what: format!("network policy {ns}/{name}"),
+        source,
+    })?;
+    let cfg = &ctx.config.network_policy;
+    if !cfg.enabled {
+        let ours = live.as_ref().is_some_and(|l| {
+            l.labels().get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGER)
+        });
+        if ours {
+            apply::delete::<NetworkPolicy>(ctx, &ns, &name).await?;
+        }
+        return Ok(());
+    }
+    let owner = model
+        .controller_owner_ref(&())
+        .ok_or(Error::MissingField("metadata.uid"))?;
+    let desired = network_policy(&model_name, &ns, owner, cfg);
+    let digest = |p: &NetworkPolicy| p.annotations().get(labels::SPEC_DIGEST).cloned();
+    if live.as_ref().and_then(digest) == digest(&desired) {
+        return Ok(());
+    }
+    ctx.metrics.write("apply", "networkpolicies");
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&desired),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|source| Error::Apply {
+        what: format!("network policy {ns}/{name}"),
+        source,
+    })
+}

@@ -1,0 +1,360 @@
+//! End to end on the real control plane: replica groups survive real failures. A node
+//! lost under a running 2-pod group, a rank whose container restarted, scaling to zero a
+//! model that cannot be placed, and a ResourceQuota that refuses part of a group.
+//!
+//! The groups run on nodes of a stand-in kubelet (`failures/fake_kubelet.rs`), not KWOK's,
+//! so that a test can kill one node without disturbing the shared cluster.
+
+mod common;
+#[path = "failures/fake_kubelet.rs"]
+mod fake_kubelet;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use common::*;
+use deepseek_e2e::wait::{wait_for, wait_for_state};
+use deepseek_e2e::Cluster;
+use deepseek_operator::api::{AcceleratorSelector, DeepSeekModel};
+use fake_kubelet::{running_status, FakeNodes};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod, ResourceQuota};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(120);
+/// Time allowed beyond the configured bound: the operator's recheck, deletions, the
+/// scheduler and the stand-in kubelet.
+const MARGIN: Duration = Duration::from_secs(60);
+const UNREACHABLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// R1 INT8 on the test's own Ascend 910B nodes: one group of two 8-NPU pods.
+fn model(name: &str, nodes: &FakeNodes) -> Result<DeepSeekModel> {
+    let mut m = example("r1-int8-ascend.yaml")?;
+    m.metadata.name = Some(name.into());
+    m.spec.accelerator = Some(AcceleratorSelector {
+        vendor: m.spec.accelerator.and_then(|a| a.vendor),
+        node_selector: Some(nodes.selector()),
+        tolerations: Some(vec![nodes.toleration()]),
+        ..Default::default()
+    });
+    Ok(m)
+}
+
+fn node_of(p: &Pod) -> String {
+    p.spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_default()
+}
+
+fn uids(pods: &[Pod]) -> BTreeSet<String> {
+    pods.iter().filter_map(|p| p.metadata.uid.clone()).collect()
+}
+
+/// Starts the operator with `config` as its configuration file.
+async fn operator_with(cluster: &Cluster, run: &str, config: &str) -> Result<Operator> {
+    let path = cluster.state_dir().join(format!("{run}-operator.yaml"));
+    std::fs::write(&path, config)?;
+    Operator::start(
+        cluster,
+        OperatorOptions {
+            config_file: Some(&path),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// Records every reason the model's Degraded condition had while True.
+fn watch_degraded(
+    api: Api<DeepSeekModel>,
+    name: &str,
+) -> (Arc<Mutex<Vec<String>>>, tokio::task::JoinHandle<()>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let task = {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            let mut stream = watcher(api, cfg).applied_objects().boxed();
+            while let Some(Ok(m)) = stream.next().await {
+                if let Some((status, reason, _)) = condition(&m, "Degraded") {
+                    if status == "True" {
+                        if let Ok(mut s) = seen.lock() {
+                            s.push(reason);
+                        }
+                    }
+                }
+            }
+        })
+    };
+    (seen, task)
+}
+
+#[tokio::test]
+async fn a_lost_node_gets_its_group_recreated_on_healthy_nodes() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::ensure().await?;
+    install_crd(&cluster).await?;
+    let ns = cluster.namespace("lost-node").await?;
+    let nodes = FakeNodes::start(&cluster, ns.name(), 3).await?;
+    let config = format!(
+        "unreachableNodeTimeoutSeconds: {}\n",
+        UNREACHABLE_TIMEOUT.as_secs()
+    );
+    let op = operator_with(&cluster, ns.name(), &config).await?;
+    let models: Api<DeepSeekModel> = ns.api();
+    let pods: Api<Pod> = ns.api();
+    apply_model(&models, &model("lost", &nodes)?).await?;
+    let before = wait_groups(&pods, "lost", 1, 2, T)
+        .await
+        .with_context(|| op.log_tail())?;
+
+    let (degraded, watch) = watch_degraded(models.clone(), "lost");
+    let victim = node_of(&before[1]);
+    let lost_at = Instant::now();
+    nodes.kill(&victim).await?;
+    let after = wait_for_state(
+        UNREACHABLE_TIMEOUT + MARGIN,
+        "the group runs again on healthy nodes and nothing is left on the lost node",
+        || async {
+            let all = model_pods(&pods, "lost").await?;
+            let stuck: Vec<String> = all
+                .iter()
+                .filter(|p| node_of(p) == victim)
+                .map(|p| p.name_any())
+                .collect();
+            let ok = stuck.is_empty() && all.len() == 2 && all.iter().all(is_running_ready);
+            let seen: Vec<(String, String)> =
+                all.iter().map(|p| (p.name_any(), node_of(p))).collect();
+            Ok(if ok { Ok(all) } else { Err((stuck, seen)) })
+        },
+    )
+    .await
+    .with_context(|| op.log_tail())?;
+    let took = lost_at.elapsed();
+    eprintln!("lost node {victim}: group Running again on healthy nodes after {took:?}");
+    ensure!(
+        uids(&after).is_disjoint(&uids(&before)),
+        "the group was recreated whole, the healthy rank included"
+    );
+    ensure!(
+        after
+            .iter()
+            .all(|p| p.metadata.deletion_timestamp.is_none()),
+        "no pod of the new group is terminating"
+    );
+    wait_condition(&models, "lost", "Degraded", "False", T).await?;
+    watch.abort();
+    let reasons = degraded.lock().map(|d| d.clone()).unwrap_or_default();
+    ensure!(
+        reasons.iter().any(|r| r == "NodeLost"),
+        "Degraded was True with reason NodeLost while the group was broken: {reasons:?}"
+    );
+    drop(nodes);
+    ns.finish().await
+}
+
+#[tokio::test]
+async fn a_restarted_rank_recreates_its_whole_group() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::ensure().await?;
+    install_crd(&cluster).await?;
+    let ns = cluster.namespace("rank-restart").await?;
+    let nodes = FakeNodes::start(&cluster, ns.name(), 2).await?;
+    let op = operator_with(&cluster, ns.name(), "{}\n").await?;
+    let models: Api<DeepSeekModel> = ns.api();
+    let pods: Api<Pod> = ns.api();
+    apply_model(&models, &model("restart", &nodes)?).await?;
+    let before = wait_groups(&pods, "restart", 1, 2, T)
+        .await
+        .with_context(|| op.log_tail())?;
+    let (degraded, watch) = watch_degraded(models.clone(), "restart");
+
+    // The worker's container restarts (OOM-killed, say): the kubelet reports it.
+    let worker = before
+        .iter()
+        .find(|p| p.labels().get("inference.deepseek-operator.dev/rank") == Some(&"1".into()))
+        .context("the group has a rank 1")?;
+    pods.patch_status(
+        &worker.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(running_status(worker, true, 1)),
+    )
+    .await?;
+
+    let after = wait_for(T, "a new group replaces the whole old one", || async {
+        let all = model_pods(&pods, "restart").await?;
+        let ok = all.len() == 2
+            && all.iter().all(is_running_ready)
+            && uids(&all).is_disjoint(&uids(&before));
+        Ok(ok.then_some(all))
+    })
+    .await
+    .with_context(|| op.log_tail())?;
+    wait_condition(&models, "restart", "Degraded", "False", T).await?;
+    watch.abort();
+    let reasons = degraded.lock().map(|d| d.clone()).unwrap_or_default();
+    ensure!(
+        reasons.iter().any(|r| r == "RankRestarted"),
+        "Degraded was True with reason RankRestarted while the group was broken: {reasons:?}"
+    );
+    ensure!(after.len() == 2);
+    drop(nodes);
+    ns.finish().await
+}
+
+#[tokio::test]
+async fn scaling_an_unplaceable_model_to_zero_deletes_its_groups() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::ensure().await?;
+    install_crd(&cluster).await?;
+    let ns = cluster.namespace("unplaceable").await?;
+    let nodes = FakeNodes::start(&cluster, ns.name(), 2).await?;
+    let op = operator_with(&cluster, ns.name(), "{}\n").await?;
+    let models: Api<DeepSeekModel> = ns.api();
+    let pods: Api<Pod> = ns.api();
+    let mut m = model("idle", &nodes)?;
+    apply_model(&models, &m).await?;
+    wait_groups(&pods, "idle", 1, 2, T)
+        .await
+        .with_context(|| op.log_tail())?;
+
+    // Cordoned nodes are no capacity: the pool is gone and the model cannot be placed.
+    let node_api: Api<Node> = Api::all(cluster.client());
+    for n in &nodes.names {
+        node_api
+            .patch(
+                n,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"unschedulable": true}})),
+            )
+            .await?;
+    }
+    wait_condition(&models, "idle", "Planned", "False", T)
+        .await
+        .with_context(|| op.log_tail())?;
+
+    m.spec.replicas = Some(0);
+    apply_model(&models, &m).await?;
+    wait_for(T, "every pod of the unplaceable model is gone", || async {
+        Ok(model_pods(&pods, "idle").await?.is_empty().then_some(()))
+    })
+    .await
+    .with_context(|| op.log_tail())?;
+    drop(nodes);
+    ns.finish().await
+}
+
+/// Refusals of pod creation published as Events (counting an Event's repeats).
+async fn refusals(events: &Api<Event>, model: &str) -> Result<Vec<String>> {
+    Ok(events
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("CreateFailed"))
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(model))
+        .flat_map(|e| {
+            let n = e.series.as_ref().map_or(1, |s| s.count.max(1));
+            std::iter::repeat_n(e.note.clone().unwrap_or_default(), n as usize)
+        })
+        .collect())
+}
+
+#[tokio::test]
+async fn a_quota_short_of_a_group_is_reported_and_not_looped() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::ensure().await?;
+    install_crd(&cluster).await?;
+    let ns = cluster.namespace("quota").await?;
+    let nodes = FakeNodes::start(&cluster, ns.name(), 2).await?;
+    let op = operator_with(&cluster, ns.name(), "{}\n").await?;
+    let models: Api<DeepSeekModel> = ns.api();
+    let pods: Api<Pod> = ns.api();
+    let quotas: Api<ResourceQuota> = ns.api();
+    let quota: ResourceQuota = serde_json::from_value(json!({
+        "metadata": {"name": "pods"}, "spec": {"hard": {"pods": "1"}}
+    }))?;
+    quotas.create(&PostParams::default(), &quota).await?;
+    // Admission refuses every pod until the quota controller has filled in the status.
+    wait_for(T, "the quota controller computed the quota", || async {
+        let q = quotas.get("pods").await?;
+        Ok(q.status.and_then(|s| s.hard).map(|_| ()))
+    })
+    .await?;
+
+    // Every pod uid ever seen, and every deletion.
+    let seen: Arc<Mutex<(BTreeSet<String>, usize)>> = Arc::default();
+    let watch = {
+        let (seen, pods) = (seen.clone(), pods.clone());
+        tokio::spawn(async move {
+            let mut stream = watcher(pods, watcher::Config::default()).boxed();
+            while let Some(Ok(ev)) = stream.next().await {
+                let Ok(mut s) = seen.lock() else { break };
+                match ev {
+                    watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
+                        s.0.extend(p.metadata.uid);
+                    }
+                    watcher::Event::Delete(_) => s.1 += 1,
+                    _ => {}
+                }
+            }
+        })
+    };
+
+    apply_model(&models, &model("partial", &nodes)?).await?;
+    let events: Api<Event> = ns.api();
+    let notes = wait_for(
+        T,
+        "two refused attempts were reported as Events",
+        || async {
+            let notes = refusals(&events, "partial").await?;
+            Ok((notes.len() >= 2).then_some(notes))
+        },
+    )
+    .await
+    .with_context(|| op.log_tail())?;
+    ensure!(
+        notes.iter().all(|n| n.contains("exceeded quota")),
+        "the Event carries the API server's answer: {notes:?}"
+    );
+    let (reason, message) = wait_condition(&models, "partial", "Degraded", "True", T).await?;
+    ensure!(
+        reason == "CreateFailed" && message.contains("exceeded quota"),
+        "Degraded reports the refusal: {reason}: {message}"
+    );
+    let (created, deleted) = seen.lock().map(|s| (s.0.clone(), s.1)).unwrap_or_default();
+    ensure!(
+        created.len() == 1 && deleted == 0,
+        "the rank that fit was kept, not recreated: {} pod(s) created, {deleted} deleted",
+        created.len()
+    );
+
+    // Room for the whole group: the missing rank is added to the group already there.
+    quotas
+        .patch(
+            "pods",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"hard": {"pods": "2"}}})),
+        )
+        .await?;
+    let group = wait_groups(&pods, "partial", 1, 2, T)
+        .await
+        .with_context(|| op.log_tail())?;
+    wait_condition(&models, "partial", "Degraded", "False", T).await?;
+    watch.abort();
+    let (all, deleted) = seen.lock().map(|s| (s.0.clone(), s.1)).unwrap_or_default();
+    ensure!(
+        created.is_subset(&uids(&group)) && all.len() == 2 && deleted == 0,
+        "completed in place: {} pod(s) ever created, {deleted} deleted",
+        all.len()
+    );
+    drop(nodes);
+    ns.finish().await
+}
