@@ -20,6 +20,7 @@ fn cfg(engine: Engine, vendor: &str, nodes: u32) -> LaunchConfig {
         max_num_seqs: 64,
         gpu_memory_utilization: 0.9,
         extra_args: vec![],
+        trust_remote_code: false,
         sim: None,
     }
 }
