@@ -381,28 +381,43 @@ pub fn readiness_patch(ready: bool, message: &str) -> serde_json::Value {
     serde_json::json!({"status": {"conditions": [condition("ContainersReady"), condition("Ready")]}})
 }
 
+/// A pod to probe: name, IP, whether a launcher runs for it, and the `Ready` condition
+/// (verdict, message) it carries now.
+struct ProbeTarget {
+    name: String,
+    ip: Ipv4Addr,
+    has_launcher: bool,
+    reported: Option<(bool, String)>,
+}
+
 /// Probes every running pod and writes its readiness where it changed.
 async fn probe(api: &Api<Pod>, http: &reqwest::Client, shared: &Mutex<Shared>, pods: &[Pod]) {
-    let targets: Vec<(String, Ipv4Addr, bool, Option<(bool, String)>)> = {
+    let targets: Vec<ProbeTarget> = {
         let Ok(s) = shared.lock() else { return };
         pods.iter()
             .filter_map(|p| {
                 let ip = eligible(p)?;
                 let has_launcher = p.uid().is_some_and(|u| s.procs.contains_key(&u));
-                Some((p.name_any(), ip, has_launcher, ready_condition(p)))
+                Some(ProbeTarget {
+                    name: p.name_any(),
+                    ip,
+                    has_launcher,
+                    reported: ready_condition(p),
+                })
             })
             .collect()
     };
     let probes = targets
         .iter()
-        .map(|(_, ip, has, _)| probe_one(http, *ip, *has));
+        .map(|t| probe_one(http, t.ip, t.has_launcher));
     // Concurrently: a slow launcher must not delay the other pods' reports.
     let results = futures::future::join_all(probes).await;
-    for ((name, _, _, reported), (ready, message)) in targets.iter().zip(results) {
+    for (t, (ready, message)) in targets.iter().zip(results) {
         // Written only when the verdict or its reason changed: a steady state writes nothing.
-        if reported.as_ref() == Some(&(ready, message.clone())) {
+        if t.reported.as_ref() == Some(&(ready, message.clone())) {
             continue;
         }
+        let name = &t.name;
         let patch = readiness_patch(ready, &message);
         if let Err(e) = api
             .patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))

@@ -159,10 +159,7 @@ async fn the_leaders_prestop_drain_answers_once_the_engine_stopped() {
     let (status, text) = s.await.expect("task").expect("the stream completes");
     assert_eq!(status, 200);
     assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
-    assert_eq!(
-        drained.map(|(s, b)| (s, b)),
-        Some((200, "drained".to_string()))
-    );
+    assert_eq!(drained, Some((200, "drained".to_string())));
     let (status, err) = l.wait_exit(Duration::from_secs(30));
     assert!(status.success(), "{status}: {err}");
 }
