@@ -547,4 +547,31 @@ mod tests {
         .is_none());
         assert!(plan_launch(&pod("y", "g", "1", Some("127.1.0.7"), "Pending"), &leaders).is_none());
     }
+
+    #[test]
+    fn readiness_patch_sets_both_conditions_and_reads_back() {
+        let patch = readiness_patch(false, "not ready: missing ranks [1]");
+        let conditions = patch["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let types: Vec<&str> = conditions
+            .iter()
+            .filter_map(|c| c["type"].as_str())
+            .collect();
+        assert_eq!(types, ["ContainersReady", "Ready"]);
+        assert!(conditions.iter().all(|c| c["status"] == "False"));
+        let mut p = pod("l", "g", "0", Some("127.1.0.5"), "Running");
+        let status: k8s_openapi::api::core::v1::PodStatus =
+            serde_json::from_value(patch["status"].clone()).unwrap_or_default();
+        p.status = Some(status);
+        assert_eq!(
+            ready_condition(&p),
+            Some((false, "not ready: missing ranks [1]".to_string()))
+        );
+        let ok = readiness_patch(true, "ready");
+        assert!(ok["status"]["conditions"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().all(|c| c["status"] == "True")));
+    }
 }
