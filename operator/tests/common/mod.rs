@@ -169,6 +169,11 @@ impl Operator {
             .sum())
     }
 
+    /// Whether the process is still running (not exited, not restarted).
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
