@@ -8,7 +8,16 @@
 //! rank 0 of the same group. Only loopback pod IPs are served. A process stops when its
 //! pod goes away; [`SimFleet::set_paused`] stops them all (a metrics outage) until resumed;
 //! dropping the fleet kills every process (each runs in its own process group, so the sim
-//! engine the launcher started goes too).
+//! engine the launcher started goes too). [`SimOptions::hold_rank`] keeps the launchers of
+//! one rank from starting (a rank that never joins) until [`SimFleet::release_rank`].
+//!
+//! Readiness: KWOK runs no probes. With [`SimOptions::probe_readiness`] the fleet is the
+//! pods' readiness prober, as a kubelet would be: every poll it asks each pod's launcher
+//! for `/readyz` and writes the pod's `Ready` and `ContainersReady` conditions through the
+//! status subresource when they change (a pod with no launcher running is not ready). KWOK
+//! itself marks pods Ready when they start, except operator pods in namespaces named
+//! [`PROBED_NAMESPACE_PREFIX`]`*` (e2e/kwok/pod-ready-probed.yaml), which start not ready,
+//! so a test that probes should create its namespace with that prefix.
 //!
 //! ```no_run
 //! # async fn example(ns: &deepseek_e2e::TestNamespace) -> anyhow::Result<()> {
@@ -17,7 +26,7 @@
 //! # drop(fleet); Ok(()) }
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -26,8 +35,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
+use deepseek_engine::{LAUNCHER_PORT, READINESS_PATH};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::ListParams;
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -37,6 +47,11 @@ pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=deepseek-operat
 const GROUP_ID: &str = "inference.deepseek-operator.dev/group-id";
 const RANK: &str = "inference.deepseek-operator.dev/rank";
 const POLL: Duration = Duration::from_millis(250);
+/// Prefix of namespaces whose operator pods KWOK starts not ready, leaving `Ready` to a
+/// fleet with [`SimOptions::probe_readiness`].
+pub const PROBED_NAMESPACE_PREFIX: &str = "probed-";
+/// The kubelet's default readiness-probe timeout.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 const RESTART_BACKOFF: Duration = Duration::from_secs(1);
 
 /// How to run the launchers.
@@ -48,6 +63,10 @@ pub struct SimOptions {
     pub env: Vec<(String, String)>,
     /// Where each process writes its log (`<dir>/sim-<pod>.log`).
     pub log_dir: PathBuf,
+    /// Report each pod's readiness from its launcher's `/readyz` (see the module docs).
+    pub probe_readiness: bool,
+    /// Ranks whose launchers are not started (until [`SimFleet::release_rank`]).
+    pub held_ranks: BTreeSet<u32>,
 }
 
 impl SimOptions {
@@ -56,7 +75,21 @@ impl SimOptions {
             launcher,
             env: vec![("DSO_DRAIN_SECONDS".into(), "1".into())],
             log_dir: std::env::temp_dir().join("deepseek-sim-logs"),
+            probe_readiness: false,
+            held_ranks: BTreeSet::new(),
         }
+    }
+
+    /// The fleet writes the pods' `Ready` conditions from their launchers' `/readyz`.
+    pub fn probe_readiness(mut self) -> Self {
+        self.probe_readiness = true;
+        self
+    }
+
+    /// Launchers of pods with this rank are not started: the rank never joins its group.
+    pub fn hold_rank(mut self, rank: u32) -> Self {
+        self.held_ranks.insert(rank);
+        self
     }
 
     /// Adds an environment variable for every launcher.
@@ -137,6 +170,7 @@ struct Shared {
     exited: HashMap<String, Instant>,
     paused: bool,
     started_total: u64,
+    held_ranks: BTreeSet<u32>,
 }
 
 impl Shared {
@@ -271,6 +305,10 @@ fn sync(shared: &Mutex<Shared>, opts: &SimOptions, pods: &[Pod]) {
         if s.procs.contains_key(&uid) {
             continue;
         }
+        let rank = pod.labels().get(RANK).and_then(|r| r.parse::<u32>().ok());
+        if rank.is_some_and(|r| s.held_ranks.contains(&r)) {
+            continue;
+        }
         if s.exited
             .get(&uid)
             .is_some_and(|t| t.elapsed() < RESTART_BACKOFF)
@@ -295,18 +333,126 @@ fn sync(shared: &Mutex<Shared>, opts: &SimOptions, pods: &[Pod]) {
     }
 }
 
+/// The pod's `Ready` condition as (status, message), if any.
+fn ready_condition(pod: &Pod) -> Option<(bool, String)> {
+    let c = pod
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")?;
+    Some((c.status == "True", c.message.clone().unwrap_or_default()))
+}
+
+/// What a kubelet's readiness probe would conclude for a pod, and why.
+async fn probe_one(http: &reqwest::Client, ip: Ipv4Addr, has_launcher: bool) -> (bool, String) {
+    if !has_launcher {
+        return (false, "no launcher runs for this pod".into());
+    }
+    let url = format!("http://{ip}:{LAUNCHER_PORT}{READINESS_PATH}");
+    match http.get(&url).send().await {
+        Ok(r) => {
+            let ok = r.status().is_success();
+            let body = r.text().await.unwrap_or_default();
+            (ok, format!("{url}: {}", body.trim()))
+        }
+        Err(e) => (false, format!("{url}: {e}")),
+    }
+}
+
+/// The strategic-merge patch of a pod's status setting Ready and ContainersReady (both
+/// merged by type into the existing conditions, as the kubelet's status manager writes).
+pub fn readiness_patch(ready: bool, message: &str) -> serde_json::Value {
+    let status = if ready { "True" } else { "False" };
+    let reason = if ready {
+        "ProbeSucceeded"
+    } else {
+        "ContainersNotReady"
+    };
+    let now =
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    let condition = |type_: &str| {
+        serde_json::json!({
+            "type": type_, "status": status, "reason": reason, "message": message,
+            "lastTransitionTime": now,
+        })
+    };
+    serde_json::json!({"status": {"conditions": [condition("ContainersReady"), condition("Ready")]}})
+}
+
+/// A pod to probe: name, IP, whether a launcher runs for it, and the `Ready` condition
+/// (verdict, message) it carries now.
+struct ProbeTarget {
+    name: String,
+    ip: Ipv4Addr,
+    has_launcher: bool,
+    reported: Option<(bool, String)>,
+}
+
+/// Probes every running pod and writes its readiness where it changed.
+async fn probe(api: &Api<Pod>, http: &reqwest::Client, shared: &Mutex<Shared>, pods: &[Pod]) {
+    let targets: Vec<ProbeTarget> = {
+        let Ok(s) = shared.lock() else { return };
+        pods.iter()
+            .filter_map(|p| {
+                let ip = eligible(p)?;
+                let has_launcher = p.uid().is_some_and(|u| s.procs.contains_key(&u));
+                Some(ProbeTarget {
+                    name: p.name_any(),
+                    ip,
+                    has_launcher,
+                    reported: ready_condition(p),
+                })
+            })
+            .collect()
+    };
+    let probes = targets
+        .iter()
+        .map(|t| probe_one(http, t.ip, t.has_launcher));
+    // Concurrently: a slow launcher must not delay the other pods' reports.
+    let results = futures::future::join_all(probes).await;
+    for (t, (ready, message)) in targets.iter().zip(results) {
+        // Written only when the verdict or its reason changed: a steady state writes nothing.
+        if t.reported.as_ref() == Some(&(ready, message.clone())) {
+            continue;
+        }
+        let name = &t.name;
+        let patch = readiness_patch(ready, &message);
+        if let Err(e) = api
+            .patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
+            .await
+        {
+            eprintln!("deepseek-e2e sim: writing the readiness of pod {name}: {e}");
+        }
+    }
+}
+
 impl SimFleet {
     /// Starts serving the operator-managed pods of `namespace` (polled every 250 ms).
     pub fn start(client: Client, namespace: &str, opts: SimOptions) -> SimFleet {
-        let shared = Arc::new(Mutex::new(Shared::default()));
+        let shared = Arc::new(Mutex::new(Shared {
+            held_ranks: opts.held_ranks.clone(),
+            ..Shared::default()
+        }));
         let api: Api<Pod> = Api::namespaced(client, namespace);
         let task = {
             let shared = shared.clone();
             tokio::spawn(async move {
                 let lp = ListParams::default().labels(MANAGED_SELECTOR);
+                let http = reqwest::Client::builder()
+                    .no_proxy()
+                    .timeout(PROBE_TIMEOUT)
+                    .build()
+                    .unwrap_or_default();
                 loop {
                     match api.list(&lp).await {
-                        Ok(list) => sync(&shared, &opts, &list.items),
+                        Ok(list) => {
+                            sync(&shared, &opts, &list.items);
+                            if opts.probe_readiness {
+                                probe(&api, &http, &shared, &list.items).await;
+                            }
+                        }
                         Err(e) => eprintln!("deepseek-e2e sim: listing pods: {e}"),
                     }
                     tokio::time::sleep(POLL).await;
@@ -333,6 +479,13 @@ impl SimFleet {
             .lock()
             .map(|s| s.procs.values().map(|p| (p.pod.clone(), p.ip)).collect())
             .unwrap_or_default()
+    }
+
+    /// Starts the launchers of `rank` from now on (see [`SimOptions::hold_rank`]).
+    pub fn release_rank(&self, rank: u32) {
+        if let Ok(mut s) = self.shared.lock() {
+            s.held_ranks.remove(&rank);
+        }
     }
 
     /// Launchers started so far (restarts included).
@@ -393,5 +546,32 @@ mod tests {
         )
         .is_none());
         assert!(plan_launch(&pod("y", "g", "1", Some("127.1.0.7"), "Pending"), &leaders).is_none());
+    }
+
+    #[test]
+    fn readiness_patch_sets_both_conditions_and_reads_back() {
+        let patch = readiness_patch(false, "not ready: missing ranks [1]");
+        let conditions = patch["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let types: Vec<&str> = conditions
+            .iter()
+            .filter_map(|c| c["type"].as_str())
+            .collect();
+        assert_eq!(types, ["ContainersReady", "Ready"]);
+        assert!(conditions.iter().all(|c| c["status"] == "False"));
+        let mut p = pod("l", "g", "0", Some("127.1.0.5"), "Running");
+        let status: k8s_openapi::api::core::v1::PodStatus =
+            serde_json::from_value(patch["status"].clone()).unwrap_or_default();
+        p.status = Some(status);
+        assert_eq!(
+            ready_condition(&p),
+            Some((false, "not ready: missing ranks [1]".to_string()))
+        );
+        let ok = readiness_patch(true, "ready");
+        assert!(ok["status"]["conditions"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().all(|c| c["status"] == "True")));
     }
 }

@@ -30,7 +30,8 @@ pub use command::{CommandLine, LaunchSteps};
 pub use config::{LaunchConfig, RenderError, Role, SimProfile};
 pub use lifecycle::{
     termination_grace_period_seconds, DEFAULT_DRAIN_SECONDS, DRAIN_PATH, RANK_HEALTH_PATH,
-    READINESS_PATH, STOP_MARGIN_SECONDS, TERMINATION_GRACE_PERIOD_SECONDS,
+    READINESS_PATH, READINESS_PROBE_TIMEOUT_SECONDS, STOP_MARGIN_SECONDS,
+    TERMINATION_GRACE_PERIOD_SECONDS,
 };
 pub use order::Stage;
 pub use quantization::Quantization;

@@ -24,6 +24,10 @@ pub const DRAIN_PATH: &str = "/drain";
 /// healthy and (leader) every rank of the group is.
 pub const READINESS_PATH: &str = "/readyz";
 
+/// `timeoutSeconds` the readiness probe needs: the leader's `/readyz` asks its engine and
+/// then every worker (0.7 s each at most), which can exceed the kubelet's default of 1 s.
+pub const READINESS_PROBE_TIMEOUT_SECONDS: i32 = 2;
+
 /// HTTP path on the launcher port that reports one rank's own state (joined, engine up)
 /// without asking the rest of the group; the leader reads it from every worker.
 pub const RANK_HEALTH_PATH: &str = "/rankz";
