@@ -27,6 +27,10 @@ pub struct DeclaredPool {
     pub node_selector: BTreeMap<String, String>,
     #[serde(default)]
     pub taints: Vec<DeclaredTaint>,
+    /// The Karpenter NodePool this pool was read from (never from the configuration file):
+    /// nodes labelled `karpenter.sh/nodepool=<it>` belong to this pool.
+    #[serde(skip)]
+    pub nodepool: Option<String>,
 }
 
 fn default_max_nodes() -> u32 {

@@ -160,8 +160,13 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
         }
     };
     let plan_status = placement.status();
+    // A pool read from a Karpenter NodePool says so: that NodePool creates the nodes.
+    let source = match &placement.pool.nodepool {
+        Some(np) => format!(" (nodes from Karpenter NodePool {np})"),
+        None => String::new(),
+    };
     let plan_msg = format!(
-        "{} x {} per replica ({} node(s) x {}), TP{} x PP{}, {} on pool {}",
+        "{} x {} per replica ({} node(s) x {}), TP{} x PP{}, {} on pool {}{source}",
         plan_status.gpus_per_replica,
         placement.plan.accelerator,
         plan_status.nodes_per_replica,
