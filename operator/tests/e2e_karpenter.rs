@@ -143,7 +143,10 @@ async fn scenario(cluster: &Cluster) -> Result<()> {
         })
         .map(|n| n.name_any())
         .collect();
-    ensure!(gpus.is_empty(), "the cloud topology starts with GPU nodes: {gpus:?}");
+    ensure!(
+        gpus.is_empty(),
+        "the cloud topology starts with GPU nodes: {gpus:?}"
+    );
 
     let launcher = launcher().await?;
     let ns = cluster.namespace("karpenter").await?;

@@ -215,7 +215,12 @@ fn product<'c>(
             match catalog.identify(&l) {
                 Some(a) if !found.iter().any(|f| f.id == a.id) => found.push(a),
                 Some(_) => {}
-                None => return Err(format!("{}={v} is not an accelerator the catalog knows", r.key)),
+                None => {
+                    return Err(format!(
+                        "{}={v} is not an accelerator the catalog knows",
+                        r.key
+                    ))
+                }
             }
         }
     }
@@ -224,7 +229,10 @@ fn product<'c>(
         [] => Err("no label or requirement names an accelerator".into()),
         many => Err(format!(
             "allows several accelerator products ({}); use one NodePool per product",
-            many.iter().map(|a| a.id.as_str()).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|a| a.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
     }
 }

@@ -39,9 +39,14 @@ fn a_gfd_labelled_nodepool_is_a_pool_with_its_limit_as_ceiling() {
     assert_eq!(p.max_nodes, 4, "32 GPUs / 8 per node");
     assert_eq!(p.nodepool.as_deref(), Some("h100"));
     assert_eq!(p.taints.len(), 1);
-    assert_eq!(p.node_selector.get(NODEPOOL_LABEL).map(String::as_str), Some("h100"));
     assert_eq!(
-        p.node_selector.get("node.kubernetes.io/instance-type").map(String::as_str),
+        p.node_selector.get(NODEPOOL_LABEL).map(String::as_str),
+        Some("h100")
+    );
+    assert_eq!(
+        p.node_selector
+            .get("node.kubernetes.io/instance-type")
+            .map(String::as_str),
         Some("p5.48xlarge"),
         "a requirement pinning one value is a label the nodes will carry"
     );
@@ -79,7 +84,11 @@ spec:
         - {key: node.kubernetes.io/instance-type, operator: In, values: [p5.48xlarge, p5e.48xlarge]}
 "#;
     let e = pool(mixed).expect_err("two products");
-    assert!(e.reason.contains("h100-80gb") && e.reason.contains("h200"), "{}", e.reason);
+    assert!(
+        e.reason.contains("h100-80gb") && e.reason.contains("h200"),
+        "{}",
+        e.reason
+    );
 
     let ascend = r#"
 metadata:
@@ -94,7 +103,10 @@ spec:
         - {key: node.kubernetes.io/instance-type, operator: In, values: [some-npu-flavour]}
 "#;
     let p = pool(ascend).expect("pool");
-    assert_eq!((p.product.as_str(), p.accelerators_per_node), ("ascend-910b", 8));
+    assert_eq!(
+        (p.product.as_str(), p.accelerators_per_node),
+        ("ascend-910b", 8)
+    );
     assert_eq!(p.max_nodes, UNLIMITED_NODES, "no limits");
 
     let unknown = ascend.replace(
@@ -144,7 +156,9 @@ status:
     let live: Vec<&Pool> = pools.iter().filter(|p| !p.declared).collect();
     assert_eq!(live.len(), 1);
     assert_eq!(live[0].nodes, vec!["c"]);
-    assert!(np.describe(Catalog::builtin()).contains("Karpenter NodePool h100"));
+    assert!(np
+        .describe(Catalog::builtin())
+        .contains("Karpenter NodePool h100"));
 }
 
 #[test]
@@ -187,4 +201,38 @@ fn the_cloud_topology_nodepools_give_every_shape() {
     );
     assert_eq!(skipped.len(), 1, "{skipped:?}");
     assert_eq!(skipped[0].nodepool, "cpu");
+}
+
+/// The NodePool examples for EKS-, GKE- and AKS-style labels are pools the operator reads.
+#[test]
+fn the_cloud_examples_are_pools() {
+    let cases = [
+        (
+            include_str!("../../../examples/karpenter/eks-h100.yaml"),
+            "h100-80gb",
+            8,
+            4,
+        ),
+        (
+            include_str!("../../../examples/karpenter/gke-h100.yaml"),
+            "h100-80gb",
+            8,
+            2,
+        ),
+        (
+            include_str!("../../../examples/karpenter/aks-mi300x.yaml"),
+            "mi300x",
+            8,
+            2,
+        ),
+    ];
+    for (yaml, product, per_node, max_nodes) in cases {
+        let p = pool(yaml).expect("example is a pool");
+        assert_eq!(
+            (p.product.as_str(), p.accelerators_per_node, p.max_nodes),
+            (product, per_node, max_nodes),
+            "{}",
+            p.name
+        );
+    }
 }

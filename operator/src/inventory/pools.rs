@@ -13,8 +13,8 @@ use k8s_openapi::api::core::v1::{Node, Taint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use sha2::{Digest, Sha256};
 
-use crate::api::Vendor;
 use super::karpenter::NODEPOOL_LABEL;
+use crate::api::Vendor;
 use crate::config::DeclaredPool;
 
 /// Label keys that identify an accelerator product. A pool's selector is the subset of
