@@ -7,6 +7,8 @@
 //! - a load step adds a second group and Karpenter adds 2 more nodes;
 //! - the load stops, the second group goes, and Karpenter removes its 2 empty nodes
 //!   (WhenEmpty consolidation) without evicting a rank of the group still serving;
+//! - the NodePool's template edited (its nodes drift), Karpenter declines to replace the
+//!   serving group's nodes because its pods carry `karpenter.sh/do-not-disrupt`;
 //! - the model deleted, every node Karpenter made is gone: no GPU held at zero.
 //!
 //! Groups are whole at every step (wait_groups counts pods per group). Reaction times are
@@ -26,8 +28,10 @@ use deepseek_e2e::sim::{SimFleet, SimOptions};
 use deepseek_e2e::wait::wait_for;
 use deepseek_e2e::Cluster;
 use deepseek_operator::api::DeepSeekModel;
-use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{DeleteParams, ListParams};
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+};
 use kube::{Api, ResourceExt};
 
 const T: Duration = Duration::from_secs(300);
@@ -110,6 +114,63 @@ fn on_nodepool_nodes(pods: &[Pod], karpenter: &BTreeSet<String>) -> Result<()> {
     Ok(())
 }
 
+/// Sets (or with `None` removes) an annotation of the NodePool's node template: Karpenter
+/// hashes the template, so a change makes its nodes drift. The operator reads no template
+/// annotation, so its pool and pods do not change.
+async fn set_template_annotation(cluster: &Cluster, value: Option<&str>) -> Result<()> {
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("karpenter.sh", "v1", "NodePool"),
+        "nodepools",
+    );
+    let api: Api<DynamicObject> = Api::all_with(cluster.client(), &ar);
+    let patch = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {
+        "e2e.deepseek.ai/drift": value
+    }}}}});
+    api.patch(NODEPOOL, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+/// NodeClaims of the NodePool whose `Drifted` condition is True, by node name.
+async fn drifted_nodes(cluster: &Cluster) -> Result<BTreeSet<String>> {
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("karpenter.sh", "v1", "NodeClaim"),
+        "nodeclaims",
+    );
+    let api: Api<DynamicObject> = Api::all_with(cluster.client(), &ar);
+    let claims = api
+        .list(&ListParams::default().labels(&format!("karpenter.sh/nodepool={NODEPOOL}")))
+        .await?
+        .items;
+    Ok(claims
+        .iter()
+        .filter(|c| {
+            c.data["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Drifted" && c["status"] == "True")
+            })
+        })
+        .filter_map(|c| c.data["status"]["nodeName"].as_str().map(str::to_string))
+        .collect())
+}
+
+/// Nodes for which Karpenter published DisruptionBlocked naming the do-not-disrupt pod.
+async fn blocked_by_annotation(cluster: &Cluster) -> Result<BTreeSet<String>> {
+    let events: Api<Event> = Api::all(cluster.client());
+    Ok(events
+        .list(&ListParams::default().fields("reason=DisruptionBlocked,involvedObject.kind=Node"))
+        .await?
+        .items
+        .iter()
+        .filter(|e| {
+            e.message
+                .as_deref()
+                .is_some_and(|m| m.contains("karpenter.sh/do-not-disrupt"))
+        })
+        .filter_map(|e| e.involved_object.name.clone())
+        .collect())
+}
+
 fn uids(pods: &[Pod]) -> BTreeSet<String> {
     pods.iter().filter_map(|p| p.metadata.uid.clone()).collect()
 }
@@ -121,11 +182,13 @@ async fn karpenter_adds_whole_groups_of_nodes_and_removes_them_after_scale_down(
     cluster_up("cloud").await?;
     let cluster = Cluster::ensure().await?;
     let result = scenario(&cluster).await;
+    // The NodePool as e2e/karpenter/nodepools.yaml has it (no drift for later runs).
+    let restored = set_template_annotation(&cluster, None).await;
     // Put back what other suites expect (this also stops Karpenter).
     if let Some(t) = previous.filter(|t| !t.ends_with("cloud.yaml")) {
         cluster_up(&t.display().to_string()).await?;
     }
-    result
+    result.and(restored)
 }
 
 async fn scenario(cluster: &Cluster) -> Result<()> {
@@ -191,6 +254,14 @@ async fn scenario(cluster: &Cluster) -> Result<()> {
     let first = wait_groups(&pods, &name, 1, 2, T).await?;
     let running_at = applied.elapsed();
     on_nodepool_nodes(&first, &created)?;
+    for p in &first {
+        let ann = p.metadata.annotations.clone().unwrap_or_default();
+        ensure!(
+            ann.get("karpenter.sh/do-not-disrupt").map(String::as_str) == Some("true"),
+            "{} has no do-not-disrupt annotation",
+            p.name_any()
+        );
+    }
     for n in &created {
         let ips = internal_ips(&nodes.get(n).await?);
         ensure!(
@@ -246,6 +317,33 @@ async fn scenario(cluster: &Cluster) -> Result<()> {
     // Consolidation had its chance (the empty nodes are gone): the serving group is intact.
     wait_groups(&pods, &name, 1, 2, Duration::from_secs(5)).await?;
     ensure!(uids(&model_pods(&pods, &name).await?) == serving);
+
+    // Drift while the group serves: Karpenter would replace the nodes, but the ranks'
+    // do-not-disrupt annotation blocks it (it says so in a DisruptionBlocked Event).
+    set_template_annotation(cluster, Some("1")).await?;
+    wait_for(T, "the serving group's nodes drifted", || async {
+        let d = drifted_nodes(cluster).await?;
+        Ok(left.is_subset(&d).then_some(()))
+    })
+    .await?;
+    wait_for(
+        T,
+        "Karpenter reports the drifted nodes blocked by do-not-disrupt",
+        || async {
+            let b = blocked_by_annotation(cluster).await?;
+            Ok(left.is_subset(&b).then_some(()))
+        },
+    )
+    .await?;
+    wait_groups(&pods, &name, 1, 2, Duration::from_secs(5)).await?;
+    ensure!(
+        uids(&model_pods(&pods, &name).await?) == serving,
+        "a rank was evicted on drift"
+    );
+    ensure!(
+        nodepool_nodes(&nodes, NODEPOOL).await? == left,
+        "a drifted node was replaced"
+    );
 
     // The model deleted: no pod, and every node Karpenter made for it is gone.
     drop(load);

@@ -26,6 +26,9 @@ pub const PER_NODE_ANNOTATION: &str = "inference.deepseek-operator.dev/accelerat
 /// Nodes assumed when a NodePool sets no limit on its accelerators (Karpenter would add
 /// nodes without bound; the planner needs some ceiling for one replica's span).
 pub const UNLIMITED_NODES: u32 = 64;
+/// Karpenter's pod annotation that keeps a node from voluntary disruption while the pod
+/// runs; set on every pod placed on a NodePool's pool.
+pub const DO_NOT_DISRUPT: &str = "karpenter.sh/do-not-disrupt";
 /// Prefix of the pool names made from NodePools (the pool name is a pod label value).
 pub const POOL_PREFIX: &str = "karpenter-";
 

@@ -236,3 +236,54 @@ fn the_cloud_examples_are_pools() {
         );
     }
 }
+
+/// A model placed on a NodePool gets pods that select the NodePool, tolerate its taint and
+/// opt out of Karpenter's voluntary disruption; the same model on live nodes does not.
+#[test]
+fn pods_on_a_nodepool_select_it_and_opt_out_of_disruption() {
+    use crate::api::DeepSeekModel;
+    use crate::build::desired::desired;
+    use crate::config::OperatorConfig;
+
+    let model: DeepSeekModel =
+        serde_yaml::from_str(include_str!("../../../examples/r1-fp8-h100-multinode.yaml"))
+            .expect("example parses");
+    let config = OperatorConfig {
+        declared_pools: vec![pool(H100).expect("pool")],
+        ..OperatorConfig::default()
+    };
+    let d = desired(&model, &[], &config, Catalog::builtin()).expect("desired");
+    assert_eq!(d.pods.len(), 2, "one group of two ranks");
+    for p in &d.pods {
+        let ann = p.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(ann.get(DO_NOT_DISRUPT).map(String::as_str), Some("true"));
+        let labels = p.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(
+            labels
+                .get("inference.deepseek-operator.dev/pool")
+                .map(String::as_str),
+            Some("karpenter-h100")
+        );
+        let spec = p.spec.clone().unwrap_or_default();
+        let text = serde_json::to_string(&spec.affinity).expect("affinity");
+        assert!(
+            text.contains(NODEPOOL_LABEL) && text.contains("\"h100\""),
+            "{text}"
+        );
+    }
+
+    // Without the NodePool it is an ordinary declared pool: no Karpenter annotation.
+    let mut plain = pool(H100).expect("pool");
+    plain.nodepool = None;
+    let config = OperatorConfig {
+        declared_pools: vec![plain],
+        ..OperatorConfig::default()
+    };
+    let d = desired(&model, &[], &config, Catalog::builtin()).expect("desired");
+    assert!(d.pods.iter().all(|p| !p
+        .metadata
+        .annotations
+        .clone()
+        .unwrap_or_default()
+        .contains_key(DO_NOT_DISRUPT)));
+}
