@@ -9,7 +9,9 @@
 //!   (WhenEmpty consolidation) without evicting a rank of the group still serving;
 //! - the NodePool's template edited (its nodes drift), Karpenter declines to replace the
 //!   serving group's nodes because its pods carry `karpenter.sh/do-not-disrupt`;
-//! - the model deleted, every node Karpenter made is gone: no GPU held at zero.
+//! - the model deleted, every node Karpenter made is gone: no GPU held at zero;
+//! - a NodePool whose limit allows 1 of the 2 nodes a group needs is refused at planning
+//!   (`Planned=False`, naming the NodePool): no pod, no node, no half group.
 //!
 //! Groups are whole at every step (wait_groups counts pods per group). Reaction times are
 //! printed for docs/autoscaling.md, never asserted. The test switches the cluster to the
@@ -37,6 +39,16 @@ use kube::{Api, ResourceExt};
 const T: Duration = Duration::from_secs(300);
 const NODEPOOL: &str = "h100";
 const WINDOW_S: u64 = 10;
+/// A NodePool the test adds, with room for one H100 node (8 GPUs) only.
+const SMALL: &str = "h100-one";
+
+fn nodepool_api(cluster: &Cluster) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("karpenter.sh", "v1", "NodePool"),
+        "nodepools",
+    );
+    Api::all_with(cluster.client(), &ar)
+}
 
 /// `e2e/cluster up --topology NAME` (with this process's DSO_* environment): starts or
 /// reuses the cluster and applies the topology (for `cloud`, also Karpenter).
@@ -118,11 +130,7 @@ fn on_nodepool_nodes(pods: &[Pod], karpenter: &BTreeSet<String>) -> Result<()> {
 /// hashes the template, so a change makes its nodes drift. The operator reads no template
 /// annotation, so its pool and pods do not change.
 async fn set_template_annotation(cluster: &Cluster, value: Option<&str>) -> Result<()> {
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("karpenter.sh", "v1", "NodePool"),
-        "nodepools",
-    );
-    let api: Api<DynamicObject> = Api::all_with(cluster.client(), &ar);
+    let api = nodepool_api(cluster);
     let patch = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {
         "e2e.deepseek.ai/drift": value
     }}}}});
@@ -184,11 +192,19 @@ async fn karpenter_adds_whole_groups_of_nodes_and_removes_them_after_scale_down(
     let result = scenario(&cluster).await;
     // The NodePool as e2e/karpenter/nodepools.yaml has it (no drift for later runs).
     let restored = set_template_annotation(&cluster, None).await;
+    let small_gone = match nodepool_api(&cluster)
+        .delete(SMALL, &DeleteParams::default())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    };
     // Put back what other suites expect (this also stops Karpenter).
     if let Some(t) = previous.filter(|t| !t.ends_with("cloud.yaml")) {
         cluster_up(&t.display().to_string()).await?;
     }
-    result.and(restored)
+    result.and(restored).and(small_gone)
 }
 
 async fn scenario(cluster: &Cluster) -> Result<()> {
@@ -353,6 +369,63 @@ async fn scenario(cluster: &Cluster) -> Result<()> {
     })
     .await?;
     wait_node_count(&nodes, 0).await?;
+
+    // A NodePool whose limit fits one of the group's two nodes: refused at planning.
+    let small: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "karpenter.sh/v1",
+        "kind": "NodePool",
+        "metadata": {"name": SMALL},
+        "spec": {
+            "template": {
+                "metadata": {"labels": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}},
+                "spec": {
+                    "nodeClassRef": {"group": "karpenter.kwok.sh", "kind": "KWOKNodeClass", "name": "default"},
+                    "requirements": [{"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["p5.48xlarge"]}],
+                    "taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}],
+                    "expireAfter": "Never"
+                }
+            },
+            "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "5s"},
+            "limits": {"nvidia.com/gpu": "8"}
+        }
+    }))?;
+    nodepool_api(cluster)
+        .patch(
+            SMALL,
+            &PatchParams::apply("e2e-karpenter").force(),
+            &Patch::Apply(&small),
+        )
+        .await?;
+    let mut tight = example("r1-fp8-h100-multinode.yaml")?;
+    tight.metadata.name = Some("r1-one".into());
+    if let Some(a) = tight.spec.accelerator.as_mut() {
+        a.node_selector = Some([("karpenter.sh/nodepool".to_string(), SMALL.to_string())].into());
+    }
+    apply_model(&models, &tight).await?;
+    let (reason, message) = wait_for(
+        T,
+        "r1-one is refused at planning on the small NodePool",
+        || async {
+            let m = models.get("r1-one").await?;
+            Ok(condition(&m, "Planned")
+                .filter(|(s, _, msg)| {
+                    s == "False" && msg.contains(&format!("Karpenter NodePool {SMALL}"))
+                })
+                .map(|(_, r, msg)| (r, msg)))
+        },
+    )
+    .await?;
+    ensure!(reason == "InsufficientAccelerators", "{reason}: {message}");
+    ensure!(
+        model_pods(&pods, "r1-one").await?.is_empty(),
+        "pods of a group the NodePool cannot hold"
+    );
+    ensure!(
+        nodepool_nodes(&nodes, SMALL).await?.is_empty(),
+        "Karpenter made a node for a group that cannot be whole"
+    );
+    eprintln!("limit below one group: {reason}: {message}");
+    models.delete("r1-one", &DeleteParams::default()).await?;
     drop(fleet);
     ns.finish().await
 }
