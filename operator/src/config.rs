@@ -110,6 +110,10 @@ pub struct OperatorConfig {
     /// Seconds a rank may stay NotReady while another rank of its group is Ready before
     /// the whole group is recreated.
     pub rank_not_ready_timeout_seconds: Seconds<120>,
+    /// Seconds some ranks of a group may wait unschedulable while others already hold
+    /// nodes (a node autoscaler provided part of the group) before the group is removed
+    /// and created again, so a half group never holds accelerators forever.
+    pub capacity_pending_timeout_seconds: Seconds<300>,
 }
 
 /// A number of seconds whose default is `DEFAULT`, so a missing field and

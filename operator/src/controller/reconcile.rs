@@ -71,6 +71,7 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
         lost_nodes: &lost_nodes,
         unreachable_timeout: ctx.config.unreachable_node_timeout_seconds.duration(),
         not_ready_timeout: ctx.config.rank_not_ready_timeout_seconds.duration(),
+        capacity_pending_timeout: ctx.config.capacity_pending_timeout_seconds.duration(),
         partially_created: refused.as_ref().map_or(&no_partial, |r| &r.partial),
     };
     let found = find_groups(&pods, &health);
