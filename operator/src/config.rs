@@ -27,6 +27,10 @@ pub struct DeclaredPool {
     pub node_selector: BTreeMap<String, String>,
     #[serde(default)]
     pub taints: Vec<DeclaredTaint>,
+    /// The Karpenter NodePool this pool was read from (never from the configuration file):
+    /// nodes labelled `karpenter.sh/nodepool=<it>` belong to this pool.
+    #[serde(skip)]
+    pub nodepool: Option<String>,
 }
 
 fn default_max_nodes() -> u32 {
@@ -106,6 +110,10 @@ pub struct OperatorConfig {
     /// Seconds a rank may stay NotReady while another rank of its group is Ready before
     /// the whole group is recreated.
     pub rank_not_ready_timeout_seconds: Seconds<120>,
+    /// Seconds some ranks of a group may wait unschedulable while others already hold
+    /// nodes (a node autoscaler provided part of the group) before the group is removed
+    /// and created again, so a half group never holds accelerators forever.
+    pub capacity_pending_timeout_seconds: Seconds<300>,
 }
 
 /// A number of seconds whose default is `DEFAULT`, so a missing field and

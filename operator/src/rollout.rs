@@ -36,6 +36,10 @@ pub enum Fault {
     RankNotReady,
     /// A rank sat on an unreachable node past the bound.
     NodeLost,
+    /// Some ranks were placed on nodes while others stayed unschedulable past the bound
+    /// (a node autoscaler provided part of the group): the placed ranks hold nodes that
+    /// serve nothing, so the group is removed and created again.
+    CapacityPending,
 }
 
 impl Fault {
@@ -47,6 +51,7 @@ impl Fault {
             Fault::RankRestarted => "RankRestarted",
             Fault::RankNotReady => "RankNotReady",
             Fault::NodeLost => "NodeLost",
+            Fault::CapacityPending => "CapacityPending",
         }
     }
 
@@ -57,6 +62,7 @@ impl Fault {
             Fault::RankRestarted => "a rank's container restarted",
             Fault::RankNotReady => "a rank stayed NotReady too long",
             Fault::NodeLost => "a rank's node is unreachable",
+            Fault::CapacityPending => "only part of the group found nodes in time",
         }
     }
 }

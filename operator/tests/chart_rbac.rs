@@ -83,8 +83,14 @@ const MODEL_RULES: &[(&str, &str, &[&str])] = &[
     ),
 ];
 
-/// Cluster-wide in both modes: controller/nodes.rs `watcher(Api::<Node>::all(..), ..)`.
-const NODE_RULES: &[(&str, &str, &[&str])] = &[("", "nodes", &["list", "watch"])];
+/// Cluster-wide in both modes: controller/nodes.rs `watcher(Api::<Node>::all(..), ..)`;
+/// controller/nodepools.rs `watcher(Api::<DynamicObject>::all_with(..), ..)` on Karpenter's
+/// NodePools (cluster-scoped), only once discovery finds the karpenter.sh/v1 API. Nothing
+/// gets a single NodePool.
+const NODE_RULES: &[(&str, &str, &[&str])] = &[
+    ("", "nodes", &["list", "watch"]),
+    ("karpenter.sh", "nodepools", &["list", "watch"]),
+];
 
 /// The leader Lease in the release namespace: kube-lease-manager 0.13.1 (controller/leader.rs)
 /// `LeaseState::get` (`api.get`), `create` (`api.create`, AutoCreate mode) and `patch`
@@ -101,7 +107,8 @@ const KINDS: &[(&str, &str)] = &[
     ("Node", "nodes"),
     ("ScaledObject", "scaledobjects"),
     ("NetworkPolicy", "networkpolicies"),
-    // Generic parameters and dynamic objects (ScaledObjects without compiled types).
+    // Generic parameters and dynamic objects (ScaledObjects and Karpenter NodePools
+    // without compiled types; both have rows).
     ("K", ""),
     ("DynamicObject", "scaledobjects"),
 ];

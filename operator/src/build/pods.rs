@@ -17,6 +17,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::affinity::affinity;
 use super::labels::{self, group_id};
 use super::{dns_name, WeightsVolume, Workload};
+use crate::inventory::karpenter::DO_NOT_DISRUPT;
 
 const MODELS_DIR: &str = "/models";
 const TOKEN_DIR: &str = "/var/run/secrets/huggingface";
@@ -88,10 +89,16 @@ fn pod(w: &Workload, slot: u32, rank: u32) -> Pod {
     );
 
     let name = pod_name(w, slot, rank);
-    let annotations = BTreeMap::from([(
+    let mut annotations = BTreeMap::from([(
         labels::ENGINE_COMMAND.to_string(),
         engine_command(w, slot, rank),
     )]);
+    // On a Karpenter NodePool's nodes, Karpenter's own opt-out keeps consolidation and
+    // drift from evicting one rank of a group (which would take the whole group down);
+    // empty nodes are still removed once the group is gone (docs/autoscaling.md).
+    if w.pool.nodepool.is_some() {
+        annotations.insert(DO_NOT_DISRUPT.to_string(), "true".to_string());
+    }
 
     Pod {
         metadata: ObjectMeta {

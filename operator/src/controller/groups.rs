@@ -10,7 +10,12 @@
 //! - stayed NotReady longer than `rankNotReadyTimeoutSeconds` (from its Ready condition's
 //!   lastTransitionTime) while another rank of the group was Ready. A group whose ranks
 //!   are all still loading weights is never cut short: loading can take many minutes.
-//! - is missing from a group that already started.
+//! - is missing from a group that already started;
+//! - (CapacityPending) stayed unschedulable longer than `capacityPendingTimeoutSeconds`
+//!   (from its PodScheduled=False transition) while another rank of the group holds a
+//!   node: a node autoscaler provided part of the group (NodePool limits, no offering),
+//!   and the placed ranks would hold accelerators that serve nothing. A group with no rank
+//!   placed holds nothing and just waits.
 //!
 //! A group that is missing ranks but never started (no rank ever Ready or Running, none
 //! dead or restarted), or whose creation this operator saw fail part-way, is only
@@ -48,6 +53,7 @@ pub struct HealthInputs<'a> {
     pub lost_nodes: &'a BTreeMap<String, Timestamp>,
     pub unreachable_timeout: Duration,
     pub not_ready_timeout: Duration,
+    pub capacity_pending_timeout: Duration,
     /// Group ids whose creation this operator saw fail part-way.
     pub partially_created: &'a BTreeSet<String>,
 }
@@ -101,6 +107,34 @@ pub fn is_ready(pod: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// When the scheduler last found no node for a rank that is still unplaced.
+fn unschedulable_since(pod: &Pod) -> Option<Timestamp> {
+    if pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_ref())
+        .is_some()
+    {
+        return None;
+    }
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "False")?
+        .last_transition_time
+        .as_ref()
+        .map(|t| t.0)
+}
+
+fn placed(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_ref())
+        .is_some()
 }
 
 fn phase(pod: &Pod) -> Option<&str> {
@@ -175,6 +209,14 @@ fn judge(
             wait(overdue);
         }
     }
+    let mut capacity_pending = false;
+    if pods.iter().any(|p| placed(p)) {
+        for since in pods.iter().filter_map(|p| unschedulable_since(p)) {
+            let overdue = h.overdue(since, h.capacity_pending_timeout);
+            capacity_pending |= overdue >= 0;
+            wait(overdue);
+        }
+    }
     let dead = pods.iter().any(|p| is_dead(p));
     let restart = pods.iter().any(|p| restarted(p));
     let missing = pods.len() < size;
@@ -190,6 +232,8 @@ fn judge(
         Some(Fault::RankMissing)
     } else if not_ready_too_long {
         Some(Fault::RankNotReady)
+    } else if capacity_pending {
+        Some(Fault::CapacityPending)
     } else {
         None
     };

@@ -66,6 +66,7 @@ impl World {
             lost_nodes: &self.lost,
             unreachable_timeout: Duration::from_secs(60),
             not_ready_timeout: Duration::from_secs(120),
+            capacity_pending_timeout: Duration::from_secs(300),
             partially_created: &self.partial,
         }
     }
@@ -176,4 +177,55 @@ fn unreachable_nodes_are_recognised_by_taint_or_ready() {
         }]}
     }));
     assert_eq!(node_lost_since(&tainted), Some(at(3)));
+}
+
+/// A rank the scheduler could not place since `since` (no node: the autoscaler has not
+/// provided one).
+fn unschedulable(rank: u32, since: i64) -> Pod {
+    let mut p = pod(rank, "", "Pending", false, since, 0);
+    if let Some(spec) = p.spec.as_mut() {
+        spec.node_name = None;
+    }
+    if let Some(status) = p.status.as_mut() {
+        status.container_statuses = None;
+        status.conditions = Some(vec![serde_json::from_value(json!({
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": "0/3 nodes are available",
+            "lastTransitionTime": at(since).to_string(),
+        }))
+        .expect("condition")]);
+    }
+    p
+}
+
+#[test]
+fn a_group_only_partly_placed_past_the_bound_is_capacity_pending() {
+    // Rank 0 got a node and waits for its peer; rank 1 found none since t=100.
+    let half = [pod(0, "a", "Running", false, 90, 0), unschedulable(1, 100)];
+    let (g, recheck) = World::at(200).judge(&half);
+    assert_eq!(g.broken, None);
+    assert!(!g.ready);
+    assert_eq!(
+        recheck,
+        Some(Duration::from_secs(200)),
+        "300 s bound from t=100"
+    );
+    let (g, recheck) = World::at(400).judge(&half);
+    assert_eq!(g.broken, Some(Fault::CapacityPending));
+    assert_eq!(recheck, None);
+    assert_eq!(Fault::CapacityPending.reason(), "CapacityPending");
+
+    // No rank placed: the group holds no node and waits as long as it takes.
+    let none = [unschedulable(0, 0), unschedulable(1, 0)];
+    let (g, recheck) = World::at(3600).judge(&none);
+    assert_eq!(g.broken, None);
+    assert_eq!(recheck, None);
+
+    // Both placed (the second after a wait): nothing pending, nothing to bound.
+    let whole = [
+        pod(0, "a", "Running", false, 90, 0),
+        pod(1, "b", "Running", false, 500, 0),
+    ];
+    let (g, _) = World::at(3600).judge(&whole);
+    assert_eq!(g.broken, None);
 }

@@ -11,6 +11,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod network_policy;
+pub mod nodepools;
 pub mod nodes;
 pub mod reconcile;
 pub mod run;

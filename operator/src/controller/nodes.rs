@@ -5,6 +5,9 @@
 //! event is reduced to a digest of what planning reads, pools are regrouped at most every
 //! `DEBOUNCE` and only when some digest changed, and every model is re-planned only when the
 //! pools' fingerprint changed.
+//!
+//! The declared pools are the configuration's plus, when Karpenter runs, one per NodePool
+//! (controller/nodepools.rs); a NodePool change regroups like a node change.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
@@ -64,6 +67,8 @@ pub fn watch_nodes(
     let (reader, writer) = reflector::store::<Node>();
     let (pools_tx, pools_rx) = watch::channel(Arc::new(Vec::new()));
     let store = reader.clone();
+    let mut nodepools = super::nodepools::watch_nodepools(client.clone(), catalog.clone());
+    let mut nodepools_open = true;
     let stream = reflector::reflector(
         writer,
         watcher(Api::<Node>::all(client), super::watch::config()),
@@ -95,6 +100,10 @@ pub fn watch_nodes(
                     Some(Err(e)) => tracing::warn!(error = %e, "node watch error"),
                     None => break,
                 },
+                changed = nodepools.changed(), if nodepools_open => match changed {
+                    Ok(()) => dirty = true,
+                    Err(_) => nodepools_open = false,
+                },
                 _ = tick.tick() => {
                     if !dirty || listing {
                         continue;
@@ -102,7 +111,13 @@ pub fn watch_nodes(
                     dirty = false;
                     let nodes = reader.state();
                     let refs: Vec<&Node> = nodes.iter().map(|n| n.as_ref()).collect();
-                    let pools = pools_from_nodes(&refs, &catalog, &config.declared_pools);
+                    let declared: Vec<_> = config
+                        .declared_pools
+                        .iter()
+                        .chain(nodepools.borrow_and_update().iter())
+                        .cloned()
+                        .collect();
+                    let pools = pools_from_nodes(&refs, &catalog, &declared);
                     let fp = fingerprint(&pools);
                     let _ = pools_tx.send(Arc::new(pools));
                     if last_fingerprint.as_ref() != Some(&fp) {

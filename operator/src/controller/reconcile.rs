@@ -71,6 +71,7 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
         lost_nodes: &lost_nodes,
         unreachable_timeout: ctx.config.unreachable_node_timeout_seconds.duration(),
         not_ready_timeout: ctx.config.rank_not_ready_timeout_seconds.duration(),
+        capacity_pending_timeout: ctx.config.capacity_pending_timeout_seconds.duration(),
         partially_created: refused.as_ref().map_or(&no_partial, |r| &r.partial),
     };
     let found = find_groups(&pods, &health);
@@ -160,8 +161,13 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
         }
     };
     let plan_status = placement.status();
+    // A pool read from a Karpenter NodePool says so: that NodePool creates the nodes.
+    let source = match &placement.pool.nodepool {
+        Some(np) => format!(" (nodes from Karpenter NodePool {np})"),
+        None => String::new(),
+    };
     let plan_msg = format!(
-        "{} x {} per replica ({} node(s) x {}), TP{} x PP{}, {} on pool {}",
+        "{} x {} per replica ({} node(s) x {}), TP{} x PP{}, {} on pool {}{source}",
         plan_status.gpus_per_replica,
         placement.plan.accelerator,
         plan_status.nodes_per_replica,

@@ -1,6 +1,8 @@
 //! What the cluster offers: Nodes grouped into pools of identical accelerators, plus the
-//! declared pools that may scale from zero. Pure: takes Node objects, returns pools.
+//! declared pools that may scale from zero (from the configuration, or read from
+//! Karpenter NodePools). Pure: takes Node and NodePool objects, returns pools.
 
+pub mod karpenter;
 mod pools;
 pub mod taints;
 

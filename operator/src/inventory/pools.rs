@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{Node, Taint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use sha2::{Digest, Sha256};
 
+use super::karpenter::NODEPOOL_LABEL;
 use crate::api::Vendor;
 use crate::config::DeclaredPool;
 
@@ -63,6 +64,8 @@ pub struct Pool {
     pub declared: bool,
     /// Smallest allocatable memory of the pool's nodes, GiB (sizes CPU serving).
     pub node_memory_gib: Option<f64>,
+    /// The Karpenter NodePool that provides the nodes, for a pool read from one.
+    pub nodepool: Option<String>,
 }
 
 impl Pool {
@@ -78,10 +81,10 @@ impl Pool {
             self.nodes.len() as u32
         };
         let noun = if n == 1 { "node" } else { "nodes" };
-        let declared = if self.declared {
-            " (declared, scales from zero)"
-        } else {
-            ""
+        let declared = match (&self.nodepool, self.declared) {
+            (Some(np), _) => format!(" (Karpenter NodePool {np}, scales from zero)"),
+            (None, true) => " (declared, scales from zero)".to_string(),
+            (None, false) => String::new(),
         };
         format!("{n} {noun} of {} x {product}{declared}", self.per_node)
     }
@@ -190,20 +193,38 @@ fn taint_suffix(signature: &str) -> String {
     format!("-t{:02x}{:02x}", digest[0], digest[1])
 }
 
-/// Groups live nodes into pools and appends the declared pools that no live pool already
-/// covers. Nodes whose accelerator the catalog cannot identify are left out.
+/// The NodePool a node was created for, when a declared pool reads that NodePool.
+fn nodepool_of<'a>(node: &'a Node, declared: &[DeclaredPool]) -> Option<&'a str> {
+    let np = node.metadata.labels.as_ref()?.get(NODEPOOL_LABEL)?;
+    declared
+        .iter()
+        .any(|d| d.nodepool.as_deref() == Some(np.as_str()))
+        .then_some(np.as_str())
+}
+
+/// Groups live nodes into pools and appends the declared pools. Nodes a Karpenter NodePool
+/// created belong to that NodePool's pool rather than to a live pool of their own, so a
+/// model keeps its pool while its nodes come and go. Nodes whose accelerator the catalog
+/// cannot identify are left out.
 pub fn pools_from_nodes(
     nodes: &[&Node],
     catalog: &Catalog,
     declared: &[DeclaredPool],
 ) -> Vec<Pool> {
     let mut groups: BTreeMap<(&str, u32, String), Vec<NodeView<'_>>> = BTreeMap::new();
+    let mut by_nodepool: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     // Control-plane nodes never serve models, whatever their labels and taints say.
     for node in nodes
         .iter()
         .copied()
         .filter(|n| usable(n) && !super::taints::is_control_plane(n))
     {
+        if let Some(np) = nodepool_of(node, declared) {
+            if let Some(name) = node.metadata.name.as_ref() {
+                by_nodepool.entry(np).or_default().push(name.clone());
+            }
+            continue;
+        }
         let Some(v) = view(node) else { continue };
         let (accel, per_node) = match catalog.identify(v.labels) {
             Some(a) if a.resource.is_some() => {
@@ -261,6 +282,7 @@ pub fn pools_from_nodes(
             taints: members[0].taints.iter().map(|t| (*t).clone()).collect(),
             declared: false,
             node_memory_gib,
+            nodepool: None,
         });
     }
 
@@ -284,13 +306,18 @@ pub fn pools_from_nodes(
             vendor: a.vendor,
             resource_name: a.resource.clone().unwrap_or_default(),
             per_node: d.accelerators_per_node,
-            nodes: Vec::new(),
+            nodes: d
+                .nodepool
+                .as_deref()
+                .and_then(|np| by_nodepool.get(np).cloned())
+                .unwrap_or_default(),
             max_nodes: d.max_nodes,
             selector: d.node_selector.clone(),
             common_labels: d.node_selector.clone(),
             taints,
             declared: true,
             node_memory_gib: None,
+            nodepool: d.nodepool.clone(),
         });
     }
     pools
