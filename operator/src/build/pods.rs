@@ -223,6 +223,8 @@ fn container(w: &Workload, slot: u32, rank: u32) -> Container {
         }),
         period_seconds: Some(period),
         failure_threshold: Some(failures),
+        // The leader's /readyz asks every rank: more than the kubelet's default 1 s.
+        timeout_seconds: Some(deepseek_engine::READINESS_PROBE_TIMEOUT_SECONDS),
         ..Default::default()
     };
 
