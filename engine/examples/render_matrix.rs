@@ -31,7 +31,14 @@ const POD_IP: &str = "10.0.0.9";
 
 /// (nodes, gpus per node, pipeline stages): one GPU, one node, the catalog's multi-node
 /// shapes with and without pipeline parallelism.
-const SHAPES: [(u32, u32, u32); 6] = [(1, 1, 1), (1, 8, 1), (1, 8, 2), (2, 8, 1), (2, 8, 2), (4, 8, 1)];
+const SHAPES: [(u32, u32, u32); 6] = [
+    (1, 1, 1),
+    (1, 8, 1),
+    (1, 8, 2),
+    (2, 8, 1),
+    (2, 8, 2),
+    (4, 8, 1),
+];
 
 fn main() {
     if std::env::args().any(|a| a == "--pins") {
@@ -48,7 +55,12 @@ fn main() {
         }
         return;
     }
-    let engines = [Engine::Vllm, Engine::Sglang, Engine::VllmAscend, Engine::Llamacpp];
+    let engines = [
+        Engine::Vllm,
+        Engine::Sglang,
+        Engine::VllmAscend,
+        Engine::Llamacpp,
+    ];
     for engine in engines {
         for vendor in ["nvidia", "amd", "ascend", "cpu"] {
             for quant in QUANTIZATIONS {
@@ -96,7 +108,10 @@ fn shapes(engine: Engine) -> Vec<(u32, u32, u32)> {
 /// llama.cpp renders a Hugging Face repo and a local file differently.
 fn models(engine: Engine) -> &'static [&'static str] {
     if engine == Engine::Llamacpp {
-        &["unsloth/DeepSeek-R1-GGUF", "/models/DeepSeek-R1-Q4_K_M.gguf"]
+        &[
+            "unsloth/DeepSeek-R1-GGUF",
+            "/models/DeepSeek-R1-Q4_K_M.gguf",
+        ]
     } else {
         &["deepseek-ai/DeepSeek-R1"]
     }
