@@ -53,6 +53,9 @@ def main():
         problem = check(case, options)
         if problem:
             failures.append((case["shell"], problem))
+    # A flag no engine has must be refused, or this check checks nothing.
+    if check({"argv": ["--no-such-flag-dso"]}, options) is None:
+        failures.append(("llama-server --no-such-flag-dso", "an unknown flag was accepted"))
     for shell, problem in failures:
         print(f"REJECTED: {shell}\n  -> {problem}")
     build = (version.stdout + version.stderr).strip().splitlines()

@@ -49,6 +49,10 @@ def main():
         if problem:
             failures.append((case["shell"], problem))
         logging.disable(logging.WARNING)
+    # A flag no engine has must be refused, or this check checks nothing.
+    probe = {"argv": [*MODULE, "--model-path", "m", "--no-such-flag-dso"]}
+    if check(probe) is None:
+        failures.append((" ".join(probe["argv"]), "an unknown flag was accepted"))
     for shell, problem in failures:
         print(f"REJECTED: {shell}\n  -> {problem}")
     print(f"sglang {sglang.__version__}: {checked} commands, {len(failures)} rejected")

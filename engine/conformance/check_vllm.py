@@ -68,7 +68,7 @@ def parser(ascend):
     return p
 
 
-def check(case, ascend):
+def check(case, parse):
     argv = case["argv"]
     if argv[:1] != ["serve"]:
         return f"not a `vllm serve` command: {argv[:1]}"
@@ -81,7 +81,7 @@ def check(case, ascend):
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
-            args = parser(ascend).parse_args(argv[1:])
+            args = parse(argv[1:])
     except SystemExit:
         return err.getvalue().strip().splitlines()[-1]
     args.subparser = "serve"
@@ -95,17 +95,24 @@ def check(case, ascend):
     return None
 
 
+PROBE = {"argv": ["serve", "m", "--no-such-flag-dso"], "env": []}
+
+
 def main():
     ascend = "--ascend" in sys.argv[1:]
+    parse = parser(ascend).parse_args
     checked, failures = 0, []
     for line in sys.stdin:
         case = json.loads(line)
         if case["program"] != "vllm":
             continue
         checked += 1
-        problem = check(case, ascend)
+        problem = check(case, parse)
         if problem:
             failures.append((case["shell"], problem))
+    # A flag no engine has must be refused, or this check checks nothing.
+    if check(PROBE, parse) is None:
+        failures.append((" ".join(PROBE["argv"]), "an unknown flag was accepted"))
     for shell, problem in failures:
         print(f"REJECTED: {shell}\n  -> {problem}")
     print(f"vllm {vllm.__version__}: {checked} commands, {len(failures)} rejected")
