@@ -21,12 +21,13 @@ def known_options(binary):
     options = set()
     for line in text.splitlines():
         # Option lines start with the spellings, comma separated, then the value and help:
-        # "-c,    --ctx-size N    size of the prompt context ..."
-        head = re.split(r"\s{2,}", line.strip(), maxsplit=1)[0]
-        for word in head.split(","):
-            word = word.strip().split(" ")[0]
-            if re.fullmatch(r"--?[A-Za-z][A-Za-z0-9-]*", word):
-                options.add(word)
+        # "-np,   --parallel N     number of server slots ...". The help starts after the
+        # first wide gap that is not followed by another spelling.
+        if not line.startswith("-"):
+            continue
+        gap = re.search(r"\s{2,}(?![\s-])", line)
+        head = line[: gap.start()] if gap else line
+        options.update(re.findall(r"(?:^|[\s,])(--?[A-Za-z][A-Za-z0-9-]*)", head))
     if len(options) < 50:
         raise SystemExit(f"{binary} --help listed only {len(options)} options:\n{text[:2000]}")
     return options

@@ -27,6 +27,7 @@ os.environ.setdefault("VLLM_PLUGINS", "none")
 
 import vllm.envs  # noqa: E402
 from vllm.engine.arg_utils import AsyncEngineArgs  # noqa: E402
+from vllm.model_executor.layers.quantization import QUANTIZATION_METHODS  # noqa: E402
 from vllm.utils.argparse_utils import FlexibleArgumentParser  # noqa: E402
 
 try:  # the module moved between releases
@@ -55,16 +56,18 @@ def ascend_quantization_method():
 
 def parser(ascend):
     p = make_arg_parser(FlexibleArgumentParser(prog="vllm serve"))
+    methods = list(QUANTIZATION_METHODS)
     if ascend:
-        # vllm-ascend's NPU platform extends the parser when it activates: its
-        # `pre_register_and_update` adds the `ascend` quantization method to the choices.
-        # The platform cannot activate here (vllm_ascend.utils imports torch_npu, which
-        # needs CANN), so apply that one extension with the value read from the installed
-        # vllm-ascend's source, so nothing else is assumed.
-        action = p._option_string_actions["--quantization"]
-        method = ascend_quantization_method()
-        if action.choices is not None and method not in action.choices:
-            action.choices = [*action.choices, method]
+        # vllm-ascend's NPU platform registers one more method when it activates (its
+        # `pre_register_and_update`); it cannot activate here (vllm_ascend.utils imports
+        # torch_npu, which needs CANN), so the name is read from the installed source.
+        methods.append(ascend_quantization_method())
+    action = p._option_string_actions["--quantization"]
+    if action.choices is not None:
+        methods = [m for m in action.choices] + [m for m in methods if m not in action.choices]
+    # The parser takes any string and the model config refuses unknown methods later, at
+    # load time; check the value against the engine's own registry here.
+    action.choices = methods
     return p
 
 
