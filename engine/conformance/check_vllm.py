@@ -3,10 +3,11 @@
 Reads JSON lines from `render_matrix` on stdin (already filtered to one engine) and, for
 every `vllm serve` command, runs what `vllm serve` runs before it loads a model: the
 parser from `make_arg_parser`, `validate_parsed_serve_args`, and the engine arguments
-built from the parsed namespace. Every environment variable named `VLLM_*` that a command
+built from the parsed namespace (vllm-ascend's commands with the quantization method its
+NPU platform adds). Every environment variable named `VLLM_*` that a command
 sets must be one vLLM reads. Prints one line per rejected command and exits 1 if any.
 
-Usage: python check_vllm.py [--ascend] < matrix.jsonl
+Usage: python check_vllm.py < matrix.jsonl
 """
 
 import ast
@@ -102,15 +103,20 @@ PROBE = {"argv": ["serve", "m", "--no-such-flag-dso"], "env": []}
 
 
 def main():
-    ascend = "--ascend" in sys.argv[1:]
-    parse = parser(ascend).parse_args
+    # vllm-ascend's commands get its extension; the others (e.g. AMD's, parsed by the same
+    # vLLM release) the plain parser.
+    parsers = {False: parser(False).parse_args}
+    parse = parsers[False]
     checked, failures = 0, []
     for line in sys.stdin:
         case = json.loads(line)
         if case["program"] != "vllm":
             continue
         checked += 1
-        problem = check(case, parse)
+        ascend = case["engine"] == "vllm-ascend"
+        if ascend not in parsers:
+            parsers[ascend] = parser(ascend).parse_args
+        problem = check(case, parsers[ascend])
         if problem:
             failures.append((case["shell"], problem))
     # A flag no engine has must be refused, or this check checks nothing.
