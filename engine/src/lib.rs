@@ -4,10 +4,10 @@
 //! pod renders the same thing from the same `LaunchConfig` and executes it. One crate,
 //! so the two can never disagree about engine flags. No Kubernetes client here.
 //!
-//! Engine flags were checked against: vLLM v0.11.0 (`vllm serve --help`), SGLang v0.5.3
-//! (`python3 -m sglang.launch_server --help`), vllm-ascend v0.11.0rc0 (same CLI as vLLM
-//! plus the HCCL/GLOO environment of its multi-node guide), llama.cpp server b6700
-//! (`llama-server --help`). The runtime images pin those versions (see `images`).
+//! Engine versions are pinned in [`images::pins`] (vLLM 0.32.0, AMD's vLLM 0.23.0, SGLang
+//! 0.5.23, vllm-ascend 0.23.0, llama.cpp from llama-cpp-python 0.3.36); the runtime images
+//! are built on them. `engine/conformance/run` feeds every command this crate can render to
+//! those engines' own argument parsers (docs/engines.md).
 
 use serde::{Deserialize, Serialize};
 
@@ -41,9 +41,10 @@ pub use render::{render, render_with, validate, RenderOptions};
 pub const ENGINE_PORT: u16 = 8000;
 /// The launcher's port: `/metrics` (normalised), `/healthz`, `/readyz`, rendezvous.
 pub const LAUNCHER_PORT: u16 = 8080;
-/// Ray head port (vLLM multi-node).
+/// Ray head port (vllm-ascend multi-node; vLLM on NVIDIA/AMD no longer uses Ray).
 pub const RAY_PORT: u16 = 6379;
-/// SGLang `--dist-init-addr` port (and the sim's group connection).
+/// The leader's distributed-init port: SGLang `--dist-init-addr`, vLLM `--master-port`
+/// (and the sim's group connection).
 pub const DIST_INIT_PORT: u16 = 29500;
 
 /// Environment variables the controller sets on launcher containers.

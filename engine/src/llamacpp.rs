@@ -1,4 +1,4 @@
-//! `llama-server` (llama.cpp server b6700 flags) for GGUF models on CPU.
+//! `llama-server` (flags of llama.cpp 0c1e57098, from llama-cpp-python 0.3.36) for GGUF models on CPU.
 //!
 //! `-c` is the total context shared by `--parallel` slots, so it is
 //! `max_model_len * max_num_seqs` to give each slot `max_model_len` tokens. A model ending

@@ -1,4 +1,4 @@
-//! `python3 -m sglang.launch_server` (SGLang v0.5.3 flags). Every node runs the same
+//! `python3 -m sglang.launch_server` (SGLang 0.5.23 flags). Every node runs the same
 //! command with its own `--node-rank`; `--tp` is the tensor-parallel size across all
 //! nodes, `--pp-size` the pipeline stages.
 

@@ -1,4 +1,13 @@
-//! `vllm serve` (vLLM v0.11.0 flags) for NVIDIA/AMD and, with HCCL env, vllm-ascend.
+//! `vllm serve` for NVIDIA/AMD (vLLM 0.32.0 flags) and, with HCCL env, vllm-ascend (0.23.0,
+//! which runs vLLM 0.23.0's CLI).
+//!
+//! Multi-node, NVIDIA/AMD: every rank runs `vllm serve` with `--nnodes`, `--node-rank`,
+//! `--master-addr` (the leader) and `--master-port`; workers add `--headless` (no API
+//! server, only their shard of the model executor). This is vLLM's multiprocessing backend
+//! across nodes (torch.distributed, no Ray): one process tree per pod that the launcher
+//! supervises, no Ray head to start first, no Ray in the image, and a worker that fails
+//! exits, so its pod restarts and the group is recreated. vllm-ascend's multi-node guide
+//! for tensor/pipeline parallelism across nodes is still Ray, so Ascend groups keep it.
 //!
 //! Quantization: pre-quantized AWQ/GPTQ/INT8 (compressed-tensors) checkpoints are
 //! auto-detected from the checkpoint's `quantization_config`, and vLLM then picks the
@@ -13,31 +22,31 @@ use crate::render::Ctx;
 use crate::{ascend, ray, CommandLine, Engine, LaunchSteps, Quantization, Role};
 
 pub fn steps(ctx: &Ctx) -> LaunchSteps {
-    let ascend = ctx.cfg.engine == Engine::VllmAscend;
-    if ctx.multi_node() && ctx.role == Role::Worker {
-        let worker = ray::worker(ctx.leader);
-        let worker = if ascend {
-            ascend::with_hccl_env(worker)
-        } else {
-            worker.with_env("VLLM_HOST_IP", POD_IP_PLACEHOLDER)
-        };
-        return LaunchSteps {
-            prepare: Vec::new(),
-            serve: Some(worker),
-        };
-    }
-    let mut prepare = Vec::new();
-    if ctx.multi_node() {
-        let head = ray::head();
-        prepare.push(if ascend {
-            ascend::with_hccl_env(head)
-        } else {
-            head
-        });
+    if ctx.cfg.engine == Engine::VllmAscend {
+        return ascend_steps(ctx);
     }
     LaunchSteps {
+        prepare: Vec::new(),
+        serve: Some(serve(ctx, false)),
+    }
+}
+
+/// vllm-ascend: a Ray head on the leader before `vllm serve`, Ray workers elsewhere.
+fn ascend_steps(ctx: &Ctx) -> LaunchSteps {
+    if ctx.multi_node() && ctx.role == Role::Worker {
+        return LaunchSteps {
+            prepare: Vec::new(),
+            serve: Some(ascend::with_hccl_env(ray::worker(ctx.leader))),
+        };
+    }
+    let prepare = if ctx.multi_node() {
+        vec![ascend::with_hccl_env(ray::head())]
+    } else {
+        Vec::new()
+    };
+    LaunchSteps {
         prepare,
-        serve: Some(serve(ctx, ascend)),
+        serve: Some(serve(ctx, true)),
     }
 }
 
@@ -68,9 +77,22 @@ fn serve(ctx: &Ctx, ascend: bool) -> CommandLine {
         cmd = cmd.arg("--trust-remote-code");
     }
     if ctx.multi_node() {
-        cmd = cmd
-            .flag("--distributed-executor-backend", "ray")
-            .with_env("VLLM_HOST_IP", POD_IP_PLACEHOLDER);
+        cmd = if ascend {
+            cmd.flag("--distributed-executor-backend", "ray")
+        } else {
+            let cmd = cmd
+                .flag("--distributed-executor-backend", "mp")
+                .flag("--nnodes", cfg.nodes)
+                .flag("--node-rank", ctx.rank)
+                .flag("--master-addr", ctx.leader)
+                .flag("--master-port", ctx.dist_port);
+            if ctx.role == Role::Worker {
+                cmd.arg("--headless")
+            } else {
+                cmd
+            }
+        };
+        cmd = cmd.with_env("VLLM_HOST_IP", POD_IP_PLACEHOLDER);
     }
     cmd.args.extend(cfg.extra_args.iter().cloned());
     if ascend {

@@ -1,7 +1,7 @@
 //! Table tests of rendered command lines: each engine x vendor x single/multi-node.
 //!
-//! Flags checked against vLLM v0.11.0, SGLang v0.5.3, vllm-ascend v0.11.0rc0 and
-//! llama.cpp server b6700 (`--help` of each; see engine/src/lib.rs).
+//! These pin the shape of each command; whether the pinned engines accept them is checked by
+//! their own parsers in `engine/conformance/run` (docs/engines.md).
 
 use deepseek_engine::{
     render, render_with, validate, CommandLine, Engine, LaunchConfig, RenderError, RenderOptions,
@@ -199,45 +199,72 @@ fn vllm_family_leader_commands() {
         ] {
             assert_eq!(s.env_value(var), ascend.then_some("eth0"), "{what} {var}");
         }
-        if case.nodes > 1 {
-            assert_eq!(
-                s.flag_value("--distributed-executor-backend"),
-                Some("ray"),
-                "{what}"
-            );
-            assert_eq!(steps.prepare.len(), 1, "{what}");
-            let head = &steps.prepare[0];
-            assert_eq!(head.program, "ray");
-            assert!(
-                head.has_arg("--head") && head.has_arg(&format!("--port={RAY_PORT}")),
-                "{what}"
-            );
-        } else {
-            assert!(steps.prepare.is_empty(), "{what}");
-            assert_eq!(
-                s.flag_value("--distributed-executor-backend"),
-                None,
-                "{what}"
-            );
+        match (case.nodes > 1, ascend) {
+            (true, true) => {
+                assert_eq!(
+                    s.flag_value("--distributed-executor-backend"),
+                    Some("ray"),
+                    "{what}"
+                );
+                assert_eq!(steps.prepare.len(), 1, "{what}");
+                let head = &steps.prepare[0];
+                assert_eq!(head.program, "ray");
+                assert!(
+                    head.has_arg("--head") && head.has_arg(&format!("--port={RAY_PORT}")),
+                    "{what}"
+                );
+            }
+            (true, false) => {
+                // vLLM's own multi-node mode: no Ray head, the leader serves the API.
+                assert!(steps.prepare.is_empty(), "{what}");
+                assert_eq!(
+                    s.flag_value("--distributed-executor-backend"),
+                    Some("mp"),
+                    "{what}"
+                );
+                let nodes = case.nodes.to_string();
+                assert_eq!(s.flag_value("--nnodes"), Some(nodes.as_str()), "{what}");
+                assert_eq!(s.flag_value("--node-rank"), Some("0"), "{what}");
+                assert_eq!(s.flag_value("--master-addr"), Some("leader.group-0"));
+                let port = DIST_INIT_PORT.to_string();
+                assert_eq!(s.flag_value("--master-port"), Some(port.as_str()));
+                assert!(!s.has_arg("--headless"), "{what}");
+            }
+            (false, _) => {
+                assert!(steps.prepare.is_empty(), "{what}");
+                assert_eq!(
+                    s.flag_value("--distributed-executor-backend"),
+                    None,
+                    "{what}"
+                );
+                assert_eq!(s.flag_value("--nnodes"), None, "{what}");
+            }
         }
     }
 }
 
 #[test]
-fn vllm_workers_join_ray_and_block() {
-    for (engine, vendor) in [(Engine::Vllm, "nvidia"), (Engine::VllmAscend, "ascend")] {
-        let c = cfg(engine, vendor, "bf16", 16, 1, 2);
-        let steps = render(&c, 1, "leader.group-0").expect("renders");
-        assert!(steps.prepare.is_empty());
-        let w = steps.serve.expect("worker runs ray");
-        assert_eq!(w.program, "ray");
-        assert!(w.has_arg(&format!("--address=leader.group-0:{RAY_PORT}")));
-        assert!(w.has_arg("--block"));
-        assert_eq!(
-            w.env_value("HCCL_IF_IP"),
-            (engine == Engine::VllmAscend).then_some("$(DSO_POD_IP)")
-        );
-    }
+fn vllm_workers_run_headless_engines_and_ascend_workers_join_ray() {
+    let c = cfg(Engine::Vllm, "nvidia", "bf16", 16, 1, 2);
+    let steps = render(&c, 1, "leader.group-0").expect("renders");
+    assert!(steps.prepare.is_empty());
+    let w = steps.serve.expect("worker runs vllm");
+    assert_eq!(w.program, "vllm");
+    assert!(w.has_arg("--headless"));
+    assert_eq!(w.flag_value("--node-rank"), Some("1"));
+    assert_eq!(w.flag_value("--nnodes"), Some("2"));
+    assert_eq!(w.flag_value("--master-addr"), Some("leader.group-0"));
+    assert_eq!(w.flag_value("--tensor-parallel-size"), Some("16"));
+    assert_eq!(w.env_value("VLLM_HOST_IP"), Some("$(DSO_POD_IP)"));
+
+    let c = cfg(Engine::VllmAscend, "ascend", "bf16", 16, 1, 2);
+    let steps = render(&c, 1, "leader.group-0").expect("renders");
+    assert!(steps.prepare.is_empty());
+    let w = steps.serve.expect("worker runs ray");
+    assert_eq!(w.program, "ray");
+    assert!(w.has_arg(&format!("--address=leader.group-0:{RAY_PORT}")));
+    assert!(w.has_arg("--block"));
+    assert_eq!(w.env_value("HCCL_IF_IP"), Some("$(DSO_POD_IP)"));
 }
 
 #[test]

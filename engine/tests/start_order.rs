@@ -42,13 +42,8 @@ fn multi_node_ranks_start_in_order() {
         (
             Engine::Vllm,
             "nvidia",
-            &[
-                "prepare ray",
-                "open-rendezvous",
-                "await-group",
-                "serve vllm",
-            ],
-            &["join-leader", "await-group", "serve ray"],
+            &["open-rendezvous", "await-group", "serve vllm"],
+            &["join-leader", "await-group", "serve vllm"],
         ),
         (
             Engine::VllmAscend,
@@ -83,7 +78,7 @@ fn multi_node_ranks_start_in_order() {
 
 #[test]
 fn the_ray_head_is_the_leaders_prepare_step_and_workers_dial_it() {
-    let c = cfg(Engine::Vllm, "nvidia", 2);
+    let c = cfg(Engine::VllmAscend, "ascend", 2);
     let leader = render(&c, 0, "leader.group-0").expect("renders");
     let stages = leader.order(Role::Leader);
     let Some(Stage::Prepare(head)) = stages.first() else {

@@ -129,9 +129,13 @@ fn r1_fp8_on_h100_is_one_group_of_two_pods_on_distinct_nodes() {
     let cmd = command(leader);
     assert!(cmd.contains("--tensor-parallel-size 8"), "{cmd}");
     assert!(cmd.contains("--pipeline-parallel-size 2"), "{cmd}");
-    assert!(cmd.contains("ray start --head"), "{cmd}");
+    // vLLM multi-node without Ray: every rank runs vllm serve; workers are headless.
     assert!(
-        command(worker).contains("ray start --address"),
+        cmd.contains("--distributed-executor-backend mp --nnodes 2 --node-rank 0"),
+        "{cmd}"
+    );
+    assert!(
+        command(worker).contains("--node-rank 1") && command(worker).contains("--headless"),
         "{}",
         command(worker)
     );

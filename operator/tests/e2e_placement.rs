@@ -155,7 +155,7 @@ async fn examples_land_on_matching_pools_and_are_garbage_collected() -> Result<(
             args: &[
                 "--tensor-parallel-size 8",
                 "--pipeline-parallel-size 2",
-                "--distributed-executor-backend ray",
+                "--distributed-executor-backend mp",
             ],
         },
         Expect {

@@ -84,11 +84,13 @@ fn render_prints_the_shared_rendering() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     assert!(
-        text.starts_with("ray start --head --port=6379 --node-ip-address=10.0.0.9 && VLLM_HOST_IP=10.0.0.9 vllm serve deepseek-ai/DeepSeek-V3"),
+        text.starts_with("VLLM_HOST_IP=10.0.0.9 vllm serve deepseek-ai/DeepSeek-V3"),
         "{text}"
     );
     assert!(
-        text.contains("--distributed-executor-backend ray"),
+        text.contains(
+            "--distributed-executor-backend mp --nnodes 2 --node-rank 0 --master-addr leader-0"
+        ),
         "{text}"
     );
 }

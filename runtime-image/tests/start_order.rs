@@ -59,26 +59,22 @@ fn stop(ranks: [Launcher; 2]) {
     }
 }
 
-/// vLLM's rendered steps with stand-ins for `ray` and `vllm` that record when they run;
-/// the head takes a second to come up, and the worker is started first.
+/// vLLM's rendered multi-node steps (every rank runs `vllm serve`, workers `--headless`)
+/// with a stand-in `vllm` that records when it runs; the worker is started first.
 #[tokio::test]
-async fn vllm_ray_head_then_joins_then_serve() {
+async fn vllm_ranks_serve_only_once_the_group_joined() {
     let dir = std::env::temp_dir().join(format!("dso-start-order-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let trace = dir.join("trace");
     let _ = std::fs::remove_file(&trace);
     write_script(
         &dir,
-        "ray",
-        r#"case "$*" in
-  *--head*) sleep 1; echo "0 ray head up" >> "$DSO_TEST_TRACE" ;;
-  *) echo "$DSO_TEST_RANK ray worker started" >> "$DSO_TEST_TRACE"; exec sleep 300 ;;
-esac"#,
-    );
-    write_script(
-        &dir,
         "vllm",
-        r#"echo "0 vllm serve started" >> "$DSO_TEST_TRACE"; exec sleep 300"#,
+        r#"case "$*" in
+  *--headless*) echo "$DSO_TEST_RANK vllm headless started" >> "$DSO_TEST_TRACE" ;;
+  *) echo "$DSO_TEST_RANK vllm serve started" >> "$DSO_TEST_TRACE" ;;
+esac
+exec sleep 300"#,
     );
     let path = format!(
         "{}:{}",
@@ -124,14 +120,13 @@ esac"#,
         &flags,
         &env("0"),
     );
-    wait_for_lines(&trace, &["0 vllm serve started", "1 ray worker started"]).await;
+    wait_for_lines(&trace, &["0 vllm serve started", "1 vllm headless started"]).await;
     let lines = trace_lines(&trace);
-    assert_before(&lines, "0 ray head up", "0 open-rendezvous");
     assert_before(&lines, "0 open-rendezvous", "0 accepted rank 1");
     assert_before(&lines, "0 accepted rank 1", "1 join-leader");
-    assert_before(&lines, "1 join-leader", "1 ray worker started");
     assert_before(&lines, "0 accepted rank 1", "0 vllm serve started");
-    assert_before(&lines, "1 await-group", "1 serve ray");
+    assert_before(&lines, "1 await-group", "1 serve vllm");
+    assert_before(&lines, "0 accepted rank 1", "1 vllm headless started");
     stop([leader, worker]);
     let _ = std::fs::remove_dir_all(&dir);
 }

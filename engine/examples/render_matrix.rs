@@ -1,0 +1,146 @@
+//! Prints, as JSON lines, every command the renderer can produce for the real engines:
+//! each engine x vendor x quantization x TP/PP x single/multi-node x rank it accepts.
+//!
+//! `engine/conformance/run` feeds these to the pinned engines' own argument parsers, so the
+//! list comes from the renderer itself rather than from a restatement of its flags. A
+//! combination `validate` refuses is skipped: the operator cannot emit it either.
+//!
+//! Run: `cargo run -q -p deepseek-engine --example render_matrix`; with `--pins` it prints
+//! the pinned engine versions (`name=version` lines) instead, for the conformance script.
+
+use deepseek_engine::images::pins;
+use deepseek_engine::{render, CommandLine, Engine, LaunchConfig, Role};
+use serde_json::json;
+
+const QUANTIZATIONS: [&str; 9] = [
+    "bf16",
+    "fp16",
+    "fp8",
+    "int8",
+    "int4-awq",
+    "int4-gptq",
+    "gguf-q8_0",
+    "gguf-q4_k_m",
+    "gguf-iq1_s",
+];
+
+/// A leader address as the controller writes it (the leader pod's DNS name).
+const LEADER: &str = "r1--a1b2c3-0-0.r1--ranks.team-a.svc";
+/// What the launcher substitutes for `$(DSO_POD_IP)`.
+const POD_IP: &str = "10.0.0.9";
+
+/// (nodes, gpus per node, pipeline stages): one GPU, one node, the catalog's multi-node
+/// shapes with and without pipeline parallelism.
+const SHAPES: [(u32, u32, u32); 6] = [
+    (1, 1, 1),
+    (1, 8, 1),
+    (1, 8, 2),
+    (2, 8, 1),
+    (2, 8, 2),
+    (4, 8, 1),
+];
+
+fn main() {
+    if std::env::args().any(|a| a == "--pins") {
+        for (name, version) in [
+            ("vllm", pins::VLLM),
+            ("torch", pins::TORCH),
+            ("vllm-rocm", pins::VLLM_ROCM),
+            ("sglang", pins::SGLANG),
+            ("vllm-ascend", pins::VLLM_ASCEND),
+            ("vllm-ascend-vllm", pins::VLLM_ASCEND_VLLM),
+            ("llama-cpp-python", pins::LLAMA_CPP_PYTHON),
+        ] {
+            println!("{name}={version}");
+        }
+        return;
+    }
+    let engines = [
+        Engine::Vllm,
+        Engine::Sglang,
+        Engine::VllmAscend,
+        Engine::Llamacpp,
+    ];
+    for engine in engines {
+        for vendor in ["nvidia", "amd", "ascend", "cpu"] {
+            for quant in QUANTIZATIONS {
+                for (nodes, gpn, pp) in shapes(engine) {
+                    for (revision, remote_code) in [(None, false), (Some("4f7c9e1"), true)] {
+                        for model in models(engine) {
+                            let cfg = LaunchConfig {
+                                engine,
+                                vendor: vendor.into(),
+                                model: (*model).into(),
+                                served_model_name: "deepseek-r1".into(),
+                                revision: revision.map(String::from),
+                                quantization: quant.into(),
+                                tensor_parallel: (nodes * gpn / pp).max(1),
+                                pipeline_parallel: pp,
+                                nodes,
+                                gpus_per_node: gpn,
+                                max_model_len: 8192,
+                                max_num_seqs: 64,
+                                gpu_memory_utilization: 0.9,
+                                extra_args: vec![],
+                                trust_remote_code: remote_code,
+                                sim: None,
+                            };
+                            for rank in 0..nodes {
+                                emit(&cfg, rank);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn shapes(engine: Engine) -> Vec<(u32, u32, u32)> {
+    if engine == Engine::Llamacpp {
+        // CPU pods: no accelerators, one node.
+        vec![(1, 0, 1)]
+    } else {
+        SHAPES.to_vec()
+    }
+}
+
+/// llama.cpp renders a Hugging Face repo and a local file differently.
+fn models(engine: Engine) -> &'static [&'static str] {
+    if engine == Engine::Llamacpp {
+        &[
+            "unsloth/DeepSeek-R1-GGUF",
+            "/models/DeepSeek-R1-Q4_K_M.gguf",
+        ]
+    } else {
+        &["deepseek-ai/DeepSeek-R1"]
+    }
+}
+
+fn emit(cfg: &LaunchConfig, rank: u32) {
+    let Ok(steps) = render(cfg, rank, LEADER) else {
+        return;
+    };
+    let role = Role::of_rank(rank);
+    let vars = [("DSO_POD_IP", POD_IP)];
+    let prepare = steps.prepare.iter().map(|c| ("prepare", c));
+    for (step, cmd) in prepare.chain(steps.serve.iter().map(|c| ("serve", c))) {
+        let cmd: CommandLine = cmd.expand(&vars);
+        let line = json!({
+            "engine": cfg.engine,
+            "vendor": cfg.vendor,
+            "quantization": cfg.quantization,
+            "tp": cfg.tensor_parallel,
+            "pp": cfg.pipeline_parallel,
+            "nodes": cfg.nodes,
+            "rank": rank,
+            "role": role,
+            "step": step,
+            "program": cmd.program,
+            "argv": cmd.args,
+            "env": cmd.env,
+            "shell": cmd.to_shell(),
+        });
+        println!("{line}");
+    }
+}
