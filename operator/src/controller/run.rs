@@ -125,8 +125,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 namespace: opts.lease_namespace.clone(),
                 lease_name: opts.lease_name.clone(),
                 identity: opts.identity.clone(),
-                duration_seconds: opts.lease_duration_seconds,
-                grace_seconds: (opts.lease_duration_seconds / 3).max(1),
+                timing: leader::Timing::from_seconds(opts.lease_duration_seconds)
+                    .map_err(anyhow::Error::msg)?,
             },
         )
         .await
@@ -176,24 +176,17 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     let owned =
         watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
-    let lost = Arc::new(AtomicBool::new(false));
-    let stop = {
-        let shutdown = shutdown();
-        let lost = lost.clone();
-        async move {
-            match leadership {
-                Some(mut rx) => {
-                    tokio::select! {
-                        _ = shutdown => {}
-                        _ = async { while rx.changed().await.is_ok() { if !*rx.borrow() { break; } } } => {
-                            lost.store(true, Ordering::Relaxed);
-                        }
-                    }
-                }
-                None => shutdown.await,
+    // Losing the lease (or passing the renew deadline) ends `run` at once, with no
+    // graceful shutdown: an in-flight reconcile must not get to write (leader.rs).
+    let lost = async move {
+        match leadership {
+            Some(mut rx) => {
+                let _ = rx.wait_for(|leading| !*leading).await;
             }
+            None => futures::future::pending::<()>().await,
         }
     };
+    let stop = shutdown();
     // The built-in autoscaler runs only here, on the leader, until the controller stops.
     let autoscaler = tokio::spawn(crate::autoscale::run(ctx.clone()));
     tracing::info!(scope = %opts.scope.describe(), "watching models");
@@ -231,12 +224,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             }
         }
     });
-    futures::future::join_all(controllers).await;
+    tokio::select! {
+        _ = futures::future::join_all(controllers) => {}
+        _ = lost => {
+            anyhow::bail!("lost the leader lease (or could not renew it in time); exiting so a fresh standby takes over");
+        }
+    }
     fan_out.abort();
     autoscaler.abort();
-    if lost.load(Ordering::Relaxed) {
-        anyhow::bail!("lost the leader lease; exiting so a fresh standby takes over");
-    }
     tracing::info!("shut down");
     Ok(())
 }
