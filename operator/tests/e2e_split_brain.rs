@@ -45,7 +45,10 @@ struct Proxy {
 
 impl Proxy {
     async fn start(upstream: SocketAddr) -> Result<Proxy> {
-        ensure!(upstream.ip().is_loopback(), "refusing to proxy to {upstream}");
+        ensure!(
+            upstream.ip().is_loopback(),
+            "refusing to proxy to {upstream}"
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
         let (blackhole, rx) = watch::channel(false);
@@ -59,11 +62,15 @@ impl Proxy {
                         let _ = rx.wait_for(|b| !*b).await;
                         return;
                     }
-                    let Ok(sock) = TcpSocket::new_v4() else { return };
+                    let Ok(sock) = TcpSocket::new_v4() else {
+                        return;
+                    };
                     if sock.bind(SocketAddr::new(LEADER_SOURCE.into(), 0)).is_err() {
                         return;
                     }
-                    let Ok(mut up) = sock.connect(upstream).await else { return };
+                    let Ok(mut up) = sock.connect(upstream).await else {
+                        return;
+                    };
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
                         // Black-holed: cut what is open, requests in flight included.
@@ -161,8 +168,8 @@ fn writes_from(audit: &Path, source: Ipv4Addr, since: Timestamp) -> Result<Vec<W
 }
 
 #[tokio::test]
-async fn a_leader_cut_off_from_the_api_server_stops_writing_before_the_standby_leads(
-) -> Result<()> {
+async fn a_leader_cut_off_from_the_api_server_stops_writing_before_the_standby_leads() -> Result<()>
+{
     let _serial = SERIAL.lock().await;
     let cluster = Cluster::ensure().await?;
     let audit: PathBuf = cluster.state_dir().join("logs").join("audit.log");
@@ -217,7 +224,11 @@ async fn a_leader_cut_off_from_the_api_server_stops_writing_before_the_standby_l
     // Cut only once the leader has renewed through the proxy at least once.
     let leases: Api<Lease> = ns.api();
     wait_for(T, "replica-a renewed its lease", || async {
-        let spec = leases.get("deepseek-operator").await?.spec.unwrap_or_default();
+        let spec = leases
+            .get("deepseek-operator")
+            .await?
+            .spec
+            .unwrap_or_default();
         Ok((spec.holder_identity.as_deref() == Some("replica-a")
             && spec.renew_time.map(|t| t.0) > spec.acquire_time.map(|t| t.0))
         .then_some(()))
@@ -243,14 +254,10 @@ async fn a_leader_cut_off_from_the_api_server_stops_writing_before_the_standby_l
     wait_groups(&pods, "split", 2, 1, T)
         .await
         .with_context(|| b.log_tail())?;
-    let status = wait_for(
-        Duration::from_secs(30),
-        "the old leader exited",
-        || {
-            let status = a.try_exit_status();
-            async move { Ok(status) }
-        },
-    )
+    let status = wait_for(Duration::from_secs(30), "the old leader exited", || {
+        let status = a.try_exit_status();
+        async move { Ok(status) }
+    })
     .await
     .with_context(|| a.log_tail())?;
     ensure!(
@@ -265,8 +272,8 @@ async fn a_leader_cut_off_from_the_api_server_stops_writing_before_the_standby_l
         .map(|w| w.at)
         .max()
         .ok_or_else(|| anyhow!("no lease renewal by the old leader in the audit log"))?;
-    let deadline = last_renewal
-        .checked_add(k8s_openapi::jiff::SignedDuration::try_from(RENEW_DEADLINE)?)?;
+    let deadline =
+        last_renewal.checked_add(k8s_openapi::jiff::SignedDuration::try_from(RENEW_DEADLINE)?)?;
     let late: Vec<&Write> = writes.iter().filter(|w| w.at > deadline).collect();
     let verbs: std::collections::BTreeSet<String> = writes
         .iter()

@@ -80,7 +80,10 @@ impl Observed {
             self.record = record;
             self.at = Some(now);
         }
-        holder.is_empty() || self.at.is_some_and(|at| now.saturating_duration_since(at) >= valid)
+        holder.is_empty()
+            || self
+                .at
+                .is_some_and(|at| now.saturating_duration_since(at) >= valid)
     }
 }
 
@@ -121,7 +124,9 @@ async fn campaign(api: Api<Lease>, opts: LeaderOptions, tx: watch::Sender<bool>)
                     return;
                 }
             }
-            Ok(Err(e)) => tracing::warn!(identity = %opts.identity, error = %e, "lease renewal failed"),
+            Ok(Err(e)) => {
+                tracing::warn!(identity = %opts.identity, error = %e, "lease renewal failed")
+            }
             Err(_) => tracing::warn!(identity = %opts.identity, "lease renewal timed out"),
         }
         if let Some(r) = renewed {
