@@ -15,7 +15,9 @@ use deepseek_planner::Catalog;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::{watcher, Controller};
+use kube::runtime::{
+    controller, predicates, reflector, watcher, Controller, Predicate, WatchStreamExt,
+};
 use kube::Client;
 use tokio::sync::mpsc;
 
@@ -29,6 +31,10 @@ use super::scope::Scope;
 use crate::api::DeepSeekModel;
 use crate::build::labels;
 use crate::config::OperatorConfig;
+
+/// Reconciles running at once per controller: a Node flap re-plans every model, and
+/// unbounded that would be one burst of API reads per model.
+const RECONCILE_CONCURRENCY: u16 = 8;
 
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -187,8 +193,6 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
     };
     let stop = shutdown();
-    // The built-in autoscaler runs only here, on the leader, until the controller stops.
-    let autoscaler = tokio::spawn(crate::autoscale::run(ctx.clone()));
     tracing::info!(scope = %opts.scope.describe(), "watching models");
     let stop = stop.shared();
     let models = opts.scope.apis::<DeepSeekModel>(&client);
@@ -197,11 +201,26 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     // A change of pools re-plans every model of every controller.
     let mut triggers = Vec::new();
     let mut controllers = Vec::new();
+    let mut stores = Vec::new();
     for ((models, pods), services) in models.into_iter().zip(pods).zip(services) {
         let (tx, rx) = mpsc::channel::<()>(16);
         triggers.push(tx);
+        // The store sees every change (the autoscaler reads it); reconciles are triggered
+        // only by spec (generation) or label changes, not by status writes.
+        let writer = reflector::store::Writer::<DeepSeekModel>::default();
+        let store = writer.as_reader();
+        stores.push(store.clone());
+        let changes = watcher(models, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .applied_objects()
+            .predicate_filter(
+                predicates::generation.combine(predicates::labels),
+                Default::default(),
+            );
         controllers.push(
-            Controller::new(models, watcher::Config::default())
+            Controller::for_stream(changes, store)
+                .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
                 .owns(pods, owned.clone())
                 .owns(services, owned.clone())
                 .reconcile_all_on(tokio_stream::wrappers::ReceiverStream::new(rx))
@@ -216,6 +235,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 .boxed(),
         );
     }
+    // The built-in autoscaler runs only here, on the leader, until the process ends.
+    let autoscaler = tokio::spawn(crate::autoscale::run(ctx.clone(), stores));
     let fan_out = tokio::spawn(async move {
         let mut rx = trigger_rx;
         while rx.recv().await.is_some() {
