@@ -226,25 +226,7 @@ async fn step(
         pending_grace: scrape::pending_grace(p.stabilization),
     };
     let read = scrape::scrape(http, &leaders, limits).await;
-    let obs = if leaders.is_empty() && current > 0 {
-        // Replicas are wanted but no leader exists (being created, or deleted under us):
-        // nothing was measured, which is not the same as no load. Demand is a lower bound.
-        Observation {
-            at,
-            load: (demand > 0.0).then_some(demand),
-            complete: false,
-        }
-    } else if leaders.is_empty() {
-        Observation::complete(at, demand)
-    } else if read.answered == 0 && demand == 0.0 {
-        Observation::missing(at)
-    } else {
-        Observation {
-            at,
-            load: Some(read.total() + demand),
-            complete: read.complete(),
-        }
-    };
+    let obs = observe(at, current, leaders.len(), &read, demand);
     let d = decide(&p, &mut st.history, start.elapsed(), current, obs);
 
     let mut target = d.replicas;
@@ -404,6 +386,35 @@ async fn step(
     Ok(())
 }
 
+/// What one read measured: the load, and whether it is complete enough to scale down on.
+pub fn observe(
+    at: Duration,
+    current: u32,
+    leaders: usize,
+    read: &scrape::Scrape,
+    demand: f64,
+) -> Observation {
+    if leaders == 0 && current > 0 {
+        // Replicas are wanted but no leader exists (being created, or deleted under us):
+        // nothing was measured, which is not the same as no load. Demand is a lower bound.
+        Observation {
+            at,
+            load: (demand > 0.0).then_some(demand),
+            complete: false,
+        }
+    } else if leaders == 0 {
+        Observation::complete(at, demand)
+    } else if read.answered == 0 && demand == 0.0 {
+        Observation::missing(at)
+    } else {
+        Observation {
+            at,
+            load: Some(read.total() + demand),
+            complete: read.complete(),
+        }
+    }
+}
+
 /// The first line and at most 120 characters of an error, for a condition message.
 fn first_words(s: &str) -> String {
     s.lines().next().unwrap_or("").chars().take(120).collect()
@@ -434,6 +445,28 @@ async fn write_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_leaders_while_replicas_are_wanted_is_missing_not_zero_load() {
+        let at = Duration::from_secs(1);
+        let nothing = scrape::Scrape::default();
+        let o = observe(at, 2, 0, &nothing, 0.0);
+        assert!(!o.complete && o.load.is_none(), "{o:?}");
+        // Demand still counts as a lower bound (it may scale up, never down).
+        let o = observe(at, 2, 0, &nothing, 5.0);
+        assert_eq!((o.load, o.complete), (Some(5.0), false));
+        // At zero replicas there is nothing to read: the demand is the whole load.
+        assert_eq!(
+            observe(at, 0, 0, &nothing, 0.0),
+            Observation::complete(at, 0.0)
+        );
+        // Leaders all starting (left out) with no answer: missing.
+        let starting = scrape::Scrape {
+            starting: 1,
+            ..Default::default()
+        };
+        assert!(!observe(at, 1, 1, &starting, 0.0).complete);
+    }
 
     #[test]
     fn the_scale_patch_carries_the_resource_version_it_decided_from() {
