@@ -70,10 +70,18 @@ struct ModelState {
 /// at most [`STEP_CONCURRENCY`] at once and each bounded by [`STEP_TIMEOUT`], so one
 /// slow leader or API call delays only its own model.
 pub async fn run(ctx: Arc<Context>, stores: Vec<Store<DeepSeekModel>>) {
+    // Polled again every tick rather than awaited once: a store's readiness wakes only
+    // one waiter, and the controller waits on the same store.
     for s in &stores {
-        if s.wait_until_ready().await.is_err() {
-            tracing::warn!("autoscaler: the model store closed before it was ready");
-            return;
+        loop {
+            match tokio::time::timeout(TICK, s.wait_until_ready()).await {
+                Ok(Ok(())) => break,
+                Ok(Err(_)) => {
+                    tracing::warn!("autoscaler: the model store closed before it was ready");
+                    return;
+                }
+                Err(_) => continue,
+            }
         }
     }
     let start = Instant::now();

@@ -36,6 +36,16 @@ use crate::config::OperatorConfig;
 /// unbounded that would be one burst of API reads per model.
 const RECONCILE_CONCURRENCY: u16 = 8;
 
+/// What wakes a model's reconcile: its spec (`metadata.generation`), labels and
+/// annotations (the KEDA query annotation is read by the reconcile). Not status: every
+/// status write (the autoscaler's, the reconcile's own) used to cost a full reconcile.
+pub fn reconcile_trigger(m: &DeepSeekModel) -> Option<u64> {
+    predicates::generation
+        .combine(predicates::labels)
+        .combine(predicates::annotations)
+        .hash_property(m)
+}
+
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     pub config_file: Option<String>,
@@ -206,7 +216,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         let (tx, rx) = mpsc::channel::<()>(16);
         triggers.push(tx);
         // The store sees every change (the autoscaler reads it); reconciles are triggered
-        // only by spec (generation) or label changes, not by status writes.
+        // only by what `reconcile_trigger` hashes, not by status writes.
         let writer = reflector::store::Writer::<DeepSeekModel>::default();
         let store = writer.as_reader();
         stores.push(store.clone());
@@ -214,10 +224,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             .default_backoff()
             .reflect(writer)
             .applied_objects()
-            .predicate_filter(
-                predicates::generation.combine(predicates::labels),
-                Default::default(),
-            );
+            .predicate_filter(reconcile_trigger, Default::default());
         controllers.push(
             Controller::for_stream(changes, store)
                 .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
@@ -255,4 +262,29 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     autoscaler.abort();
     tracing::info!("shut down");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(generation: i64, queue: u32, label: &str) -> DeepSeekModel {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "inference.deepseek-operator.dev/v1alpha1",
+            "kind": "DeepSeekModel",
+            "metadata": {"name": "m", "generation": generation, "labels": {"team": label}},
+            "spec": {"model": "deepseek-r1"},
+            "status": {"queueDepth": queue},
+        }))
+        .expect("model")
+    }
+
+    #[test]
+    fn status_writes_do_not_wake_the_reconcile_but_spec_and_labels_do() {
+        let base = reconcile_trigger(&model(1, 0, "a"));
+        assert!(base.is_some());
+        assert_eq!(reconcile_trigger(&model(1, 7, "a")), base, "status only");
+        assert_ne!(reconcile_trigger(&model(2, 0, "a")), base, "spec change");
+        assert_ne!(reconcile_trigger(&model(1, 0, "b")), base, "label change");
+    }
 }
