@@ -6,44 +6,37 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
 use deepseek_engine::metrics::{parse_age, parse_normalised};
 use deepseek_launcher::server::router;
 use deepseek_launcher::state::LauncherState;
 
+async fn hang_if(slow: &AtomicBool) {
+    if slow.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+}
+
 /// An engine double on 127.0.0.1 whose `/health` and `/metrics` hang while `slow` is set.
 async fn engine(slow: Arc<AtomicBool>) -> String {
-    let hang = move |slow: Arc<AtomicBool>| async move {
-        if slow.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_secs(30)).await;
-        }
-    };
-    let (s1, s2) = (slow.clone(), slow);
-    let (h1, h2) = (hang.clone(), hang);
     let app = Router::new()
         .route(
             "/health",
-            get(move || {
-                let s = s1.clone();
-                let h = h1.clone();
-                async move {
-                    h(s).await;
-                    "ok"
-                }
+            get(|State(s): State<Arc<AtomicBool>>| async move {
+                hang_if(&s).await;
+                "ok"
             }),
         )
         .route(
             "/metrics",
-            get(move || {
-                let s = s2.clone();
-                let h = h2.clone();
-                async move {
-                    h(s).await;
-                    "vllm:num_requests_waiting 12\nvllm:num_requests_running 4\n"
-                }
+            get(|State(s): State<Arc<AtomicBool>>| async move {
+                hang_if(&s).await;
+                "vllm:num_requests_waiting 12\nvllm:num_requests_running 4\n"
             }),
-        );
+        )
+        .with_state(slow);
     let l = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind engine");
