@@ -25,6 +25,10 @@ pub const RANKS_JOINED: &str = "dso_ranks_joined";
 pub const GROUP_SIZE: &str = "dso_group_size";
 /// 1 when the launcher could scrape the engine's own `/metrics`.
 pub const ENGINE_UP: &str = "dso_engine_up";
+/// Seconds since the launcher last read the engine (it reads in the background, so a
+/// saturated engine never slows `/metrics`); the autoscaler treats old readings as stale.
+/// Absent until the first reading. Rendered and parsed apart from [`NormalisedMetrics`].
+pub const METRICS_AGE: &str = "dso_metrics_age_seconds";
 
 const QUEUE_SOURCES: [&str; 3] = [
     "vllm:num_requests_waiting",
@@ -206,6 +210,22 @@ pub fn render_normalised(m: &NormalisedMetrics) -> String {
     out
 }
 
+/// The age line of the launcher's text, appended after [`render_normalised`].
+pub fn render_age(age_seconds: f64) -> String {
+    format!(
+        "# HELP {METRICS_AGE} Seconds since the engine was last read.\n# TYPE {METRICS_AGE} gauge\n{METRICS_AGE} {age_seconds}\n"
+    )
+}
+
+/// The age of the reading in the launcher's text; `None` from launchers that predate it.
+pub fn parse_age(text: &str) -> Option<f64> {
+    parse_text(text)
+        .into_iter()
+        .find(|s| s.name == METRICS_AGE)
+        .map(|s| s.value)
+        .filter(|v| v.is_finite() && *v >= 0.0)
+}
+
 /// Parses the launcher's normalised text (the autoscaler's input).
 pub fn parse_normalised(text: &str) -> NormalisedMetrics {
     let mut m = NormalisedMetrics::default();
@@ -241,6 +261,14 @@ mod tests {
         assert_eq!(s[0].value, 3.5);
         assert_eq!(s[1].name, "y");
         assert!(s[2].value.is_infinite());
+    }
+
+    #[test]
+    fn the_age_of_a_reading_round_trips_and_refuses_nonsense() {
+        assert_eq!(parse_age(&render_age(1.5)), Some(1.5));
+        assert_eq!(parse_age("dso_queue_depth 1\n"), None);
+        assert_eq!(parse_age("dso_metrics_age_seconds -1\n"), None);
+        assert_eq!(parse_age("dso_metrics_age_seconds NaN\n"), None);
     }
 
     #[test]

@@ -12,4 +12,5 @@ pub mod controller;
 pub mod inventory;
 pub mod placement;
 pub mod rollout;
+pub mod spec_ranges;
 pub mod validate;

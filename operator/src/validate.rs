@@ -174,6 +174,7 @@ pub fn validate(
         })?,
     };
     arch.validate().map_err(|e| invalid("InvalidSpec", e))?;
+    crate::spec_ranges::check(spec).map_err(|e| invalid("InvalidSpec", e))?;
 
     let accel = spec.accelerator.clone().unwrap_or_default();
     let mut vendor = accel.vendor;
@@ -246,9 +247,12 @@ pub fn validate(
     let cache = resolve_cache(&spec.cache.clone().unwrap_or_default(), config)?;
     let auto_upgrade = spec.image.as_deref() == Some(AUTO_UPGRADE);
     let replicas = match (&spec.autoscaling, spec.replicas) {
-        (Some(a), r) => r
-            .unwrap_or(a.min_replicas)
-            .clamp(a.min_replicas.max(0), a.max_replicas.max(0)),
+        // min <= max is checked above; `max(lo)` keeps this panic-free regardless.
+        (Some(a), r) => {
+            let lo = a.min_replicas.max(0);
+            r.unwrap_or(a.min_replicas)
+                .clamp(lo, a.max_replicas.max(lo))
+        }
         (None, r) => r.unwrap_or(1).max(0),
     };
 

@@ -92,9 +92,9 @@ const NODE_RULES: &[(&str, &str, &[&str])] = &[
     ("karpenter.sh", "nodepools", &["list", "watch"]),
 ];
 
-/// The leader Lease in the release namespace: kube-lease-manager 0.13.1 (controller/leader.rs)
-/// `LeaseState::get` (`api.get`), `create` (`api.create`, AutoCreate mode) and `patch`
-/// (`api.patch`, strategic merge and apply). It deletes leases only in its own tests.
+/// The leader Lease in the release namespace (controller/leader.rs `try_hold`): `api.get_opt`
+/// (get), `api.create` when it does not exist, and `api.patch` (merge patch carrying the
+/// read resourceVersion) to take or renew it.
 const LEASE_VERBS_BY_NAME: &[&str] = &["get", "patch"];
 const LEASE_VERBS_UNNAMED: &[&str] = &["create"];
 

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod hardware;
 pub mod launch;
 pub mod process;
+pub mod reading;
 pub mod rendezvous;
 pub mod server;
 pub mod sim;

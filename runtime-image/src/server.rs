@@ -5,17 +5,18 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use deepseek_engine::metrics::{map_engine_metrics, render_normalised, NormalisedMetrics};
+use deepseek_engine::metrics::{map_engine_metrics, NormalisedMetrics};
 use deepseek_engine::{DRAIN_PATH, RANK_HEALTH_PATH, READINESS_PATH};
 use serde::{Deserialize, Serialize};
 
+use crate::reading::{Readings, ENGINE_READ_TIMEOUT, FRESH_WAIT, REFRESH};
 use crate::state::LauncherState;
 
 /// Body of `POST /rendezvous/join`.
@@ -49,6 +50,8 @@ const RANK_CHECK_TIMEOUT: Duration = Duration::from_millis(700);
 struct Ctx {
     state: Arc<LauncherState>,
     client: reqwest::Client,
+    /// What `/metrics` serves, refreshed in the background (reading.rs).
+    readings: Arc<Readings>,
     /// How long `/drain` may block: the drain bound plus the stop margin.
     drain_wait: Duration,
 }
@@ -66,8 +69,13 @@ pub fn router(state: Arc<LauncherState>, drain_wait: Duration) -> Router {
     let ctx = Ctx {
         state,
         client: local_client(RANK_CHECK_TIMEOUT),
+        readings: Arc::default(),
         drain_wait,
     };
+    // The refresh lives as long as the runtime: a launcher serves until it exits.
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tokio::spawn(refresh(ctx.clone()));
+    }
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(READINESS_PATH, get(readyz))
@@ -165,30 +173,45 @@ async fn rankz(State(ctx): State<Ctx>) -> impl IntoResponse {
 }
 
 async fn metrics(State(ctx): State<Ctx>) -> impl IntoResponse {
-    let mut m = NormalisedMetrics {
-        ready: group_not_ready(&ctx).await.is_none(),
-        ranks_joined: ctx.state.joined().len() as u32,
-        group_size: ctx.state.group_size,
-        ..Default::default()
-    };
-    if let Some(url) = &ctx.state.engine_url {
-        let scraped = async {
-            let r = ctx.client.get(format!("{url}/metrics")).send().await.ok()?;
-            if !r.status().is_success() {
-                return None;
-            }
-            r.text().await.ok()
-        }
-        .await;
-        if let Some(text) = scraped {
-            m.engine_up = true;
-            m.load = map_engine_metrics(&text);
-        }
-    }
+    // Ask for a fresh round and wait for it only briefly: a quick engine is served
+    // current figures, a saturated one the last reading with its age.
+    let seen = ctx.readings.round();
+    ctx.readings.wake.notify_one();
+    let _ = tokio::time::timeout(FRESH_WAIT, ctx.readings.after_round(seen)).await;
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
-        render_normalised(&m),
+        ctx.readings.render(Instant::now()),
     )
+}
+
+/// Reads the group's readiness and the engine's load every `REFRESH` (or when `/metrics`
+/// asks), each read bounded, so a slow engine only makes the served reading older.
+async fn refresh(ctx: Ctx) {
+    let engine = local_client(ENGINE_READ_TIMEOUT);
+    loop {
+        let started = Instant::now();
+        let status = NormalisedMetrics {
+            ready: group_not_ready(&ctx).await.is_none(),
+            ranks_joined: ctx.state.joined().len() as u32,
+            group_size: ctx.state.group_size,
+            ..Default::default()
+        };
+        let load = match &ctx.state.engine_url {
+            Some(url) => {
+                async {
+                    let r = engine.get(format!("{url}/metrics")).send().await.ok()?;
+                    if !r.status().is_success() {
+                        return None;
+                    }
+                    r.text().await.ok().map(|t| map_engine_metrics(&t))
+                }
+                .await
+            }
+            None => None,
+        };
+        ctx.readings.record(status, load, started);
+        let _ = tokio::time::timeout(REFRESH, ctx.readings.wake.notified()).await;
+    }
 }
 
 fn status_of(s: &LauncherState) -> RendezvousStatus {

@@ -17,12 +17,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::reflector::Store;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use crate::api::{AutoscalingProvider, DeepSeekModel};
 use crate::build::labels;
@@ -45,27 +47,71 @@ pub const DEMAND_ANNOTATION: &str = "autoscaling.deepseek-operator.dev/demand";
 
 /// How often the loop looks for models that are due.
 const TICK: Duration = Duration::from_millis(500);
+/// Steps running at once: enough to keep up with many models, few enough that a burst
+/// cannot flood the API server or the operator's sockets.
+pub const STEP_CONCURRENCY: usize = 16;
+/// The longest one step may take (scrape, capacity, scale, status); a step that hangs is
+/// abandoned and the model is due again at its next interval.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+/// `status.queueDepth` alone is written at most this often; the live figure is in the
+/// operator's metric `deepseek_operator_queue_depth`.
+pub const QUEUE_STATUS_PERIOD: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 struct ModelState {
     history: History,
     next_due: Duration,
+    /// When `queueDepth` was last written to status by this leader.
+    queue_written: Option<Duration>,
 }
 
-/// Runs until the task is aborted (the leader stops or loses its lease).
-pub async fn run(ctx: Arc<Context>) {
+/// Runs until the task is aborted (the leader stops or loses its lease). Models come from
+/// the controllers' reflector stores (no LIST per tick); steps run on their own tasks,
+/// at most [`STEP_CONCURRENCY`] at once and each bounded by [`STEP_TIMEOUT`], so one
+/// slow leader or API call delays only its own model.
+pub async fn run(ctx: Arc<Context>, stores: Vec<Store<DeepSeekModel>>) {
+    // Polled again every tick rather than awaited once: a store's readiness wakes only
+    // one waiter, and the controller waits on the same store.
+    for s in &stores {
+        loop {
+            match tokio::time::timeout(TICK, s.wait_until_ready()).await {
+                Ok(Ok(())) => break,
+                Ok(Err(_)) => {
+                    tracing::warn!("autoscaler: the model store closed before it was ready");
+                    return;
+                }
+                Err(_) => continue,
+            }
+        }
+    }
     let start = Instant::now();
+    let http = scrape::client();
+    let permits = Arc::new(Semaphore::new(STEP_CONCURRENCY));
     let mut states: HashMap<String, ModelState> = HashMap::new();
-    let apis = ctx.scope.apis::<DeepSeekModel>(&ctx.client);
+    let mut running: JoinSet<(String, ModelState)> = JoinSet::new();
+    let mut in_flight: HashMap<tokio::task::Id, String> = HashMap::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!("autoscaler started");
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            Some(done) = running.join_next_with_id() => {
+                match done {
+                    Ok((id, (uid, st))) => {
+                        in_flight.remove(&id);
+                        states.insert(uid, st);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "autoscaler step task failed");
+                        in_flight.remove(&e.id());
+                    }
+                }
+                continue;
+            }
+        }
         let listed_at = Instant::now();
-        let Some(models) = list_models(&apis).await else {
-            continue;
-        };
+        let models: Vec<Arc<DeepSeekModel>> = stores.iter().flat_map(|s| s.state()).collect();
         // Series of models that are gone are dropped here: the controller is not called
         // for a deleted model.
         let live: HashSet<ModelLabels> = models
@@ -79,7 +125,7 @@ pub async fn run(ctx: Arc<Context>) {
             .collect();
         ctx.metrics.forget_models(&live, listed_at);
         let now = start.elapsed();
-        let builtin: Vec<DeepSeekModel> = models
+        let builtin: Vec<Arc<DeepSeekModel>> = models
             .into_iter()
             .filter(|m| {
                 m.metadata.deletion_timestamp.is_none()
@@ -87,12 +133,18 @@ pub async fn run(ctx: Arc<Context>) {
                         .autoscaling
                         .as_ref()
                         .is_some_and(|a| a.provider == AutoscalingProvider::Builtin)
+                    // Invalid bounds are reported by the reconcile; nothing to scale.
+                    && crate::spec_ranges::check(&m.spec).is_ok()
             })
             .collect();
+        let busy: HashSet<&String> = in_flight.values().collect();
         states.retain(|uid, _| builtin.iter().any(|m| m.uid().as_deref() == Some(uid)));
         let mut due = Vec::new();
         for m in builtin {
             let Some(uid) = m.uid() else { continue };
+            if busy.contains(&uid) {
+                continue;
+            }
             let st = states.remove(&uid).unwrap_or_default();
             if st.next_due <= now {
                 due.push((uid, m, st));
@@ -100,34 +152,27 @@ pub async fn run(ctx: Arc<Context>) {
                 states.insert(uid, st);
             }
         }
-        let ran = join_all(due.into_iter().map(|(uid, m, mut st)| {
-            let ctx = ctx.clone();
-            async move {
-                if let Err(e) = step(&ctx, &m, &mut st, start).await {
-                    tracing::warn!(model = %m.name_any(), error = %e, "autoscaler step failed");
+        for (uid, m, mut st) in due {
+            let (ctx, http, permits) = (ctx.clone(), http.clone(), permits.clone());
+            let key = uid.clone();
+            let handle = running.spawn(async move {
+                let Ok(_permit) = permits.acquire_owned().await else {
+                    return (uid, st);
+                };
+                match tokio::time::timeout(STEP_TIMEOUT, step(&ctx, &http, &m, &mut st, start)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(model = %m.name_any(), error = %e, "autoscaler step failed")
+                    }
+                    Err(_) => {
+                        tracing::warn!(model = %m.name_any(), timeout = ?STEP_TIMEOUT, "autoscaler step timed out")
+                    }
                 }
                 (uid, st)
-            }
-        }))
-        .await;
-        states.extend(ran);
-    }
-}
-
-/// Every model in the operator's namespaces; `None` when a list failed (then nothing is
-/// decided and no series is dropped this tick).
-async fn list_models(apis: &[Api<DeepSeekModel>]) -> Option<Vec<DeepSeekModel>> {
-    let mut out = Vec::new();
-    for api in apis {
-        match api.list(&ListParams::default()).await {
-            Ok(l) => out.extend(l.items),
-            Err(e) => {
-                tracing::warn!(error = %e, "autoscaler: listing models");
-                return None;
-            }
+            });
+            in_flight.insert(handle.id(), key);
         }
     }
-    Some(out)
 }
 
 /// The scale subresource patch: the new replica count, with the resourceVersion of the
@@ -148,6 +193,7 @@ fn now_rfc3339() -> String {
 /// One interval of one model.
 async fn step(
     ctx: &Context,
+    http: &reqwest::Client,
     model: &DeepSeekModel,
     st: &mut ModelState,
     start: Instant,
@@ -179,21 +225,16 @@ async fn step(
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|v| v.is_finite() && *v > 0.0)
         .unwrap_or(0.0);
-    let timeout = p
-        .interval
-        .clamp(Duration::from_millis(500), Duration::from_secs(2));
-    let read = scrape::scrape(&scrape::client(timeout), &leaders).await;
-    let obs = if leaders.is_empty() {
-        Observation::complete(at, demand)
-    } else if read.answered == 0 && demand == 0.0 {
-        Observation::missing(at)
-    } else {
-        Observation {
-            at,
-            load: Some(read.total() + demand),
-            complete: read.complete(),
-        }
+    let limits = scrape::ReadLimits {
+        timeout: p
+            .interval
+            .clamp(Duration::from_millis(500), Duration::from_secs(2)),
+        // The launcher refreshes about every second: never call a reading stale sooner.
+        max_age: p.staleness().max(Duration::from_secs(3)),
+        pending_grace: scrape::pending_grace(p.stabilization),
     };
+    let read = scrape::scrape(http, &leaders, limits).await;
+    let obs = observe(at, current, leaders.len(), &read, demand);
     let d = decide(&p, &mut st.history, start.elapsed(), current, obs);
 
     let mut target = d.replicas;
@@ -312,7 +353,21 @@ async fn step(
             generation,
         ),
     }
-    let queue_depth = queue.or(previous.queue_depth);
+    // A new queue figure alone is written at most every QUEUE_STATUS_PERIOD; with any other
+    // change it goes along.
+    let others_changed = previous.last_scale_time != last_time
+        || previous.last_scale_reason != last_reason
+        || !conditions
+            .iter()
+            .all(|c| cond::get(&previous.conditions, &c.type_) == Some(c));
+    let queue_due = st
+        .queue_written
+        .is_none_or(|t| at.saturating_sub(t) >= QUEUE_STATUS_PERIOD);
+    let queue_depth = if others_changed || queue_due {
+        queue.or(previous.queue_depth)
+    } else {
+        previous.queue_depth
+    };
     let unchanged_on_server = previous.queue_depth == queue_depth
         && previous.last_scale_time == last_time
         && previous.last_scale_reason == last_reason
@@ -332,8 +387,40 @@ async fn step(
             status.insert("lastScaleReason".into(), json!(r));
         }
         write_status(ctx, model, &ns, &serde_json::Value::Object(status)).await?;
+        if queue_depth != previous.queue_depth {
+            st.queue_written = Some(at);
+        }
     }
     Ok(())
+}
+
+/// What one read measured: the load, and whether it is complete enough to scale down on.
+pub fn observe(
+    at: Duration,
+    current: u32,
+    leaders: usize,
+    read: &scrape::Scrape,
+    demand: f64,
+) -> Observation {
+    if leaders == 0 && current > 0 {
+        // Replicas are wanted but no leader exists (being created, or deleted under us):
+        // nothing was measured, which is not the same as no load. Demand is a lower bound.
+        Observation {
+            at,
+            load: (demand > 0.0).then_some(demand),
+            complete: false,
+        }
+    } else if leaders == 0 {
+        Observation::complete(at, demand)
+    } else if read.answered == 0 && demand == 0.0 {
+        Observation::missing(at)
+    } else {
+        Observation {
+            at,
+            load: Some(read.total() + demand),
+            complete: read.complete(),
+        }
+    }
 }
 
 /// The first line and at most 120 characters of an error, for a condition message.
@@ -366,6 +453,28 @@ async fn write_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_leaders_while_replicas_are_wanted_is_missing_not_zero_load() {
+        let at = Duration::from_secs(1);
+        let nothing = scrape::Scrape::default();
+        let o = observe(at, 2, 0, &nothing, 0.0);
+        assert!(!o.complete && o.load.is_none(), "{o:?}");
+        // Demand still counts as a lower bound (it may scale up, never down).
+        let o = observe(at, 2, 0, &nothing, 5.0);
+        assert_eq!((o.load, o.complete), (Some(5.0), false));
+        // At zero replicas there is nothing to read: the demand is the whole load.
+        assert_eq!(
+            observe(at, 0, 0, &nothing, 0.0),
+            Observation::complete(at, 0.0)
+        );
+        // Leaders all starting (left out) with no answer: missing.
+        let starting = scrape::Scrape {
+            starting: 1,
+            ..Default::default()
+        };
+        assert!(!observe(at, 1, 1, &starting, 0.0).complete);
+    }
 
     #[test]
     fn the_scale_patch_carries_the_resource_version_it_decided_from() {

@@ -43,11 +43,13 @@ pub fn api_resource() -> kube::core::ApiResource {
 
 /// Queued + running requests of the model's leaders (rank 0 pods, whose names end in
 /// `-0`), as scraped by a PodMonitor on the launcher port (labels `namespace`, `pod`).
+/// No `or vector(0)`: when the series are missing (Prometheus or the scrape is down) the
+/// result is empty, and with `ignoreNullValues: "false"` KEDA reports an error so the HPA
+/// holds the count, as the built-in autoscaler does with missing data. Reading an outage
+/// as zero load would scale the model down to `minReplicas` in the middle of it.
 pub fn default_query(namespace: &str, model: &str) -> String {
     let sel = format!(r#"namespace="{namespace}",pod=~"{model}--[a-z0-9]+-[0-9]+-0""#);
-    format!(
-        "sum(dso_queue_depth{{{sel}}} or vector(0)) + sum(dso_requests_running{{{sel}}} or vector(0))"
-    )
+    format!("sum(dso_queue_depth{{{sel}}}) + sum(dso_requests_running{{{sel}}})")
 }
 
 /// The ScaledObject for a model with `provider: keda`; `None` otherwise.
@@ -116,6 +118,8 @@ pub fn scaled_object(model: &DeepSeekModel, config: &OperatorConfig) -> Option<V
                     "query": query,
                     "threshold": p.target.to_string(),
                     "activationThreshold": "0",
+                    // An empty result is an error (hold), not zero load.
+                    "ignoreNullValues": "false",
                 },
             }],
         },
@@ -225,6 +229,17 @@ mod tests {
             "{q} vs {pod}"
         );
         assert!(pod.starts_with("r1--"));
+    }
+
+    #[test]
+    fn a_metrics_outage_is_an_error_not_zero_load() {
+        let q = default_query("ai", "r1");
+        assert!(!q.contains("vector(0)"), "{q}");
+        let so = scaled_object(&model("keda"), &OperatorConfig::default()).expect("keda");
+        assert_eq!(
+            so["spec"]["triggers"][0]["metadata"]["ignoreNullValues"],
+            json!("false")
+        );
     }
 
     #[test]

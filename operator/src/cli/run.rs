@@ -21,6 +21,8 @@ pub struct RunArgs {
     pub lease_namespace: String,
     #[arg(long, env = "DSO_LEASE_NAME", default_value = "deepseek-operator")]
     pub lease_name: String,
+    /// How long a lease is valid. The leader stops writing (and exits) when it has not
+    /// renewed it for 2/3 of this; a standby takes over after a full duration.
     #[arg(long, env = "DSO_LEASE_DURATION_SECONDS", default_value_t = 15)]
     pub lease_duration_seconds: u64,
     /// Identity in the lease; defaults to the pod name or host name.
@@ -62,6 +64,9 @@ pub fn run(args: RunArgs) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("failed to start the async runtime: {e}"))?;
-    rt.block_on(controller::run(opts))
-        .map_err(|e| format!("{e:#}"))
+    let result = rt.block_on(controller::run(opts));
+    // Leaving now must stop every task at once (a lost lease means no more writes), not
+    // wait for them to notice.
+    rt.shutdown_background();
+    result.map_err(|e| format!("{e:#}"))
 }

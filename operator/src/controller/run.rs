@@ -15,7 +15,9 @@ use deepseek_planner::Catalog;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::Controller;
+use kube::runtime::{
+    controller, predicates, reflector, watcher, Controller, Predicate, WatchStreamExt,
+};
 use kube::Client;
 use tokio::sync::mpsc;
 
@@ -29,6 +31,20 @@ use super::scope::Scope;
 use crate::api::DeepSeekModel;
 use crate::build::labels;
 use crate::config::OperatorConfig;
+
+/// Reconciles running at once per controller: a Node flap re-plans every model, and
+/// unbounded that would be one burst of API reads per model.
+const RECONCILE_CONCURRENCY: u16 = 8;
+
+/// What wakes a model's reconcile: its spec (`metadata.generation`), labels and
+/// annotations (the KEDA query annotation is read by the reconcile). Not status: every
+/// status write (the autoscaler's, the reconcile's own) used to cost a full reconcile.
+pub fn reconcile_trigger(m: &DeepSeekModel) -> Option<u64> {
+    predicates::generation
+        .combine(predicates::labels)
+        .combine(predicates::annotations)
+        .hash_property(m)
+}
 
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -125,8 +141,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 namespace: opts.lease_namespace.clone(),
                 lease_name: opts.lease_name.clone(),
                 identity: opts.identity.clone(),
-                duration_seconds: opts.lease_duration_seconds,
-                grace_seconds: (opts.lease_duration_seconds / 3).max(1),
+                timing: leader::Timing::from_seconds(opts.lease_duration_seconds)
+                    .map_err(anyhow::Error::msg)?,
             },
         )
         .await
@@ -176,26 +192,17 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     let owned =
         super::watch::config().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
-    let lost = Arc::new(AtomicBool::new(false));
-    let stop = {
-        let shutdown = shutdown();
-        let lost = lost.clone();
-        async move {
-            match leadership {
-                Some(mut rx) => {
-                    tokio::select! {
-                        _ = shutdown => {}
-                        _ = async { while rx.changed().await.is_ok() { if !*rx.borrow() { break; } } } => {
-                            lost.store(true, Ordering::Relaxed);
-                        }
-                    }
-                }
-                None => shutdown.await,
+    // Losing the lease (or passing the renew deadline) ends `run` at once, with no
+    // graceful shutdown: an in-flight reconcile must not get to write (leader.rs).
+    let lost = async move {
+        match leadership {
+            Some(mut rx) => {
+                let _ = rx.wait_for(|leading| !*leading).await;
             }
+            None => futures::future::pending::<()>().await,
         }
     };
-    // The built-in autoscaler runs only here, on the leader, until the controller stops.
-    let autoscaler = tokio::spawn(crate::autoscale::run(ctx.clone()));
+    let stop = shutdown();
     tracing::info!(scope = %opts.scope.describe(), "watching models");
     let stop = stop.shared();
     let models = opts.scope.apis::<DeepSeekModel>(&client);
@@ -204,12 +211,24 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     // A change of pools re-plans every model of every controller.
     let mut triggers = Vec::new();
     let mut controllers = Vec::new();
+    let mut stores = Vec::new();
     for ((models, pods), services) in models.into_iter().zip(pods).zip(services) {
         let (tx, rx) = mpsc::channel::<()>(16);
         triggers.push(tx);
+        // The store sees every change (the autoscaler reads it); reconciles are triggered
+        // only by what `reconcile_trigger` hashes, not by status writes.
+        let writer = reflector::store::Writer::<DeepSeekModel>::default();
+        let store = writer.as_reader();
+        stores.push(store.clone());
+        let changes = watcher(models, super::watch::config())
+            .backoff(super::watch::CappedBackoff::default())
+            .reflect(writer)
+            .applied_objects()
+            .predicate_filter(reconcile_trigger, Default::default());
         controllers.push(
-            Controller::new(models, super::watch::config())
+            Controller::for_stream(changes, store)
                 .trigger_backoff(super::watch::CappedBackoff::default())
+                .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
                 .owns(pods, owned.clone())
                 .owns(services, owned.clone())
                 .reconcile_all_on(tokio_stream::wrappers::ReceiverStream::new(rx))
@@ -224,6 +243,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 .boxed(),
         );
     }
+    // The built-in autoscaler runs only here, on the leader, until the process ends.
+    let autoscaler = tokio::spawn(crate::autoscale::run(ctx.clone(), stores));
     let fan_out = tokio::spawn(async move {
         let mut rx = trigger_rx;
         while rx.recv().await.is_some() {
@@ -232,12 +253,39 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             }
         }
     });
-    futures::future::join_all(controllers).await;
+    tokio::select! {
+        _ = futures::future::join_all(controllers) => {}
+        _ = lost => {
+            anyhow::bail!("lost the leader lease (or could not renew it in time); exiting so a fresh standby takes over");
+        }
+    }
     fan_out.abort();
     autoscaler.abort();
-    if lost.load(Ordering::Relaxed) {
-        anyhow::bail!("lost the leader lease; exiting so a fresh standby takes over");
-    }
     tracing::info!("shut down");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(generation: i64, queue: u32, label: &str) -> DeepSeekModel {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "inference.deepseek-operator.dev/v1alpha1",
+            "kind": "DeepSeekModel",
+            "metadata": {"name": "m", "generation": generation, "labels": {"team": label}},
+            "spec": {"model": "deepseek-r1"},
+            "status": {"queueDepth": queue},
+        }))
+        .expect("model")
+    }
+
+    #[test]
+    fn status_writes_do_not_wake_the_reconcile_but_spec_and_labels_do() {
+        let base = reconcile_trigger(&model(1, 0, "a"));
+        assert!(base.is_some());
+        assert_eq!(reconcile_trigger(&model(1, 7, "a")), base, "status only");
+        assert_ne!(reconcile_trigger(&model(2, 0, "a")), base, "spec change");
+        assert_ne!(reconcile_trigger(&model(1, 0, "b")), base, "label change");
+    }
 }

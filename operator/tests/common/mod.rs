@@ -177,6 +177,11 @@ impl Operator {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// The exit status once the process has ended by itself.
+    pub fn try_exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
