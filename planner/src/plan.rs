@@ -7,7 +7,26 @@ use serde::Serialize;
 
 use crate::layout::{self, Layout};
 use crate::memory::{self, MemoryBreakdown, MemoryInput};
-use crate::{support, Accelerator, Attention, ModelArch, Quantization, Vendor};
+use crate::{
+    objective, support, Accelerator, Attention, KvCacheDtype, LayoutObjective, ModelArch,
+    Quantization, Vendor,
+};
+
+/// Expert and attention parallelism options; `Default` is today's behaviour
+/// (cheapest TP x PP, no redundant experts, no MTP, 16-bit KV cache).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ParallelOptions {
+    /// How the planner picks a layout when TP/PP/DP are not all given.
+    pub objective: LayoutObjective,
+    /// DP-attention groups; 2 or more means DP attention with EP over all ranks
+    /// (`tensor_parallel` is then the attention TP within each group).
+    pub data_parallel: Option<u32>,
+    /// Extra expert copies for load balancing (SGLang/vLLM EPLB), on EP layouts.
+    pub redundant_experts: u32,
+    /// Load the MTP layer for speculative decoding (V3-family checkpoints).
+    pub speculative_mtp: bool,
+    pub kv_cache_dtype: KvCacheDtype,
+}
 
 /// Context length planned for when the request is silent (capped at the model's
 /// max position embeddings).
@@ -40,6 +59,7 @@ pub struct PlanRequest<'a> {
     pub gpu_memory_utilization: Option<f64>,
     /// Device memory in GiB instead of the catalog's, e.g. a CPU node's RAM.
     pub memory_override_gib: Option<f64>,
+    pub parallel: ParallelOptions,
 }
 
 impl<'a> PlanRequest<'a> {
@@ -63,6 +83,7 @@ impl<'a> PlanRequest<'a> {
             concurrency: None,
             gpu_memory_utilization: None,
             memory_override_gib: None,
+            parallel: ParallelOptions::default(),
         }
     }
 }
@@ -82,10 +103,30 @@ pub struct Plan {
     pub nodes_per_replica: u32,
     /// Accelerators used on each node of the replica.
     pub gpus_per_node: u32,
+    /// Whole-model TP (tp-pp) or attention TP within each DP group (dp-ep, hybrid).
     pub tensor_parallel: u32,
     pub pipeline_parallel: u32,
-    /// `TP8xPP2` style summary.
+    /// DP-attention groups (1 for tp-pp).
+    pub data_parallel: u32,
+    /// Ranks the routed experts are spread over (1 for tp-pp).
+    pub expert_parallel: u32,
+    /// `tp-pp`, `dp-ep` (wide EP) or `hybrid` (TP within DP groups).
+    pub parallelism: String,
+    /// `TP8xPP2`, `DP16xEP16` or `DP4xTP4xEP16`.
     pub layout: String,
+    /// Routed experts each rank holds (all of them, sliced, for tp-pp); `None`
+    /// for dense models. Always x expertParallel >= the model's routed experts.
+    pub experts_per_rank: Option<u32>,
+    pub redundant_experts: u32,
+    /// Whether the MTP layer is loaded for speculative decoding.
+    pub speculative_mtp: bool,
+    pub kv_cache_dtype: KvCacheDtype,
+    pub objective: LayoutObjective,
+    /// Why this layout, one sentence.
+    pub layout_reason: String,
+    /// Estimated decode tokens/s per accelerator at `concurrency` (memory-bandwidth
+    /// bound; see docs/parallelism.md); `None` when the catalog has no bandwidth.
+    pub est_decode_tokens_per_gpu_s: Option<f64>,
     pub max_model_len: u32,
     pub concurrency: u32,
     /// Sequences of `max_model_len` tokens the leftover KV memory holds.
@@ -105,6 +146,8 @@ pub struct Requirement {
     pub gpus_per_node: u32,
     pub tensor_parallel: u32,
     pub pipeline_parallel: u32,
+    pub data_parallel: u32,
+    pub expert_parallel: u32,
     /// Device memory each accelerator needs in that layout (before utilization).
     #[serde(rename = "minMemoryPerGpuGiB")]
     pub min_memory_per_gpu_gib: f64,
@@ -149,6 +192,11 @@ impl Resolved<'_> {
             engine: self.engine,
             tensor_parallel: layout.tensor_parallel,
             pipeline_parallel: layout.pipeline_parallel,
+            data_parallel: layout.data_parallel,
+            expert_parallel: layout.expert_parallel,
+            redundant_experts: self.req.parallel.redundant_experts,
+            mtp: self.req.parallel.speculative_mtp,
+            kv_bytes_per_element: self.req.parallel.kv_cache_dtype.bytes_per_element(),
             max_model_len: self.max_model_len,
             concurrency: self.concurrency,
             usable_per_gpu_gib: self.device_gib * self.util,
@@ -167,6 +215,8 @@ impl Resolved<'_> {
             gpus_per_node: layout.gpus_per_node,
             tensor_parallel: layout.tensor_parallel,
             pipeline_parallel: layout.pipeline_parallel,
+            data_parallel: layout.data_parallel,
+            expert_parallel: layout.expert_parallel,
             min_memory_per_gpu_gib: mem.per_gpu_gib / self.util,
         }
     }
@@ -176,6 +226,31 @@ impl Resolved<'_> {
             Attention::Gqa => Some(self.req.model.kv_heads),
             Attention::Mla => None,
         }
+    }
+
+    fn tokens_per_gpu_s(&self, layout: &Layout) -> f64 {
+        objective::tokens_per_gpu_s(
+            &self.input(layout),
+            layout,
+            self.req.accelerator.bandwidth_tbps,
+        )
+    }
+
+    /// Whether DP attention x EP layouts apply: an MoE model on an engine with
+    /// expert parallelism (not llama.cpp, not CPU).
+    fn ep_capable(&self) -> bool {
+        self.req.model.moe.as_ref().is_some_and(|m| m.routed_experts > 0)
+            && self.engine != Engine::Llamacpp
+            && self.req.accelerator.vendor != Vendor::Cpu
+    }
+
+    fn expert_slots(&self) -> u32 {
+        self.req
+            .model
+            .moe
+            .as_ref()
+            .map(|m| m.routed_experts.saturating_add(self.req.parallel.redundant_experts))
+            .unwrap_or(0)
     }
 
     fn auto(&self, max_nodes: Option<u32>) -> Vec<Layout> {
@@ -200,21 +275,58 @@ impl Resolved<'_> {
 pub fn plan(req: &PlanRequest) -> Result<Plan, PlanError> {
     let mut notes = Vec::new();
     let r = resolve(req, &mut notes)?;
-    let (layout, mem) = choose_layout(&r)?;
+    let (layout, mem, layout_reason) = choose_layout(&r)?;
     let max_concurrency = memory::max_concurrency(&r.input(&layout));
     let model = req.model;
+    let opts = req.parallel;
+    let ep = layout.is_expert_parallel();
     if model.attention == Attention::Mla && layout.tensor_parallel > 1 {
-        notes.push(format!(
-            "MLA KV cache is replicated on all {} TP ranks (only PP splits it)",
-            layout.tensor_parallel
-        ));
+        if ep {
+            notes.push(format!(
+                "MLA KV cache is replicated on the {} TP ranks of each DP group; each of the {} DP groups holds only its own sequences",
+                layout.tensor_parallel, layout.data_parallel
+            ));
+        } else {
+            notes.push(format!(
+                "MLA KV cache is replicated on all {} TP ranks (only PP splits it)",
+                layout.tensor_parallel
+            ));
+        }
     }
-    if let Some(moe) = &model.moe {
-        notes.push(format!(
-            "all {} routed experts are resident; {} active per token",
-            moe.routed_experts, moe.experts_per_token
-        ));
+    let experts_per_rank = model.moe.as_ref().map(|moe| {
+        if ep {
+            let per = memory::experts_per_rank(
+                moe.routed_experts,
+                opts.redundant_experts,
+                layout.expert_parallel,
+            );
+            notes.push(format!(
+                "{} routed experts + {} redundant over EP{}: {per} per rank; dense and shared-expert weights on every rank",
+                moe.routed_experts, opts.redundant_experts, layout.expert_parallel
+            ));
+            per
+        } else {
+            notes.push(format!(
+                "all {} routed experts are resident; {} active per token",
+                moe.routed_experts, moe.experts_per_token
+            ));
+            moe.routed_experts
+        }
+    });
+    if opts.redundant_experts > 0 && !ep {
+        notes.push("redundant experts apply only to EP layouts; ignored".into());
     }
+    if opts.speculative_mtp {
+        notes.push("MTP layer loaded for speculative decoding (one more decoder layer of weights and KV cache)".into());
+    }
+    if opts.kv_cache_dtype == KvCacheDtype::Fp8 {
+        notes.push("FP8 KV cache: 1 byte per element".into());
+    }
+    let est = req
+        .accelerator
+        .bandwidth_tbps
+        .filter(|b| b.is_finite() && *b > 0.0)
+        .map(|_| r.tokens_per_gpu_s(&layout));
     Ok(Plan {
         model: model.id.clone(),
         hf_repo: model.hf_repo.clone(),
@@ -227,10 +339,17 @@ pub fn plan(req: &PlanRequest) -> Result<Plan, PlanError> {
         gpus_per_node: layout.gpus_per_node,
         tensor_parallel: layout.tensor_parallel,
         pipeline_parallel: layout.pipeline_parallel,
-        layout: format!(
-            "TP{}xPP{}",
-            layout.tensor_parallel, layout.pipeline_parallel
-        ),
+        data_parallel: layout.data_parallel,
+        expert_parallel: layout.expert_parallel,
+        parallelism: layout.kind().to_string(),
+        layout: layout.name(),
+        experts_per_rank,
+        redundant_experts: opts.redundant_experts,
+        speculative_mtp: opts.speculative_mtp,
+        kv_cache_dtype: opts.kv_cache_dtype,
+        objective: opts.objective,
+        layout_reason,
+        est_decode_tokens_per_gpu_s: est,
         max_model_len: r.max_model_len,
         concurrency: r.concurrency,
         max_concurrency,
@@ -259,6 +378,7 @@ fn resolve<'a>(
         ));
     }
     let engine = support::resolve_engine(acc, req.quantization, req.engine, notes)?;
+    support::check_parallel_options(model, engine, &req.parallel)?;
 
     let util = match req.gpu_memory_utilization {
         None => {
@@ -364,7 +484,7 @@ fn model_desc(r: &Resolved) -> String {
     format!("{} at {}", r.req.model.id, r.req.quantization)
 }
 
-fn choose_layout(r: &Resolved) -> Result<(Layout, MemoryBreakdown), PlanError> {
+fn choose_layout(r: &Resolved) -> Result<(Layout, MemoryBreakdown, String), PlanError> {
     let req = r.req;
     let model = req.model;
     let gpn = r.gpus_per_node;
@@ -374,6 +494,10 @@ fn choose_layout(r: &Resolved) -> Result<(Layout, MemoryBreakdown), PlanError> {
     };
     let within_nodes = |l: &Layout| req.max_nodes.is_none_or(|m| l.nodes <= m);
     let pp_cap = model.layers.clamp(1, layout::MAX_PIPELINE);
+
+    if let Some(dp) = req.parallel.data_parallel.filter(|&d| d >= 2) {
+        return chosen_ep(r, dp, &check, &within_nodes);
+    }
 
     let candidates: Vec<Layout> = match (req.tensor_parallel, req.pipeline_parallel) {
         // llama.cpp serves a replica from one node's RAM.
@@ -426,13 +550,125 @@ fn choose_layout(r: &Resolved) -> Result<(Layout, MemoryBreakdown), PlanError> {
         }
     };
 
-    for l in &candidates {
-        let mem = r.memory(l);
-        if mem.fits() {
-            return Ok((*l, mem));
+    let load = format!(
+        "{} sequence(s) of {} tokens",
+        r.concurrency, r.max_model_len
+    );
+    match req.parallel.objective {
+        LayoutObjective::Cheapest => {
+            for l in &candidates {
+                let mem = r.memory(l);
+                if mem.fits() {
+                    let reason = format!(
+                        "cheapest: {} is the fewest accelerators ({}) whose memory holds {} at {} with the KV cache for {load}",
+                        l.name(),
+                        l.gpus(),
+                        model.id,
+                        req.quantization
+                    );
+                    return Ok((*l, mem, reason));
+                }
+            }
+            Err(does_not_fit(r, &candidates))
+        }
+        LayoutObjective::Throughput => {
+            let mut all = candidates.clone();
+            let overrides = req.tensor_parallel.is_some() || req.pipeline_parallel.is_some();
+            if !overrides && r.ep_capable() {
+                all.extend(layout::ep_layouts(
+                    model.attention_heads,
+                    r.kv_heads(),
+                    gpn,
+                    req.max_nodes,
+                    r.expert_slots(),
+                ));
+            }
+            let mut ranked: Vec<(Layout, MemoryBreakdown, f64)> = all
+                .iter()
+                .filter_map(|l| {
+                    let mem = r.memory(l);
+                    mem.fits().then(|| (*l, mem, r.tokens_per_gpu_s(l)))
+                })
+                .collect();
+            // Best per-GPU throughput first; ties go to fewer accelerators.
+            ranked.sort_by(|a, b| {
+                b.2.total_cmp(&a.2)
+                    .then(a.0.gpus().cmp(&b.0.gpus()))
+                    .then(a.0.nodes.cmp(&b.0.nodes))
+            });
+            let Some((best, mem, score)) = ranked.first().cloned() else {
+                return Err(does_not_fit(r, &candidates));
+            };
+            let mut reason = format!(
+                "throughput: {} has the most estimated decode tokens/s per accelerator at {load} ({})",
+                best.name(),
+                rate(score, req.accelerator.bandwidth_tbps)
+            );
+            if let Some((second, _, s2)) = ranked.get(1) {
+                reason.push_str(&format!(
+                    ", ahead of {} ({})",
+                    second.name(),
+                    rate(*s2, req.accelerator.bandwidth_tbps)
+                ));
+            }
+            if best.is_expert_parallel() && model.attention == Attention::Mla {
+                reason.push_str(
+                    "; DP attention keeps one copy of each sequence's MLA cache instead of one per TP rank",
+                );
+            }
+            Ok((best, mem, reason))
         }
     }
-    Err(does_not_fit(r, &candidates))
+}
+
+/// A per-GPU rate for a reason string: absolute with a known bandwidth, relative
+/// (per TB/s) without.
+fn rate(score: f64, bandwidth: Option<f64>) -> String {
+    if bandwidth.is_some_and(|b| b.is_finite() && b > 0.0) {
+        format!("~{score:.0} tokens/s per accelerator")
+    } else {
+        format!("~{score:.0} tokens/s per accelerator per TB/s of bandwidth")
+    }
+}
+
+/// The layout a `data_parallel >= 2` request asks for: DP attention groups of the
+/// requested TP (default 1), EP over every rank.
+fn chosen_ep(
+    r: &Resolved,
+    dp: u32,
+    check: &dyn Fn(u32) -> Result<(), PlanError>,
+    within_nodes: &dyn Fn(&Layout) -> bool,
+) -> Result<(Layout, MemoryBreakdown, String), PlanError> {
+    let req = r.req;
+    if req.pipeline_parallel.is_some_and(|p| p != 1) {
+        return Err(PlanError::InvalidOverride(
+            "pipeline parallel cannot be combined with data parallel attention here".into(),
+        ));
+    }
+    let tp = req.tensor_parallel.unwrap_or(1);
+    check(tp)?;
+    let l = layout::place_ep(tp, dp, r.gpus_per_node).map_err(PlanError::InvalidOverride)?;
+    if !within_nodes(&l) {
+        return Err(PlanError::InvalidOverride(format!(
+            "{} needs {} nodes of {}, max nodes is {}",
+            l.name(),
+            l.nodes,
+            r.gpus_per_node,
+            req.max_nodes.unwrap_or(0)
+        )));
+    }
+    let mem = r.memory(&l);
+    if !mem.fits() {
+        return Err(does_not_fit(r, &[l]));
+    }
+    let reason = format!(
+        "requested: {} ({} DP-attention groups of TP{}, experts over EP{})",
+        l.name(),
+        l.data_parallel,
+        l.tensor_parallel,
+        l.expert_parallel
+    );
+    Ok((l, mem, reason))
 }
 
 fn does_not_fit(r: &Resolved, tried: &[Layout]) -> PlanError {
@@ -440,7 +676,9 @@ fn does_not_fit(r: &Resolved, tried: &[Layout]) -> PlanError {
     let acc = &req.accelerator.id;
     let desc = model_desc(r);
     let usable = r.device_gib * r.util;
-    let overrides = req.tensor_parallel.is_some() || req.pipeline_parallel.is_some();
+    let overrides = req.tensor_parallel.is_some()
+        || req.pipeline_parallel.is_some()
+        || req.parallel.data_parallel.is_some_and(|d| d >= 2);
 
     // Would it fit with more nodes?
     if !overrides && req.max_nodes.is_some() {
@@ -487,9 +725,8 @@ fn does_not_fit(r: &Resolved, tried: &[Layout]) -> PlanError {
         )
     } else {
         format!(
-            "{desc} needs {per_gpu:.1} GiB per accelerator even as TP{}xPP{} ({} x {acc} on {} node(s)), but {acc} has {usable:.1} GiB usable; use accelerators with >= {:.0} GiB, a smaller quantization, or a shorter maxModelLen/concurrency",
-            needed.tensor_parallel,
-            needed.pipeline_parallel,
+            "{desc} needs {per_gpu:.1} GiB per accelerator even as {} ({} x {acc} on {} node(s)), but {acc} has {usable:.1} GiB usable; use accelerators with >= {:.0} GiB, a smaller quantization, or a shorter maxModelLen/concurrency",
+            l.name(),
             needed.gpus,
             needed.nodes,
             needed.min_memory_per_gpu_gib.ceil(),
