@@ -332,7 +332,12 @@ fn throughput_objective_shows_dp_attention_and_ep_in_json() {
     assert!(v["layoutReason"]
         .as_str()
         .is_some_and(|r| r.starts_with("throughput:")));
-    for key in ["denseWeightsGiB", "expertWeightsGiB", "kvCacheGiB", "overheadGiB"] {
+    for key in [
+        "denseWeightsGiB",
+        "expertWeightsGiB",
+        "kvCacheGiB",
+        "overheadGiB",
+    ] {
         assert!(v["memory"][key].as_f64().is_some(), "memory.{key} in {v}");
     }
     assert!(v["memory"]["perGpuGiB"].as_f64() <= v["memory"]["usablePerGpuGiB"].as_f64());
@@ -385,7 +390,10 @@ fn bad_parallel_flags_fail_in_one_line() {
         &with(&["--layout-objective", "fastest"]),
         "unknown layout objective",
     );
-    fails(&with(&["--kv-cache-dtype", "int4"]), "unknown KV cache dtype");
+    fails(
+        &with(&["--kv-cache-dtype", "int4"]),
+        "unknown KV cache dtype",
+    );
     fails(
         &[
             "--model",

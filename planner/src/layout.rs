@@ -152,9 +152,7 @@ pub fn place(tp: u32, pp: u32, gpus_per_node: u32) -> Result<Layout, String> {
 /// replica smaller than a node uses part of one node, a larger one whole nodes.
 pub fn place_ep(tp: u32, dp: u32, gpus_per_node: u32) -> Result<Layout, String> {
     if tp == 0 || dp < 2 || gpus_per_node == 0 {
-        return Err(
-            "DP attention needs at least 2 data-parallel groups of at least 1 rank".into(),
-        );
+        return Err("DP attention needs at least 2 data-parallel groups of at least 1 rank".into());
     }
     let ranks = u64::from(tp) * u64::from(dp);
     let ranks = u32::try_from(ranks).map_err(|_| "layout is too large".to_string())?;

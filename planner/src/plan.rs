@@ -239,7 +239,11 @@ impl Resolved<'_> {
     /// Whether DP attention x EP layouts apply: an MoE model on an engine with
     /// expert parallelism (not llama.cpp, not CPU).
     fn ep_capable(&self) -> bool {
-        self.req.model.moe.as_ref().is_some_and(|m| m.routed_experts > 0)
+        self.req
+            .model
+            .moe
+            .as_ref()
+            .is_some_and(|m| m.routed_experts > 0)
             && self.engine != Engine::Llamacpp
             && self.req.accelerator.vendor != Vendor::Cpu
     }
@@ -249,7 +253,10 @@ impl Resolved<'_> {
             .model
             .moe
             .as_ref()
-            .map(|m| m.routed_experts.saturating_add(self.req.parallel.redundant_experts))
+            .map(|m| {
+                m.routed_experts
+                    .saturating_add(self.req.parallel.redundant_experts)
+            })
             .unwrap_or(0)
     }
 

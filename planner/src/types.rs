@@ -176,9 +176,7 @@ impl std::fmt::Display for Vendor {
 }
 
 /// What the planner optimizes when it picks a layout itself.
-#[derive(
-    Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Hash,
-)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum LayoutObjective {
     /// Fewest accelerators, then fewest nodes, then least PP (TP x PP layouts only).
@@ -218,9 +216,7 @@ impl std::str::FromStr for LayoutObjective {
 }
 
 /// Element type of the KV cache.
-#[derive(
-    Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Hash,
-)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum KvCacheDtype {
     /// The model's activation type: 2 bytes per element.

@@ -142,7 +142,11 @@ fn published_expert_parallel_recipes() {
     for w in &rows {
         let p = recipe(w);
         assert_eq!(p.expert_parallel, w.dp * w.tp.unwrap_or(1));
-        assert!(p.layout_reason.starts_with("requested"), "{}", p.layout_reason);
+        assert!(
+            p.layout_reason.starts_with("requested"),
+            "{}",
+            p.layout_reason
+        );
     }
 }
 
@@ -231,14 +235,24 @@ fn refusals_are_one_line_and_name_the_cause() {
     })
     .expect_err("vllm-ascend has no fp8 kv");
     assert!(e.to_string().contains("FP8 KV cache"), "{e}");
-    let e = run("deepseek-r1-distill-llama-8b", "h100-80gb", Quantization::Bf16, |r| {
-        r.parallel.data_parallel = Some(8);
-    })
+    let e = run(
+        "deepseek-r1-distill-llama-8b",
+        "h100-80gb",
+        Quantization::Bf16,
+        |r| {
+            r.parallel.data_parallel = Some(8);
+        },
+    )
     .expect_err("dense model");
     assert!(e.to_string().contains("MoE"), "{e}");
-    let e = run("deepseek-r1-distill-llama-8b", "h100-80gb", Quantization::Bf16, |r| {
-        r.parallel.speculative_mtp = true;
-    })
+    let e = run(
+        "deepseek-r1-distill-llama-8b",
+        "h100-80gb",
+        Quantization::Bf16,
+        |r| {
+            r.parallel.speculative_mtp = true;
+        },
+    )
     .expect_err("no mtp");
     assert!(e.to_string().contains("multi-token"), "{e}");
     let e = run("deepseek-r1", "h100-80gb", Quantization::Fp8, |r| {
