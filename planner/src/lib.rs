@@ -13,6 +13,7 @@
 
 mod accelerator;
 mod catalog;
+mod choose;
 pub mod layout;
 pub mod memory;
 mod model;
