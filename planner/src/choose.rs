@@ -167,6 +167,11 @@ fn chosen_ep(
     within_nodes: &dyn Fn(&Layout) -> bool,
 ) -> Result<(Layout, MemoryBreakdown, String), PlanError> {
     let req = r.req;
+    if req.accelerator.vendor == Vendor::Cpu {
+        return Err(PlanError::InvalidOverride(
+            "cpu plans run one llama.cpp server per replica: data parallel attention needs accelerators".into(),
+        ));
+    }
     if req.pipeline_parallel.is_some_and(|p| p != 1) {
         return Err(PlanError::InvalidOverride(
             "pipeline parallel cannot be combined with data parallel attention here".into(),

@@ -261,3 +261,16 @@ fn refusals_are_one_line_and_name_the_cause() {
     .expect_err("DP2 x EP2 holds half the experts per H100");
     assert!(e.to_string().contains("DP2xEP2"), "{e}");
 }
+
+#[test]
+fn cpu_refuses_data_parallel_attention() {
+    let c = Catalog::builtin();
+    let m = c.model("deepseek-v2-lite").expect("v2-lite");
+    let a = c.accelerator("cpu").expect("cpu");
+    let mut req = PlanRequest::new(m, Quantization::GgufQ4KM, a);
+    req.memory_override_gib = Some(256.0);
+    req.engine = Some(deepseek_planner::Engine::Sim);
+    req.parallel.data_parallel = Some(4);
+    let e = plan(&req).expect_err("cpu has no DP attention");
+    assert!(e.to_string().contains("data parallel attention needs accelerators"), "{e}");
+}
