@@ -108,6 +108,7 @@ pub fn plan_on(v: &ValidatedModel, pool: &Pool, catalog: &Catalog) -> Result<Pla
         } else {
             None
         },
+        parallel: Default::default(),
     })
 }
 

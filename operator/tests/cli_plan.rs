@@ -309,3 +309,100 @@ fn catalog_files_extend_the_builtin_ones() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn throughput_objective_shows_dp_attention_and_ep_in_json() {
+    let v = json(&[
+        "--model",
+        "deepseek-r1",
+        "--accelerator",
+        "h200",
+        "--concurrency",
+        "1024",
+        "--layout-objective",
+        "throughput",
+    ]);
+    assert_eq!(v["objective"], "throughput");
+    assert_eq!(v["parallelism"], "dp-ep", "{v}");
+    let dp = v["dataParallel"].as_u64().unwrap_or(0);
+    let ep = v["expertParallel"].as_u64().unwrap_or(0);
+    assert!(dp >= 8 && ep == dp, "{v}");
+    let per_rank = v["expertsPerRank"].as_u64().unwrap_or(0);
+    assert!(per_rank * ep >= 256, "{v}");
+    assert!(v["layoutReason"]
+        .as_str()
+        .is_some_and(|r| r.starts_with("throughput:")));
+    for key in [
+        "denseWeightsGiB",
+        "expertWeightsGiB",
+        "kvCacheGiB",
+        "overheadGiB",
+    ] {
+        assert!(v["memory"][key].as_f64().is_some(), "memory.{key} in {v}");
+    }
+    assert!(v["memory"]["perGpuGiB"].as_f64() <= v["memory"]["usablePerGpuGiB"].as_f64());
+}
+
+#[test]
+fn cheapest_objective_is_the_default_and_says_why() {
+    let v = json(&["--model", "deepseek-r1", "--accelerator", "h200"]);
+    assert_eq!(v["objective"], "cheapest");
+    assert_eq!(v["layout"], "TP8xPP1");
+    assert_eq!(v["parallelism"], "tp-pp");
+    assert_eq!(v["dataParallel"], 1);
+    assert!(v["layoutReason"]
+        .as_str()
+        .is_some_and(|r| r.starts_with("cheapest:")));
+}
+
+#[test]
+fn data_parallel_override_prints_ep_in_the_table() {
+    let o = plan(&[
+        "--model",
+        "deepseek-r1",
+        "--accelerator",
+        "h200",
+        "--data-parallel",
+        "16",
+        "--redundant-experts",
+        "16",
+        "--speculative-mtp",
+        "--kv-cache-dtype",
+        "fp8",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("DP16 x EP16"), "{out}");
+    assert!(out.contains("17 per rank x EP16 (16 redundant)"), "{out}");
+    assert!(out.contains("fp8; MTP layer loaded"), "{out}");
+    assert!(out.contains("layout reason  requested: DP16xEP16"), "{out}");
+}
+
+#[test]
+fn bad_parallel_flags_fail_in_one_line() {
+    let base = ["--model", "deepseek-r1", "--accelerator", "h200"];
+    let with = |extra: &[&'static str]| {
+        let mut v = base.to_vec();
+        v.extend_from_slice(extra);
+        v
+    };
+    fails(
+        &with(&["--layout-objective", "fastest"]),
+        "unknown layout objective",
+    );
+    fails(
+        &with(&["--kv-cache-dtype", "int4"]),
+        "unknown KV cache dtype",
+    );
+    fails(
+        &[
+            "--model",
+            "deepseek-r1-distill-llama-8b",
+            "--accelerator",
+            "h100-80gb",
+            "--data-parallel",
+            "4",
+        ],
+        "needs an MoE model",
+    );
+}

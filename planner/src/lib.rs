@@ -1,4 +1,5 @@
-//! The accelerator planner: which accelerators, how many, in which TP x PP layout.
+//! The accelerator planner: which accelerators, how many, in which layout (TP x PP,
+//! DP attention x EP, or the hybrid of both).
 //!
 //! Pure functions over plain data, so the CLI (`deepseek-operator plan`) and the
 //! controller give identical answers and everything here is unit- and property-tested.
@@ -12,9 +13,11 @@
 
 mod accelerator;
 mod catalog;
+mod choose;
 pub mod layout;
 pub mod memory;
 mod model;
+pub mod objective;
 mod plan;
 pub mod report;
 mod rule_of_thumb;
@@ -26,11 +29,11 @@ pub use catalog::{Catalog, CatalogError};
 pub use memory::MemoryBreakdown;
 pub use model::{Attention, ModelArch, Moe};
 pub use plan::{
-    plan, Plan, PlanError, PlanRequest, Requirement, DEFAULT_CONCURRENCY,
+    plan, ParallelOptions, Plan, PlanError, PlanRequest, Requirement, DEFAULT_CONCURRENCY,
     DEFAULT_GPU_MEMORY_UTILIZATION, DEFAULT_MAX_MODEL_LEN,
 };
 pub use rule_of_thumb::{compare_seed, rule_of_thumb, SeedComparison, SeedRow, SEED_TABLE};
 pub use support::auto_engine;
-pub use types::{Quantization, Vendor};
+pub use types::{KvCacheDtype, LayoutObjective, Quantization, Vendor};
 
 pub use deepseek_engine::Engine;

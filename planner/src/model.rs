@@ -177,6 +177,48 @@ impl ModelArch {
         Ok(())
     }
 
+    /// Parameters in all routed experts of all MoE layers (0 for dense models).
+    /// From the config when `moe_intermediate_size` is known (3 matrices of
+    /// hidden x moe_intermediate per expert per MoE layer); otherwise from the
+    /// active/total split: total - active = routed x (1 - per_token / routed).
+    pub fn routed_expert_params(&self) -> f64 {
+        let Some(moe) = &self.moe else { return 0.0 };
+        if moe.routed_experts == 0 {
+            return 0.0;
+        }
+        let total = self.total_params_b * 1e9;
+        let from_config = moe.moe_intermediate_size.map(|mi| {
+            let moe_layers = f64::from(self.layers.saturating_sub(moe.first_k_dense_replace));
+            3.0 * f64::from(self.hidden_size)
+                * f64::from(mi)
+                * f64::from(moe.routed_experts)
+                * moe_layers
+        });
+        let estimate = from_config.unwrap_or_else(|| {
+            let share = f64::from(moe.experts_per_token.min(moe.routed_experts))
+                / f64::from(moe.routed_experts);
+            if share >= 1.0 {
+                0.0
+            } else {
+                (total - self.active_params_b * 1e9).max(0.0) / (1.0 - share)
+            }
+        });
+        if estimate.is_finite() {
+            estimate.clamp(0.0, total)
+        } else {
+            0.0
+        }
+    }
+
+    /// Whether the checkpoint ships a multi-token-prediction layer usable for
+    /// speculative decoding (`num_nextn_predict_layers: 1` in V3/R1/V3.2 configs).
+    pub fn has_mtp(&self) -> bool {
+        matches!(
+            self.family.as_deref(),
+            Some("deepseek-v3") | Some("deepseek-v32")
+        )
+    }
+
     /// Parameters in the embedding and lm_head matrices, which quantized
     /// checkpoints keep in 16-bit.
     pub fn embedding_params(&self) -> f64 {

@@ -5,9 +5,29 @@
 use deepseek_engine::Engine;
 use serde::Serialize;
 
+use crate::choose;
 use crate::layout::{self, Layout};
 use crate::memory::{self, MemoryBreakdown, MemoryInput};
-use crate::{support, Accelerator, Attention, ModelArch, Quantization, Vendor};
+use crate::{
+    objective, support, Accelerator, Attention, KvCacheDtype, LayoutObjective, ModelArch,
+    Quantization, Vendor,
+};
+
+/// Expert and attention parallelism options; `Default` is today's behaviour
+/// (cheapest TP x PP, no redundant experts, no MTP, 16-bit KV cache).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ParallelOptions {
+    /// How the planner picks a layout when TP/PP/DP are not all given.
+    pub objective: LayoutObjective,
+    /// DP-attention groups; 2 or more means DP attention with EP over all ranks
+    /// (`tensor_parallel` is then the attention TP within each group).
+    pub data_parallel: Option<u32>,
+    /// Extra expert copies for load balancing (SGLang/vLLM EPLB), on EP layouts.
+    pub redundant_experts: u32,
+    /// Load the MTP layer for speculative decoding (V3-family checkpoints).
+    pub speculative_mtp: bool,
+    pub kv_cache_dtype: KvCacheDtype,
+}
 
 /// Context length planned for when the request is silent (capped at the model's
 /// max position embeddings).
@@ -40,6 +60,7 @@ pub struct PlanRequest<'a> {
     pub gpu_memory_utilization: Option<f64>,
     /// Device memory in GiB instead of the catalog's, e.g. a CPU node's RAM.
     pub memory_override_gib: Option<f64>,
+    pub parallel: ParallelOptions,
 }
 
 impl<'a> PlanRequest<'a> {
@@ -63,6 +84,7 @@ impl<'a> PlanRequest<'a> {
             concurrency: None,
             gpu_memory_utilization: None,
             memory_override_gib: None,
+            parallel: ParallelOptions::default(),
         }
     }
 }
@@ -82,10 +104,30 @@ pub struct Plan {
     pub nodes_per_replica: u32,
     /// Accelerators used on each node of the replica.
     pub gpus_per_node: u32,
+    /// Whole-model TP (tp-pp) or attention TP within each DP group (dp-ep, hybrid).
     pub tensor_parallel: u32,
     pub pipeline_parallel: u32,
-    /// `TP8xPP2` style summary.
+    /// DP-attention groups (1 for tp-pp).
+    pub data_parallel: u32,
+    /// Ranks the routed experts are spread over (1 for tp-pp).
+    pub expert_parallel: u32,
+    /// `tp-pp`, `dp-ep` (wide EP) or `hybrid` (TP within DP groups).
+    pub parallelism: String,
+    /// `TP8xPP2`, `DP16xEP16` or `DP4xTP4xEP16`.
     pub layout: String,
+    /// Routed experts each rank holds (all of them, sliced, for tp-pp); `None`
+    /// for dense models. Always x expertParallel >= the model's routed experts.
+    pub experts_per_rank: Option<u32>,
+    pub redundant_experts: u32,
+    /// Whether the MTP layer is loaded for speculative decoding.
+    pub speculative_mtp: bool,
+    pub kv_cache_dtype: KvCacheDtype,
+    pub objective: LayoutObjective,
+    /// Why this layout, one sentence.
+    pub layout_reason: String,
+    /// Estimated decode tokens/s per accelerator at `concurrency` (memory-bandwidth
+    /// bound; see docs/parallelism.md); `None` when the catalog has no bandwidth.
+    pub est_decode_tokens_per_gpu_s: Option<f64>,
     pub max_model_len: u32,
     pub concurrency: u32,
     /// Sequences of `max_model_len` tokens the leftover KV memory holds.
@@ -105,6 +147,8 @@ pub struct Requirement {
     pub gpus_per_node: u32,
     pub tensor_parallel: u32,
     pub pipeline_parallel: u32,
+    pub data_parallel: u32,
+    pub expert_parallel: u32,
     /// Device memory each accelerator needs in that layout (before utilization).
     #[serde(rename = "minMemoryPerGpuGiB")]
     pub min_memory_per_gpu_gib: f64,
@@ -131,35 +175,40 @@ pub enum PlanError {
 }
 
 /// Validated request values, defaults applied.
-struct Resolved<'a> {
-    req: &'a PlanRequest<'a>,
-    engine: Engine,
-    gpus_per_node: u32,
-    max_model_len: u32,
-    concurrency: u32,
-    util: f64,
-    device_gib: f64,
+pub(crate) struct Resolved<'a> {
+    pub(crate) req: &'a PlanRequest<'a>,
+    pub(crate) engine: Engine,
+    pub(crate) gpus_per_node: u32,
+    pub(crate) max_model_len: u32,
+    pub(crate) concurrency: u32,
+    pub(crate) util: f64,
+    pub(crate) device_gib: f64,
 }
 
 impl Resolved<'_> {
-    fn input(&self, layout: &Layout) -> MemoryInput<'_> {
+    pub(crate) fn input(&self, layout: &Layout) -> MemoryInput<'_> {
         MemoryInput {
             model: self.req.model,
             quantization: self.req.quantization,
             engine: self.engine,
             tensor_parallel: layout.tensor_parallel,
             pipeline_parallel: layout.pipeline_parallel,
+            data_parallel: layout.data_parallel,
+            expert_parallel: layout.expert_parallel,
+            redundant_experts: self.req.parallel.redundant_experts,
+            mtp: self.req.parallel.speculative_mtp,
+            kv_bytes_per_element: self.req.parallel.kv_cache_dtype.bytes_per_element(),
             max_model_len: self.max_model_len,
             concurrency: self.concurrency,
             usable_per_gpu_gib: self.device_gib * self.util,
         }
     }
 
-    fn memory(&self, layout: &Layout) -> MemoryBreakdown {
+    pub(crate) fn memory(&self, layout: &Layout) -> MemoryBreakdown {
         memory::breakdown(&self.input(layout))
     }
 
-    fn requirement(&self, layout: &Layout) -> Requirement {
+    pub(crate) fn requirement(&self, layout: &Layout) -> Requirement {
         let mem = self.memory(layout);
         Requirement {
             gpus: u32::try_from(layout.gpus()).unwrap_or(u32::MAX),
@@ -167,18 +216,52 @@ impl Resolved<'_> {
             gpus_per_node: layout.gpus_per_node,
             tensor_parallel: layout.tensor_parallel,
             pipeline_parallel: layout.pipeline_parallel,
+            data_parallel: layout.data_parallel,
+            expert_parallel: layout.expert_parallel,
             min_memory_per_gpu_gib: mem.per_gpu_gib / self.util,
         }
     }
 
-    fn kv_heads(&self) -> Option<u32> {
+    pub(crate) fn kv_heads(&self) -> Option<u32> {
         match self.req.model.attention {
             Attention::Gqa => Some(self.req.model.kv_heads),
             Attention::Mla => None,
         }
     }
 
-    fn auto(&self, max_nodes: Option<u32>) -> Vec<Layout> {
+    pub(crate) fn tokens_per_gpu_s(&self, layout: &Layout) -> f64 {
+        objective::tokens_per_gpu_s(
+            &self.input(layout),
+            layout,
+            self.req.accelerator.bandwidth_tbps,
+        )
+    }
+
+    /// Whether DP attention x EP layouts apply: an MoE model on an engine with
+    /// expert parallelism (not llama.cpp, not CPU).
+    pub(crate) fn ep_capable(&self) -> bool {
+        self.req
+            .model
+            .moe
+            .as_ref()
+            .is_some_and(|m| m.routed_experts > 0)
+            && self.engine != Engine::Llamacpp
+            && self.req.accelerator.vendor != Vendor::Cpu
+    }
+
+    pub(crate) fn expert_slots(&self) -> u32 {
+        self.req
+            .model
+            .moe
+            .as_ref()
+            .map(|m| {
+                m.routed_experts
+                    .saturating_add(self.req.parallel.redundant_experts)
+            })
+            .unwrap_or(0)
+    }
+
+    pub(crate) fn auto(&self, max_nodes: Option<u32>) -> Vec<Layout> {
         let m = self.req.model;
         layout::auto_layouts(
             m.attention_heads,
@@ -200,21 +283,58 @@ impl Resolved<'_> {
 pub fn plan(req: &PlanRequest) -> Result<Plan, PlanError> {
     let mut notes = Vec::new();
     let r = resolve(req, &mut notes)?;
-    let (layout, mem) = choose_layout(&r)?;
+    let (layout, mem, layout_reason) = choose::choose_layout(&r)?;
     let max_concurrency = memory::max_concurrency(&r.input(&layout));
     let model = req.model;
+    let opts = req.parallel;
+    let ep = layout.is_expert_parallel();
     if model.attention == Attention::Mla && layout.tensor_parallel > 1 {
-        notes.push(format!(
-            "MLA KV cache is replicated on all {} TP ranks (only PP splits it)",
-            layout.tensor_parallel
-        ));
+        if ep {
+            notes.push(format!(
+                "MLA KV cache is replicated on the {} TP ranks of each DP group; each of the {} DP groups holds only its own sequences",
+                layout.tensor_parallel, layout.data_parallel
+            ));
+        } else {
+            notes.push(format!(
+                "MLA KV cache is replicated on all {} TP ranks (only PP splits it)",
+                layout.tensor_parallel
+            ));
+        }
     }
-    if let Some(moe) = &model.moe {
-        notes.push(format!(
-            "all {} routed experts are resident; {} active per token",
-            moe.routed_experts, moe.experts_per_token
-        ));
+    let experts_per_rank = model.moe.as_ref().map(|moe| {
+        if ep {
+            let per = memory::experts_per_rank(
+                moe.routed_experts,
+                opts.redundant_experts,
+                layout.expert_parallel,
+            );
+            notes.push(format!(
+                "{} routed experts + {} redundant over EP{}: {per} per rank; dense and shared-expert weights on every rank",
+                moe.routed_experts, opts.redundant_experts, layout.expert_parallel
+            ));
+            per
+        } else {
+            notes.push(format!(
+                "all {} routed experts are resident; {} active per token",
+                moe.routed_experts, moe.experts_per_token
+            ));
+            moe.routed_experts
+        }
+    });
+    if opts.redundant_experts > 0 && !ep {
+        notes.push("redundant experts apply only to EP layouts; ignored".into());
     }
+    if opts.speculative_mtp {
+        notes.push("MTP layer loaded for speculative decoding (one more decoder layer of weights and KV cache)".into());
+    }
+    if opts.kv_cache_dtype == KvCacheDtype::Fp8 {
+        notes.push("FP8 KV cache: 1 byte per element".into());
+    }
+    let est = req
+        .accelerator
+        .bandwidth_tbps
+        .filter(|b| b.is_finite() && *b > 0.0)
+        .map(|_| r.tokens_per_gpu_s(&layout));
     Ok(Plan {
         model: model.id.clone(),
         hf_repo: model.hf_repo.clone(),
@@ -227,10 +347,17 @@ pub fn plan(req: &PlanRequest) -> Result<Plan, PlanError> {
         gpus_per_node: layout.gpus_per_node,
         tensor_parallel: layout.tensor_parallel,
         pipeline_parallel: layout.pipeline_parallel,
-        layout: format!(
-            "TP{}xPP{}",
-            layout.tensor_parallel, layout.pipeline_parallel
-        ),
+        data_parallel: layout.data_parallel,
+        expert_parallel: layout.expert_parallel,
+        parallelism: layout.kind().to_string(),
+        layout: layout.name(),
+        experts_per_rank,
+        redundant_experts: opts.redundant_experts,
+        speculative_mtp: opts.speculative_mtp,
+        kv_cache_dtype: opts.kv_cache_dtype,
+        objective: opts.objective,
+        layout_reason,
+        est_decode_tokens_per_gpu_s: est,
         max_model_len: r.max_model_len,
         concurrency: r.concurrency,
         max_concurrency,
@@ -259,6 +386,7 @@ fn resolve<'a>(
         ));
     }
     let engine = support::resolve_engine(acc, req.quantization, req.engine, notes)?;
+    support::check_parallel_options(model, engine, &req.parallel)?;
 
     let util = match req.gpu_memory_utilization {
         None => {
@@ -358,142 +486,4 @@ fn resolve<'a>(
         util,
         device_gib,
     })
-}
-
-fn model_desc(r: &Resolved) -> String {
-    format!("{} at {}", r.req.model.id, r.req.quantization)
-}
-
-fn choose_layout(r: &Resolved) -> Result<(Layout, MemoryBreakdown), PlanError> {
-    let req = r.req;
-    let model = req.model;
-    let gpn = r.gpus_per_node;
-    let check = |tp: u32| {
-        layout::check_tp(model.attention_heads, r.kv_heads(), tp)
-            .map_err(PlanError::InvalidOverride)
-    };
-    let within_nodes = |l: &Layout| req.max_nodes.is_none_or(|m| l.nodes <= m);
-    let pp_cap = model.layers.clamp(1, layout::MAX_PIPELINE);
-
-    let candidates: Vec<Layout> = match (req.tensor_parallel, req.pipeline_parallel) {
-        // llama.cpp serves a replica from one node's RAM.
-        _ if req.accelerator.vendor == Vendor::Cpu => layout::place(1, 1, 1).into_iter().collect(),
-        (None, None) => r.auto(req.max_nodes),
-        (tp, pp) => {
-            if let Some(pp) = pp {
-                if pp == 0 || pp > model.layers {
-                    return Err(PlanError::InvalidOverride(format!(
-                        "pipeline parallel {pp} must be between 1 and the model's {} layers",
-                        model.layers
-                    )));
-                }
-            }
-            if let Some(tp) = tp {
-                check(tp)?;
-            }
-            let tps: Vec<u32> = match tp {
-                Some(tp) => vec![tp],
-                None => layout::tp_candidates(model.attention_heads, r.kv_heads(), u32::MAX),
-            };
-            let pps: Vec<u32> = match pp {
-                Some(pp) => vec![pp],
-                None => (1..=pp_cap).collect(),
-            };
-            let mut out = Vec::new();
-            let mut last_err = None;
-            for &t in &tps {
-                for &p in &pps {
-                    match layout::place(t, p, gpn) {
-                        Ok(l) if within_nodes(&l) => out.push(l),
-                        Ok(l) => {
-                            last_err = Some(format!(
-                                "TP{t}xPP{p} needs {} nodes of {gpn}, max nodes is {}",
-                                l.nodes,
-                                req.max_nodes.unwrap_or(0)
-                            ))
-                        }
-                        Err(e) => last_err = Some(e),
-                    }
-                }
-            }
-            if out.is_empty() {
-                return Err(PlanError::InvalidOverride(
-                    last_err.unwrap_or_else(|| "no layout matches the overrides".into()),
-                ));
-            }
-            out.sort_by_key(|l| (l.gpus(), l.nodes, l.pipeline_parallel));
-            out
-        }
-    };
-
-    for l in &candidates {
-        let mem = r.memory(l);
-        if mem.fits() {
-            return Ok((*l, mem));
-        }
-    }
-    Err(does_not_fit(r, &candidates))
-}
-
-fn does_not_fit(r: &Resolved, tried: &[Layout]) -> PlanError {
-    let req = r.req;
-    let acc = &req.accelerator.id;
-    let desc = model_desc(r);
-    let usable = r.device_gib * r.util;
-    let overrides = req.tensor_parallel.is_some() || req.pipeline_parallel.is_some();
-
-    // Would it fit with more nodes?
-    if !overrides && req.max_nodes.is_some() {
-        if let Some(l) = r.auto(None).into_iter().find(|l| r.memory(l).fits()) {
-            let needed = r.requirement(&l);
-            let mut message = format!(
-                "{desc} needs {} x {acc} on {} node(s) of {} (TP{}xPP{}, {:.1} GiB each); max nodes is {}",
-                needed.gpus,
-                needed.nodes,
-                needed.gpus_per_node,
-                needed.tensor_parallel,
-                needed.pipeline_parallel,
-                needed.min_memory_per_gpu_gib * r.util,
-                req.max_nodes.unwrap_or(0),
-            );
-            if let Some(big) = tried.last() {
-                let alt = r.requirement(big);
-                message.push_str(&format!(
-                    ", or {} accelerators with >= {:.0} GiB each",
-                    alt.gpus,
-                    alt.min_memory_per_gpu_gib.ceil()
-                ));
-            }
-            return PlanError::DoesNotFit { needed, message };
-        }
-    }
-
-    // Nothing fits: report the largest layout tried.
-    let largest = tried
-        .iter()
-        .max_by_key(|l| (l.gpus(), l.nodes))
-        .copied()
-        .or_else(|| layout::place(1, 1, r.gpus_per_node).ok());
-    let Some(l) = largest else {
-        return PlanError::InvalidInput(format!("no layout is possible for {desc}"));
-    };
-    let needed = r.requirement(&l);
-    let per_gpu = needed.min_memory_per_gpu_gib * r.util;
-    let message = if req.accelerator.vendor == Vendor::Cpu {
-        format!(
-            "{desc} needs {per_gpu:.1} GiB of node memory ({:.0} GiB RAM at {:.2} utilization); {usable:.1} GiB usable",
-            needed.min_memory_per_gpu_gib.ceil(),
-            r.util
-        )
-    } else {
-        format!(
-            "{desc} needs {per_gpu:.1} GiB per accelerator even as TP{}xPP{} ({} x {acc} on {} node(s)), but {acc} has {usable:.1} GiB usable; use accelerators with >= {:.0} GiB, a smaller quantization, or a shorter maxModelLen/concurrency",
-            needed.tensor_parallel,
-            needed.pipeline_parallel,
-            needed.gpus,
-            needed.nodes,
-            needed.min_memory_per_gpu_gib.ceil(),
-        )
-    };
-    PlanError::DoesNotFit { needed, message }
 }

@@ -33,6 +33,23 @@ pub fn columns(rows: &[Vec<String>]) -> String {
 }
 
 /// One plan as a labelled block.
+/// `TP8 x PP2 = ...` for TP x PP; `DP16 x EP16 (DP attention, TP1 per group) = ...`
+/// for expert-parallel layouts.
+fn layout_line(plan: &Plan) -> String {
+    let head = if plan.expert_parallel > 1 {
+        format!(
+            "DP{} x EP{} (DP attention, TP{} per group, {})",
+            plan.data_parallel, plan.expert_parallel, plan.tensor_parallel, plan.parallelism
+        )
+    } else {
+        format!("TP{} x PP{}", plan.tensor_parallel, plan.pipeline_parallel)
+    };
+    format!(
+        "{head} = {} accelerator(s) on {} node(s), {} per node",
+        plan.gpus_per_replica, plan.nodes_per_replica, plan.gpus_per_node
+    )
+}
+
 pub fn plan_table(plan: &Plan, acc: &Accelerator) -> String {
     let m = &plan.memory;
     let rows = vec![
@@ -48,16 +65,10 @@ pub fn plan_table(plan: &Plan, acc: &Accelerator) -> String {
             ),
         ],
         vec!["engine".into(), plan.engine.to_string()],
+        vec!["layout".into(), layout_line(plan)],
         vec![
-            "layout".into(),
-            format!(
-                "TP{} x PP{} = {} accelerator(s) on {} node(s), {} per node",
-                plan.tensor_parallel,
-                plan.pipeline_parallel,
-                plan.gpus_per_replica,
-                plan.nodes_per_replica,
-                plan.gpus_per_node
-            ),
+            "layout reason".into(),
+            format!("{} (objective {})", plan.layout_reason, plan.objective),
         ],
         vec!["max model len".into(), plan.max_model_len.to_string()],
         vec![
@@ -70,8 +81,10 @@ pub fn plan_table(plan: &Plan, acc: &Accelerator) -> String {
         vec![
             "memory/accel".into(),
             format!(
-                "weights {:.1} + KV {:.2} + overhead {:.1} = {:.1} GiB of {:.1} GiB usable ({} x {:.1} GiB)",
+                "weights {:.1} (dense {:.1} + experts {:.1}) + KV {:.2} + overhead {:.1} = {:.1} GiB of {:.1} GiB usable ({} x {:.1} GiB)",
                 m.weights_gib,
+                m.dense_weights_gib,
+                m.expert_weights_gib,
                 m.kv_cache_gib,
                 m.overhead_gib,
                 m.per_gpu_gib,
@@ -88,6 +101,37 @@ pub fn plan_table(plan: &Plan, acc: &Accelerator) -> String {
             ),
         ],
     ];
+    let mut rows = rows;
+    if let Some(per) = plan.experts_per_rank {
+        rows.push(vec![
+            "experts".into(),
+            format!(
+                "{per} per rank x EP{} ({} redundant)",
+                plan.expert_parallel, plan.redundant_experts
+            ),
+        ]);
+    }
+    rows.push(vec![
+        "kv cache".into(),
+        format!(
+            "{}{}",
+            plan.kv_cache_dtype.as_str(),
+            if plan.speculative_mtp {
+                "; MTP layer loaded for speculative decoding"
+            } else {
+                ""
+            }
+        ),
+    ]);
+    if let Some(t) = plan.est_decode_tokens_per_gpu_s {
+        rows.push(vec![
+            "est. decode".into(),
+            format!(
+                "~{t:.0} tokens/s per accelerator at concurrency {} (memory-bandwidth bound estimate)",
+                plan.concurrency
+            ),
+        ]);
+    }
     let mut out = columns(&rows);
     if !plan.notes.is_empty() {
         out.push_str("notes:\n");

@@ -160,3 +160,56 @@ fn check_quantization(
     }
     Ok(())
 }
+
+/// Checks the expert/attention parallelism options against the model and engine:
+/// DP attention needs an MoE model and an engine with EP; MTP needs a V3-family
+/// checkpoint and an engine with MTP speculative decoding; an FP8 KV cache needs
+/// an engine that stores one (vllm-ascend and llama.cpp here do not).
+pub fn check_parallel_options(
+    model: &crate::ModelArch,
+    engine: Engine,
+    opts: &crate::ParallelOptions,
+) -> Result<(), PlanError> {
+    if let Some(dp) = opts.data_parallel {
+        if dp == 0 {
+            return Err(PlanError::InvalidOverride(
+                "data parallel must be at least 1".into(),
+            ));
+        }
+        if dp > 1 && model.moe.as_ref().is_none_or(|m| m.routed_experts == 0) {
+            return Err(PlanError::InvalidOverride(format!(
+                "data parallel attention with expert parallelism needs an MoE model; {} is dense (use more replicas instead)",
+                model.id
+            )));
+        }
+        if dp > 1 && engine == Engine::Llamacpp {
+            return Err(unsupported(
+                "llama.cpp has no expert parallelism or DP attention",
+                "use vllm or sglang, or leave data parallel unset",
+            ));
+        }
+    }
+    if opts.speculative_mtp {
+        if !model.has_mtp() {
+            return Err(PlanError::InvalidOverride(format!(
+                "{} has no multi-token-prediction layer for speculative decoding",
+                model.id
+            )));
+        }
+        if engine == Engine::Llamacpp {
+            return Err(unsupported(
+                "llama.cpp does not run DeepSeek's MTP layer",
+                "use vllm or sglang, or turn speculative MTP off",
+            ));
+        }
+    }
+    if opts.kv_cache_dtype == crate::KvCacheDtype::Fp8
+        && matches!(engine, Engine::VllmAscend | Engine::Llamacpp)
+    {
+        return Err(unsupported(
+            format!("{engine} has no FP8 KV cache"),
+            "use the auto (16-bit) KV cache",
+        ));
+    }
+    Ok(())
+}

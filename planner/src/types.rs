@@ -174,3 +174,70 @@ impl std::fmt::Display for Vendor {
         f.write_str(self.as_str())
     }
 }
+
+/// What the planner optimizes when it picks a layout itself.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum LayoutObjective {
+    /// Fewest accelerators, then fewest nodes, then least PP (TP x PP layouts only).
+    #[default]
+    Cheapest,
+    /// Most decode tokens/s per accelerator at the requested concurrency, among
+    /// TP x PP, DP-attention x EP and hybrid layouts (see `docs/parallelism.md`).
+    Throughput,
+}
+
+impl LayoutObjective {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LayoutObjective::Cheapest => "cheapest",
+            LayoutObjective::Throughput => "throughput",
+        }
+    }
+}
+
+impl std::fmt::Display for LayoutObjective {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for LayoutObjective {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "cheapest" => Ok(LayoutObjective::Cheapest),
+            "throughput" => Ok(LayoutObjective::Throughput),
+            other => Err(format!(
+                "unknown layout objective '{other}' (expected cheapest or throughput)"
+            )),
+        }
+    }
+}
+
+/// Element type of the KV cache.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum KvCacheDtype {
+    /// The model's activation type: 2 bytes per element.
+    #[default]
+    Auto,
+    /// FP8 (e4m3): 1 byte per element, where the engine supports it.
+    Fp8,
+}
+
+impl KvCacheDtype {
+    pub fn bytes_per_element(self) -> f64 {
+        match self {
+            KvCacheDtype::Auto => 2.0,
+            KvCacheDtype::Fp8 => 1.0,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KvCacheDtype::Auto => "auto",
+            KvCacheDtype::Fp8 => "fp8",
+        }
+    }
+}

@@ -137,6 +137,8 @@ fn placement_fills_nodes_before_crossing() {
     let l = |tp, pp, nodes, gpn| Layout {
         tensor_parallel: tp,
         pipeline_parallel: pp,
+        data_parallel: 1,
+        expert_parallel: 1,
         nodes,
         gpus_per_node: gpn,
     };

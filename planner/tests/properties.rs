@@ -133,6 +133,7 @@ fn check(model: &ModelArch, acc: &Accelerator, k: &Knobs) -> Result<(), TestCase
         concurrency: k.conc,
         gpu_memory_utilization: k.util,
         memory_override_gib: k.mem,
+        parallel: Default::default(),
     };
     match plan(&req) {
         Ok(p) => {

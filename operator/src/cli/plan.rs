@@ -5,7 +5,10 @@
 //! as one line for `main` to print with exit code 2.
 
 use clap::Args;
-use deepseek_planner::{report, Catalog, Engine, Plan, PlanError, PlanRequest, Quantization};
+use deepseek_planner::{
+    report, Catalog, Engine, KvCacheDtype, LayoutObjective, ParallelOptions, Plan, PlanError,
+    PlanRequest, Quantization,
+};
 
 #[derive(Args, Debug, Default)]
 pub struct PlanArgs {
@@ -32,6 +35,24 @@ pub struct PlanArgs {
     pub tensor_parallel: Option<u32>,
     #[arg(long)]
     pub pipeline_parallel: Option<u32>,
+    /// DP-attention groups; 2 or more plans DP attention with expert parallelism
+    /// over all DP x TP ranks (--tensor-parallel is then the TP within a group).
+    #[arg(long)]
+    pub data_parallel: Option<u32>,
+    /// Extra expert copies for load balancing on expert-parallel layouts. Default: 0.
+    #[arg(long, default_value_t = 0)]
+    pub redundant_experts: u32,
+    /// Load the MTP layer for speculative decoding (DeepSeek V3 family).
+    #[arg(long)]
+    pub speculative_mtp: bool,
+    /// KV cache element type: auto (16-bit) or fp8. Default: auto.
+    #[arg(long, default_value = "auto")]
+    pub kv_cache_dtype: String,
+    /// How the layout is chosen: cheapest (fewest accelerators, TP x PP) or
+    /// throughput (most decode tokens/s per accelerator at --concurrency, also
+    /// trying DP attention x EP and hybrid layouts). Default: cheapest.
+    #[arg(long, default_value = "cheapest")]
+    pub layout_objective: String,
     /// Context length to plan KV cache for. Default: 8192 (capped by the model).
     #[arg(long)]
     pub max_model_len: Option<u32>,
@@ -95,6 +116,16 @@ fn parse_engine(s: &str) -> Result<Option<Engine>, String> {
         ))
         }
     }))
+}
+
+fn parse_kv_cache_dtype(s: &str) -> Result<KvCacheDtype, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "" | "auto" => Ok(KvCacheDtype::Auto),
+        "fp8" => Ok(KvCacheDtype::Fp8),
+        other => Err(format!(
+            "unknown KV cache dtype '{other}' (expected auto or fp8)"
+        )),
+    }
 }
 
 fn read_file(path: &Option<std::path::PathBuf>) -> Result<Option<String>, String> {
@@ -199,6 +230,17 @@ pub fn run(args: &PlanArgs) -> Result<String, String> {
             acc.typical_per_node
         }
     };
+    let parallel = ParallelOptions {
+        // Empty when PlanArgs comes from Default rather than clap.
+        objective: match args.layout_objective.as_str() {
+            "" => LayoutObjective::default(),
+            o => o.parse::<LayoutObjective>()?,
+        },
+        data_parallel: args.data_parallel,
+        redundant_experts: args.redundant_experts,
+        speculative_mtp: args.speculative_mtp,
+        kv_cache_dtype: parse_kv_cache_dtype(&args.kv_cache_dtype)?,
+    };
     let req = PlanRequest {
         model,
         quantization,
@@ -212,6 +254,7 @@ pub fn run(args: &PlanArgs) -> Result<String, String> {
         concurrency: args.concurrency,
         gpu_memory_utilization: args.gpu_memory_utilization,
         memory_override_gib: args.memory_gib,
+        parallel,
     };
     let mut plan: Plan = deepseek_planner::plan(&req).map_err(one_line)?;
     notes.append(&mut plan.notes);
