@@ -20,7 +20,7 @@ use anyhow::{ensure, Context, Result};
 use common::*;
 use deepseek_e2e::wait::{wait_for, wait_for_state};
 use deepseek_e2e::{Cluster, TestNamespace};
-use deepseek_operator::api::{AcceleratorSelector, DeepSeekModel, Serving};
+use deepseek_operator::api::{DeepSeekModel, Serving};
 use fake_kubelet::{running_status, FakeNodes};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams};
@@ -83,19 +83,6 @@ impl Rng {
     }
 }
 
-/// R1 INT8 on the test's own Ascend 910B nodes: groups of two 8-NPU pods.
-fn model(name: &str, nodes: &FakeNodes) -> Result<DeepSeekModel> {
-    let mut m = example("r1-int8-ascend.yaml")?;
-    m.metadata.name = Some(name.into());
-    m.spec.accelerator = Some(AcceleratorSelector {
-        vendor: m.spec.accelerator.and_then(|a| a.vendor),
-        node_selector: Some(nodes.selector()),
-        tolerations: Some(vec![nodes.toleration()]),
-        ..Default::default()
-    });
-    Ok(m)
-}
-
 fn label(p: &Pod, key: &str) -> String {
     p.labels().get(key).cloned().unwrap_or_default()
 }
@@ -105,29 +92,6 @@ fn node_of(p: &Pod) -> String {
         .as_ref()
         .and_then(|s| s.node_name.clone())
         .unwrap_or_default()
-}
-
-fn uids(pods: &[Pod]) -> BTreeSet<String> {
-    pods.iter().filter_map(|p| p.metadata.uid.clone()).collect()
-}
-
-async fn operator_with(
-    cluster: &Cluster,
-    run: &str,
-    config: &str,
-    leader: Option<(&str, &str)>,
-) -> Result<Operator> {
-    let path = cluster.state_dir().join(format!("{run}-operator.yaml"));
-    std::fs::write(&path, config)?;
-    Operator::start(
-        cluster,
-        OperatorOptions {
-            config_file: Some(&path),
-            leader_election: leader,
-            ..Default::default()
-        },
-    )
-    .await
 }
 
 /// The model's state once converged: `replicas` groups of 2 Ready pods at one hash, one
@@ -203,12 +167,14 @@ async fn twenty_sigkills_of_the_leader_during_rollouts_and_scaling() -> Result<(
         let id = format!("{run}-{next_id}");
         let run = run.clone();
         let cluster = cluster.clone();
-        async move { operator_with(&cluster, &id, "{}\n", Some((run.as_str(), id.as_str()))).await }
+        async move {
+            operator_with_config(&cluster, &id, "{}\n", Some((run.as_str(), id.as_str()))).await
+        }
     };
     let mut ops = [start(&cluster).await?, start(&cluster).await?];
     let models: Api<DeepSeekModel> = ns.api();
     let pods: Api<Pod> = ns.api();
-    let mut m = model("chaos", &nodes)?;
+    let mut m = nodes.model("chaos")?;
     let mut replicas = 2usize;
     m.spec.replicas = Some(replicas as i32);
     apply_model(&models, &m).await?;
@@ -304,8 +270,8 @@ async fn leader_failover_within_the_lease_duration_plus_a_renew_period() -> Resu
         let a = format!("{}-a{round}", ns.name());
         let b = format!("{}-b{round}", ns.name());
         let mut ops = [
-            operator_with(&cluster, &a, "{}\n", Some((ns.name(), a.as_str()))).await?,
-            operator_with(&cluster, &b, "{}\n", Some((ns.name(), b.as_str()))).await?,
+            operator_with_config(&cluster, &a, "{}\n", Some((ns.name(), a.as_str()))).await?,
+            operator_with_config(&cluster, &b, "{}\n", Some((ns.name(), b.as_str()))).await?,
         ];
         let leader = leader_of(&ops).await?;
         ops[leader].kill();
@@ -356,10 +322,10 @@ async fn the_api_server_down_for_ten_seconds_costs_no_restart_and_no_duplicate_w
     install_crd(&cluster).await?;
     let ns = cluster.namespace("chaos-apiserver").await?;
     let nodes = FakeNodes::start(&cluster, ns.name(), 4).await?;
-    let mut op = operator_with(&cluster, ns.name(), "{}\n", None).await?;
+    let mut op = operator_with_config(&cluster, ns.name(), "{}\n", None).await?;
     let models: Api<DeepSeekModel> = ns.api();
     let pods: Api<Pod> = ns.api();
-    let mut m = model("outage", &nodes)?;
+    let mut m = nodes.model("outage")?;
     m.spec.replicas = Some(1);
     apply_model(&models, &m).await?;
     wait_for(T, "one group runs", || converged(&pods, "outage", 1, None)).await?;
@@ -444,10 +410,10 @@ async fn a_lost_node_gets_its_group_recreated_on_healthy_nodes() -> Result<()> {
         "unreachableNodeTimeoutSeconds: {}\n",
         UNREACHABLE_TIMEOUT.as_secs()
     );
-    let op = operator_with(&cluster, ns.name(), &config, None).await?;
+    let op = operator_with_config(&cluster, ns.name(), &config, None).await?;
     let models: Api<DeepSeekModel> = ns.api();
     let pods: Api<Pod> = ns.api();
-    apply_model(&models, &model("lost", &nodes)?).await?;
+    apply_model(&models, &nodes.model("lost")?).await?;
     let before = wait_groups(&pods, "lost", 1, 2, T)
         .await
         .with_context(|| op.log_tail())?;
@@ -511,10 +477,10 @@ async fn a_restarted_rank_recreates_its_whole_group() -> Result<()> {
     install_crd(&cluster).await?;
     let ns = cluster.namespace("rank-restart").await?;
     let nodes = FakeNodes::start(&cluster, ns.name(), 2).await?;
-    let op = operator_with(&cluster, ns.name(), "{}\n", None).await?;
+    let op = operator_with_config(&cluster, ns.name(), "{}\n", None).await?;
     let models: Api<DeepSeekModel> = ns.api();
     let pods: Api<Pod> = ns.api();
-    apply_model(&models, &model("restart", &nodes)?).await?;
+    apply_model(&models, &nodes.model("restart")?).await?;
     let before = wait_groups(&pods, "restart", 1, 2, T)
         .await
         .with_context(|| op.log_tail())?;
@@ -615,17 +581,17 @@ async fn an_operator_upgrade_recreates_no_pod() -> Result<()> {
     let run = ns.name().to_string();
     let models: Api<DeepSeekModel> = ns.api();
     let pods: Api<Pod> = ns.api();
-    let mut op = operator_with(
+    let mut op = operator_with_config(
         &cluster,
         &format!("{run}-old"),
         "runtimeImageTag: \"0.1.0\"\n",
         None,
     )
     .await?;
-    let mut steady = model("steady", &nodes)?;
+    let mut steady = nodes.model("steady")?;
     steady.spec.replicas = Some(1);
     apply_model(&models, &steady).await?;
-    let mut follows = model("follows", &nodes)?;
+    let mut follows = nodes.model("follows")?;
     follows.spec.replicas = Some(1);
     follows.spec.image = Some("auto-upgrade".into());
     apply_model(&models, &follows).await?;
@@ -634,7 +600,7 @@ async fn an_operator_upgrade_recreates_no_pod() -> Result<()> {
     ensure!(before.iter().all(|p| image(p).ends_with(":0.1.0")));
     op.kill();
 
-    let op = operator_with(
+    let op = operator_with_config(
         &cluster,
         &format!("{run}-new"),
         "runtimeImageTag: \"0.2.0\"\n",

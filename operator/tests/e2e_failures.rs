@@ -18,7 +18,7 @@ use anyhow::{ensure, Context, Result};
 use common::*;
 use deepseek_e2e::wait::wait_for;
 use deepseek_e2e::Cluster;
-use deepseek_operator::api::{AcceleratorSelector, DeepSeekModel};
+use deepseek_operator::api::DeepSeekModel;
 use fake_kubelet::FakeNodes;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod, ResourceQuota};
@@ -30,37 +30,6 @@ use serde_json::json;
 
 const T: Duration = Duration::from_secs(120);
 
-/// R1 INT8 on the test's own Ascend 910B nodes: one group of two 8-NPU pods.
-fn model(name: &str, nodes: &FakeNodes) -> Result<DeepSeekModel> {
-    let mut m = example("r1-int8-ascend.yaml")?;
-    m.metadata.name = Some(name.into());
-    m.spec.accelerator = Some(AcceleratorSelector {
-        vendor: m.spec.accelerator.and_then(|a| a.vendor),
-        node_selector: Some(nodes.selector()),
-        tolerations: Some(vec![nodes.toleration()]),
-        ..Default::default()
-    });
-    Ok(m)
-}
-
-fn uids(pods: &[Pod]) -> BTreeSet<String> {
-    pods.iter().filter_map(|p| p.metadata.uid.clone()).collect()
-}
-
-/// Starts the operator with `config` as its configuration file.
-async fn operator_with(cluster: &Cluster, run: &str, config: &str) -> Result<Operator> {
-    let path = cluster.state_dir().join(format!("{run}-operator.yaml"));
-    std::fs::write(&path, config)?;
-    Operator::start(
-        cluster,
-        OperatorOptions {
-            config_file: Some(&path),
-            ..Default::default()
-        },
-    )
-    .await
-}
-
 #[tokio::test]
 async fn scaling_an_unplaceable_model_to_zero_deletes_its_groups() -> Result<()> {
     let _serial = SERIAL.lock().await;
@@ -68,10 +37,10 @@ async fn scaling_an_unplaceable_model_to_zero_deletes_its_groups() -> Result<()>
     install_crd(&cluster).await?;
     let ns = cluster.namespace("unplaceable").await?;
     let nodes = FakeNodes::start(&cluster, ns.name(), 2).await?;
-    let op = operator_with(&cluster, ns.name(), "{}\n").await?;
+    let op = operator_with_config(&cluster, ns.name(), "{}\n", None).await?;
     let models: Api<DeepSeekModel> = ns.api();
     let pods: Api<Pod> = ns.api();
-    let mut m = model("idle", &nodes)?;
+    let mut m = nodes.model("idle")?;
     apply_model(&models, &m).await?;
     wait_groups(&pods, "idle", 1, 2, T)
         .await
@@ -126,7 +95,7 @@ async fn a_quota_short_of_a_group_is_reported_and_not_looped() -> Result<()> {
     install_crd(&cluster).await?;
     let ns = cluster.namespace("quota").await?;
     let nodes = FakeNodes::start(&cluster, ns.name(), 2).await?;
-    let op = operator_with(&cluster, ns.name(), "{}\n").await?;
+    let op = operator_with_config(&cluster, ns.name(), "{}\n", None).await?;
     let models: Api<DeepSeekModel> = ns.api();
     let pods: Api<Pod> = ns.api();
     let quotas: Api<ResourceQuota> = ns.api();
@@ -160,7 +129,7 @@ async fn a_quota_short_of_a_group_is_reported_and_not_looped() -> Result<()> {
         })
     };
 
-    apply_model(&models, &model("partial", &nodes)?).await?;
+    apply_model(&models, &nodes.model("partial")?).await?;
     let events: Api<Event> = ns.api();
     let notes = wait_for(
         T,

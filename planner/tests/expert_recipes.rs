@@ -272,5 +272,9 @@ fn cpu_refuses_data_parallel_attention() {
     req.engine = Some(deepseek_planner::Engine::Sim);
     req.parallel.data_parallel = Some(4);
     let e = plan(&req).expect_err("cpu has no DP attention");
-    assert!(e.to_string().contains("data parallel attention needs accelerators"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("data parallel attention needs accelerators"),
+        "{e}"
+    );
 }

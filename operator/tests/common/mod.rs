@@ -205,6 +205,32 @@ impl Drop for Operator {
     }
 }
 
+/// Starts the operator with `config` (YAML text) as its configuration file, written under
+/// the cluster's state dir as `<run>-operator.yaml`.
+pub async fn operator_with_config(
+    cluster: &Cluster,
+    run: &str,
+    config: &str,
+    leader_election: Option<(&str, &str)>,
+) -> Result<Operator> {
+    let path = cluster.state_dir().join(format!("{run}-operator.yaml"));
+    std::fs::write(&path, config)?;
+    Operator::start(
+        cluster,
+        OperatorOptions {
+            config_file: Some(&path),
+            leader_election,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// The uids of some pods: a recreated pod has a new one.
+pub fn uids(pods: &[Pod]) -> std::collections::BTreeSet<String> {
+    pods.iter().filter_map(|p| p.metadata.uid.clone()).collect()
+}
+
 /// Reads an example manifest.
 pub fn example(file: &str) -> Result<DeepSeekModel> {
     let text = std::fs::read_to_string(repo_root().join("examples").join(file))?;

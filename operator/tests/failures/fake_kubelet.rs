@@ -209,6 +209,19 @@ impl FakeNodes {
         }
     }
 
+    /// R1 INT8 on these Ascend 910B nodes only: groups of two 8-NPU pods.
+    pub fn model(&self, name: &str) -> Result<deepseek_operator::api::DeepSeekModel> {
+        let mut m = crate::common::example("r1-int8-ascend.yaml")?;
+        m.metadata.name = Some(name.into());
+        m.spec.accelerator = Some(deepseek_operator::api::AcceleratorSelector {
+            vendor: m.spec.accelerator.and_then(|a| a.vendor),
+            node_selector: Some(self.selector()),
+            tolerations: Some(vec![self.toleration()]),
+            ..Default::default()
+        });
+        Ok(m)
+    }
+
     /// The node selector that puts a model on these nodes only.
     pub fn selector(&self) -> BTreeMap<String, String> {
         BTreeMap::from([(NODE_LABEL.to_string(), self.run.clone())])
