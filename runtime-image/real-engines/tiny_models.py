@@ -1,6 +1,7 @@
 """Writes the tiny random-weight checkpoints the real-engine test serves, without a model hub.
 
-One BPE tokenizer is trained locally with `tokenizers` and shared by:
+One byte-level BPE tokenizer (at most 512 tokens; the small corpus yields fewer) is
+trained locally with `tokenizers` and shared by:
   qwen2/        DeepSeek-R1-Distill architecture (Qwen2), for vLLM
   deepseek-v3/  DeepSeek-V3 architecture (MLA + MoE), for vLLM
   tiny-q8_0.gguf  a Llama-architecture GGUF (Q8_0 matrices) for llama.cpp, written with `gguf`
