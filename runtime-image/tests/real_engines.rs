@@ -23,9 +23,27 @@ static ONE_ENGINE: Mutex<()> = Mutex::new(());
 
 const START_DEADLINE: Duration = Duration::from_secs(420);
 const REQUEST_DEADLINE: Duration = Duration::from_secs(300);
-/// Batch slots; the load sends four times as many requests so some must wait.
+/// Batch slots; every load sends several times as many requests, so some must wait.
 const SLOTS: u32 = 2;
-const LOAD_REQUESTS: u32 = 8;
+
+/// A burst of concurrent chat completions, long enough that the engine's queue is seen.
+#[derive(Clone, Copy)]
+struct Burst {
+    requests: u32,
+    tokens: u32,
+}
+
+/// vLLM on CPU decodes a few dozen tokens per second here.
+const VLLM_BURST: Burst = Burst {
+    requests: 8,
+    tokens: 48,
+};
+/// llama-server decodes the tiny GGUF at thousands of tokens per second: longer
+/// completions (within the 512-token slot) and more of them keep requests deferred.
+const LLAMA_BURST: Burst = Burst {
+    requests: 48,
+    tokens: 400,
+};
 
 fn env_path(name: &str) -> PathBuf {
     let value = std::env::var_os(name).unwrap_or_else(|| {
@@ -213,14 +231,17 @@ async fn client_result(served: &Served, mut child: Child) -> serde_json::Value {
 async fn get_text(http: &reqwest::Client, url: &str) -> String {
     match http.get(url).send().await {
         Ok(r) => r.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
+        Err(e) => {
+            eprintln!("GET {url}: {e}");
+            String::new()
+        }
     }
 }
 
 /// Serves `cfg`, checks chat completions (streamed and not), the normalised metrics, and
 /// a queue under load; returns the engine's own `/metrics` text seen under load.
 /// `exports_kv`: whether the pinned engine exports a KV cache usage the launcher maps.
-async fn exercise(cfg: LaunchConfig, name: &str, exports_kv: bool) -> String {
+async fn exercise(cfg: LaunchConfig, name: &str, exports_kv: bool, burst: Burst) -> String {
     let http = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(30))
@@ -251,32 +272,44 @@ async fn exercise(cfg: LaunchConfig, name: &str, exports_kv: bool) -> String {
         "{name}: {idle:?}"
     );
 
-    let load = client_command(&[
+    let mut load = client_command(&[
         "load",
         &served.engine,
         "tiny",
-        &LOAD_REQUESTS.to_string(),
-        "48",
+        &burst.requests.to_string(),
+        &burst.tokens.to_string(),
     ])
     .spawn()
     .expect("spawn openai load");
+    // Both views while the burst runs: the launcher's normalised queue must rise, and the
+    // engine's own text at a moment with waiting requests is kept for the mapping check.
     let mut engine_text = String::new();
     let mut peak = 0.0_f64;
     let start = Instant::now();
-    while peak < 1.0 {
+    while peak < 1.0 || engine_text.is_empty() {
+        let text = get_text(&http, &format!("{}/metrics", served.engine)).await;
+        if map_engine_metrics(&text)
+            .queue_depth
+            .is_some_and(|q| q >= 1.0)
+        {
+            engine_text = text;
+        }
         let m = parse_normalised(&get_text(&http, &format!("{}/metrics", served.launcher)).await);
         peak = peak.max(m.load.queue_depth.unwrap_or(0.0));
-        if peak >= 1.0 {
-            // The engine's own view at the same moment, for the fixture and the mapping.
-            engine_text = get_text(&http, &format!("{}/metrics", served.engine)).await;
+        let finished = matches!(load.try_wait(), Ok(Some(_)));
+        if (peak < 1.0 || engine_text.is_empty())
+            && (finished || start.elapsed() > REQUEST_DEADLINE)
+        {
+            served.fail(&format!(
+                "{name}: the queue depth was never seen rising under load \
+                 (launcher peak {peak}, engine text kept: {})",
+                !engine_text.is_empty()
+            ));
         }
-        if start.elapsed() > REQUEST_DEADLINE {
-            served.fail(&format!("{name}: the queue depth never rose under load"));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let done = client_result(&served, load).await;
-    assert_eq!(done["completed"], LOAD_REQUESTS, "{name}: {done}");
+    assert_eq!(done["completed"], burst.requests, "{name}: {done}");
 
     let mapped = map_engine_metrics(&engine_text);
     assert!(
@@ -332,7 +365,7 @@ const VLLM_CPU: &[&str] = &["--enforce-eager"];
 fn vllm_serves_r1_distill_qwen2() {
     run(async {
         let cfg = launch_config(Engine::Vllm, &checkpoint("qwen2"), "bf16", VLLM_CPU);
-        let text = exercise(cfg, "vllm-qwen2", true).await;
+        let text = exercise(cfg, "vllm-qwen2", true, VLLM_BURST).await;
         capture("vllm-cpu.txt", &text);
     });
 }
@@ -341,7 +374,7 @@ fn vllm_serves_r1_distill_qwen2() {
 fn vllm_serves_deepseek_v3_mla_moe() {
     run(async {
         let cfg = launch_config(Engine::Vllm, &checkpoint("deepseek-v3"), "bf16", VLLM_CPU);
-        exercise(cfg, "vllm-deepseek-v3", true).await;
+        exercise(cfg, "vllm-deepseek-v3", true, VLLM_BURST).await;
     });
 }
 
@@ -360,7 +393,7 @@ fn llama_server_serves_gguf() {
             "gguf-q8_0",
             &[],
         );
-        let text = exercise(cfg, "llamacpp", LLAMA_SERVER_EXPORTS_KV).await;
+        let text = exercise(cfg, "llamacpp", LLAMA_SERVER_EXPORTS_KV, LLAMA_BURST).await;
         capture("llama-server.txt", &text);
     });
 }
