@@ -171,6 +171,10 @@ impl Served {
 
 impl Drop for Served {
     fn drop(&mut self) {
+        // The log is kept only for a failed test.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
         if let Ok(None) = self.child.try_wait() {
             let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
