@@ -107,6 +107,9 @@ const KINDS: &[(&str, &str)] = &[
     ("Node", "nodes"),
     ("ScaledObject", "scaledobjects"),
     ("NetworkPolicy", "networkpolicies"),
+    // The leader Lease: its verbs are the lease Role's, checked by
+    // `lease_role_is_namespaced_and_limited_to_the_lease`.
+    ("Lease", ""),
     // Generic parameters and dynamic objects (ScaledObjects and Karpenter NodePools
     // without compiled types; both have rows).
     ("K", ""),
