@@ -334,7 +334,7 @@ fn sync(shared: &Mutex<Shared>, opts: &SimOptions, pods: &[Pod]) {
 }
 
 /// The pod's `Ready` condition as (status, message), if any.
-fn ready_condition(pod: &Pod) -> Option<(bool, String)> {
+pub fn ready_condition(pod: &Pod) -> Option<(bool, String)> {
     let c = pod
         .status
         .as_ref()?

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use common::*;
-use deepseek_e2e::sim::{SimFleet, SimOptions, PROBED_NAMESPACE_PREFIX};
+use deepseek_e2e::sim::{ready_condition, SimFleet, SimOptions, PROBED_NAMESPACE_PREFIX};
 use deepseek_e2e::wait::wait_for;
 use deepseek_e2e::Cluster;
 use deepseek_operator::api::DeepSeekModel;
@@ -34,17 +34,6 @@ use kube::Api;
 
 /// Accelerator nodes are shared with other suites: wait generously for them.
 const T: Duration = Duration::from_secs(300);
-
-fn ready_message(p: &Pod) -> Option<(String, String)> {
-    let c = p
-        .status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == "Ready")?;
-    Some((c.status.clone(), c.message.clone().unwrap_or_default()))
-}
 
 fn rank_of(p: &Pod) -> Option<&str> {
     p.metadata
@@ -142,7 +131,7 @@ async fn scenario(ns: &deepseek_e2e::TestNamespace, launcher: std::path::PathBuf
                         found.push(format!(
                             "pod {:?} Ready: {:?}",
                             p.metadata.name,
-                            ready_message(p)
+                            ready_condition(p)
                         ));
                     }
                 }
@@ -175,8 +164,8 @@ async fn scenario(ns: &deepseek_e2e::TestNamespace, launcher: std::path::PathBuf
                 .count();
             let leader = list.iter().find(|p| rank_of(p) == Some("0"));
             let msg = leader
-                .and_then(ready_message)
-                .filter(|(s, m)| s == "False" && m.contains("missing ranks [1]"));
+                .and_then(ready_condition)
+                .filter(|(ready, m)| !ready && m.contains("missing ranks [1]"));
             Ok((running == 2 && fleet.running().len() == 1)
                 .then_some(msg)
                 .flatten())
@@ -199,8 +188,8 @@ async fn scenario(ns: &deepseek_e2e::TestNamespace, launcher: std::path::PathBuf
     fleet.release_rank(1);
     let ready = wait_groups(&pods, &name, 1, 2, T).await?;
     for p in &ready {
-        let (status, message) = ready_message(p).context("a Ready condition")?;
-        ensure!(status == "True" && message.contains("ready"), "{message}");
+        let (ready, message) = ready_condition(p).context("a Ready condition")?;
+        ensure!(ready && message.contains("ready"), "{message}");
     }
     let (reason, _) = wait_condition(&models, &name, "Available", "True", T).await?;
     ensure!(reason == "ReplicasReady", "{reason}");

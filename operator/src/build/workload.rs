@@ -55,7 +55,9 @@ struct KeyInputs<'a> {
     declared_pool: Option<DeclaredPoolKey<'a>>,
     images: &'a BTreeMap<String, String>,
     weights: &'a WeightsVolume,
-    size: &'a PodSize,
+    /// The sizing the administrator configured, not the plan-derived size: a planner
+    /// that sizes differently must not re-resolve (and so restart) running models.
+    sizing: &'a crate::config::PodSizing,
     amd_groups: &'a [i64],
     /// Only with `auto-upgrade`: this operator's version and default image.
     auto_upgrade: Option<String>,
@@ -177,7 +179,7 @@ fn runs_as_root(vendor: Vendor, config: &OperatorConfig) -> bool {
     vendor == Vendor::Amd && config.amd_render_groups.is_empty()
 }
 
-fn key_of(i: &WorkloadInputs<'_>, weights: &WeightsVolume, size: &PodSize) -> String {
+fn key_of(i: &WorkloadInputs<'_>, weights: &WeightsVolume) -> String {
     let mut spec = serde_json::to_value(i.spec).unwrap_or_default();
     if let Some(obj) = spec.as_object_mut() {
         // Scaling never changes what a pod runs.
@@ -196,7 +198,7 @@ fn key_of(i: &WorkloadInputs<'_>, weights: &WeightsVolume, size: &PodSize) -> St
             .then(|| (&pool.selector, taint_tuples(&pool.taints))),
         images: &i.config.images,
         weights,
-        size,
+        sizing: &i.config.pod_sizing,
         amd_groups: &i.config.amd_render_groups,
         auto_upgrade: i.validated.auto_upgrade.then(|| {
             let plan = &i.placement.plan;
@@ -223,7 +225,7 @@ pub fn workload(i: &WorkloadInputs<'_>) -> Workload {
     let size = pod_size(v, i.placement, i.config);
     let tolerations = tolerations(v, i.placement);
     let run_as_root = runs_as_root(plan.vendor, i.config);
-    let key = key_of(i, &weights, &size);
+    let key = key_of(i, &weights);
 
     let reused = i
         .previous
