@@ -12,7 +12,7 @@ use deepseek_engine::images::pins;
 use deepseek_engine::{render, CommandLine, Engine, LaunchConfig, Role};
 use serde_json::json;
 
-const QUANTIZATIONS: [&str; 9] = [
+const QUANTIZATIONS: [&str; 12] = [
     "bf16",
     "fp16",
     "fp8",
@@ -22,6 +22,9 @@ const QUANTIZATIONS: [&str; 9] = [
     "gguf-q8_0",
     "gguf-q4_k_m",
     "gguf-iq1_s",
+    "nvfp4",
+    "mxfp4",
+    "w4a8",
 ];
 
 /// A leader address as the controller writes it (the leader pod's DNS name).

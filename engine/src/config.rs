@@ -17,7 +17,7 @@ pub struct LaunchConfig {
     pub served_model_name: String,
     pub revision: Option<String>,
     /// Manifest spelling: bf16, fp16, fp8, int8, int4-awq, int4-gptq, gguf-q8_0,
-    /// gguf-q4_k_m, gguf-iq1_s.
+    /// gguf-q4_k_m, gguf-iq1_s, nvfp4, mxfp4, w4a8.
     pub quantization: String,
     pub tensor_parallel: u32,
     pub pipeline_parallel: u32,

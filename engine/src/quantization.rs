@@ -11,6 +11,12 @@ pub enum Quantization {
     Int8,
     Int4Awq,
     Int4Gptq,
+    /// NVIDIA ModelOpt FP4 checkpoints (Blackwell).
+    Nvfp4,
+    /// OCP MXFP4 checkpoints from AMD Quark (CDNA 4).
+    Mxfp4,
+    /// ModelSlim W4A8 checkpoints (vllm-ascend).
+    W4a8,
     /// A GGUF quant type, e.g. `Q4_K_M` for `gguf-q4_k_m`.
     Gguf(&'static str),
 }
@@ -24,6 +30,9 @@ impl Quantization {
             "int8" => Quantization::Int8,
             "int4-awq" => Quantization::Int4Awq,
             "int4-gptq" => Quantization::Int4Gptq,
+            "nvfp4" => Quantization::Nvfp4,
+            "mxfp4" => Quantization::Mxfp4,
+            "w4a8" => Quantization::W4a8,
             "gguf-q8_0" => Quantization::Gguf("Q8_0"),
             "gguf-q4_k_m" => Quantization::Gguf("Q4_K_M"),
             "gguf-iq1_s" => Quantization::Gguf("IQ1_S"),
@@ -45,15 +54,21 @@ impl Quantization {
                 Bf16 | Fp16 | Fp8 => true,
                 // AWQ, GPTQ and INT8 W8A8 kernels are NVIDIA-only in vLLM.
                 Int4Awq | Int4Gptq | Int8 => vendor == "nvidia",
+                Nvfp4 => vendor == "nvidia",
+                Mxfp4 => vendor == "amd",
+                W4a8 => false,
                 Gguf(_) => true,
             },
             Engine::Sglang => match self {
                 Bf16 | Fp16 | Fp8 | Int4Awq | Int4Gptq => true,
-                Int8 => vendor == "nvidia",
+                Int8 | Nvfp4 => vendor == "nvidia",
+                Mxfp4 => vendor == "amd",
+                W4a8 => false,
                 Gguf(_) => vendor == "nvidia",
             },
-            // vllm-ascend: W8A8 (ModelSlim) and float; no FP8, no AWQ/GPTQ kernels, no GGUF.
-            Engine::VllmAscend => matches!(self, Bf16 | Fp16 | Int8),
+            // vllm-ascend: W8A8 and W4A8 (ModelSlim) and float; no FP8, no AWQ/GPTQ
+            // kernels, no FP4, no GGUF.
+            Engine::VllmAscend => matches!(self, Bf16 | Fp16 | Int8 | W4a8),
         }
     }
 }

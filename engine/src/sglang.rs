@@ -39,6 +39,8 @@ pub fn steps(ctx: &Ctx) -> LaunchSteps {
         Quantization::Bf16 => cmd = cmd.flag("--dtype", "bfloat16"),
         Quantization::Fp16 => cmd = cmd.flag("--dtype", "float16"),
         Quantization::Fp8 => cmd = cmd.flag("--quantization", "fp8"),
+        Quantization::Nvfp4 => cmd = cmd.flag("--quantization", "modelopt_fp4"),
+        Quantization::Mxfp4 => cmd = cmd.flag("--quantization", "quark"),
         Quantization::Gguf(_) => cmd = cmd.flag("--load-format", "gguf"),
         // AWQ/GPTQ/INT8 checkpoints are detected from their quantization_config.
         _ => {}

@@ -70,7 +70,13 @@ fn serve(ctx: &Ctx, ascend: bool) -> CommandLine {
         (Quantization::Bf16, _) => cmd = cmd.flag("--dtype", "bfloat16"),
         (Quantization::Fp16, _) => cmd = cmd.flag("--dtype", "float16"),
         (Quantization::Fp8, false) => cmd = cmd.flag("--quantization", "fp8"),
-        (Quantization::Int8, true) => cmd = cmd.flag("--quantization", "ascend"),
+        // ModelSlim checkpoints, W8A8 or W4A8, load through vllm-ascend's method.
+        (Quantization::Int8 | Quantization::W4a8, true) => {
+            cmd = cmd.flag("--quantization", "ascend")
+        }
+        (Quantization::Nvfp4, false) => cmd = cmd.flag("--quantization", "modelopt_fp4"),
+        // AMD publishes DeepSeek MXFP4 as Quark checkpoints.
+        (Quantization::Mxfp4, false) => cmd = cmd.flag("--quantization", "quark"),
         _ => {}
     }
     if cfg.trust_remote_code {

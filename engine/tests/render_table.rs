@@ -63,6 +63,36 @@ fn vllm_family_leader_commands() {
         VllmCase {
             engine: Engine::Vllm,
             vendor: "nvidia",
+            quant: "nvfp4",
+            tp: 4,
+            pp: 1,
+            nodes: 1,
+            quant_flag: Some("modelopt_fp4"),
+            dtype: None,
+        },
+        VllmCase {
+            engine: Engine::Vllm,
+            vendor: "amd",
+            quant: "mxfp4",
+            tp: 8,
+            pp: 1,
+            nodes: 1,
+            quant_flag: Some("quark"),
+            dtype: None,
+        },
+        VllmCase {
+            engine: Engine::VllmAscend,
+            vendor: "ascend",
+            quant: "w4a8",
+            tp: 16,
+            pp: 1,
+            nodes: 1,
+            quant_flag: Some("ascend"),
+            dtype: None,
+        },
+        VllmCase {
+            engine: Engine::Vllm,
+            vendor: "nvidia",
             quant: "int4-awq",
             tp: 4,
             pp: 1,
@@ -439,6 +469,25 @@ fn validation_rejects_contradictions() {
         validate(&fp8_on_ascend),
         Err(RenderError::QuantizationUnsupported { .. })
     ));
+
+    // 4-bit float and W4A8 checkpoints go only where an engine has their kernels.
+    for (engine, vendor, quant) in [
+        (Engine::Vllm, "amd", "nvfp4"),
+        (Engine::Sglang, "amd", "nvfp4"),
+        (Engine::Vllm, "nvidia", "mxfp4"),
+        (Engine::Vllm, "nvidia", "w4a8"),
+        (Engine::Sglang, "nvidia", "w4a8"),
+        (Engine::VllmAscend, "ascend", "nvfp4"),
+        (Engine::VllmAscend, "ascend", "mxfp4"),
+    ] {
+        assert!(
+            matches!(
+                validate(&cfg(engine, vendor, quant, 8, 1, 1)),
+                Err(RenderError::QuantizationUnsupported { .. })
+            ),
+            "{engine} on {vendor} must refuse {quant}"
+        );
+    }
 
     let unknown_q = cfg(Engine::Vllm, "nvidia", "int3", 8, 1, 1);
     assert!(matches!(

@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Size a deployment: accelerators, nodes, TP x PP layout, memory.
-    Plan(cli::plan::PlanArgs),
+    Plan(Box<cli::plan::PlanArgs>),
     /// Print the DeepSeekModel CRD as YAML.
     Crd,
     /// Run the controller.

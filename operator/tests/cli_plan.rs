@@ -122,7 +122,8 @@ fn lists_and_seed_comparison() {
     assert!(stdout(&o).contains("huawei.com/Ascend910"));
     let o = plan(&["--list-models", "--output", "json"]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json list");
-    assert_eq!(v.as_array().map(Vec::len), Some(23));
+    let builtin = deepseek_planner::Catalog::builtin().models().len();
+    assert_eq!(v.as_array().map(Vec::len), Some(builtin));
     let o = plan(&["--compare-seed", "--accelerator", "h100-80gb"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
@@ -404,5 +405,96 @@ fn bad_parallel_flags_fail_in_one_line() {
             "4",
         ],
         "needs an MoE model",
+    );
+}
+
+#[test]
+fn disaggregated_mode_plans_both_roles_with_their_memory() {
+    let v = json(&[
+        "--model",
+        "deepseek-r1",
+        "--accelerator",
+        "h200-141gb",
+        "--mode",
+        "disaggregated",
+        "--concurrency",
+        "64",
+    ]);
+    assert_eq!(v["mode"], "disaggregated");
+    for role in ["prefill", "decode"] {
+        let p = &v[role];
+        assert_eq!(p["accelerator"], "h200", "{role}");
+        assert_eq!(p["objective"], "throughput", "{role}");
+        let m = &p["memory"];
+        let parts = [
+            "denseWeightsGiB",
+            "expertWeightsGiB",
+            "kvCacheGiB",
+            "overheadGiB",
+        ];
+        let sum: f64 = parts.iter().map(|k| m[*k].as_f64().expect(k)).sum();
+        let per_gpu = m["perGpuGiB"].as_f64().expect("perGpuGiB");
+        assert!((sum - per_gpu).abs() < 0.01, "{role}: {sum} vs {per_gpu}");
+        assert!(
+            per_gpu <= m["usablePerGpuGiB"].as_f64().expect("usable"),
+            "{role}"
+        );
+    }
+    // Decode holds every running sequence; prefill only the prompts in flight.
+    assert_eq!(v["decode"]["concurrency"], 64);
+    assert_eq!(v["prefill"]["concurrency"], 16);
+    assert!(v["reason"].as_str().is_some_and(|r| r.contains("prefill")));
+}
+
+#[test]
+fn disaggregated_decode_may_run_on_another_accelerator() {
+    let v = json(&[
+        "--model",
+        "deepseek-r1",
+        "--accelerator",
+        "h200",
+        "--decode-accelerator",
+        "h20",
+        "--mode",
+        "disaggregated",
+    ]);
+    assert_eq!(v["prefill"]["accelerator"], "h200");
+    assert_eq!(v["decode"]["accelerator"], "h20");
+    fails(
+        &[
+            "--model",
+            "deepseek-r1",
+            "--accelerator",
+            "h200",
+            "--mode",
+            "split",
+        ],
+        "unknown mode 'split'",
+    );
+    fails(
+        &[
+            "--model",
+            "deepseek-r1",
+            "--accelerator",
+            "h200",
+            "--decode-accelerator",
+            "h20",
+        ],
+        "need --mode disaggregated",
+    );
+    fails(
+        &[
+            "--model",
+            "deepseek-r1",
+            "--accelerator",
+            "h200",
+            "--mode",
+            "disaggregated",
+            "--decode-accelerator",
+            "l4",
+            "--max-nodes",
+            "1",
+        ],
+        "decode role:",
     );
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Vendor;
+use crate::{Quantization, Vendor};
 
 /// One node-label test. Matches when `key` equals one of `values` or starts with
 /// one of `prefixes`, and every label in `requires` has the given value.
@@ -41,6 +41,9 @@ impl LabelMatcher {
 pub struct Accelerator {
     /// Catalog id, e.g. `h100-80gb`.
     pub id: String,
+    /// Other names a manifest or the CLI may use for it (e.g. `h200-141gb`).
+    #[serde(default)]
+    pub aliases: Vec<String>,
     pub vendor: Vendor,
     pub display_name: String,
     /// Memory the device reports, in MiB (0 for `cpu`: RAM comes from the request).
@@ -53,6 +56,14 @@ pub struct Accelerator {
     /// Hardware FP8 (W8A8).
     #[serde(default)]
     pub fp8: bool,
+    /// 4-bit float formats the tensor cores run natively (`nvfp4`, `mxfp4`).
+    #[serde(default)]
+    pub fp4: Vec<Quantization>,
+    /// Accelerators in one NVLink domain when it spans nodes (GB200/GB300 NVL72: 72
+    /// GPUs over 18 nodes of 4). Tensor parallelism may span nodes only inside one
+    /// domain; `None` means the node is the domain.
+    #[serde(default)]
+    pub nvlink_domain: Option<u32>,
     /// Accelerators per node when the caller does not say.
     pub typical_per_node: u32,
     /// Kubernetes extended resource, e.g. `nvidia.com/gpu`; `None` for CPU.
@@ -79,6 +90,19 @@ impl Accelerator {
         let id = &self.id;
         if self.vendor != Vendor::Cpu && self.memory_mib == 0 {
             return Err(format!("accelerator {id}: memory_mib must be positive"));
+        }
+        if let Some(q) = self.fp4.iter().find(|q| !q.is_fp4()) {
+            return Err(format!(
+                "accelerator {id}: fp4 lists {q}, which is not a 4-bit float format"
+            ));
+        }
+        if let Some(domain) = self.nvlink_domain {
+            if domain < self.typical_per_node || !domain.is_multiple_of(self.typical_per_node) {
+                return Err(format!(
+                    "accelerator {id}: nvlink_domain {domain} must be a whole number of nodes of {}",
+                    self.typical_per_node
+                ));
+            }
         }
         if self.typical_per_node == 0 {
             return Err(format!(

@@ -135,6 +135,17 @@ impl Catalog {
                 ));
             }
             a.validate().map_err(CatalogError::Invalid)?;
+            for alias in &a.aliases {
+                if let Some(other) = accelerators.iter().find(|o| {
+                    o.id.eq_ignore_ascii_case(alias)
+                        || (o.id != a.id && o.aliases.iter().any(|x| x.eq_ignore_ascii_case(alias)))
+                }) {
+                    return Err(CatalogError::Invalid(format!(
+                        "accelerator {}: alias '{alias}' is already {}'s",
+                        a.id, other.id
+                    )));
+                }
+            }
         }
         Ok(Catalog {
             models,
@@ -146,10 +157,11 @@ impl Catalog {
         self.models.iter().find(|m| m.id.eq_ignore_ascii_case(id))
     }
 
+    /// The accelerator with this id, or with this among its aliases.
     pub fn accelerator(&self, id: &str) -> Option<&Accelerator> {
-        self.accelerators
-            .iter()
-            .find(|a| a.id.eq_ignore_ascii_case(id))
+        self.accelerators.iter().find(|a| {
+            a.id.eq_ignore_ascii_case(id) || a.aliases.iter().any(|x| x.eq_ignore_ascii_case(id))
+        })
     }
 
     pub fn models(&self) -> &[ModelArch] {

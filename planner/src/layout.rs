@@ -216,19 +216,30 @@ pub fn ep_layouts(
 
 /// Automatic layouts in preference order (fewest accelerators, then fewest nodes,
 /// then least PP): one node with each valid TP, then PP across nodes with the
-/// largest TP that fits a node.
+/// largest TP that fits a node. Where an NVLink domain spans nodes (`nvlink_domain`
+/// accelerators, e.g. GB200 NVL72), TP may also span whole nodes inside it: at equal
+/// size that beats PP, which idles stages while others work.
 pub fn auto_layouts(
     attention_heads: u32,
     kv_heads: Option<u32>,
     layers: u32,
     gpus_per_node: u32,
     max_nodes: Option<u32>,
+    nvlink_domain: Option<u32>,
 ) -> Vec<Layout> {
     let tps = tp_candidates(attention_heads, kv_heads, gpus_per_node);
     let mut out: Vec<Layout> = tps
         .iter()
         .filter_map(|&tp| place(tp, 1, gpus_per_node).ok())
         .collect();
+    if let Some(domain) = nvlink_domain.filter(|d| *d > gpus_per_node) {
+        let wide = tp_candidates(attention_heads, kv_heads, domain);
+        out.extend(
+            wide.iter()
+                .filter(|&&tp| tp > gpus_per_node && tp.is_multiple_of(gpus_per_node))
+                .filter_map(|&tp| place(tp, 1, gpus_per_node).ok()),
+        );
+    }
     if let Some(&full) = tps.last() {
         let pp_cap = layers.clamp(1, MAX_PIPELINE);
         for pp in 2..=pp_cap {

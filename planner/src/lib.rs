@@ -8,12 +8,14 @@
 //!   and [`Catalog::identify`] to map node labels to an accelerator.
 //! - [`plan`]: sizes one replica from a [`PlanRequest`] into a [`Plan`] or a
 //!   [`PlanError`] that says why not and what would be needed.
+//! - [`plan_disaggregated`]: prefill and decode roles, each sized for its own load.
 //! - [`rule_of_thumb`]: the seed article's `params x bytes x 1.15` estimate.
 //! - [`report`]: table and JSON renderings for the CLI.
 
 mod accelerator;
 mod catalog;
 mod choose;
+mod disaggregated;
 pub mod layout;
 pub mod memory;
 mod model;
@@ -26,6 +28,9 @@ mod types;
 
 pub use accelerator::{Accelerator, LabelMatcher};
 pub use catalog::{Catalog, CatalogError};
+pub use disaggregated::{
+    plan_disaggregated, DisaggregatedPlan, RoleError, RoleOverrides, PREFILL_SHARE,
+};
 pub use memory::MemoryBreakdown;
 pub use model::{Attention, ModelArch, Moe};
 pub use plan::{

@@ -269,6 +269,7 @@ impl Resolved<'_> {
             m.layers,
             self.gpus_per_node,
             max_nodes,
+            self.req.accelerator.nvlink_domain,
         )
     }
 }
@@ -321,6 +322,14 @@ pub fn plan(req: &PlanRequest) -> Result<Plan, PlanError> {
             moe.routed_experts
         }
     });
+    if let Some(domain) = req.accelerator.nvlink_domain {
+        if layout.nodes > 1 {
+            notes.push(format!(
+                "the group spans {} nodes inside one NVLink domain of {domain} accelerators: its ranks are placed on nodes sharing nvidia.com/gpu.clique",
+                layout.nodes
+            ));
+        }
+    }
     if opts.redundant_experts > 0 && !ep {
         notes.push("redundant experts apply only to EP layouts; ignored".into());
     }

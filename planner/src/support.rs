@@ -106,6 +106,12 @@ fn check_quantization(
                 format!("use quantization {instead} on {id}, or accelerator cpu"),
             ));
         }
+        _ => {}
+    }
+    check_four_bit(acc, quant, engine)?;
+    match acc.vendor {
+        Vendor::Cpu => {}
+        _ if quant.is_gguf() => {}
         Vendor::Ascend => match quant {
             Quantization::Fp8 => {
                 return Err(unsupported(
@@ -159,6 +165,49 @@ fn check_quantization(
         }
     }
     Ok(())
+}
+
+/// NVFP4, MXFP4 and W4A8: the hardware must run the format natively and an engine
+/// must load DeepSeek checkpoints in it (engines.md): NVFP4 (ModelOpt) on Blackwell
+/// with vLLM or SGLang, MXFP4 (AMD Quark) on CDNA 4 with vLLM or SGLang, W4A8
+/// (ModelSlim) on Ascend with vllm-ascend.
+fn check_four_bit(acc: &Accelerator, quant: Quantization, engine: Engine) -> Result<(), PlanError> {
+    let id = &acc.id;
+    let native = acc.fp4.contains(&quant);
+    let refuse = |reason: String, suggestion: &str| Err(unsupported(reason, suggestion));
+    match (quant, acc.vendor) {
+        (Quantization::Nvfp4, Vendor::Nvidia) if !native => refuse(
+            format!(
+                "{id} has no FP4 tensor cores: NVFP4 needs Blackwell (B200, B300, GB200, GB300)"
+            ),
+            "use quantization fp8 or int4-awq, or a Blackwell accelerator for nvfp4",
+        ),
+        (Quantization::Nvfp4, Vendor::Amd) => refuse(
+            "NVFP4 (ModelOpt) checkpoints are served on NVIDIA Blackwell only".into(),
+            "use quantization mxfp4 on MI355X, or fp8",
+        ),
+        (Quantization::Mxfp4, Vendor::Amd) if !native => refuse(
+            format!("{id} has no MXFP4 support: it needs CDNA 4 (MI355X)"),
+            "use quantization fp8, or accelerator mi355x for mxfp4",
+        ),
+        (Quantization::Mxfp4, Vendor::Nvidia) => refuse(
+            "MXFP4 DeepSeek checkpoints (AMD Quark) are served on AMD CDNA 4 here".into(),
+            "use quantization nvfp4 on Blackwell, or fp8",
+        ),
+        (Quantization::Nvfp4 | Quantization::Mxfp4, Vendor::Ascend) => refuse(
+            format!("{id} has no FP4 support and vllm-ascend serves no {quant} checkpoints"),
+            "use quantization w4a8 or int8",
+        ),
+        (Quantization::W4a8, Vendor::Nvidia | Vendor::Amd) => refuse(
+            "W4A8 checkpoints here are ModelSlim's, served by vllm-ascend on Ascend".into(),
+            "use quantization int4-awq, fp8, or nvfp4 (Blackwell) / mxfp4 (MI355X)",
+        ),
+        (Quantization::W4a8, Vendor::Ascend) if engine != Engine::VllmAscend => refuse(
+            format!("{engine} does not serve W4A8 on Ascend"),
+            "use engine vllm-ascend (or auto)",
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// Checks the expert/attention parallelism options against the model and engine:

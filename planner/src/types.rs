@@ -41,10 +41,22 @@ pub enum Quantization {
     /// Unsloth's dynamic 1.58-bit GGUF.
     #[serde(rename = "gguf-iq1_s")]
     GgufIq1S,
+    /// NVIDIA's FP4 (E2M1 values, an FP8 scale per 16 weights), from TensorRT Model
+    /// Optimizer; Blackwell tensor cores run it natively.
+    #[serde(rename = "nvfp4")]
+    Nvfp4,
+    /// OCP microscaling FP4 (E2M1 values, an E8M0 scale per 32 weights), e.g. AMD
+    /// Quark checkpoints; MI355X-class (CDNA4) hardware runs it natively.
+    #[serde(rename = "mxfp4")]
+    Mxfp4,
+    /// 4-bit integer weights with 8-bit integer activations, from Huawei ModelSlim,
+    /// served by vllm-ascend.
+    #[serde(rename = "w4a8")]
+    W4a8,
 }
 
 impl Quantization {
-    pub const ALL: [Quantization; 9] = [
+    pub const ALL: [Quantization; 12] = [
         Quantization::Bf16,
         Quantization::Fp16,
         Quantization::Fp8,
@@ -54,6 +66,9 @@ impl Quantization {
         Quantization::GgufQ8_0,
         Quantization::GgufQ4KM,
         Quantization::GgufIq1S,
+        Quantization::Nvfp4,
+        Quantization::Mxfp4,
+        Quantization::W4a8,
     ];
 
     /// The manifest spelling, e.g. `int4-awq`.
@@ -68,6 +83,9 @@ impl Quantization {
             Quantization::GgufQ8_0 => "gguf-q8_0",
             Quantization::GgufQ4KM => "gguf-q4_k_m",
             Quantization::GgufIq1S => "gguf-iq1_s",
+            Quantization::Nvfp4 => "nvfp4",
+            Quantization::Mxfp4 => "mxfp4",
+            Quantization::W4a8 => "w4a8",
         }
     }
 
@@ -80,6 +98,11 @@ impl Quantization {
     /// - gguf-q4_k_m: ~4.85 bits on average (Q4_K with some Q6_K tensors).
     /// - gguf-iq1_s: calibrated to Unsloth's R1 UD-IQ1_S file, 131 GiB for 671B
     ///   parameters (~1.68 bits: its dynamic scheme keeps some layers wider).
+    /// - nvfp4: 0.5 + one FP8 scale per 16 weights (the per-tensor FP32 scale is
+    ///   negligible).
+    /// - mxfp4: 0.5 + one E8M0 (1 byte) scale per 32 weights.
+    /// - w4a8: 0.5 + an estimate of ModelSlim's scales (per group of 256, with a
+    ///   second-level scale): 4 bytes per 256 weights. Estimate.
     pub fn bytes_per_param(self) -> f64 {
         match self {
             Quantization::Bf16 | Quantization::Fp16 => 2.0,
@@ -89,6 +112,9 @@ impl Quantization {
             Quantization::GgufQ8_0 => 34.0 / 32.0,
             Quantization::GgufQ4KM => 4.85 / 8.0,
             Quantization::GgufIq1S => 131.0 * 1_073_741_824.0 / 671e9,
+            Quantization::Nvfp4 => 0.5 + 1.0 / 16.0,
+            Quantization::Mxfp4 => 0.5 + 1.0 / 32.0,
+            Quantization::W4a8 => 0.5 + 4.0 / 256.0,
         }
     }
 
@@ -97,7 +123,12 @@ impl Quantization {
         match self {
             Quantization::Bf16 | Quantization::Fp16 => 16.0,
             Quantization::Fp8 | Quantization::Int8 | Quantization::GgufQ8_0 => 8.0,
-            Quantization::Int4Awq | Quantization::Int4Gptq | Quantization::GgufQ4KM => 4.0,
+            Quantization::Int4Awq
+            | Quantization::Int4Gptq
+            | Quantization::GgufQ4KM
+            | Quantization::Nvfp4
+            | Quantization::Mxfp4
+            | Quantization::W4a8 => 4.0,
             Quantization::GgufIq1S => 1.58,
         }
     }
@@ -106,8 +137,19 @@ impl Quantization {
     pub fn keeps_embeddings_16bit(self) -> bool {
         matches!(
             self,
-            Quantization::Fp8 | Quantization::Int8 | Quantization::Int4Awq | Quantization::Int4Gptq
+            Quantization::Fp8
+                | Quantization::Int8
+                | Quantization::Int4Awq
+                | Quantization::Int4Gptq
+                | Quantization::Nvfp4
+                | Quantization::Mxfp4
+                | Quantization::W4a8
         )
+    }
+
+    /// A 4-bit float format that needs FP4 tensor cores (NVFP4 or MXFP4).
+    pub fn is_fp4(self) -> bool {
+        matches!(self, Quantization::Nvfp4 | Quantization::Mxfp4)
     }
 
     /// AWQ or GPTQ 4-bit.

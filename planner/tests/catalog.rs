@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use deepseek_planner::{Attention, Catalog, CatalogError, Quantization, Vendor};
 
-const MODELS: [&str; 23] = [
+const MODELS: [&str; 25] = [
     "deepseek-r1",
     "deepseek-r1-0528",
     "deepseek-r1-zero",
@@ -12,6 +12,8 @@ const MODELS: [&str; 23] = [
     "deepseek-v3-0324",
     "deepseek-v3.1",
     "deepseek-v3.2-exp",
+    "deepseek-v3.2",
+    "deepseek-v3.2-speciale",
     "deepseek-v2",
     "deepseek-v2-chat",
     "deepseek-v2-lite",
@@ -30,11 +32,16 @@ const MODELS: [&str; 23] = [
     "deepseek-r1-distill-llama-70b",
 ];
 
-const ACCELERATORS: [&str; 20] = [
+const ACCELERATORS: [&str; 27] = [
     "h100-80gb",
     "h200",
     "h800",
+    "h20-141gb",
     "h20",
+    "b200",
+    "b300",
+    "gb200",
+    "gb300",
     "a100-40gb",
     "a100-80gb",
     "l40s",
@@ -46,9 +53,11 @@ const ACCELERATORS: [&str; 20] = [
     "jetson-orin",
     "mi300x",
     "mi325x",
+    "mi355x",
     "mi250",
     "ascend-910b",
     "ascend-910c",
+    "ascend-910c-card",
     "ascend-310p",
     "cpu",
 ];
@@ -321,16 +330,16 @@ models:
 "#;
     let accs = r#"
 accelerators:
-  - id: b200
+  - id: rubin-test
     vendor: nvidia
-    display_name: NVIDIA B200
-    memory_mib: 183359
+    display_name: A future GPU, declared by the user
+    memory_mib: 262144
     fp8: true
     typical_per_node: 8
     resource: nvidia.com/gpu
     node_labels:
       - key: nvidia.com/gpu.product
-        values: [NVIDIA-B200]
+        values: [NVIDIA-Rubin-Test]
 "#;
     let c = Catalog::from_yaml(Some(models), Some(accs)).expect("override");
     assert_eq!(
@@ -345,8 +354,8 @@ accelerators:
         .all(|m| !m.trust_remote_code));
     assert_eq!(c.models().len(), MODELS.len() + 1);
     assert_eq!(c.accelerators().len(), ACCELERATORS.len() + 1);
-    let b200 = c.identify(&labels(&[("nvidia.com/gpu.product", "NVIDIA-B200")]));
-    assert_eq!(b200.map(|a| a.id.as_str()), Some("b200"));
+    let added = c.identify(&labels(&[("nvidia.com/gpu.product", "NVIDIA-Rubin-Test")]));
+    assert_eq!(added.map(|a| a.id.as_str()), Some("rubin-test"));
 }
 
 #[test]

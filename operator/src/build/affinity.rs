@@ -18,6 +18,9 @@ use crate::inventory::{Pool, CPU_EXCLUDED_LABELS};
 
 const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+/// GPU feature discovery's label for a node's NVLink domain (cluster UUID + clique id)
+/// on rack-scale NVLink systems such as GB200 NVL72.
+pub const NVLINK_CLIQUE_LABEL: &str = "nvidia.com/gpu.clique";
 
 /// Node-affinity terms (ORed) that only nodes carrying `product` satisfy: one per catalog
 /// label matcher with exact values. A prefix matcher (`p5.` instance types) contributes
@@ -122,12 +125,16 @@ pub fn affinity(w: &Workload, gid: &str) -> Affinity {
     };
     // Ranks talk over the network every step: keep a multi-node group in one zone where
     // nodes say which zone they are in (preferred, so unlabelled nodes still qualify).
+    // Tensor parallelism across nodes is only fast inside one NVLink domain: there the
+    // ranks must share it (required; the scheduler lets a group's first pod through).
     let together = (w.nodes_per_group > 1).then(|| PodAffinity {
         preferred_during_scheduling_ignored_during_execution: Some(vec![WeightedPodAffinityTerm {
             weight: 100,
             pod_affinity_term: same_group(ZONE_LABEL),
         }]),
-        ..Default::default()
+        required_during_scheduling_ignored_during_execution: w
+            .same_nvlink_domain
+            .then(|| vec![same_group(NVLINK_CLIQUE_LABEL)]),
     });
     Affinity {
         node_affinity: node_affinity(w),

@@ -45,6 +45,10 @@ pub struct Workload {
     /// Node affinity terms (ORed) that pin pods to the planned product: key -> values.
     pub product_terms: Vec<BTreeMap<String, Vec<String>>>,
     pub nodes_per_group: u32,
+    /// The group's ranks must share one NVLink domain (`nvidia.com/gpu.clique`): the
+    /// accelerator's NVLink domain spans nodes (GB200/GB300 NVL72) and the plan's
+    /// tensor parallelism crosses them.
+    pub same_nvlink_domain: bool,
     pub accelerators_per_pod: u32,
     pub launch: LaunchConfig,
     pub template_hash: String,

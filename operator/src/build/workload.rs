@@ -275,6 +275,10 @@ pub fn workload(i: &WorkloadInputs<'_>) -> Workload {
         pool: pool.clone(),
         product_terms,
         nodes_per_group: plan.nodes_per_replica,
+        same_nvlink_domain: plan.nodes_per_replica > 1
+            && i.catalog
+                .accelerator(&plan.accelerator)
+                .is_some_and(|a| a.nvlink_domain.is_some()),
         accelerators_per_pod: plan.gpus_per_node,
         launch,
         template_hash: resolved.template_hash.clone(),

@@ -6,8 +6,8 @@
 
 use clap::Args;
 use deepseek_planner::{
-    report, Catalog, Engine, KvCacheDtype, LayoutObjective, ParallelOptions, Plan, PlanError,
-    PlanRequest, Quantization,
+    plan_disaggregated, report, Catalog, Engine, KvCacheDtype, LayoutObjective, ParallelOptions,
+    Plan, PlanError, PlanRequest, Quantization, RoleOverrides,
 };
 
 #[derive(Args, Debug, Default)]
@@ -16,7 +16,7 @@ pub struct PlanArgs {
     #[arg(long)]
     pub model: Option<String>,
     /// Weight format: bf16, fp16, fp8, int8, int4-awq, int4-gptq, gguf-q8_0,
-    /// gguf-q4_k_m, gguf-iq1_s. Default: the model's native format.
+    /// gguf-q4_k_m, gguf-iq1_s, nvfp4, mxfp4, w4a8. Default: the model's native format.
     #[arg(long)]
     pub quantization: Option<String>,
     /// Accelerator catalog id, e.g. h100-80gb (see --list-accelerators).
@@ -53,6 +53,16 @@ pub struct PlanArgs {
     /// trying DP attention x EP and hybrid layouts). Default: cheapest.
     #[arg(long, default_value = "cheapest")]
     pub layout_objective: String,
+    /// aggregated (one group type serves whole requests) or disaggregated (prefill and
+    /// decode roles, each planned for its own load). Default: aggregated.
+    #[arg(long, default_value = "aggregated")]
+    pub mode: String,
+    /// Disaggregated only: the decode role's accelerator. Default: --accelerator.
+    #[arg(long)]
+    pub decode_accelerator: Option<String>,
+    /// Disaggregated only: prompts in flight on prefill. Default: concurrency / 4.
+    #[arg(long)]
+    pub prefill_concurrency: Option<u32>,
     /// Context length to plan KV cache for. Default: 8192 (capped by the model).
     #[arg(long)]
     pub max_model_len: Option<u32>,
@@ -256,6 +266,20 @@ pub fn run(args: &PlanArgs) -> Result<String, String> {
         memory_override_gib: args.memory_gib,
         parallel,
     };
+    match args.mode.to_ascii_lowercase().as_str() {
+        "" | "aggregated" => {}
+        "disaggregated" => return run_disaggregated(args, &catalog, &req, notes, output),
+        other => {
+            return Err(format!(
+                "unknown mode '{other}' (expected aggregated or disaggregated)"
+            ))
+        }
+    }
+    if args.decode_accelerator.is_some() || args.prefill_concurrency.is_some() {
+        return Err(
+            "--decode-accelerator and --prefill-concurrency need --mode disaggregated".into(),
+        );
+    }
     let mut plan: Plan = deepseek_planner::plan(&req).map_err(one_line)?;
     notes.append(&mut plan.notes);
     plan.notes = notes;
@@ -282,6 +306,65 @@ pub fn run(args: &PlanArgs) -> Result<String, String> {
             if args.rule_of_thumb {
                 out.push_str(&report::rule_of_thumb_line(model, quantization));
             }
+            Ok(out)
+        }
+    }
+}
+
+/// Both roles of a disaggregated deployment: JSON `{mode, prefill, decode, reason}` with
+/// each role's full plan (layout and per-accelerator memory), or two tables.
+fn run_disaggregated(
+    args: &PlanArgs,
+    catalog: &Catalog,
+    req: &PlanRequest<'_>,
+    notes: Vec<String>,
+    output: Output,
+) -> Result<String, String> {
+    let decode_acc = match args.decode_accelerator.as_deref() {
+        Some(id) => Some(
+            catalog
+                .accelerator(id)
+                .ok_or_else(|| PlanError::UnknownAccelerator { id: id.to_string() }.to_string())?,
+        ),
+        None => None,
+    };
+    let prefill = RoleOverrides {
+        concurrency: args.prefill_concurrency,
+        ..RoleOverrides::default()
+    };
+    let decode = RoleOverrides {
+        accelerator: decode_acc,
+        ..RoleOverrides::default()
+    };
+    let mut both = plan_disaggregated(req, prefill, decode).map_err(one_line)?;
+    for p in [&mut both.prefill, &mut both.decode] {
+        let mut all = notes.clone();
+        all.append(&mut p.notes);
+        p.notes = all;
+    }
+    match output {
+        Output::Json => {
+            let value = serde_json::json!({
+                "mode": "disaggregated",
+                "prefill": both.prefill,
+                "decode": both.decode,
+                "reason": both.reason,
+            });
+            serde_json::to_string_pretty(&value)
+                .map(|s| s + "\n")
+                .map_err(|e| format!("cannot render JSON: {e}"))
+        }
+        Output::Table => {
+            let mut out = String::new();
+            for (role, p) in [("prefill", &both.prefill), ("decode", &both.decode)] {
+                let acc = catalog
+                    .accelerator(&p.accelerator)
+                    .ok_or_else(|| format!("accelerator {} left the catalog", p.accelerator))?;
+                out.push_str(&format!("== {role} ==\n"));
+                out.push_str(&report::plan_table(p, acc));
+                out.push('\n');
+            }
+            out.push_str(&format!("why            {}\n", both.reason));
             Ok(out)
         }
     }

@@ -1,0 +1,100 @@
+//! Prefill/decode disaggregation: one model served by two roles, each its own groups.
+//!
+//! Prefill computes prompts and hands each sequence's KV cache to decode, so a prefill
+//! rank holds KV only for the prompts it is working on; decode holds the KV of every
+//! running sequence and is sized for the requested concurrency. Both roles are planned
+//! with the throughput objective (TP x PP, DP attention x EP and the hybrids compete on
+//! tokens/s per accelerator), as the published PD deployments are: SGLang's 96-GPU H100
+//! deployment and llm-d's wide-EP guide put both roles on DP attention + EP, and mixed
+//! fleets put prefill and decode on different accelerators (prefill on H200, decode on
+//! H20), so decode may name its own accelerator.
+
+use serde::Serialize;
+
+use crate::{
+    plan, Accelerator, LayoutObjective, Plan, PlanError, PlanRequest, DEFAULT_CONCURRENCY,
+};
+
+/// Sequences in flight on prefill per sequence decoding: a prompt stays on prefill only
+/// while it is computed, a short share of a sequence's life.
+pub const PREFILL_SHARE: u32 = 4;
+
+/// The two roles' plans.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DisaggregatedPlan {
+    pub prefill: Plan,
+    pub decode: Plan,
+    /// Why each role got its size, in one line.
+    pub reason: String,
+}
+
+/// Which role a planning failure belongs to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoleError {
+    pub role: &'static str,
+    pub error: PlanError,
+}
+
+impl std::fmt::Display for RoleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} role: {}", self.role, self.error)
+    }
+}
+
+impl std::error::Error for RoleError {}
+
+/// What differs per role; everything else comes from the base request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RoleOverrides<'a> {
+    pub accelerator: Option<&'a Accelerator>,
+    pub gpus_per_node: Option<u32>,
+    pub concurrency: Option<u32>,
+    pub data_parallel: Option<u32>,
+    pub tensor_parallel: Option<u32>,
+}
+
+/// Plans prefill and decode for `base` (its model, quantization, context and
+/// concurrency). Decode takes `base.concurrency`; prefill `ceil(concurrency /
+/// PREFILL_SHARE)` unless overridden. Both use the throughput objective.
+pub fn plan_disaggregated(
+    base: &PlanRequest<'_>,
+    prefill: RoleOverrides<'_>,
+    decode: RoleOverrides<'_>,
+) -> Result<DisaggregatedPlan, RoleError> {
+    let concurrency = base.concurrency.unwrap_or(DEFAULT_CONCURRENCY).max(1);
+    let prefill_default = concurrency.div_ceil(PREFILL_SHARE).max(1);
+    let role = |name: &'static str, o: RoleOverrides<'_>, default_concurrency: u32| {
+        let accelerator = o.accelerator.unwrap_or(base.accelerator);
+        let mut req = base.clone();
+        req.accelerator = accelerator;
+        req.gpus_per_node = o.gpus_per_node.unwrap_or(if o.accelerator.is_some() {
+            accelerator.typical_per_node
+        } else {
+            base.gpus_per_node
+        });
+        req.concurrency = Some(o.concurrency.unwrap_or(default_concurrency));
+        req.parallel.objective = LayoutObjective::Throughput;
+        req.parallel.data_parallel = o.data_parallel.or(base.parallel.data_parallel);
+        req.tensor_parallel = o.tensor_parallel.or(base.tensor_parallel);
+        plan(&req).map_err(|error| RoleError { role: name, error })
+    };
+    let p = role("prefill", prefill, prefill_default)?;
+    let d = role("decode", decode, concurrency)?;
+    let reason = format!(
+        "prefill holds KV only for prompts in flight ({} sequences: 1 in {PREFILL_SHARE} of the {concurrency} decoding unless set) and decode for every running sequence ({}); each role takes the layout with the most estimated tokens/s per accelerator (prefill ranked by the same memory-bound estimate: its compute-bound speed is not modelled): prefill {} on {} x {}, decode {} on {} x {}",
+        p.concurrency,
+        d.concurrency,
+        p.layout,
+        p.gpus_per_replica,
+        p.accelerator,
+        d.layout,
+        d.gpus_per_replica,
+        d.accelerator,
+    );
+    Ok(DisaggregatedPlan {
+        prefill: p,
+        decode: d,
+        reason,
+    })
+}
