@@ -9,7 +9,11 @@
 //! the pinned engine versions (`name=version` lines) instead, for the conformance script.
 
 use deepseek_engine::images::pins;
-use deepseek_engine::{render, CommandLine, Engine, LaunchConfig, Role};
+use deepseek_engine::pd::router_command;
+use deepseek_engine::{
+    render, CommandLine, Disaggregation, Engine, KvTransfer, LaunchConfig, PdRole, Role,
+    RouterConfig,
+};
 use serde_json::json;
 
 const QUANTIZATIONS: [&str; 12] = [
@@ -53,6 +57,7 @@ fn main() {
             ("vllm-ascend", pins::VLLM_ASCEND),
             ("vllm-ascend-vllm", pins::VLLM_ASCEND_VLLM),
             ("llama-cpp-python", pins::LLAMA_CPP_PYTHON),
+            ("sglang-router", pins::SGLANG_ROUTER),
         ] {
             println!("{name}={version}");
         }
@@ -87,6 +92,87 @@ fn main() {
                                 extra_args: vec![],
                                 trust_remote_code: remote_code,
                                 sim: None,
+                                disaggregation: None,
+                            };
+                            for rank in 0..nodes {
+                                emit(&cfg, rank);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    disaggregated(&engines);
+    routers();
+}
+
+/// The router's command for each engine it can front (others are refused by
+/// `router_command` and so never emitted).
+fn routers() {
+    for engine in [
+        Engine::Sglang,
+        Engine::Vllm,
+        Engine::VllmAscend,
+        Engine::Sim,
+    ] {
+        let cfg = RouterConfig {
+            namespace: "team-a".into(),
+            prefill_selector: vec![
+                "deepseek-operator.dev/model=r1".into(),
+                "deepseek-operator.dev/pd-role=prefill".into(),
+                "deepseek-operator.dev/role=leader".into(),
+            ],
+            decode_selector: vec![
+                "deepseek-operator.dev/model=r1".into(),
+                "deepseek-operator.dev/pd-role=decode".into(),
+                "deepseek-operator.dev/role=leader".into(),
+            ],
+            engine,
+        };
+        let Ok(cmd) = router_command(&cfg) else {
+            continue;
+        };
+        let line = json!({
+            "engine": "router",
+            "fronts": engine,
+            "step": "serve",
+            "program": cmd.program,
+            "argv": cmd.args,
+            "env": cmd.env,
+            "shell": cmd.to_shell(),
+        });
+        println!("{line}");
+    }
+}
+
+/// Each role of a prefill/decode-disaggregated deployment, with each KV transfer, on the
+/// single- and multi-node shapes and the formats the vendors' disaggregated recipes use.
+fn disaggregated(engines: &[Engine]) {
+    for &engine in engines {
+        for vendor in ["nvidia", "amd", "ascend", "cpu"] {
+            for quant in ["fp8", "bf16", "int8", "w4a8"] {
+                for (nodes, gpn, pp) in [(1, 8, 1), (2, 8, 1), (4, 8, 1)] {
+                    for role in [PdRole::Prefill, PdRole::Decode] {
+                        for transfer in [KvTransfer::Mooncake, KvTransfer::Nixl] {
+                            let cfg = LaunchConfig {
+                                engine,
+                                vendor: vendor.into(),
+                                model: "deepseek-ai/DeepSeek-R1".into(),
+                                served_model_name: "deepseek-r1".into(),
+                                revision: None,
+                                quantization: quant.into(),
+                                tensor_parallel: nodes * gpn / pp,
+                                pipeline_parallel: pp,
+                                nodes,
+                                gpus_per_node: gpn,
+                                max_model_len: 8192,
+                                max_num_seqs: 64,
+                                gpu_memory_utilization: 0.9,
+                                extra_args: vec![],
+                                trust_remote_code: false,
+                                sim: None,
+                                disaggregation: Some(Disaggregation { role, transfer }),
                             };
                             for rank in 0..nodes {
                                 emit(&cfg, rank);

@@ -35,6 +35,9 @@ pub struct LaunchConfig {
     pub trust_remote_code: bool,
     /// Timing model of the sim engine (ignored by real engines).
     pub sim: Option<SimProfile>,
+    /// Set when the group is one role of a prefill/decode-disaggregated model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disaggregation: Option<crate::pd::Disaggregation>,
 }
 
 impl LaunchConfig {

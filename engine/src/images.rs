@@ -24,6 +24,9 @@ pub mod pins {
     pub const LLAMA_CPP_PYTHON: &str = "0.3.36";
     /// The llama.cpp commit inside that sdist.
     pub const LLAMA_CPP_COMMIT: &str = "0c1e57098";
+    /// `sglang-router` (SGLang Model Gateway): the prefill/decode router, a Rust binary in
+    /// a Python wheel; runs on CPU.
+    pub const SGLANG_ROUTER: &str = "0.3.2";
 }
 
 /// Upstream engine images the runtime images are built on (pinned).

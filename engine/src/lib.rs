@@ -19,6 +19,7 @@ pub mod lifecycle;
 mod llamacpp;
 pub mod metrics;
 mod order;
+pub mod pd;
 mod quantization;
 mod ray;
 mod render;
@@ -34,6 +35,7 @@ pub use lifecycle::{
     TERMINATION_GRACE_PERIOD_SECONDS,
 };
 pub use order::Stage;
+pub use pd::{Disaggregation, KvTransfer, PdRole, RouterConfig};
 pub use quantization::Quantization;
 pub use render::{render, render_with, validate, RenderOptions};
 

@@ -81,6 +81,9 @@ pub fn validate(cfg: &LaunchConfig) -> Result<(), RenderError> {
         }
         _ => {}
     }
+    if let Some(d) = &cfg.disaggregation {
+        crate::pd::validate(cfg.engine, d)?;
+    }
     let q = Quantization::parse(&cfg.quantization)?;
     if !q.supported(cfg.engine, &cfg.vendor) {
         return Err(RenderError::QuantizationUnsupported {

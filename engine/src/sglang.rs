@@ -48,6 +48,9 @@ pub fn steps(ctx: &Ctx) -> LaunchSteps {
     if cfg.trust_remote_code {
         cmd = cmd.arg("--trust-remote-code");
     }
+    if let Some(d) = &cfg.disaggregation {
+        cmd = crate::pd::sglang_flags(cmd, d);
+    }
     cmd.args.extend(cfg.extra_args.iter().cloned());
     LaunchSteps {
         prepare: Vec::new(),

@@ -61,6 +61,12 @@ pub(crate) fn steps(ctx: &Ctx) -> LaunchSteps {
         .flag("--prefill-tokens-per-s", p.prefill_tokens_per_s)
         .flag("--decode-tokens-per-s", p.decode_tokens_per_s)
         .flag("--max-running", p.max_running);
+    if let Some(d) = &cfg.disaggregation {
+        cmd = cmd.flag("--pd-role", d.role.as_str());
+        if d.role == crate::PdRole::Prefill {
+            cmd = cmd.flag("--bootstrap-port", crate::pd::BOOTSTRAP_PORT);
+        }
+    }
     if ctx.multi_node() {
         let dist_host = match ctx.role {
             Role::Leader => POD_IP_PLACEHOLDER,

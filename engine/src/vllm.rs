@@ -100,6 +100,12 @@ fn serve(ctx: &Ctx, ascend: bool) -> CommandLine {
         };
         cmd = cmd.with_env("VLLM_HOST_IP", POD_IP_PLACEHOLDER);
     }
+    if let Some(d) = &cfg.disaggregation {
+        cmd = cmd.flag(
+            "--kv-transfer-config",
+            crate::pd::vllm_kv_transfer_config(ascend, d),
+        );
+    }
     cmd.args.extend(cfg.extra_args.iter().cloned());
     if ascend {
         cmd = ascend::with_hccl_env(cmd);

@@ -26,6 +26,7 @@ fn cfg(engine: Engine, vendor: &str, quant: &str, tp: u32, pp: u32, nodes: u32) 
         extra_args: vec![],
         trust_remote_code: false,
         sim: None,
+        disaggregation: None,
     }
 }
 

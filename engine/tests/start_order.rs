@@ -22,6 +22,7 @@ fn cfg(engine: Engine, vendor: &str, nodes: u32) -> LaunchConfig {
         extra_args: vec![],
         trust_remote_code: false,
         sim: None,
+        disaggregation: None,
     }
 }
 

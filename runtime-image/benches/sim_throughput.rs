@@ -29,13 +29,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     max_running: 256,
                 },
                 time_scale: 0.0,
+                pd_role: None,
             };
             let shutdown = async move {
                 let _ = stop_rx.await;
             };
-            sim::serve(listener, settings, shutdown, Duration::from_secs(5), None)
-                .await
-                .map(|e| e == sim::Ended::Drained)
+            sim::serve(
+                listener,
+                settings,
+                shutdown,
+                Duration::from_secs(5),
+                None,
+                None,
+            )
+            .await
+            .map(|e| e == sim::Ended::Drained)
         })
     });
     let addr = addr_rx.recv_timeout(Duration::from_secs(30))?;

@@ -123,4 +123,20 @@ pub struct SimArgs {
     /// `host:port` of the leader's group link (multi-node).
     #[arg(long)]
     pub dist_init_addr: Option<String>,
+    /// This server's role in a prefill/decode-disaggregated model (prefill or decode).
+    #[arg(long, value_parser = parse_pd_role)]
+    pub pd_role: Option<deepseek_engine::PdRole>,
+    /// Prefill role: port of the KV handoff endpoint decode servers take prompts from.
+    #[arg(long, default_value_t = deepseek_engine::pd::BOOTSTRAP_PORT)]
+    pub bootstrap_port: u16,
+}
+
+fn parse_pd_role(s: &str) -> Result<deepseek_engine::PdRole, String> {
+    match s {
+        "prefill" => Ok(deepseek_engine::PdRole::Prefill),
+        "decode" => Ok(deepseek_engine::PdRole::Decode),
+        other => Err(format!(
+            "unknown role '{other}' (expected prefill or decode)"
+        )),
+    }
 }

@@ -76,6 +76,7 @@ fn run_sim(s: SimArgs) -> anyhow::Result<i32> {
             max_running: s.max_running,
         },
         time_scale: s.time_scale,
+        pd_role: s.pd_role,
     };
     let drain = Duration::try_from_secs_f64(s.drain_seconds)?;
     let group = match (s.nnodes, s.dist_init_addr) {
@@ -117,7 +118,13 @@ fn run_sim(s: SimArgs) -> anyhow::Result<i32> {
             }
             None => None,
         };
-        let ended = sim::serve(listener, settings, shutdown, drain, group).await?;
+        let bootstrap = match s.pd_role {
+            Some(deepseek_engine::PdRole::Prefill) => {
+                Some(tokio::net::TcpListener::bind((s.host, s.bootstrap_port)).await?)
+            }
+            _ => None,
+        };
+        let ended = sim::serve(listener, settings, shutdown, drain, group, bootstrap).await?;
         Ok::<_, anyhow::Error>(if ended == Ended::Drained { 0 } else { 1 })
     })
 }

@@ -81,6 +81,7 @@ fn launch_config(engine: Engine, model: &Path, quantization: &str, extra: &[&str
         extra_args,
         trust_remote_code: false,
         sim: None,
+        disaggregation: None,
     }
 }
 

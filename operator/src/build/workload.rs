@@ -113,6 +113,7 @@ pub fn launch_config(
         extra_args: v.extra_args.clone(),
         trust_remote_code: v.arch.trust_remote_code,
         sim: Some(sim),
+        disaggregation: None,
     }
 }
 

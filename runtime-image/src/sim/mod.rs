@@ -4,6 +4,7 @@
 pub mod group;
 pub mod model;
 pub mod openai;
+pub mod pd;
 pub mod prom;
 
 use std::future::{Future, IntoFuture};
@@ -25,11 +26,25 @@ pub fn router(model: Arc<SimModel>) -> Router {
         .route("/v1/models", get(openai::models))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/chat/completions", post(openai::chat_completions))
+        // What the prefill/decode router asks a worker before routing to it.
+        .route("/server_info", get(info))
+        .route("/model_info", get(info))
+        .route("/get_server_info", get(info))
+        .route("/get_model_info", get(info))
         .route(
             "/metrics",
             get(|State(m): State<Arc<SimModel>>| async move { prom::render(&m) }),
         )
         .with_state(model)
+}
+
+async fn info(State(m): State<Arc<SimModel>>) -> axum::Json<serde_json::Value> {
+    let s = &m.settings;
+    axum::Json(pd::server_info(
+        &s.served_model_name,
+        s.pd_role,
+        s.max_model_len,
+    ))
 }
 
 async fn health(State(m): State<Arc<SimModel>>) -> StatusCode {
@@ -61,8 +76,18 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
     group: Option<(tokio::net::TcpListener, GroupSpec)>,
+    bootstrap: Option<tokio::net::TcpListener>,
 ) -> std::io::Result<Ended> {
     let model = SimModel::new(settings);
+    if let Some(l) = bootstrap {
+        // The prefill role's KV handoff endpoint lives as long as the engine.
+        let app = pd::bootstrap_router(model.rooms.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(l, app).await {
+                tracing::error!("sim: bootstrap endpoint stopped: {e}");
+            }
+        });
+    }
     let broken = {
         let model = model.clone();
         async move {

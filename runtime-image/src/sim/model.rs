@@ -16,6 +16,8 @@ pub struct SimSettings {
     pub max_model_len: u32,
     pub profile: SimProfile,
     pub time_scale: f64,
+    /// Set when this server is one role of a prefill/decode-disaggregated model.
+    pub pd_role: Option<deepseek_engine::PdRole>,
 }
 
 /// Live counters, shared by request handlers and `/metrics`.
@@ -77,6 +79,10 @@ pub struct SimModel {
     pub settings: SimSettings,
     pub counters: Counters,
     pub gate: Gate,
+    /// Prefill role: KV caches computed and not yet taken by decode.
+    pub rooms: Arc<super::pd::Rooms>,
+    /// Decode role: fetches KV caches from prefill servers' bootstrap endpoints.
+    pub client: reqwest::Client,
     slots: Semaphore,
 }
 
@@ -91,8 +97,16 @@ impl SimModel {
                 linked: AtomicBool::new(true),
                 in_flight: AtomicU64::new(0),
             },
+            rooms: Arc::default(),
+            client: reqwest::Client::new(),
             slots: Semaphore::new(slots),
         })
+    }
+
+    /// Counts the caller as waiting until the guard drops (decode waiting for its KV).
+    pub fn waiting_guard(&self) -> impl Drop + '_ {
+        self.counters.waiting.fetch_add(1, Ordering::Relaxed);
+        Gauge(&self.counters.waiting)
     }
 
     /// Accepts a new request unless a drain has begun. Counting before looking at the
@@ -118,6 +132,12 @@ impl SimModel {
 
     /// Waits for a batch slot (counted as waiting meanwhile), then prefills the prompt.
     pub async fn admit(&self, prompt_tokens: u64) -> Running<'_> {
+        self.admit_as(prompt_tokens, true).await
+    }
+
+    /// `admit`, with the prefill pause only when `prefill` (a decode server received the
+    /// prompt's KV from prefill instead of computing it).
+    pub async fn admit_as(&self, prompt_tokens: u64, prefill: bool) -> Running<'_> {
         let c = &self.counters;
         c.waiting.fetch_add(1, Ordering::Relaxed);
         let waiting = Gauge(&c.waiting);
@@ -126,15 +146,19 @@ impl SimModel {
         drop(waiting);
         c.running.fetch_add(1, Ordering::Relaxed);
         c.kv_tokens.fetch_add(prompt_tokens, Ordering::Relaxed);
-        c.prompt_tokens_total
-            .fetch_add(prompt_tokens, Ordering::Relaxed);
+        if prefill {
+            c.prompt_tokens_total
+                .fetch_add(prompt_tokens, Ordering::Relaxed);
+        }
         let run = Running {
             model: self,
             _permit: permit,
             kv_held: prompt_tokens,
         };
-        self.pause(prompt_tokens as f64 / self.settings.profile.prefill_tokens_per_s)
-            .await;
+        if prefill {
+            self.pause(prompt_tokens as f64 / self.settings.profile.prefill_tokens_per_s)
+                .await;
+        }
         run
     }
 
@@ -210,6 +234,7 @@ mod tests {
                 max_running,
             },
             time_scale: 0.0,
+            pd_role: None,
         })
     }
 

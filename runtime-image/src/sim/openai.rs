@@ -1,5 +1,6 @@
 //! OpenAI-compatible handlers of the sim: `/v1/models`, `/v1/completions`,
-//! `/v1/chat/completions` (JSON or SSE with `"stream": true`).
+//! `/v1/chat/completions` (JSON or SSE with `"stream": true`). A prefill or decode
+//! server (`pd.rs`) takes requests only through the router, with its bootstrap fields.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -14,6 +15,30 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::model::{count_tokens, SimModel};
+use super::pd::{fetch_kv, HANDOFF_TIMEOUT};
+use deepseek_engine::PdRole;
+
+/// This request's part in a disaggregated deployment.
+#[derive(Clone, Copy)]
+struct PdStep {
+    /// Compute the prompt here (false: decode received its KV from prefill).
+    prefill: bool,
+    /// Prefill: publish the computed KV under this room.
+    publish: Option<u64>,
+}
+
+const AGGREGATED: PdStep = PdStep {
+    prefill: true,
+    publish: None,
+};
+
+async fn start(m: &SimModel, prompt_tokens: u64, pd: PdStep) -> super::model::Running<'_> {
+    let run = m.admit_as(prompt_tokens, pd.prefill).await;
+    if let Some(room) = pd.publish {
+        m.rooms.publish(room, prompt_tokens);
+    }
+    run
+}
 
 /// Tokens generated when a request names no `max_tokens`.
 pub const DEFAULT_MAX_TOKENS: u64 = 16;
@@ -27,6 +52,8 @@ pub struct CompletionRequest {
     max_tokens: Option<u64>,
     max_completion_tokens: Option<u64>,
     stream: bool,
+    #[serde(flatten)]
+    bootstrap: super::pd::Bootstrap,
 }
 
 #[derive(Deserialize, Default)]
@@ -130,7 +157,7 @@ async fn generate(m: Arc<SimModel>, req: CompletionRequest, kind: Kind) -> Respo
             .join("\n"),
     };
     let prompt_tokens = count_tokens(&prompt);
-    let max_tokens = req
+    let mut max_tokens = req
         .max_completion_tokens
         .or(req.max_tokens)
         .unwrap_or(DEFAULT_MAX_TOKENS);
@@ -144,6 +171,35 @@ async fn generate(m: Arc<SimModel>, req: CompletionRequest, kind: Kind) -> Respo
             ),
         );
     }
+    let pd = match (m.settings.pd_role, req.bootstrap.parts()) {
+        (None, _) => AGGREGATED,
+        (Some(role), None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("this is a {role} server: send requests through the router (bootstrap_host, bootstrap_port and bootstrap_room are missing)"),
+            )
+        }
+        (Some(PdRole::Prefill), Some((_, _, room))) => {
+            // Prefill answers with the first token; decode streams the rest.
+            max_tokens = 1;
+            PdStep {
+                prefill: true,
+                publish: Some(room),
+            }
+        }
+        (Some(PdRole::Decode), Some((host, port, room))) => {
+            let waiting = m.waiting_guard();
+            let fetched = fetch_kv(&m.client, host, port, room, HANDOFF_TIMEOUT).await;
+            drop(waiting);
+            if let Err(e) = fetched {
+                return error(StatusCode::GATEWAY_TIMEOUT, e.to_string());
+            }
+            PdStep {
+                prefill: false,
+                publish: None,
+            }
+        }
+    };
     let id = format!(
         "{}-{}",
         if kind == Kind::Chat {
@@ -156,9 +212,9 @@ async fn generate(m: Arc<SimModel>, req: CompletionRequest, kind: Kind) -> Respo
             .load(std::sync::atomic::Ordering::Relaxed)
     );
     if req.stream {
-        stream(m, admission, kind, id, prompt_tokens, max_tokens)
+        stream(m, admission, kind, id, prompt_tokens, max_tokens, pd)
     } else {
-        let mut run = m.admit(prompt_tokens).await;
+        let mut run = start(&m, prompt_tokens, pd).await;
         let mut text = String::new();
         for i in 0..max_tokens {
             run.decode_one().await;
@@ -204,11 +260,12 @@ fn stream(
     id: String,
     prompt_tokens: u64,
     max_tokens: u64,
+    pd: PdStep,
 ) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     tokio::spawn(async move {
         let model = m.settings.served_model_name.clone();
-        let mut run = m.admit(prompt_tokens).await;
+        let mut run = start(&m, prompt_tokens, pd).await;
         for i in 0..max_tokens {
             run.decode_one().await;
             let finish = (i + 1 == max_tokens).then_some("length");

@@ -38,6 +38,7 @@ pub fn sim_config(nodes: u32, profile: SimProfile) -> LaunchConfig {
         extra_args: vec![],
         trust_remote_code: false,
         sim: Some(profile),
+        disaggregation: None,
     }
 }
 
