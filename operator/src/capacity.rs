@@ -10,8 +10,9 @@
 //!   is removed whole, so its nodes empty and the autoscaler takes them back. A group with
 //!   no rank placed holds nothing and just waits.
 //! - [`retry_delay`]: after such a removal, the group is created again only after a
-//!   backoff that starts at the bound (at least [`MIN_RETRY`], so the emptied node can go
-//!   first) and doubles per removal: capacity rarely comes back within seconds.
+//!   backoff that starts at `capacityRetrySeconds` (at least [`MIN_RETRY`]; longer than
+//!   the NodePool's consolidation, so the emptied node goes first) and doubles per
+//!   removal: capacity rarely comes back within seconds.
 //! - [`Claim`] and [`report`]: what the condition says, from Karpenter's NodeClaims of the
 //!   NodePool (name, node, first of Launched/Registered/Initialized not True with its
 //!   reason) and Karpenter's own FailedScheduling Event on the unplaced rank, cut to the
@@ -25,8 +26,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-/// The first retry never comes sooner: the emptied node must be consolidated away first.
-pub const MIN_RETRY: Duration = Duration::from_secs(60);
+/// No retry comes sooner, whatever the configuration says.
+pub const MIN_RETRY: Duration = Duration::from_secs(10);
 /// Longest wait between retries.
 pub const RETRY_CAP: Duration = Duration::from_secs(3600);
 /// NodeClaims named in a message; more are counted.
@@ -70,17 +71,18 @@ pub fn verdict(
     }
 }
 
-/// The wait before recreating after the `removals`-th removal (1-based): `base *
-/// 2^(removals-1)` with `base = max(bound, MIN_RETRY)`, capped at [`RETRY_CAP`], of which
-/// the upper half is scaled by `jitter` (in `[0, 1]`) so models do not retry in lockstep.
-pub fn retry_delay(removals: u32, bound: Duration, jitter: f64) -> Duration {
-    let base = bound.max(MIN_RETRY);
+/// The wait before recreating after the `removals`-th removal in a row (1-based): `base *
+/// 2^(removals-1)` with `base = max(retry, MIN_RETRY)`, capped at [`RETRY_CAP`] (or
+/// `base` when larger), plus up to a quarter more scaled by `jitter` (in `[0, 1]`) so
+/// models do not retry in lockstep. Never shorter than `base`: the wait exists so the
+/// emptied node is consolidated away before the group asks again.
+pub fn retry_delay(removals: u32, retry: Duration, jitter: f64) -> Duration {
+    let base = retry.max(MIN_RETRY);
     let exp = base
         .checked_mul(1u32 << removals.saturating_sub(1).min(20))
         .unwrap_or(RETRY_CAP)
         .min(RETRY_CAP.max(base));
-    let half = exp / 2;
-    half + half.mul_f64(jitter.clamp(0.0, 1.0))
+    exp + (exp / 4).mul_f64(jitter.clamp(0.0, 1.0))
 }
 
 /// One Karpenter NodeClaim as the message shows it.

@@ -37,21 +37,22 @@ fn a_group_holding_no_node_or_with_no_refused_rank_is_not_partial() {
 }
 
 #[test]
-fn retries_start_no_sooner_than_the_floor_and_double_to_the_cap() {
-    // Bound below the floor: the floor is the base.
-    assert_eq!(retry_delay(1, S(20), 1.0), S(60));
-    assert_eq!(retry_delay(1, S(20), 0.0), S(30));
-    assert_eq!(retry_delay(2, S(20), 1.0), S(120));
-    // Bound above the floor: the bound is the base.
-    assert_eq!(retry_delay(1, S(300), 1.0), S(300));
-    assert_eq!(retry_delay(3, S(300), 1.0), S(1200));
-    assert_eq!(retry_delay(10, S(300), 1.0), RETRY_CAP);
-    assert_eq!(retry_delay(u32::MAX, S(300), 0.0), RETRY_CAP / 2);
-    // A bound beyond the cap is still honoured.
-    assert_eq!(retry_delay(5, S(7200), 1.0), S(7200));
+fn retries_wait_at_least_the_configured_time_and_double_to_the_cap() {
+    assert_eq!(retry_delay(1, S(120), 0.0), S(120));
+    assert_eq!(retry_delay(1, S(120), 1.0), S(150));
+    assert_eq!(retry_delay(2, S(120), 0.0), S(240));
+    assert_eq!(retry_delay(3, S(300), 0.0), S(1200));
+    assert_eq!(retry_delay(10, S(300), 0.0), RETRY_CAP);
+    assert_eq!(
+        retry_delay(u32::MAX, S(300), 1.0),
+        RETRY_CAP + RETRY_CAP / 4
+    );
+    // Below the floor: the floor. Beyond the cap: still honoured.
+    assert_eq!(retry_delay(1, S(0), 0.0), MIN_RETRY);
+    assert_eq!(retry_delay(5, S(7200), 0.0), S(7200));
     for j in [0.0, 0.4, 1.0, 9.0, -2.0] {
         let d = retry_delay(2, S(100), j);
-        assert!(d >= S(100) && d <= S(200), "{d:?} for jitter {j}");
+        assert!(d >= S(200) && d <= S(250), "{d:?} for jitter {j}");
     }
 }
 

@@ -57,7 +57,7 @@ impl CapacityRetry {
     }
 
     /// Records a removal and returns the wait before groups are created again.
-    pub fn removed(&self, model: &str, message: String, bound: Duration) -> Duration {
+    pub fn removed(&self, model: &str, message: String, retry: Duration) -> Duration {
         let Ok(mut map) = self.removed.lock() else {
             return crate::capacity::RETRY_CAP;
         };
@@ -69,7 +69,7 @@ impl CapacityRetry {
         });
         entry.removals += 1;
         entry.message = message;
-        let wait = retry_delay(entry.removals, bound, super::backoff::jitter());
+        let wait = retry_delay(entry.removals, retry, super::backoff::jitter());
         entry.next = Instant::now() + wait;
         let now = Timestamp::now();
         entry.next_at =
@@ -226,10 +226,10 @@ mod tests {
     fn removals_accumulate_and_settling_forgets_them() {
         let c = CapacityRetry::default();
         assert!(c.get("uid").is_none());
-        let first = c.removed("uid", "one".into(), Duration::from_secs(10));
-        assert!(first >= crate::capacity::MIN_RETRY / 2 && first <= crate::capacity::MIN_RETRY);
-        let second = c.removed("uid", "two".into(), Duration::from_secs(10));
-        assert!(second >= crate::capacity::MIN_RETRY);
+        let first = c.removed("uid", "one".into(), Duration::from_secs(40));
+        assert!(first >= Duration::from_secs(40) && first <= Duration::from_secs(50));
+        let second = c.removed("uid", "two".into(), Duration::from_secs(40));
+        assert!(second >= Duration::from_secs(80));
         let r = c.get("uid").expect("recorded");
         assert_eq!((r.removals, r.message.as_str()), (2, "two"));
         assert!(r.wait().is_some());

@@ -150,7 +150,8 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
         })
     });
     if let Some(note) = capacity_note.as_ref().filter(|_| capacity_removed) {
-        let wait = ctx.capacity.removed(&model_key, note.clone(), bound);
+        let retry = ctx.config.capacity_retry_seconds.duration();
+        let wait = ctx.capacity.removed(&model_key, note.clone(), retry);
         let msg = format!("{note}; creating it again in {}s", wait.as_secs());
         event(&ctx, &model, true, "CapacityPending", msg).await;
     }
