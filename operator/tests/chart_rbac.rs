@@ -113,11 +113,14 @@ const KINDS: &[(&str, &str)] = &[
     ("Node", "nodes"),
     ("ScaledObject", "scaledobjects"),
     ("NetworkPolicy", "networkpolicies"),
+    // Core events (read: Karpenter's FailedScheduling; the operator's own go through the
+    // Recorder, events.k8s.io).
+    ("Event", "events"),
     // The leader Lease: its verbs are the lease Role's, checked by
     // `lease_role_is_namespaced_and_limited_to_the_lease`.
     ("Lease", ""),
-    // Generic parameters and dynamic objects (ScaledObjects and Karpenter NodePools
-    // without compiled types; both have rows).
+    // Generic parameters and dynamic objects (ScaledObjects, Karpenter NodePools and
+    // NodeClaims without compiled types; all have rows).
     ("K", ""),
     ("DynamicObject", "scaledobjects"),
 ];
