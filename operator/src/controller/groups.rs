@@ -206,20 +206,20 @@ struct Judged {
 
 /// Whether the group is partly placed, and its capacity verdict.
 fn partial(pods: &[&Pod], size: usize, h: &HealthInputs<'_>) -> Option<Partial> {
-    let placed = pods.iter().filter(|p| placed(p)).count();
+    let on_nodes = pods.iter().filter(|p| placed(p)).count();
     let (pod, since) = pods
         .iter()
         .filter_map(|p| Some((*p, unschedulable_since(p)?)))
         .min_by_key(|(_, t)| *t)?;
     let v = verdict(
-        placed,
+        on_nodes,
         Some(since.as_millisecond()),
         h.now.as_millisecond(),
         h.capacity_pending_timeout,
     );
     (v != Verdict::NotPartial).then(|| Partial {
         verdict: v,
-        placed,
+        placed: on_nodes,
         size,
         pending_pod: pod.metadata.name.clone().unwrap_or_default(),
         since,
