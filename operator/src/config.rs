@@ -114,6 +114,10 @@ pub struct OperatorConfig {
     /// nodes (a node autoscaler provided part of the group) before the group is removed
     /// and created again, so a half group never holds accelerators forever.
     pub capacity_pending_timeout_seconds: Seconds<300>,
+    /// Seconds to wait, after removing such a partly placed group, before creating it
+    /// again; doubled per removal in a row (capacity.rs `retry_delay`). Longer than the
+    /// NodePool's consolidation of an empty node, so the freed node goes first.
+    pub capacity_retry_seconds: Seconds<300>,
 }
 
 /// A number of seconds whose default is `DEFAULT`, so a missing field and

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod autoscale;
 pub mod build;
+pub mod capacity;
 pub mod cli;
 pub mod config;
 pub mod controller;

@@ -175,11 +175,24 @@ pub fn place(
             message: e.to_string(),
         });
     }
-    let largest = errors
+    let largest_pool = errors
         .iter()
         .map(|(p, _)| *p)
-        .max_by_key(|p| (p.per_node * p.max_nodes, p.per_node))
+        .max_by_key(|p| (p.per_node * p.max_nodes, p.per_node));
+    let largest = largest_pool
         .map(|p| p.describe(catalog))
+        .unwrap_or_default();
+    // Refused here only because not even one group fits the NodePool's limits; a group
+    // that fits but finds the limits used up is placed and may wait as CapacityPending.
+    let never = largest_pool
+        .and_then(|p| Some((p.nodepool.as_ref()?, p.max_nodes)))
+        .map(|(np, n)| {
+            format!(
+                "; the limits of Karpenter NodePool {np} allow at most {n} node(s) of {} x {}, so no group can ever fit (raise its limits)",
+                largest_pool.map_or(0, |p| p.per_node),
+                largest_pool.map_or("", |p| p.resource_name.as_str())
+            )
+        })
         .unwrap_or_default();
     let needed = errors
         .iter()
@@ -191,7 +204,7 @@ pub fn place(
         .unwrap_or_default();
     Err(Unplaceable {
         reason: "InsufficientAccelerators",
-        message: format!("{needed}; largest matching pool: {largest}"),
+        message: format!("{needed}; largest matching pool: {largest}{never}"),
     })
 }
 
@@ -269,5 +282,31 @@ mod tests {
         .expect_err("no fp8 on ascend");
         assert_eq!(e.reason, "UnsupportedCombination");
         assert!(e.message.contains("int8"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_nodepool_whose_limits_hold_no_whole_group_is_refused_saying_so() {
+        let cfg = OperatorConfig::from_yaml(
+            "declaredPools: [{name: karpenter-h100-one, product: h100-80gb, acceleratorsPerNode: 8, maxNodes: 1, nodeSelector: {karpenter.sh/nodepool: h100-one}}]",
+        )
+        .expect("config");
+        let mut pools = pools(&cfg);
+        for p in pools.iter_mut().filter(|p| p.declared) {
+            p.nodepool = Some("h100-one".into());
+        }
+        let spec = serde_yaml::from_str(
+            "model: deepseek-r1\nquantization: fp8\naccelerator: {product: h100-80gb, nodeSelector: {karpenter.sh/nodepool: h100-one}}",
+        )
+        .expect("spec");
+        let v = validate(&spec, Catalog::builtin(), &Default::default()).expect("valid");
+        let e = place(&v, &pools, Catalog::builtin()).expect_err("2 nodes needed, 1 allowed");
+        assert_eq!(e.reason, "InsufficientAccelerators");
+        assert!(
+            e.message.contains(
+                "the limits of Karpenter NodePool h100-one allow at most 1 node(s) of 8 x nvidia.com/gpu, so no group can ever fit"
+            ),
+            "{}",
+            e.message
+        );
     }
 }

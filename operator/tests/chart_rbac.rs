@@ -64,6 +64,10 @@ const MODEL_RULES: &[(&str, &str, &[&str])] = &[
     // controller/apply.rs `event` -> kube-runtime `Recorder::publish` (events.rs): create a
     // new events.k8s.io/v1 Event, patch it when the same event repeats.
     ("events.k8s.io", "events", &["create", "patch"]),
+    // controller/capacity.rs `karpenter_event`: `Api::<Event>::namespaced(..).list(..)`
+    // (field selector on the pod) for Karpenter's FailedScheduling Event on an unplaced
+    // rank of a partly placed group.
+    ("", "events", &["list"]),
     // autoscale/scaled_object.rs `try_sync`, called by every reconcile
     // (controller/reconcile.rs): `api.get_opt` (get), `api.patch(.., Patch::Apply)` when
     // provider=keda (server-side apply: create + patch), `api.delete` of the operator's own
@@ -86,10 +90,12 @@ const MODEL_RULES: &[(&str, &str, &[&str])] = &[
 /// Cluster-wide in both modes: controller/nodes.rs `watcher(Api::<Node>::all(..), ..)`;
 /// controller/nodepools.rs `watcher(Api::<DynamicObject>::all_with(..), ..)` on Karpenter's
 /// NodePools (cluster-scoped), only once discovery finds the karpenter.sh/v1 API. Nothing
-/// gets a single NodePool.
+/// gets a single NodePool. controller/capacity.rs `autoscaler_state`: `api.list(..)` of a
+/// NodePool's NodeClaims (cluster-scoped) while a group is only partly placed.
 const NODE_RULES: &[(&str, &str, &[&str])] = &[
     ("", "nodes", &["list", "watch"]),
     ("karpenter.sh", "nodepools", &["list", "watch"]),
+    ("karpenter.sh", "nodeclaims", &["list"]),
 ];
 
 /// The leader Lease in the release namespace (controller/leader.rs `try_hold`): `api.get_opt`
@@ -107,11 +113,14 @@ const KINDS: &[(&str, &str)] = &[
     ("Node", "nodes"),
     ("ScaledObject", "scaledobjects"),
     ("NetworkPolicy", "networkpolicies"),
+    // Core events (read: Karpenter's FailedScheduling; the operator's own go through the
+    // Recorder, events.k8s.io).
+    ("Event", "events"),
     // The leader Lease: its verbs are the lease Role's, checked by
     // `lease_role_is_namespaced_and_limited_to_the_lease`.
     ("Lease", ""),
-    // Generic parameters and dynamic objects (ScaledObjects and Karpenter NodePools
-    // without compiled types; both have rows).
+    // Generic parameters and dynamic objects (ScaledObjects, Karpenter NodePools and
+    // NodeClaims without compiled types; all have rows).
     ("K", ""),
     ("DynamicObject", "scaledobjects"),
 ];

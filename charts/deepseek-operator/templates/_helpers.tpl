@@ -104,6 +104,11 @@ namespace (watchNamespaces). */}}
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+# Karpenter's FailedScheduling Event on a rank of a partly placed group (core/v1, where
+# Karpenter writes it), read for the CapacityPending condition.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["list"]
 # KEDA ScaledObjects: every reconcile reads the model's one; with
 # autoscaling.provider=keda it is server-side applied, otherwise the operator's is deleted.
 # Without KEDA installed the read is a 404, which the operator ignores.

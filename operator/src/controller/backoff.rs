@@ -30,7 +30,7 @@ pub fn delay(failures: u32, base: Duration, cap: Duration, jitter: f64) -> Durat
 
 /// A random number in `[0, 1]` from the standard library's randomly keyed hasher: enough
 /// to spread retries, with no dependency.
-fn jitter() -> f64 {
+pub(crate) fn jitter() -> f64 {
     use std::hash::{BuildHasher, Hasher};
     let bits = std::hash::RandomState::new().build_hasher().finish();
     (bits >> 11) as f64 / (1u64 << 53) as f64

@@ -26,4 +26,6 @@ pub struct Context {
     pub scope: super::scope::Scope,
     /// Models whose pod creation the API server refused, and when to try again.
     pub creation: super::backoff::CreationBackoff,
+    /// Models whose partly placed group was removed, and when to create it again.
+    pub capacity: super::capacity::CapacityRetry,
 }

@@ -14,8 +14,9 @@
 //! - (CapacityPending) stayed unschedulable longer than `capacityPendingTimeoutSeconds`
 //!   (from its PodScheduled=False transition) while another rank of the group holds a
 //!   node: a node autoscaler provided part of the group (NodePool limits, no offering),
-//!   and the placed ranks would hold accelerators that serve nothing. A group with no rank
-//!   placed holds nothing and just waits.
+//!   and the placed ranks would hold accelerators that serve nothing. The rule is
+//!   `capacity::verdict`; [`FoundGroup::partial`] carries what the condition reports
+//!   while the group waits.
 //!
 //! A group that is missing ranks but never started (no rank ever Ready or Running, none
 //! dead or restarted), or whose creation this operator saw fail part-way, is only
@@ -38,12 +39,27 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;
 
 use crate::build::labels;
+use crate::capacity::{verdict, Verdict};
 use crate::rollout::{Fault, ObservedGroup};
 
 /// A group and its pods as found.
 pub struct FoundGroup<'a> {
     pub observed: ObservedGroup,
     pub pods: Vec<&'a Pod>,
+    /// Set while some ranks hold nodes and another is unschedulable.
+    pub partial: Option<Partial>,
+}
+
+/// A group only partly on nodes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Partial {
+    pub verdict: Verdict,
+    /// Ranks on nodes, of `size`.
+    pub placed: usize,
+    pub size: usize,
+    /// The longest-unschedulable rank and since when.
+    pub pending_pod: String,
+    pub since: Timestamp,
 }
 
 /// What the health rules need besides the pods.
@@ -178,13 +194,40 @@ pub fn node_lost_since(node: &Node) -> Option<Timestamp> {
     }
 }
 
-/// Judges one group's pods: (fault, incomplete, ready, time until a bound runs out).
-fn judge(
-    gid: &str,
-    pods: &[&Pod],
-    size: usize,
-    h: &HealthInputs<'_>,
-) -> (Option<Fault>, bool, bool, Option<Duration>) {
+/// What one group's pods were judged.
+struct Judged {
+    fault: Option<Fault>,
+    incomplete: bool,
+    ready: bool,
+    /// Time until a bound runs out.
+    recheck: Option<Duration>,
+    partial: Option<Partial>,
+}
+
+/// Whether the group is partly placed, and its capacity verdict.
+fn partial(pods: &[&Pod], size: usize, h: &HealthInputs<'_>) -> Option<Partial> {
+    let on_nodes = pods.iter().filter(|p| placed(p)).count();
+    let (pod, since) = pods
+        .iter()
+        .filter_map(|p| Some((*p, unschedulable_since(p)?)))
+        .min_by_key(|(_, t)| *t)?;
+    let v = verdict(
+        on_nodes,
+        Some(since.as_millisecond()),
+        h.now.as_millisecond(),
+        h.capacity_pending_timeout,
+    );
+    (v != Verdict::NotPartial).then(|| Partial {
+        verdict: v,
+        placed: on_nodes,
+        size,
+        pending_pod: pod.metadata.name.clone().unwrap_or_default(),
+        since,
+    })
+}
+
+/// Judges one group's pods.
+fn judge(gid: &str, pods: &[&Pod], size: usize, h: &HealthInputs<'_>) -> Judged {
     let mut recheck: Option<i64> = None;
     let mut wait = |overdue: i64| {
         if overdue < 0 {
@@ -209,14 +252,15 @@ fn judge(
             wait(overdue);
         }
     }
-    let mut capacity_pending = false;
-    if pods.iter().any(|p| placed(p)) {
-        for since in pods.iter().filter_map(|p| unschedulable_since(p)) {
-            let overdue = h.overdue(since, h.capacity_pending_timeout);
-            capacity_pending |= overdue >= 0;
-            wait(overdue);
+    let partial = partial(pods, size, h);
+    let capacity_pending = match partial.as_ref().map(|p| p.verdict) {
+        Some(Verdict::Remove) => true,
+        Some(Verdict::Waiting { left }) => {
+            wait(-i64::try_from(left.as_millis()).unwrap_or(i64::MAX));
+            false
         }
-    }
+        _ => false,
+    };
     let dead = pods.iter().any(|p| is_dead(p));
     let restart = pods.iter().any(|p| restarted(p));
     let missing = pods.len() < size;
@@ -241,7 +285,13 @@ fn judge(
     // Kept even for a broken group: its pods on a node not yet lost past the bound are
     // force-deleted only once the bound runs out.
     let recheck = recheck.map(|ms| Duration::from_millis(ms.unsigned_abs()));
-    (fault, incomplete && fault.is_none(), ready, recheck)
+    Judged {
+        fault,
+        incomplete: incomplete && fault.is_none(),
+        ready,
+        recheck,
+        partial,
+    }
 }
 
 /// Groups pods by group id and judges each group.
@@ -269,19 +319,20 @@ pub fn find_groups<'a>(pods: &'a [Pod], h: &HealthInputs<'_>) -> Found<'a> {
             let size: usize = label(first, labels::GROUP_SIZE)
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(1);
-            let (broken, incomplete, ready, wait) = judge(gid, &pods, size, h);
-            if let Some(w) = wait {
+            let j = judge(gid, &pods, size, h);
+            if let Some(w) = j.recheck {
                 recheck = Some(recheck.map_or(w, |r| r.min(w)));
             }
             Some(FoundGroup {
                 observed: ObservedGroup {
                     slot,
                     hash,
-                    ready,
-                    broken,
-                    incomplete,
+                    ready: j.ready,
+                    broken: j.fault,
+                    incomplete: j.incomplete,
                 },
                 pods,
+                partial: j.partial,
             })
         })
         .collect();

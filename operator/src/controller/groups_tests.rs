@@ -229,3 +229,27 @@ fn a_group_only_partly_placed_past_the_bound_is_capacity_pending() {
     let (g, _) = World::at(3600).judge(&whole);
     assert_eq!(g.broken, None);
 }
+
+#[test]
+fn a_partly_placed_group_reports_its_waiting_rank() {
+    let half = [pod(0, "a", "Running", false, 90, 0), unschedulable(1, 100)];
+    let w = World::at(200);
+    let found = find_groups(&half, &w.inputs());
+    let p = found.groups[0].partial.clone().expect("partial");
+    assert_eq!(
+        p.verdict,
+        crate::capacity::Verdict::Waiting {
+            left: Duration::from_secs(200)
+        }
+    );
+    assert_eq!((p.placed, p.size), (1, 2));
+    assert_eq!(p.pending_pod, "m-h-0-1");
+    assert_eq!(p.since, at(100));
+    let w = World::at(400);
+    let found = find_groups(&half, &w.inputs());
+    let p = found.groups[0].partial.clone().expect("partial");
+    assert_eq!(p.verdict, crate::capacity::Verdict::Remove);
+    // Nothing placed: not partial.
+    let none = [unschedulable(0, 0), unschedulable(1, 0)];
+    assert!(find_groups(&none, &w.inputs()).groups[0].partial.is_none());
+}

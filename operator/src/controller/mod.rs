@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod backoff;
+pub mod capacity;
 pub mod children;
 pub mod context;
 pub mod error;

@@ -17,6 +17,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 
 use super::apply::{self, event};
+use super::capacity::{autoscaler_state, describe, describe_backoff};
 use super::children;
 use super::context::Context;
 use super::error::Error;
@@ -25,8 +26,9 @@ use super::metrics::{ModelLabels, Timer};
 use super::status::{self as cond, set};
 use crate::api::{DeepSeekModel, DeepSeekModelStatus};
 use crate::build::{labels, services, workload};
+use crate::capacity::Verdict;
 use crate::placement::place;
-use crate::rollout::{self, RolloutLimits};
+use crate::rollout::{self, Fault, RolloutLimits};
 use crate::validate::validate;
 
 const BUSY_REQUEUE: Duration = Duration::from_secs(5);
@@ -77,6 +79,23 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
     let found = find_groups(&pods, &health);
     let dead_nodes = health.dead_nodes();
     let groups = &found.groups;
+    // A group only partly on nodes (one past the bound first): what the node autoscaler
+    // says about it, read before the group is removed.
+    let bound = ctx.config.capacity_pending_timeout_seconds.duration();
+    let partial = groups
+        .iter()
+        .filter(|g| g.partial.is_some())
+        .max_by_key(|g| g.partial.as_ref().map(|p| p.verdict == Verdict::Remove));
+    let capacity_note = match partial {
+        Some(g) => {
+            let state = autoscaler_state(&ctx, &ns, g).await;
+            g.partial.as_ref().map(|p| {
+                let id = format!("{}-{}", g.observed.hash, g.observed.slot);
+                describe(&id, p, bound, state.as_deref())
+            })
+        }
+        None => None,
+    };
     // A bound running out (lost node, NotReady rank) comes with no watch event.
     let requeue = |d: Duration| {
         Action::requeue(
@@ -123,6 +142,19 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
     let observed: Vec<_> = groups.iter().map(|g| g.observed.clone()).collect();
     let retired = rollout::retire(validated.replicas, &observed);
     children::delete_groups(&ctx, &model, &ns, &retired, groups, &dead_nodes).await?;
+    let capacity_removed = retired.iter().any(|(slot, hash)| {
+        groups.iter().any(|g| {
+            g.observed.slot == *slot
+                && &g.observed.hash == hash
+                && g.observed.broken == Some(Fault::CapacityPending)
+        })
+    });
+    if let Some(note) = capacity_note.as_ref().filter(|_| capacity_removed) {
+        let retry = ctx.config.capacity_retry_seconds.duration();
+        let wait = ctx.capacity.removed(&model_key, note.clone(), retry);
+        let msg = format!("{note}; creating it again in {}s", wait.as_secs());
+        event(&ctx, &model, true, "CapacityPending", msg).await;
+    }
 
     // Plan.
     let pools = ctx.pools.borrow().clone();
@@ -224,8 +256,11 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
     let mut actions = rollout::step(validated.replicas, &w.template_hash, &observed, limits);
     actions.delete.retain(|d| !retired.contains(d));
     children::delete_groups(&ctx, &model, &ns, &actions.delete, groups, &dead_nodes).await?;
-    // After a refusal, creations wait for the backoff; deletions above never do.
-    let backing_off = refused.as_ref().and_then(|r| r.wait());
+    // After a refusal, or the removal of a partly placed group, creations wait for the
+    // backoff; deletions above never do.
+    let capacity_retry = ctx.capacity.get(&model_key);
+    let capacity_wait = capacity_retry.as_ref().and_then(|r| r.wait());
+    let backing_off = refused.as_ref().and_then(|r| r.wait()).or(capacity_wait);
     let mut create_refused = refused.as_ref().map(|r| r.message.clone());
     let mut retry_in = backing_off;
     if backing_off.is_none() && !actions.create.is_empty() {
@@ -255,6 +290,24 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
         create_refused = None;
     }
 
+    // Every rank found a node and nothing waits to be created: earlier removals are over.
+    let all_placed = pods
+        .iter()
+        .all(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some()));
+    if capacity_retry.is_some()
+        && capacity_wait.is_none()
+        && capacity_note.is_none()
+        && actions.create.is_empty()
+        && all_placed
+    {
+        ctx.capacity.settled(&model_key);
+    }
+    let capacity = capacity_note.or_else(|| {
+        let r = capacity_retry.as_ref()?;
+        r.wait()?;
+        Some(describe_backoff(r))
+    });
+
     // Status.
     let current_pods: Vec<&Pod> = groups
         .iter()
@@ -271,6 +324,7 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
             actions_pending: !actions.is_empty() || !retired.is_empty(),
             unschedulable: unschedulable(&current_pods),
             create_refused,
+            capacity,
         },
         generation,
     );

@@ -188,6 +188,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         recorder: Recorder::new(client.clone(), reporter),
         scope: opts.scope.clone(),
         creation: Default::default(),
+        capacity: Default::default(),
     });
 
     let owned =

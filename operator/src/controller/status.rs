@@ -3,9 +3,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-#[cfg(test)]
-use crate::rollout::Fault;
-use crate::rollout::ObservedGroup;
+use crate::rollout::{Fault, ObservedGroup};
 
 pub const PLANNED: &str = "Planned";
 pub const SCHEDULED: &str = "Scheduled";
@@ -57,6 +55,9 @@ pub struct WorkloadView<'a> {
     pub unschedulable: Option<String>,
     /// The API server's refusal of the last pod creation, while backing off.
     pub create_refused: Option<String>,
+    /// A group the node autoscaler provides only partly, or its recreation waiting after
+    /// its removal (controller/capacity.rs): reason CapacityPending.
+    pub capacity: Option<String>,
 }
 
 /// Sets Scheduled, Available, Progressing and Degraded from what was observed, and
@@ -67,8 +68,17 @@ pub fn workload_conditions(
     v: &WorkloadView<'_>,
     generation: Option<i64>,
 ) -> bool {
-    match &v.unschedulable {
-        Some(msg) => set(
+    match (&v.capacity, &v.unschedulable) {
+        (Some(msg), _) => set(
+            previous,
+            out,
+            SCHEDULED,
+            false,
+            "CapacityPending",
+            msg,
+            generation,
+        ),
+        (None, Some(msg)) => set(
             previous,
             out,
             SCHEDULED,
@@ -77,7 +87,7 @@ pub fn workload_conditions(
             msg,
             generation,
         ),
-        None => set(
+        (None, None) => set(
             previous,
             out,
             SCHEDULED,
@@ -126,7 +136,11 @@ pub fn workload_conditions(
     );
 
     let broken: Vec<_> = v.groups.iter().filter_map(|g| g.broken).collect();
-    let (degraded, reason, msg) = if let Some(first) = broken.first() {
+    let other_faults = broken.iter().any(|f| *f != Fault::CapacityPending);
+    let (degraded, reason, msg) = if let Some(note) = v.capacity.as_ref().filter(|_| !other_faults)
+    {
+        (true, "CapacityPending", note.clone())
+    } else if let Some(first) = broken.first() {
         let mut kinds: Vec<&str> = broken.iter().map(|f| f.describe()).collect();
         kinds.sort_unstable();
         kinds.dedup();
@@ -194,6 +208,7 @@ mod tests {
             actions_pending: false,
             unschedulable: None,
             create_refused: None,
+            capacity: None,
         };
         let (c, converged) = conditions(&v);
         assert!(converged);
@@ -214,6 +229,7 @@ mod tests {
             actions_pending: false,
             unschedulable: None,
             create_refused: None,
+            capacity: None,
         };
         let (c, converged) = conditions(&v);
         assert!(!converged);
@@ -228,6 +244,7 @@ mod tests {
             actions_pending: true,
             unschedulable: None,
             create_refused: None,
+            capacity: None,
         };
         let (c, _) = conditions(&v);
         assert_eq!(reason(&c, DEGRADED), ("True", "RankRestarted"));
@@ -240,6 +257,7 @@ mod tests {
             actions_pending: true,
             unschedulable: Some("0/13 nodes are available".into()),
             create_refused: None,
+            capacity: None,
         };
         let (c, _) = conditions(&v);
         assert_eq!(reason(&c, SCHEDULED), ("False", "Unschedulable"));
@@ -256,6 +274,7 @@ mod tests {
             actions_pending: false,
             unschedulable: None,
             create_refused: None,
+            capacity: None,
         };
         let (c, converged) = conditions(&v);
         assert!(converged);
@@ -294,6 +313,7 @@ mod tests {
             actions_pending: true,
             unschedulable: None,
             create_refused: Some("exceeded quota: pods=1".into()),
+            capacity: None,
         };
         let (c, converged) = conditions(&v);
         assert!(!converged);
@@ -311,9 +331,43 @@ mod tests {
             actions_pending: true,
             unschedulable: None,
             create_refused: None,
+            capacity: None,
         };
         let (c, _) = conditions(&v);
         assert_eq!(reason(&c, DEGRADED), ("True", "NodeLost"));
         assert!(get(&c, DEGRADED).is_some_and(|c| c.message.contains("unreachable")));
+    }
+
+    #[test]
+    fn a_partly_provided_group_is_reported_as_capacity_pending() {
+        let mut partial = group(1, "h", false, true);
+        partial.broken = Some(Fault::CapacityPending);
+        let groups = [group(0, "h", true, false), partial];
+        let note =
+            "group h-1: 1 of 2 ranks on nodes; Karpenter NodePool h100: NodeClaims a Initialized";
+        let v = WorkloadView {
+            groups: &groups,
+            hash: "h",
+            replicas: 2,
+            actions_pending: true,
+            unschedulable: Some("0/3 nodes are available".into()),
+            create_refused: None,
+            capacity: Some(note.into()),
+        };
+        let (c, _) = conditions(&v);
+        assert_eq!(reason(&c, SCHEDULED), ("False", "CapacityPending"));
+        assert_eq!(reason(&c, DEGRADED), ("True", "CapacityPending"));
+        assert!(get(&c, DEGRADED).is_some_and(|c| c.message == note));
+        // Another fault is reported first: it is the more urgent news.
+        let mut failed = group(0, "h", false, true);
+        failed.broken = Some(Fault::RankFailed);
+        let groups = [failed];
+        let v = WorkloadView {
+            groups: &groups,
+            capacity: Some(note.into()),
+            ..v
+        };
+        let (c, _) = conditions(&v);
+        assert_eq!(reason(&c, DEGRADED), ("True", "RankFailed"));
     }
 }

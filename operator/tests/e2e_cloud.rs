@@ -10,8 +10,14 @@
 //! - the NodePool's template edited (its nodes drift), Karpenter declines to replace the
 //!   serving group's nodes because its pods carry `karpenter.sh/do-not-disrupt`;
 //! - the model deleted, every node Karpenter made is gone: no GPU held at zero;
+//! - a NodePool whose limit holds 3 nodes, for a model of 2 groups of 2: Karpenter makes 3
+//!   nodes and stops at the limit, one group is whole and the other has one rank on a node.
+//!   The model reports `CapacityPending` with the NodeClaims' state and Karpenter's limit
+//!   message; after `capacityPendingTimeoutSeconds` the partial group is removed whole,
+//!   Karpenter removes the node it held, and after `capacityRetrySeconds` the group is
+//!   created again;
 //! - a NodePool whose limit allows 1 of the 2 nodes a group needs is refused at planning
-//!   (`Planned=False`, naming the NodePool): no pod, no node, no half group.
+//!   (`Planned=False`, naming the NodePool, saying no group can ever fit): no pod, no node.
 //!
 //! Groups are whole at every step (wait_groups counts pods per group). Reaction times are
 //! printed for docs/autoscaling.md, never asserted. The test switches the cluster to the
@@ -41,6 +47,13 @@ const NODEPOOL: &str = "h100";
 const WINDOW_S: u64 = 10;
 /// A NodePool the test adds, with room for one H100 node (8 GPUs) only.
 const SMALL: &str = "h100-one";
+/// A NodePool the test adds, with room for three H100 nodes (24 GPUs).
+const LIMITED: &str = "h100-three";
+/// The operator's bounds for a partly placed group (short, so the test is quick): removed
+/// after PENDING_S, created again RETRY_S (to 1.25 x) later. RETRY_S is well above the
+/// time Karpenter takes to remove an empty node here (20-60 s).
+const PENDING_S: u64 = 20;
+const RETRY_S: u64 = 120;
 
 fn nodepool_api(cluster: &Cluster) -> Api<DynamicObject> {
     let ar = ApiResource::from_gvk_with_plural(
@@ -96,11 +109,15 @@ fn internal_ips(n: &Node) -> Vec<String> {
 }
 
 async fn wait_node_count(nodes: &Api<Node>, want: usize) -> Result<BTreeSet<String>> {
+    wait_pool_nodes(nodes, NODEPOOL, want).await
+}
+
+async fn wait_pool_nodes(nodes: &Api<Node>, pool: &str, want: usize) -> Result<BTreeSet<String>> {
     wait_for(
         T,
-        &format!("NodePool {NODEPOOL} has {want} node(s)"),
+        &format!("NodePool {pool} has {want} node(s)"),
         || async {
-            let n = nodepool_nodes(nodes, NODEPOOL).await?;
+            let n = nodepool_nodes(nodes, pool).await?;
             Ok((n.len() == want).then_some(n))
         },
     )
@@ -139,17 +156,76 @@ async fn set_template_annotation(cluster: &Cluster, value: Option<&str>) -> Resu
     Ok(())
 }
 
-/// NodeClaims of the NodePool whose `Drifted` condition is True, by node name.
-async fn drifted_nodes(cluster: &Cluster) -> Result<BTreeSet<String>> {
+/// The NodeClaims of a NodePool.
+async fn nodeclaims(cluster: &Cluster, pool: &str) -> Result<Vec<DynamicObject>> {
     let ar = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("karpenter.sh", "v1", "NodeClaim"),
         "nodeclaims",
     );
     let api: Api<DynamicObject> = Api::all_with(cluster.client(), &ar);
-    let claims = api
-        .list(&ListParams::default().labels(&format!("karpenter.sh/nodepool={NODEPOOL}")))
+    Ok(api
+        .list(&ListParams::default().labels(&format!("karpenter.sh/nodepool={pool}")))
         .await?
-        .items;
+        .items)
+}
+
+/// An H100 NodePool like e2e/karpenter/nodepools.yaml's, with its own name and GPU limit.
+fn h100_nodepool(name: &str, gpus: u32) -> Result<DynamicObject> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "apiVersion": "karpenter.sh/v1",
+        "kind": "NodePool",
+        "metadata": {"name": name},
+        "spec": {
+            "template": {
+                "metadata": {"labels": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}},
+                "spec": {
+                    "nodeClassRef": {"group": "karpenter.kwok.sh", "kind": "KWOKNodeClass", "name": "default"},
+                    "requirements": [{"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["p5.48xlarge"]}],
+                    "taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}],
+                    "expireAfter": "Never"
+                }
+            },
+            "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "5s"},
+            "limits": {"nvidia.com/gpu": gpus.to_string()}
+        }
+    }))?)
+}
+
+async fn apply_nodepool(cluster: &Cluster, np: &DynamicObject) -> Result<()> {
+    nodepool_api(cluster)
+        .patch(
+            &np.name_any(),
+            &PatchParams::apply("e2e-cloud").force(),
+            &Patch::Apply(np),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn delete_nodepool(cluster: &Cluster, name: &str) -> Result<()> {
+    match nodepool_api(cluster)
+        .delete(name, &DeleteParams::default())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The R1 FP8 example as `name`, pinned to NodePool `pool`.
+fn r1_on(name: &str, pool: &str) -> Result<DeepSeekModel> {
+    let mut m = example("r1-fp8-h100-multinode.yaml")?;
+    m.metadata.name = Some(name.into());
+    if let Some(a) = m.spec.accelerator.as_mut() {
+        a.node_selector = Some([("karpenter.sh/nodepool".to_string(), pool.to_string())].into());
+    }
+    Ok(m)
+}
+
+/// NodeClaims of the NodePool whose `Drifted` condition is True, by node name.
+async fn drifted_nodes(cluster: &Cluster) -> Result<BTreeSet<String>> {
+    let claims = nodeclaims(cluster, NODEPOOL).await?;
     Ok(claims
         .iter()
         .filter(|c| {
@@ -179,10 +255,6 @@ async fn blocked_by_annotation(cluster: &Cluster) -> Result<BTreeSet<String>> {
         .collect())
 }
 
-fn uids(pods: &[Pod]) -> BTreeSet<String> {
-    pods.iter().filter_map(|p| p.metadata.uid.clone()).collect()
-}
-
 #[tokio::test]
 async fn karpenter_adds_whole_groups_of_nodes_and_removes_them_after_scale_down() -> Result<()> {
     let _serial = SERIAL.lock().await;
@@ -192,19 +264,13 @@ async fn karpenter_adds_whole_groups_of_nodes_and_removes_them_after_scale_down(
     let result = scenario(&cluster).await;
     // The NodePool as e2e/karpenter/nodepools.yaml has it (no drift for later runs).
     let restored = set_template_annotation(&cluster, None).await;
-    let small_gone = match nodepool_api(&cluster)
-        .delete(SMALL, &DeleteParams::default())
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    };
+    let small_gone = delete_nodepool(&cluster, SMALL).await;
+    let limited_gone = delete_nodepool(&cluster, LIMITED).await;
     // Put back what other suites expect (this also stops Karpenter).
     if let Some(t) = previous.filter(|t| !t.ends_with("cloud.yaml")) {
         cluster_up(&t.display().to_string()).await?;
     }
-    result.and(restored).and(small_gone)
+    result.and(restored).and(small_gone).and(limited_gone)
 }
 
 async fn scenario(cluster: &Cluster) -> Result<()> {
@@ -229,7 +295,13 @@ async fn scenario(cluster: &Cluster) -> Result<()> {
 
     let launcher = launcher().await?;
     let ns = cluster.namespace("karpenter").await?;
-    let _op = Operator::start(cluster, OperatorOptions::default()).await?;
+    let _op = operator_with_config(
+        cluster,
+        "cloud",
+        &format!("capacityPendingTimeoutSeconds: {PENDING_S}\ncapacityRetrySeconds: {RETRY_S}\n"),
+        None,
+    )
+    .await?;
     let fleet = SimFleet::start(
         ns.client(),
         ns.name(),
@@ -370,37 +442,11 @@ async fn scenario(cluster: &Cluster) -> Result<()> {
     .await?;
     wait_node_count(&nodes, 0).await?;
 
+    limit_reached_while_creating(cluster, &models, &pods, &nodes).await?;
+
     // A NodePool whose limit fits one of the group's two nodes: refused at planning.
-    let small: DynamicObject = serde_json::from_value(serde_json::json!({
-        "apiVersion": "karpenter.sh/v1",
-        "kind": "NodePool",
-        "metadata": {"name": SMALL},
-        "spec": {
-            "template": {
-                "metadata": {"labels": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}},
-                "spec": {
-                    "nodeClassRef": {"group": "karpenter.kwok.sh", "kind": "KWOKNodeClass", "name": "default"},
-                    "requirements": [{"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["p5.48xlarge"]}],
-                    "taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}],
-                    "expireAfter": "Never"
-                }
-            },
-            "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "5s"},
-            "limits": {"nvidia.com/gpu": "8"}
-        }
-    }))?;
-    nodepool_api(cluster)
-        .patch(
-            SMALL,
-            &PatchParams::apply("e2e-karpenter").force(),
-            &Patch::Apply(&small),
-        )
-        .await?;
-    let mut tight = example("r1-fp8-h100-multinode.yaml")?;
-    tight.metadata.name = Some("r1-one".into());
-    if let Some(a) = tight.spec.accelerator.as_mut() {
-        a.node_selector = Some([("karpenter.sh/nodepool".to_string(), SMALL.to_string())].into());
-    }
+    apply_nodepool(cluster, &h100_nodepool(SMALL, 8)?).await?;
+    let tight = r1_on("r1-one", SMALL)?;
     apply_model(&models, &tight).await?;
     let (reason, message) = wait_for(
         T,
@@ -417,6 +463,10 @@ async fn scenario(cluster: &Cluster) -> Result<()> {
     .await?;
     ensure!(reason == "InsufficientAccelerators", "{reason}: {message}");
     ensure!(
+        message.contains("no group can ever fit"),
+        "the refusal says why it is final: {message}"
+    );
+    ensure!(
         model_pods(&pods, "r1-one").await?.is_empty(),
         "pods of a group the NodePool cannot hold"
     );
@@ -428,4 +478,129 @@ async fn scenario(cluster: &Cluster) -> Result<()> {
     models.delete("r1-one", &DeleteParams::default()).await?;
     drop(fleet);
     ns.finish().await
+}
+
+/// Karpenter reaches the NodePool's limit while creating a model's groups: one group whole,
+/// one rank of the other on a node. CapacityPending says what Karpenter says; after the
+/// bound the half group goes whole, its node goes, and the group is created again later.
+async fn limit_reached_while_creating(
+    cluster: &Cluster,
+    models: &Api<DeepSeekModel>,
+    pods: &Api<Pod>,
+    nodes: &Api<Node>,
+) -> Result<()> {
+    const NAME: &str = "r1-limit";
+    apply_nodepool(cluster, &h100_nodepool(LIMITED, 24)?).await?;
+    let mut model = r1_on(NAME, LIMITED)?;
+    model.spec.replicas = Some(2);
+    model.spec.autoscaling = None;
+    let applied = Instant::now();
+    apply_model(models, &model).await?;
+    let (_, planned) = wait_condition(models, NAME, "Planned", "True", T).await?;
+    ensure!(planned.contains(LIMITED), "planned on {LIMITED}: {planned}");
+
+    // Karpenter stops at 3 nodes; the model says so, naming every NodeClaim and its state.
+    let karpenter_said = format!("exceed limits for nodepool (NodePool={LIMITED})");
+    let (claims, message) = wait_for(
+        T,
+        "CapacityPending with the NodeClaims and Karpenter's limit message",
+        || async {
+            let m = models.get(NAME).await?;
+            let Some((_, reason, msg)) = condition(&m, "Degraded") else {
+                return Ok(None);
+            };
+            let claims: BTreeSet<String> = nodeclaims(cluster, LIMITED)
+                .await?
+                .iter()
+                .map(|c| c.name_any())
+                .collect();
+            let ok = reason == "CapacityPending"
+                && claims.len() == 3
+                && claims
+                    .iter()
+                    .all(|c| msg.contains(&format!("{c} Initialized")))
+                && msg.contains(&format!("Karpenter NodePool {LIMITED}: NodeClaims"))
+                && msg.contains(&karpenter_said);
+            Ok(ok.then_some((claims, msg)))
+        },
+    )
+    .await?;
+    let reported_at = applied.elapsed();
+    let three = nodepool_nodes(nodes, LIMITED).await?;
+    ensure!(three.len() == 3, "3 nodes at the limit: {three:?}");
+    let m = models.get(NAME).await?;
+    let scheduled = condition(&m, "Scheduled");
+    ensure!(
+        scheduled
+            .as_ref()
+            .is_some_and(|(s, r, _)| s == "False" && r == "CapacityPending"),
+        "Scheduled: {scheduled:?}"
+    );
+    eprintln!(
+        "limit reached while creating -> CapacityPending {:.1}s: {message}",
+        reported_at.as_secs_f64()
+    );
+
+    // After the bound: the half group is gone whole (one whole group left), and Karpenter
+    // removes the node its placed rank held.
+    let whole = wait_groups(pods, NAME, 1, 2, T).await?;
+    let removed_at = applied.elapsed();
+    let left = wait_pool_nodes(nodes, LIMITED, 2).await?;
+    let node_gone_at = applied.elapsed();
+    on_nodepool_nodes(&whole, &left)?;
+    ensure!(
+        removed_at.as_secs() >= PENDING_S,
+        "removed after {removed_at:?}, before the {PENDING_S}s bound"
+    );
+    let gone: Vec<&String> = three.difference(&left).collect();
+    ensure!(gone.len() == 1, "one node removed: {gone:?}");
+    let claims_left = nodeclaims(cluster, LIMITED).await?.len();
+    ensure!(
+        claims_left == 2,
+        "{claims_left} NodeClaims left of {claims:?}"
+    );
+    // Creation waits for the retry, saying when.
+    let m = models.get(NAME).await?;
+    let degraded = condition(&m, "Degraded");
+    ensure!(
+        degraded.as_ref().is_some_and(|(s, r, msg)| s == "True"
+            && r == "CapacityPending"
+            && msg.contains("creating it again at")
+            && msg.contains(&karpenter_said)),
+        "while the retry waits: {degraded:?}"
+    );
+    let live = model_pods(pods, NAME).await?;
+    ensure!(
+        live.len() == 2,
+        "pods while the retry waits: {}",
+        live.len()
+    );
+    eprintln!(
+        "partial group removed {:.1}s, its node gone {:.1}s after the model was applied",
+        removed_at.as_secs_f64(),
+        node_gone_at.as_secs_f64()
+    );
+
+    // The retry: the second group is created again (and waits as before).
+    wait_for(T, "the removed group is created again", || async {
+        Ok((model_pods(pods, NAME).await?.len() > 2).then_some(()))
+    })
+    .await?;
+    let retried_at = applied.elapsed();
+    ensure!(
+        retried_at >= removed_at + Duration::from_secs(RETRY_S) - Duration::from_secs(PENDING_S),
+        "retried {retried_at:?} after applying, removed at {removed_at:?}: sooner than the {RETRY_S}s backoff"
+    );
+    eprintln!(
+        "created again {:.1}s after the model was applied",
+        retried_at.as_secs_f64()
+    );
+
+    models.delete(NAME, &DeleteParams::default()).await?;
+    wait_for(T, "r1-limit's pods are gone", || async {
+        Ok(model_pods(pods, NAME).await?.is_empty().then_some(()))
+    })
+    .await?;
+    wait_pool_nodes(nodes, LIMITED, 0).await?;
+    delete_nodepool(cluster, LIMITED).await
 }
