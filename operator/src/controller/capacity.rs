@@ -45,6 +45,10 @@ impl Removed {
     }
 }
 
+/// A removal entry this long past its retry time is dropped (twice the backoff cap: a
+/// model still failing to get capacity records a new removal well within it).
+const STALE_AFTER: Duration = Duration::from_secs(2 * 3600);
+
 /// Removals per model (keyed by the model's uid).
 #[derive(Default)]
 pub struct CapacityRetry {
@@ -61,6 +65,9 @@ impl CapacityRetry {
         let Ok(mut map) = self.removed.lock() else {
             return crate::capacity::RETRY_CAP;
         };
+        // Deleted models are never reconciled again, so their entries are dropped here:
+        // one whose retry time passed a cap ago belongs to a model that settled or left.
+        prune(&mut map, Instant::now());
         let entry = map.entry(model.to_string()).or_insert_with(|| Removed {
             removals: 0,
             message: String::new(),
@@ -84,6 +91,11 @@ impl CapacityRetry {
             map.remove(model);
         }
     }
+}
+
+/// Drops entries whose retry time passed more than `STALE_AFTER` before `now`.
+fn prune(map: &mut HashMap<String, Removed>, now: Instant) {
+    map.retain(|_, r| now.saturating_duration_since(r.next) < STALE_AFTER);
 }
 
 fn nodeclaims() -> ApiResource {
@@ -220,6 +232,17 @@ mod tests {
             r.ends_with("removing the group whole to free its nodes"),
             "{r}"
         );
+    }
+
+    #[test]
+    fn entries_of_models_gone_for_long_are_dropped() {
+        let c = CapacityRetry::default();
+        c.removed("gone", "x".into(), Duration::from_secs(1));
+        let mut map = c.removed.lock().map(|m| m.clone()).unwrap_or_default();
+        prune(&mut map, Instant::now() + Duration::from_secs(60));
+        assert!(map.contains_key("gone"), "a recent removal is kept");
+        prune(&mut map, Instant::now() + STALE_AFTER + Duration::from_secs(60));
+        assert!(map.is_empty(), "one long past its retry time is dropped");
     }
 
     #[test]
