@@ -61,7 +61,10 @@ fn every_sglang_name_the_launcher_maps_is_defined_by_the_pinned_sglang() {
         ("running", &RUNNING_SOURCES[..]),
         ("KV cache usage", &KV_SOURCES[..]),
     ] {
-        let mapped: Vec<&&str> = sources.iter().filter(|n| n.starts_with("sglang:")).collect();
+        let mapped: Vec<&&str> = sources
+            .iter()
+            .filter(|n| n.starts_with("sglang:"))
+            .collect();
         assert!(!mapped.is_empty(), "no SGLang source for the {what}");
         for name in mapped {
             assert!(

@@ -496,7 +496,10 @@ fn vllm_on_cpu_takes_the_planned_kv_cache_not_a_share_of_the_host() {
     c.kv_cache_memory_bytes = Some(3 << 30);
     let cmd = serve(&c, 0);
     assert_eq!(cmd.program, "vllm");
-    assert_eq!(cmd.flag_value("--kv-cache-memory-bytes"), Some("3221225472"));
+    assert_eq!(
+        cmd.flag_value("--kv-cache-memory-bytes"),
+        Some("3221225472")
+    );
     assert_eq!(cmd.flag_value("--dtype"), Some("bfloat16"));
     // Absent from the JSON when unset: GPU launch configs (and their hashes) are unchanged.
     assert!(!cfg(Engine::Vllm, "nvidia", "fp8", 8, 1, 1)

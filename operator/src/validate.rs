@@ -361,7 +361,10 @@ mod tests {
         // vLLM's CPU build is a choice a manifest can make; SGLang and vllm-ascend are not.
         let v = check("model: deepseek-r1-distill-qwen-1.5b\nengine: vllm\nquantization: bf16\naccelerator: {vendor: cpu}")
             .expect("vllm on cpu");
-        assert_eq!((v.engine, v.vendor), (Some(Engine::Vllm), Some(Vendor::Cpu)));
+        assert_eq!(
+            (v.engine, v.vendor),
+            (Some(Engine::Vllm), Some(Vendor::Cpu))
+        );
         for engine in ["sglang", "vllm-ascend"] {
             let e = check(&format!(
                 "model: deepseek-r1-distill-qwen-1.5b\nengine: {engine}\naccelerator: {{vendor: cpu}}"

@@ -212,14 +212,21 @@ fn vllm_on_cpu_is_planned_when_asked_with_the_planned_kv_cache_and_batch() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no --kv-cache-memory-bytes: {cmd}"));
     assert_eq!(kv, (kv_gib * f64::from(1u32 << 30)).ceil() as u64);
-    assert!(d.workload.image.contains("runtime-cpu"), "{}", d.workload.image);
+    assert!(
+        d.workload.image.contains("runtime-cpu-vllm:"),
+        "{}",
+        d.workload.image
+    );
     assert_eq!(limit(pod, "nvidia.com/gpu"), None);
     // The same manifest with the engine left open stays llama.cpp's (and bf16 is refused).
     m.spec.engine = deepseek_operator::api::EngineChoice::Auto;
     let nodes = nodes();
     let refs: Vec<&Node> = nodes.iter().collect();
     let refused = desired(&m, &refs, &OperatorConfig::default(), Catalog::builtin());
-    assert!(refused.is_err(), "bf16 on cpu without engine vllm must be refused");
+    assert!(
+        refused.is_err(),
+        "bf16 on cpu without engine vllm must be refused"
+    );
 }
 
 #[test]

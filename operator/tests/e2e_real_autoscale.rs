@@ -53,7 +53,9 @@ fn env_path(name: &str) -> Result<PathBuf> {
 
 /// A Hugging Face cache (`HF_HOME`) holding the tiny checkpoint as `REPO` at `REVISION`.
 fn hf_home(models: &Path, dir: &Path) -> Result<PathBuf> {
-    let repo = dir.join("hub").join(format!("models--{}", REPO.replace('/', "--")));
+    let repo = dir
+        .join("hub")
+        .join(format!("models--{}", REPO.replace('/', "--")));
     let snapshot = repo.join("snapshots").join(REVISION);
     std::fs::create_dir_all(&snapshot)?;
     std::fs::create_dir_all(repo.join("refs"))?;
@@ -107,7 +109,13 @@ fn start_load(venv: &Path, ip: std::net::Ipv4Addr, served: &str, n: u32) -> Resu
     let script = repo_root().join("runtime-image/real-engines/openai_client.py");
     Command::new(venv.join("bin/python"))
         .arg(script)
-        .args(["load", &format!("http://{ip}:8000"), served, &n.to_string(), "64"])
+        .args([
+            "load",
+            &format!("http://{ip}:8000"),
+            served,
+            &n.to_string(),
+            "64",
+        ])
         .env("NO_PROXY", "127.0.0.0/8")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -253,7 +261,9 @@ async fn a_real_vllm_queue_scales_the_model_from_one_to_two() -> Result<()> {
         .filter_map(|e| e.message)
         .collect();
     ensure!(
-        scaled_up.iter().any(|msg| msg.starts_with("1 -> 2 replicas")),
+        scaled_up
+            .iter()
+            .any(|msg| msg.starts_with("1 -> 2 replicas")),
         "no ScaledUp Event for 1 -> 2: {scaled_up:?}"
     );
     // The second group is created (its engine starting is the same path as the first's).

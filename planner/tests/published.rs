@@ -408,8 +408,15 @@ fn cpu_serves_bf16_with_vllm_only_when_asked() {
     assert_eq!((p.engine, p.vendor), (Engine::Vllm, Vendor::Cpu));
     assert_eq!(layout(&p), (1, 1, 1, 1));
     assert!(p.memory.kv_cache_gib > 0.0, "{:?}", p.memory);
-    assert!(p.notes.iter().any(|n| n.contains("--kv-cache-memory-bytes")));
-    for quant in [Quantization::GgufQ4KM, Quantization::Fp8, Quantization::Int4Awq] {
+    assert!(p
+        .notes
+        .iter()
+        .any(|n| n.contains("--kv-cache-memory-bytes")));
+    for quant in [
+        Quantization::GgufQ4KM,
+        Quantization::Fp8,
+        Quantization::Int4Awq,
+    ] {
         match vllm(quant) {
             Err(PlanError::Unsupported { reason, suggestion }) => {
                 assert!(reason.contains("vllm on cpu"), "{reason}");
@@ -419,18 +426,26 @@ fn cpu_serves_bf16_with_vllm_only_when_asked() {
         }
     }
     // Left open, cpu stays llama.cpp's: bf16 is refused and named as vLLM's.
-    match run("deepseek-r1-distill-qwen-1.5b", Quantization::Bf16, "cpu", |r| {
-        r.memory_override_gib = Some(64.0)
-    }) {
+    match run(
+        "deepseek-r1-distill-qwen-1.5b",
+        Quantization::Bf16,
+        "cpu",
+        |r| r.memory_override_gib = Some(64.0),
+    ) {
         Err(PlanError::Unsupported { suggestion, .. }) => {
             assert!(suggestion.contains("engine vllm"), "{suggestion}")
         }
         other => panic!("auto engine on cpu with bf16: {other:?}"),
     }
     // SGLang still needs GPUs.
-    let e = run("deepseek-r1-distill-qwen-1.5b", Quantization::Bf16, "cpu", |r| {
-        r.engine = Some(Engine::Sglang);
-        r.memory_override_gib = Some(64.0);
-    });
+    let e = run(
+        "deepseek-r1-distill-qwen-1.5b",
+        Quantization::Bf16,
+        "cpu",
+        |r| {
+            r.engine = Some(Engine::Sglang);
+            r.memory_override_gib = Some(64.0);
+        },
+    );
     assert!(matches!(e, Err(PlanError::Unsupported { .. })), "{e:?}");
 }
