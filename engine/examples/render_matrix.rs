@@ -91,6 +91,9 @@ fn main() {
                                 gpu_memory_utilization: 0.9,
                                 extra_args: vec![],
                                 trust_remote_code: remote_code,
+                                // What the operator sets for vLLM on CPU (the planned KV cache).
+                                kv_cache_memory_bytes: (engine == Engine::Vllm && vendor == "cpu")
+                                    .then_some(3 << 30),
                                 sim: None,
                                 disaggregation: None,
                             };
@@ -173,6 +176,7 @@ fn disaggregated(engines: &[Engine]) {
                                 trust_remote_code: false,
                                 sim: None,
                                 disaggregation: Some(Disaggregation { role, transfer }),
+                                kv_cache_memory_bytes: None,
                             };
                             for rank in 0..nodes {
                                 emit(&cfg, rank);

@@ -33,6 +33,12 @@ pub struct LaunchConfig {
     /// or a cache directory otherwise.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub trust_remote_code: bool,
+    /// KV cache size in bytes, for engines that cannot size it from accelerator memory:
+    /// vLLM on CPU would otherwise take `gpuMemoryUtilization` of the whole host's memory,
+    /// which a pod's memory limit does not bound. Absent for GPU plans (their JSON, and so
+    /// their template hash, is unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_cache_memory_bytes: Option<u64>,
     /// Timing model of the sim engine (ignored by real engines).
     pub sim: Option<SimProfile>,
     /// Set when the group is one role of a prefill/decode-disaggregated model.

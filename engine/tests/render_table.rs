@@ -25,6 +25,7 @@ fn cfg(engine: Engine, vendor: &str, quant: &str, tp: u32, pp: u32, nodes: u32) 
         gpu_memory_utilization: 0.9,
         extra_args: vec![],
         trust_remote_code: false,
+        kv_cache_memory_bytes: None,
         sim: None,
         disaggregation: None,
     }
@@ -353,7 +354,6 @@ fn sglang_commands() {
 #[test]
 fn llamacpp_commands() {
     let mut c = cfg(Engine::Llamacpp, "cpu", "gguf-q4_k_m", 1, 1, 1);
-    c.gpus_per_node = 0;
     c.max_model_len = 4096;
     c.max_num_seqs = 4;
     c.model = "unsloth/DeepSeek-R1-GGUF".into();
@@ -536,4 +536,26 @@ fn remote_code_only_when_the_model_needs_it() {
         c.trust_remote_code = true;
         assert!(serve(&c, 0).has_arg("--trust-remote-code"), "{engine:?}");
     }
+}
+
+#[test]
+fn vllm_on_cpu_takes_the_planned_kv_cache_not_a_share_of_the_host() {
+    let mut c = cfg(Engine::Vllm, "cpu", "bf16", 1, 1, 1);
+    let plain = serve(&c, 0);
+    assert_eq!(plain.flag_value("--kv-cache-memory-bytes"), None);
+    c.kv_cache_memory_bytes = Some(3 << 30);
+    let cmd = serve(&c, 0);
+    assert_eq!(cmd.program, "vllm");
+    assert_eq!(
+        cmd.flag_value("--kv-cache-memory-bytes"),
+        Some("3221225472")
+    );
+    assert_eq!(cmd.flag_value("--dtype"), Some("bfloat16"));
+    // Absent from the JSON when unset: GPU launch configs (and their hashes) are unchanged.
+    assert!(!cfg(Engine::Vllm, "nvidia", "fp8", 8, 1, 1)
+        .to_json()
+        .contains("kvCacheMemoryBytes"));
+    let json = c.to_json();
+    assert!(json.contains("\"kvCacheMemoryBytes\":3221225472"), "{json}");
+    assert_eq!(LaunchConfig::from_json(&json).expect("round trip"), c);
 }

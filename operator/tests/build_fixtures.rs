@@ -190,6 +190,46 @@ fn cpu_example_runs_llama_cpp_away_from_gpu_nodes() {
 }
 
 #[test]
+fn vllm_on_cpu_is_planned_when_asked_with_the_planned_kv_cache_and_batch() {
+    let mut m = example("r1-distill-7b-cpu-gguf.yaml");
+    m.spec.quantization = Some(deepseek_operator::api::Quantization::Bf16);
+    m.spec.engine = deepseek_operator::api::EngineChoice::Vllm;
+    m.spec.source = None;
+    let d = build(&m);
+    let pod = &d.pods[0];
+    assert_eq!(d.placement.pool.accelerator, "cpu");
+    assert_eq!(d.placement.plan.engine, deepseek_engine::Engine::Vllm);
+    let cmd = command(pod);
+    assert!(cmd.starts_with("vllm serve"), "{cmd}");
+    // The example's concurrency (4) is the batch, and the KV cache is what the plan sized
+    // for it, not a share of the node's memory.
+    assert!(cmd.contains("--max-num-seqs 4"), "{cmd}");
+    let kv_gib = d.placement.plan.memory.kv_cache_gib;
+    let kv: u64 = cmd
+        .split("--kv-cache-memory-bytes ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no --kv-cache-memory-bytes: {cmd}"));
+    assert_eq!(kv, (kv_gib * f64::from(1u32 << 30)).ceil() as u64);
+    assert!(
+        d.workload.image.contains("runtime-cpu-vllm:"),
+        "{}",
+        d.workload.image
+    );
+    assert_eq!(limit(pod, "nvidia.com/gpu"), None);
+    // The same manifest with the engine left open stays llama.cpp's (and bf16 is refused).
+    m.spec.engine = deepseek_operator::api::EngineChoice::Auto;
+    let nodes = nodes();
+    let refs: Vec<&Node> = nodes.iter().collect();
+    let refused = desired(&m, &refs, &OperatorConfig::default(), Catalog::builtin());
+    assert!(
+        refused.is_err(),
+        "bf16 on cpu without engine vllm must be refused"
+    );
+}
+
+#[test]
 fn small_models_fit_one_l4_and_70b_picks_the_fewest_gpus() {
     for file in ["r1-distill-qwen-1.5b-l4.yaml", "r1-distill-qwen-7b-l4.yaml"] {
         let d = build(&example(file));

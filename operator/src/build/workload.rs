@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use deepseek_engine::{LaunchConfig, SimProfile};
+use deepseek_engine::{Engine, LaunchConfig, SimProfile};
 use k8s_openapi::api::core::v1::{Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde::Serialize;
@@ -22,6 +22,8 @@ use crate::api::{DeepSeekModelSpec, ResolvedStatus, Vendor};
 use crate::config::OperatorConfig;
 use crate::inventory::taints::{accelerator_tolerations, toleration_for};
 use crate::placement::Placement;
+
+const GIB: f64 = (1u64 << 30) as f64;
 use crate::validate::{CacheChoice, ValidatedModel};
 
 /// Version recorded with each resolution (and the default runtime image tag).
@@ -88,7 +90,17 @@ pub fn launch_config(
     bandwidth_tbps: Option<f64>,
 ) -> LaunchConfig {
     let plan = &p.plan;
-    let max_num_seqs = plan.max_concurrency.max(1);
+    // vLLM on CPU cannot size its KV cache from device memory (it would take a share of
+    // the whole host's): it gets the planned cache, and a batch of the planned concurrency
+    // that cache was sized for. Elsewhere the engine fills the memory the plan left.
+    let cpu_vllm = plan.vendor == Vendor::Cpu && plan.engine == Engine::Vllm;
+    let max_num_seqs = if cpu_vllm {
+        plan.concurrency.max(1)
+    } else {
+        plan.max_concurrency.max(1)
+    };
+    let kv_cache_memory_bytes =
+        cpu_vllm.then(|| (plan.memory.kv_cache_gib * GIB).ceil().max(1.0) as u64);
     let mut sim = SimProfile::from_hardware(
         bandwidth_tbps.unwrap_or(0.1),
         v.arch.active_params_b,
@@ -112,6 +124,7 @@ pub fn launch_config(
         gpu_memory_utilization: v.gpu_memory_utilization.unwrap_or(0.9),
         extra_args: v.extra_args.clone(),
         trust_remote_code: v.arch.trust_remote_code,
+        kv_cache_memory_bytes,
         sim: Some(sim),
         disaggregation: None,
     }

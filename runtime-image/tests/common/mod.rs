@@ -37,6 +37,7 @@ pub fn sim_config(nodes: u32, profile: SimProfile) -> LaunchConfig {
         gpu_memory_utilization: 0.9,
         extra_args: vec![],
         trust_remote_code: false,
+        kv_cache_memory_bytes: None,
         sim: Some(profile),
         disaggregation: None,
     }
