@@ -231,7 +231,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         let writer = reflector::store::Writer::<DeepSeekModel>::default();
         let store = writer.as_reader();
         stores.push(store.clone());
+        // managedFields are most of a cached model's size and nothing here reads them.
         let changes = watcher(models, super::watch::config())
+            .modify(|m| m.metadata.managed_fields = None)
             .backoff(super::watch::CappedBackoff::default())
             .reflect(writer)
             .applied_objects()
