@@ -47,9 +47,9 @@ const MODEL_RULES: &[(&str, &str, &[&str])] = &[
         "deepseekmodels/finalizers",
         &["update"],
     ),
-    // list: controller/reconcile.rs `pod_api.list(&lp)`, autoscale/mod.rs (a model's pods)
-    // and autoscale/capacity.rs `Api::<Pod>::all(..).list(..)` (free accelerators);
-    // watch: controller/run.rs `.owns(Api::<Pod>::all(..), owned)`;
+    // list + watch: controller/pod_cache.rs `watcher(api, ..)` per scope Api (the pod
+    // cache the reconcile, the autoscaler and the capacity check read); list also
+    // controller/reconcile.rs `Read::Fresh` (a quorum list before deleting);
     // create + patch: controller/apply.rs `apply_pod` (server-side apply; an apply that
     // creates the object is authorized as create, checked in e2e_helm.rs);
     // delete: controller/apply.rs `delete::<Pod>` (reconcile.rs: orphans, old groups).

@@ -2,11 +2,14 @@
 //! reconcile places it (validate, inventory, placement over the Node cache), and every
 //! non-terminated pod bound to the pool's nodes, whichever model or tenant it belongs to,
 //! counts against their allocatable accelerators.
-
-use std::collections::BTreeMap;
+//!
+//! Nothing here scans the cluster: the pool lists its nodes, the Node cache finds each by
+//! name, and the pod cache keeps what pods request per node (controller/pod_cache.rs). So
+//! a check costs O(pool nodes), and [`free_groups`] O(pool nodes x log(groups)).
 
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::ListParams;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
 
 use crate::api::DeepSeekModel;
@@ -18,89 +21,70 @@ use crate::validate::validate;
 /// Most groups of `pods_per_group` pods, each pod needing one slot on a distinct node,
 /// that fit nodes with `slots[i]` free pod slots: the largest `k` with
 /// `sum(min(slots[i], k)) >= pods_per_group * k`.
+///
+/// `g(k) = sum(min(slots[i], k)) - pods_per_group * k` is concave (a sum of concave
+/// functions minus a linear one) and `g(0) = 0`, so the `k` with `g(k) >= 0` are exactly
+/// `0..=k*`: a binary search over `0..=total / pods_per_group` finds `k*`.
 pub fn free_groups(slots: &[u32], pods_per_group: u32) -> u32 {
-    let n = pods_per_group.max(1);
+    let n = u64::from(pods_per_group.max(1));
     let total: u64 = slots.iter().map(|&s| u64::from(s)).sum();
-    let mut best = 0;
-    let mut k: u32 = 1;
-    while u64::from(k) * u64::from(n) <= total {
-        let fit: u64 = slots.iter().map(|&s| u64::from(s.min(k))).sum();
-        if fit >= u64::from(k) * u64::from(n) {
-            best = k;
+    let fits = |k: u64| slots.iter().map(|&s| u64::from(s).min(k)).sum::<u64>() >= n * k;
+    let (mut lo, mut hi) = (0u64, total / n);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
         }
-        k += 1;
     }
-    best
+    u32::try_from(lo).unwrap_or(u32::MAX)
 }
 
 /// Quantity of an extended resource (integers only: accelerators are whole devices).
-fn count(q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>) -> u32 {
+fn count(q: Option<&Quantity>) -> u32 {
     q.and_then(|q| q.0.trim().parse::<u32>().ok()).unwrap_or(0)
 }
 
-/// Accelerators of `resource` requested by a pod (requests, else limits, of its containers).
-pub fn pod_request(pod: &Pod, resource: &str) -> u32 {
-    let Some(spec) = pod.spec.as_ref() else {
-        return 0;
-    };
-    spec.containers
-        .iter()
-        .map(|c| {
-            let r = c.resources.as_ref();
-            let req = r
-                .and_then(|r| r.requests.as_ref())
-                .and_then(|m| m.get(resource));
-            let lim = r
-                .and_then(|r| r.limits.as_ref())
-                .and_then(|m| m.get(resource));
-            count(req.or(lim))
-        })
-        .sum()
-}
-
-/// Free accelerators per node: allocatable minus what bound, non-terminated pods request.
-pub fn free_per_node(nodes: &[&Node], pods: &[Pod], resource: &str) -> BTreeMap<String, u32> {
-    let mut used: BTreeMap<String, u32> = BTreeMap::new();
-    for p in pods {
-        let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
-        if matches!(phase, Some("Succeeded" | "Failed")) {
-            continue;
-        }
-        if let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) {
-            *used.entry(node).or_default() += pod_request(p, resource);
-        }
-    }
-    nodes
-        .iter()
-        .map(|n| {
-            let alloc = count(
-                n.status
-                    .as_ref()
-                    .and_then(|s| s.allocatable.as_ref())
-                    .and_then(|a| a.get(resource)),
-            );
-            let name = n.name_any();
-            let free = alloc.saturating_sub(used.get(&name).copied().unwrap_or(0));
-            (name, free)
-        })
-        .collect()
+/// A node's allocatable accelerators of `resource`.
+fn allocatable(node: &Node, resource: &str) -> u32 {
+    count(
+        node.status
+            .as_ref()
+            .and_then(|s| s.allocatable.as_ref())
+            .and_then(|a| a.get(resource)),
+    )
 }
 
 /// Groups of this model that exist with every pod bound to a node.
 fn bound_groups(own: &[Pod]) -> u32 {
-    let mut groups: BTreeMap<String, bool> = BTreeMap::new();
+    let mut groups: std::collections::BTreeMap<&str, bool> = Default::default();
     for p in own
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
     {
-        let Some(gid) = p.labels().get(labels::GROUP_ID).cloned() else {
+        let Some(gid) = p.labels().get(labels::GROUP_ID) else {
             continue;
         };
         let bound = p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
-        let e = groups.entry(gid).or_insert(true);
+        let e = groups.entry(gid.as_str()).or_insert(true);
         *e = *e && bound;
     }
     groups.values().filter(|b| **b).count() as u32
+}
+
+/// Free pod slots per node of `nodes`: (allocatable - used) / per pod. `used` gives what
+/// bound, non-terminated pods request on a node.
+pub fn slots<'a>(
+    nodes: impl IntoIterator<Item = (&'a str, u32)>,
+    used: impl Fn(&str) -> u32,
+    per_pod: u32,
+) -> Vec<u32> {
+    let per_pod = per_pod.max(1);
+    nodes
+        .into_iter()
+        .map(|(name, alloc)| alloc.saturating_sub(used(name)) / per_pod)
+        .collect()
 }
 
 /// More groups the pool can take beyond `current` (groups wanted but not yet bound are
@@ -108,35 +92,29 @@ fn bound_groups(own: &[Pod]) -> u32 {
 /// cluster autoscaler grows, or CPU serving).
 pub async fn room(ctx: &Context, model: &DeepSeekModel, own: &[Pod], current: u32) -> Option<u32> {
     let validated = validate(&model.spec, &ctx.catalog, &ctx.config).ok()?;
-    let nodes = ctx.nodes.state();
-    let refs: Vec<&Node> = nodes.iter().map(|n| n.as_ref()).collect();
     let pools = ctx.pools.borrow().clone();
     let placement = place(&validated, &pools, &ctx.catalog).ok()?;
     let pool = &placement.pool;
     if pool.declared || pool.resource_name.is_empty() {
         return None;
     }
-    let pool_nodes: Vec<&Node> = refs
-        .iter()
-        .copied()
-        .filter(|n| pool.nodes.contains(&n.name_any()))
-        .collect();
-    // In namespaced mode only the watched namespaces' pods are visible: pods of other
+    // In namespaced mode only the watched namespaces' pods are in the cache: pods of other
     // namespaces on the pool's nodes are not counted, so the room is an upper bound and
     // the scheduler has the last word (groups that do not fit stay Pending).
-    let mut all_pods = Vec::new();
-    for api in ctx.scope.apis::<Pod>(&ctx.client) {
-        let listed = api
-            .list(&ListParams::default().fields("status.phase!=Succeeded,status.phase!=Failed"))
-            .await
-            .map_err(|e| tracing::warn!(error = %e, "listing pods for the capacity check"))
-            .ok()?;
-        all_pods.extend(listed.items);
-    }
-    let free = free_per_node(&pool_nodes, &all_pods, &pool.resource_name);
-    let per_pod = placement.plan.gpus_per_node.max(1);
-    let slots: Vec<u32> = free.values().map(|f| f / per_pod).collect();
-    let groups = free_groups(&slots, placement.plan.nodes_per_replica);
+    let nodes: Vec<(&str, u32)> = pool
+        .nodes
+        .iter()
+        .filter_map(|n| {
+            let node = ctx.nodes.get(&ObjectRef::<Node>::new(n))?;
+            Some((n.as_str(), allocatable(&node, &pool.resource_name)))
+        })
+        .collect();
+    let free = slots(
+        nodes,
+        |n| ctx.pods.used_on(n, &pool.resource_name),
+        placement.plan.gpus_per_node,
+    );
+    let groups = free_groups(&free, placement.plan.nodes_per_replica);
     let unbound = current.saturating_sub(bound_groups(own));
     Some(groups.saturating_sub(unbound))
 }
@@ -144,6 +122,17 @@ pub async fn room(ctx: &Context, model: &DeepSeekModel, own: &[Pod], current: u3
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::pod_cache::PodCache;
+
+    /// The definition, searched exhaustively: what the binary search must agree with.
+    fn by_definition(slots: &[u32], n: u32) -> u32 {
+        let n = n.max(1);
+        let total: u32 = slots.iter().sum();
+        (0..=total)
+            .filter(|&k| slots.iter().map(|&s| s.min(k)).sum::<u32>() >= n * k)
+            .max()
+            .unwrap_or(0)
+    }
 
     #[test]
     fn groups_need_distinct_nodes() {
@@ -156,30 +145,49 @@ mod tests {
         // Single-pod groups pack.
         assert_eq!(free_groups(&[4, 3], 1), 7);
         assert_eq!(free_groups(&[], 2), 0);
+        assert_eq!(free_groups(&[0, 0], 0), 0);
     }
 
     #[test]
-    fn free_accelerators_count_every_tenant() {
-        let node: Node = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "a"},
-            "status": {"allocatable": {"huawei.com/Ascend910": "8"}}
-        }))
-        .unwrap_or_default();
+    fn the_search_agrees_with_the_definition() {
+        // Every slot vector of up to 5 nodes with 0..=4 slots, groups of 1..=6 pods.
+        let mut v = [0u32; 5];
+        for code in 0..5u32.pow(5) {
+            let mut c = code;
+            for s in v.iter_mut() {
+                *s = c % 5;
+                c /= 5;
+            }
+            for len in 0..=5 {
+                for n in 1..=6 {
+                    let s = &v[..len];
+                    assert_eq!(free_groups(s, n), by_definition(s, n), "{s:?} n={n}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn free_accelerators_count_every_tenant_from_the_pod_index() {
         let pod = |n: &str, node: &str, phase: &str| -> Pod {
             serde_json::from_value(serde_json::json!({
-                "metadata": {"name": n},
+                "metadata": {"name": n, "namespace": "t"},
                 "spec": {"nodeName": node, "containers": [{"name": "c",
                     "resources": {"limits": {"huawei.com/Ascend910": "4"}}}]},
                 "status": {"phase": phase}
             }))
             .unwrap_or_default()
         };
-        let pods = vec![
+        let cache = PodCache::from_pods(vec![
             pod("x", "a", "Running"),
             pod("y", "a", "Succeeded"),
             pod("z", "b", "Running"),
-        ];
-        let free = free_per_node(&[&node], &pods, "huawei.com/Ascend910");
-        assert_eq!(free.get("a"), Some(&4));
+        ]);
+        let free = slots(
+            [("a", 8), ("c", 8)],
+            |n| cache.used_on(n, "huawei.com/Ascend910"),
+            2,
+        );
+        assert_eq!(free, vec![2, 4]);
     }
 }

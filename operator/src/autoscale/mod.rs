@@ -1,6 +1,6 @@
 //! The built-in autoscaler: a loop the leader runs next to the controller. For every model
-//! with `autoscaling.provider: builtin`, every `intervalSeconds` it lists the model's leader
-//! pods, reads their normalised queue metrics ([`scrape`]), decides ([`decide`]), checks
+//! with `autoscaling.provider: builtin`, every `intervalSeconds` it takes the model's leader
+//! pods from the pod cache, reads their normalised queue metrics ([`scrape`]), decides ([`decide`]), checks
 //! capacity before adding groups ([`capacity`]), changes `spec.replicas` through the scale
 //! subresource with the read model's resourceVersion as a precondition (so a concurrent
 //! `kubectl scale` is never overwritten: a 409 means decide again next interval), records
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
@@ -210,10 +210,8 @@ async fn step(
     let name = model.name_any();
     let current = model.spec.replicas.unwrap_or(a.min_replicas).max(0) as u32;
 
-    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
-        .list(&ListParams::default().labels(&labels::selector_string(&name)))
-        .await?
-        .items;
+    // From the pod cache: a leader's IP or phase at most a watch event old.
+    let pods = ctx.pods.model_pods(&ns, &name);
     let leaders: Vec<&Pod> = pods
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())

@@ -179,15 +179,43 @@ pub struct CreateRefused {
     pub message: String,
 }
 
+/// The pods of the groups named by (slot, template hash).
+pub fn pods_of<'a>(doomed: &[(u32, String)], groups: &[FoundGroup<'a>]) -> Vec<&'a Pod> {
+    groups
+        .iter()
+        .filter(|g| {
+            doomed
+                .iter()
+                .any(|(slot, hash)| g.observed.slot == *slot && &g.observed.hash == hash)
+        })
+        .flat_map(|g| g.pods.iter().copied())
+        .collect()
+}
+
+/// Whether deleting these pods would write: some pod is not terminating yet, or sits on a
+/// node lost past the bound (force-deleted even while terminating).
+pub fn would_delete(pods: &[&Pod], dead_nodes: &BTreeSet<String>) -> bool {
+    pods.iter().any(|p| {
+        p.metadata.deletion_timestamp.is_none()
+            || p.spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_ref())
+                .is_some_and(|n| dead_nodes.contains(n))
+    })
+}
+
 /// Creates the groups of `slots` at the current template: only the pods not already
-/// there, so a group created in part is completed, not recreated. Refusals are returned,
-/// not raised, so reconcile can report them and back off.
+/// there (nor created moments ago and not yet in the pod cache: `awaited`), so a group
+/// created in part is completed, not recreated. Refusals are returned, not raised, so
+/// reconcile can report them and back off.
 pub async fn create_groups(
     ctx: &Arc<Context>,
     model: &DeepSeekModel,
     slots: &[u32],
     groups: &[FoundGroup<'_>],
     w: &Workload,
+    model_key: &str,
+    awaited: &BTreeSet<String>,
 ) -> Option<CreateRefused> {
     if slots.is_empty() {
         return None;
@@ -195,6 +223,7 @@ pub async fn create_groups(
     let existing: BTreeSet<String> = groups
         .iter()
         .flat_map(|g| g.pods.iter().map(|p| p.name_any()))
+        .chain(awaited.iter().cloned())
         .collect();
     let new_pods: Vec<Pod> = slots
         .iter()
@@ -206,8 +235,12 @@ pub async fn create_groups(
         groups: BTreeSet::new(),
         message: String::new(),
     };
-    let mut note = |done: Result<(String, Result<(), Error>), tokio::task::JoinError>| {
-        if let Ok((gid, Err(e))) = done {
+    let mut note = |done: Result<(String, String, Result<(), Error>), tokio::task::JoinError>| {
+        if let Ok((_, name, Ok(()))) = &done {
+            ctx.expected
+                .created(model_key, [name.clone()], std::time::Instant::now());
+        }
+        if let Ok((gid, _, Err(e))) = done {
             if refused.groups.is_empty() {
                 refused.message = match &e {
                     Error::Apply {
@@ -232,7 +265,10 @@ pub async fn create_groups(
             .get(labels::GROUP_ID)
             .cloned()
             .unwrap_or_default();
-        set.spawn(async move { (gid, apply::apply_pod(&ctx, &pod).await) });
+        set.spawn(async move {
+            let r = apply::apply_pod(&ctx, &pod).await;
+            (gid, pod.name_any(), r)
+        });
     }
     while let Some(done) = set.join_next().await {
         note(done);

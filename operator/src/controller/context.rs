@@ -1,5 +1,5 @@
-//! State shared by every reconcile: client, catalog, configuration, the Node cache,
-//! metrics and the event recorder.
+//! State shared by every reconcile: client, catalog, configuration, the Node and pod
+//! caches, metrics and the event recorder.
 
 use std::sync::Arc;
 
@@ -18,6 +18,10 @@ pub struct Context {
     pub config: Arc<OperatorConfig>,
     /// Nodes, kept current by a watch; planning reads it without API calls.
     pub nodes: Store<Node>,
+    /// Pods, kept current by a watch and indexed by model and node (pod_cache.rs).
+    pub pods: super::pod_cache::PodCache,
+    /// Pods created that the pod cache has not shown yet.
+    pub expected: super::expect::Expectations,
     /// Pools grouped from `nodes` (and the declared pools), kept current by the node watch.
     pub pools: super::nodes::Pools,
     pub metrics: Arc<Metrics>,

@@ -88,6 +88,8 @@ pub struct Metrics {
     pub ready_replicas: ModelFamily<Gauge>,
     pub queue_depth: ModelFamily<Gauge<f64, AtomicU64>>,
     pub leader: Gauge,
+    /// Reconciles that read the model's pods from the API server because they would delete.
+    pub fresh_reads: Counter,
 }
 
 impl Default for Metrics {
@@ -101,6 +103,7 @@ impl Default for Metrics {
         let ready_replicas = ModelFamily::<Gauge>::new();
         let queue_depth = ModelFamily::<Gauge<f64, AtomicU64>>::new();
         let leader = Gauge::default();
+        let fresh_reads = Counter::default();
         registry.register("reconciles", "Reconciles run", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -133,6 +136,11 @@ impl Default for Metrics {
             queue_depth.family.clone(),
         );
         registry.register(
+            "reconcile_fresh_pod_reads",
+            "Reconciles that listed the model's pods from the API server before deleting",
+            fresh_reads.clone(),
+        );
+        registry.register(
             "leader",
             "1 while this replica holds the leader lease",
             leader.clone(),
@@ -147,6 +155,7 @@ impl Default for Metrics {
             ready_replicas,
             queue_depth,
             leader,
+            fresh_reads,
         }
     }
 }

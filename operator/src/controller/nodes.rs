@@ -6,6 +6,9 @@
 //! `DEBOUNCE` and only when some digest changed, and every model is re-planned only when the
 //! pools' fingerprint changed.
 //!
+//! Nodes are stripped before caching ([`strip`]): at thousands of nodes the image lists,
+//! managedFields and annotations (none of which inventory reads) were most of the cache.
+//!
 //! The declared pools are the configuration's plus, when Karpenter runs, one per NodePool
 //! (controller/nodepools.rs); a NodePool change regroups like a node change.
 
@@ -30,6 +33,39 @@ const DEBOUNCE: Duration = Duration::from_millis(250);
 
 /// Latest pools; empty until the first full list of Nodes has been grouped.
 pub type Pools = watch::Receiver<Arc<Vec<Pool>>>;
+
+/// Keeps what inventory and group judgement read of a Node: name, labels, taints,
+/// unschedulable, allocatable and the Ready condition. Drops managedFields, annotations
+/// (inventory reads none of a Node's; Karpenter's are read from NodePools), images,
+/// node info, addresses, volumes, capacity and the other conditions.
+pub fn strip(node: &mut Node) {
+    let m = &mut node.metadata;
+    m.managed_fields = None;
+    m.annotations = None;
+    m.finalizers = None;
+    if let Some(spec) = node.spec.as_mut() {
+        spec.config_source = None;
+        spec.pod_cidrs = None;
+        spec.pod_cidr = None;
+        spec.provider_id = None;
+    }
+    if let Some(status) = node.status.take() {
+        node.status = Some(k8s_openapi::api::core::v1::NodeStatus {
+            allocatable: status.allocatable,
+            conditions: status.conditions.map(|cs| {
+                cs.into_iter()
+                    .filter(|c| c.type_ == "Ready")
+                    .map(|mut c| {
+                        // The heartbeat changes every few seconds and nothing reads it.
+                        c.last_heartbeat_time = None;
+                        c
+                    })
+                    .collect()
+            }),
+            ..Default::default()
+        });
+    }
+}
 
 /// What about a node planning reads: labels, taints, allocatable, schedulability, Ready.
 /// In-process only, so the std hasher's lack of cross-version stability does not matter.
@@ -71,7 +107,7 @@ pub fn watch_nodes(
     let mut nodepools_open = true;
     let stream = reflector::reflector(
         writer,
-        watcher(Api::<Node>::all(client), super::watch::config()),
+        watcher(Api::<Node>::all(client), super::watch::config()).modify(strip),
     )
     .backoff(super::watch::CappedBackoff::default());
     tokio::spawn(async move {
@@ -139,6 +175,24 @@ mod tests {
 
     fn node(yaml: &str) -> Node {
         serde_yaml::from_str(yaml).expect("node")
+    }
+
+    #[test]
+    fn stripping_keeps_what_inventory_reads() {
+        let full = node(
+            "metadata: {name: n, labels: {a: b}, annotations: {big: x}, managedFields: [{manager: m}]}\nspec: {unschedulable: true, taints: [{key: k, effect: NoSchedule}], providerID: p}\nstatus:\n  allocatable: {nvidia.com/gpu: '8'}\n  capacity: {nvidia.com/gpu: '8'}\n  images: [{names: [a], sizeBytes: 1}]\n  conditions: [{type: Ready, status: 'True', lastHeartbeatTime: '2026-01-01T00:00:00Z'}, {type: DiskPressure, status: 'False'}]\n",
+        );
+        let mut s = full.clone();
+        strip(&mut s);
+        assert_eq!(relevance_digest(&s), relevance_digest(&full));
+        assert!(s.metadata.annotations.is_none() && s.metadata.managed_fields.is_none());
+        let st = s.status.clone().unwrap_or_default();
+        assert!(st.images.is_none() && st.capacity.is_none());
+        assert_eq!(st.conditions.map(|c| c.len()), Some(1));
+        let spec = s.spec.clone().unwrap_or_default();
+        assert_eq!(spec.unschedulable, Some(true));
+        assert_eq!(spec.taints.map(|t| t.len()), Some(1));
+        assert_eq!(s.metadata.labels, full.metadata.labels);
     }
 
     #[test]

@@ -4,6 +4,11 @@
 //! Retiring (orphans, broken groups, groups beyond `replicas`) needs no plan, so it runs
 //! before placement: a model that cannot be placed still scales down and still clears
 //! its broken groups.
+//!
+//! Pods are read from the pod cache (pod_cache.rs). Every deletion comes before every
+//! creation, and before the first deletion a reconcile that read the cache starts over
+//! from a quorum list of the model's pods: a stale cache may cause a repeated (idempotent)
+//! creation, never the deletion of a group that has healed since (pod_cache.rs says why).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -34,8 +39,33 @@ use crate::validate::validate;
 const BUSY_REQUEUE: Duration = Duration::from_secs(5);
 const IDLE_REQUEUE: Duration = Duration::from_secs(300);
 
+/// Where a reconcile read the model's pods.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// The pod cache: enough for everything but deleting.
+    Cache,
+    /// A quorum list from the API server: deletions are decided on this only.
+    Fresh,
+}
+
 pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = Timer::start(ctx.metrics.clone());
+    if let Some(done) = reconcile_from(&model, &ctx, Read::Cache).await? {
+        return Ok(done);
+    }
+    ctx.metrics.fresh_reads.inc();
+    reconcile_from(&model, &ctx, Read::Fresh)
+        .await
+        .map(|done| done.unwrap_or_else(|| Action::requeue(BUSY_REQUEUE)))
+}
+
+/// One pass. `Ok(None)`: the pass read the cache and would delete; read fresh and start over.
+async fn reconcile_from(
+    model: &Arc<DeepSeekModel>,
+    ctx: &Arc<Context>,
+    read: Read,
+) -> Result<Option<Action>, Error> {
+    let (model, ctx) = (model.clone(), ctx.clone());
     let ns = model
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
@@ -54,16 +84,20 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
     };
 
     // Read the world.
-    let pod_api = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
     let lp = ListParams::default().labels(&labels::selector_string(&name));
-    let pods = pod_api
-        .list(&lp)
-        .await
-        .map_err(|source| Error::Read {
-            what: format!("pods of {ns}/{name}"),
-            source,
-        })?
-        .items;
+    let pods = match read {
+        Read::Cache => ctx.pods.model_pods(&ns, &name),
+        Read::Fresh => {
+            Api::<Pod>::namespaced(ctx.client.clone(), &ns)
+                .list(&lp)
+                .await
+                .map_err(|source| Error::Read {
+                    what: format!("pods of {ns}/{name}"),
+                    source,
+                })?
+                .items
+        }
+    };
     let model_key = model.uid().unwrap_or_else(|| format!("{ns}/{name}"));
     let refused = ctx.creation.get(&model_key);
     let lost_nodes = lost_nodes(&ctx, &pods);
@@ -132,15 +166,21 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
                 Some((invalid.reason, invalid.message)),
             )
             .await?;
-            return Ok(Action::await_change());
+            return Ok(Some(Action::await_change()));
         }
     };
     status.desired_replicas = validated.replicas as i32;
 
     // Retire what no plan is needed for: orphans, broken groups, surplus slots.
-    children::delete_pods(&ctx, &ns, &found.orphans, &dead_nodes).await?;
     let observed: Vec<_> = groups.iter().map(|g| g.observed.clone()).collect();
     let retired = rollout::retire(validated.replicas, &observed);
+    if read == Read::Cache
+        && (children::would_delete(&found.orphans, &dead_nodes)
+            || children::would_delete(&children::pods_of(&retired, groups), &dead_nodes))
+    {
+        return Ok(None);
+    }
+    children::delete_pods(&ctx, &ns, &found.orphans, &dead_nodes).await?;
     children::delete_groups(&ctx, &model, &ns, &retired, groups, &dead_nodes).await?;
     let capacity_removed = retired.iter().any(|(slot, hash)| {
         groups.iter().any(|g| {
@@ -189,7 +229,7 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
             );
             status.plan = previous.plan.clone();
             finish(&ctx, &model, &previous, status, Some((u.reason, u.message))).await?;
-            return Ok(requeue(IDLE_REQUEUE));
+            return Ok(Some(requeue(IDLE_REQUEUE)));
         }
     };
     let plan_status = placement.status();
@@ -255,6 +295,11 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
     );
     let mut actions = rollout::step(validated.replicas, &w.template_hash, &observed, limits);
     actions.delete.retain(|d| !retired.contains(d));
+    if read == Read::Cache
+        && children::would_delete(&children::pods_of(&actions.delete, groups), &dead_nodes)
+    {
+        return Ok(None);
+    }
     children::delete_groups(&ctx, &model, &ns, &actions.delete, groups, &dead_nodes).await?;
     // After a refusal, or the removal of a partly placed group, creations wait for the
     // backoff; deletions above never do.
@@ -264,7 +309,21 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
     let mut create_refused = refused.as_ref().map(|r| r.message.clone());
     let mut retry_in = backing_off;
     if backing_off.is_none() && !actions.create.is_empty() {
-        match children::create_groups(&ctx, &model, &actions.create, groups, &w).await {
+        let seen: BTreeSet<String> = pods.iter().map(|p| p.name_any()).collect();
+        let awaited = ctx
+            .expected
+            .awaited(&model_key, &seen, std::time::Instant::now());
+        match children::create_groups(
+            &ctx,
+            &model,
+            &actions.create,
+            groups,
+            &w,
+            &model_key,
+            &awaited,
+        )
+        .await
+        {
             None => {
                 ctx.creation.succeeded(&model_key);
                 create_refused = None;
@@ -344,11 +403,11 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
         .set(ready.into());
 
     finish(&ctx, &model, &previous, status, None).await?;
-    Ok(match retry_in {
+    Ok(Some(match retry_in {
         Some(wait) => requeue(wait.max(BUSY_REQUEUE / 5)),
         None if converged => requeue(IDLE_REQUEUE),
         None => requeue(BUSY_REQUEUE),
-    })
+    }))
 }
 
 /// Since when each node of the model's pods is unreachable, from the Node cache.

@@ -26,6 +26,7 @@ use super::http::{self, HttpState};
 use super::leader::{self, LeaderOptions};
 use super::metrics::Metrics;
 use super::nodes;
+use super::pod_cache;
 use super::reconcile::{error_policy, reconcile};
 use super::scope::Scope;
 use crate::api::DeepSeekModel;
@@ -172,6 +173,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         .changed()
         .await
         .context("the node watch stopped before listing the nodes")?;
+    // Pods: one cache the reconcile and the autoscaler read (pod_cache.rs); reconciles
+    // start only once it has listed, so an empty cache is never mistaken for no pods.
+    let (pod_cache, mut pod_events) = pod_cache::watch_pods(opts.scope.apis::<Pod>(&client));
+    pod_cache
+        .wait_ready()
+        .await
+        .context("the pod watch stopped before listing the pods")?;
     ready.store(true, Ordering::Relaxed);
 
     let reporter = Reporter {
@@ -183,6 +191,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         catalog,
         config,
         nodes: node_reader,
+        pods: pod_cache,
+        expected: Default::default(),
         pools,
         metrics,
         recorder: Recorder::new(client.clone(), reporter),
@@ -207,13 +217,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     tracing::info!(scope = %opts.scope.describe(), "watching models");
     let stop = stop.shared();
     let models = opts.scope.apis::<DeepSeekModel>(&client);
-    let pods = opts.scope.apis::<Pod>(&client);
     let services = opts.scope.apis::<Service>(&client);
     // A change of pools re-plans every model of every controller.
     let mut triggers = Vec::new();
     let mut controllers = Vec::new();
     let mut stores = Vec::new();
-    for ((models, pods), services) in models.into_iter().zip(pods).zip(services) {
+    for (models, services) in models.into_iter().zip(services) {
+        // The pod cache's watches come in the same namespace order as `models`.
+        let pods = tokio_stream::wrappers::ReceiverStream::new(pod_events.remove(0));
         let (tx, rx) = mpsc::channel::<()>(16);
         triggers.push(tx);
         // The store sees every change (the autoscaler reads it); reconciles are triggered
@@ -221,7 +232,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         let writer = reflector::store::Writer::<DeepSeekModel>::default();
         let store = writer.as_reader();
         stores.push(store.clone());
+        // managedFields are most of a cached model's size and nothing here reads them.
         let changes = watcher(models, super::watch::config())
+            .modify(|m| m.metadata.managed_fields = None)
             .backoff(super::watch::CappedBackoff::default())
             .reflect(writer)
             .applied_objects()
@@ -230,7 +243,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             Controller::for_stream(changes, store)
                 .trigger_backoff(super::watch::CappedBackoff::default())
                 .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
-                .owns(pods, owned.clone())
+                .owns_stream(pods)
                 .owns(services, owned.clone())
                 .reconcile_all_on(tokio_stream::wrappers::ReceiverStream::new(rx))
                 .graceful_shutdown_on(stop.clone())
