@@ -28,10 +28,15 @@ fn now_ms() -> u128 {
         .unwrap_or(0)
 }
 
-fn emit(event: &str, pod: &str, uid: &str, node: Option<&str>) {
-    let line = serde_json::json!({
-        "t": now_ms() as u64, "event": event, "pod": pod, "uid": uid, "node": node,
+fn emit(event: &str, obs: &Observed) {
+    let mut line = serde_json::json!({
+        "t": now_ms() as u64, "event": event, "pod": obs.name, "uid": obs.uid, "node": obs.node,
     });
+    // Labels once, with the first sighting: the runner maps pods to models with them
+    // (each operator labels its pods its own way).
+    if event == "seen" {
+        line["labels"] = serde_json::json!(obs.labels);
+    }
     println!("{line}");
 }
 
@@ -56,22 +61,28 @@ async fn main() -> Result<()> {
         };
         let Some(ev) = ev else { return Ok(()) };
         match ev {
-            Ok(watcher::Event::InitDone) => emit("watching", "", "", None),
+            Ok(watcher::Event::InitDone) => emit("watching", &Observed::default()),
             Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
                 let obs = Observed::of(&p);
                 let m = seen.entry(obs.uid.clone()).or_default();
                 for event in m.advance(&obs) {
-                    emit(event, &obs.name, &obs.uid, obs.node.as_deref());
+                    emit(event, &obs);
                 }
             }
             Ok(watcher::Event::Delete(p)) => {
                 let obs = Observed::of(&p);
                 seen.remove(&obs.uid);
-                emit("deleted", &obs.name, &obs.uid, obs.node.as_deref());
+                emit("deleted", &obs);
             }
             Ok(watcher::Event::Init) => {}
             // The watcher re-lists by itself after an error; the gap is reported.
-            Err(e) => emit("watch-error", &e.to_string(), "", None),
+            Err(e) => emit(
+                "watch-error",
+                &Observed {
+                    name: e.to_string(),
+                    ..Observed::default()
+                },
+            ),
         }
     }
 }

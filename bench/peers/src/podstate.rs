@@ -2,6 +2,8 @@
 //! from the watch loop so that the rules (each milestone reported once, in order, a
 //! pod seen already Ready reports all three at once) are tested without a cluster.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::Pod;
 
 /// What the watcher needs from one pod event.
@@ -11,6 +13,7 @@ pub struct Observed {
     pub uid: String,
     pub node: Option<String>,
     pub ready: bool,
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Observed {
@@ -25,6 +28,7 @@ impl Observed {
             uid: p.metadata.uid.clone().unwrap_or_default(),
             node: p.spec.as_ref().and_then(|s| s.node_name.clone()),
             ready,
+            labels: p.metadata.labels.clone().unwrap_or_default(),
         }
     }
 }
@@ -68,6 +72,7 @@ mod tests {
             uid: "u".into(),
             node: node.map(String::from),
             ready,
+            labels: BTreeMap::new(),
         }
     }
 
