@@ -7,6 +7,7 @@ appended as JSON lines to --out; report.py turns them into docs/benchmarks/peers
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -103,12 +104,14 @@ def run_one(k, peer, proc_pid, watch_bin, wkc, scenario, n, rep, steady_s, resul
     t_apply = now_ms()
     k.run("create", "-f", "-", input="\n---\n".join(json.dumps(d) for d in docs))
     expect = min(n, GPU_NODES // per_model)
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + 300
     while True:
         times = model_times(pod_table(w.events(), label), per_model)
         ready = [m for m, t in times.items() if t["ready"]]
         if len(ready) >= expect or time.monotonic() > deadline:
             break
+        if os.waitpid(proc_pid, os.WNOHANG) != (0, 0):
+            raise RuntimeError(f"{peer} exited during the run")
         time.sleep(0.2)
     t_done = max([times[m]["ready"] for m in ready], default=now_ms())
     complete = len(ready) >= expect
@@ -124,8 +127,13 @@ def run_one(k, peer, proc_pid, watch_bin, wkc, scenario, n, rep, steady_s, resul
     if group:
         t_del = now_ms()
         pods = k.get_json("pods", "-n", ns, "-l", f"{label}={model_name(0)}")["items"]
-        # The non-leader rank: the pod whose name sorts last (LWS: <name>-0-1; ours: rank 1).
-        victim = sorted(p["metadata"]["name"] for p in pods)[-1]
+        # The second rank: ours labels it rank 1, LWS worker-index 1; Kaito's StatefulSet
+        # names it <name>-1, which also sorts last.
+        def rank(p):
+            lb = p["metadata"].get("labels") or {}
+            return lb.get("inference.deepseek-operator.dev/rank") or lb.get("leaderworkerset.sigs.k8s.io/worker-index")
+        ranked = [p["metadata"]["name"] for p in pods if rank(p) == "1"]
+        victim = ranked[0] if ranked else sorted(p["metadata"]["name"] for p in pods)[-1]
         k.run("delete", "pod", "-n", ns, victim, "--wait=false")
         deadline = time.monotonic() + 300
         t_rec = None
@@ -155,12 +163,16 @@ def run_one(k, peer, proc_pid, watch_bin, wkc, scenario, n, rep, steady_s, resul
 
 
 def main():
+    # SIGTERM (a timeout, Ctrl-C's cousin) unwinds like an exception, so the `finally`
+    # below stops the operator and the cluster.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--peers", default="ours,lws,kaito")
     ap.add_argument("--sizes", default="1,8,16,20", help="models of one 8-GPU pod")
     ap.add_argument("--groups", default="4", help="2-node groups (16 GPUs); empty: none")
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--steady", type=int, default=300, help="seconds of steady state after each burst")
+    ap.add_argument("--steady", type=int, default=300, help="seconds of steady state measured after the --steady-at burst")
+    ap.add_argument("--steady-at", default="single16", help="scenario+N whose runs are followed by --steady seconds at rest")
     ap.add_argument("--release", action="store_true", help="our operator's release build")
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks" / "peers-results.jsonl"))
     a = ap.parse_args()
@@ -182,7 +194,8 @@ def main():
                    [("group", int(n)) for n in a.groups.split(",") if n]
             for scenario, n in plan:
                 for rep in range(a.reps):
-                    run_one(k, peer, p.pid, watch_bin, wkc, scenario, n, rep, a.steady, a.out)
+                    steady = a.steady if f"{scenario}{n}" == a.steady_at else 3
+                    run_one(k, peer, p.pid, watch_bin, wkc, scenario, n, rep, steady, a.out)
         finally:
             p.stop()
             down()

@@ -49,6 +49,17 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen, log: Path, ctx=N
     raise RuntimeError(f"{url} not ready after {timeout}s; log {log}")
 
 
+def wait_established(k, crd: str, timeout: float = 60) -> None:
+    """Polls until the CRD is Established (kubectl wait fails on a CRD with no status yet)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        conds = (k.get_json(f"crd/{crd}").get("status") or {}).get("conditions") or []
+        if any(c["type"] == "Established" and c["status"] == "True" for c in conds):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"CRD {crd} not Established after {timeout}s")
+
+
 def bind_to_user(docs: list, user: str, drop_resources=()) -> list:
     """The peer's own Roles/ClusterRoles, their bindings pointed at USER."""
     out = []
@@ -125,7 +136,7 @@ class Ours(Peer):
 
     def start(self, release: bool) -> None:
         self.k.run("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-        self.k.run("wait", "--for=condition=Established", "--timeout=60s", "crd/deepseekmodels.inference.deepseek-operator.dev")
+        wait_established(self.k, "deepseekmodels.inference.deepseek-operator.dev")
         self.k.apply(bind_to_user(helm_template(self.env["BIN"], REPO / "charts" / "deepseek-operator", "default",
                                                 "templates/rbac.yaml"), IDENTITIES["ours"]))
         port = free_port()
@@ -147,14 +158,13 @@ class Lws(Peer):
         moddir = Path(subprocess.run(["go", "env", "GOMODCACHE"], check=True, stdout=subprocess.PIPE, text=True).stdout.strip()) / f"sigs.k8s.io/lws@{v}"
         for f in sorted((d / "crds").glob("*.yaml")):
             self.k.run("apply", "--server-side", "--force-conflicts", "-f", str(f))
-        self.k.run("wait", "--for=condition=Established", "--timeout=60s", "crd/leaderworkersets.leaderworkerset.x-k8s.io")
+        wait_established(self.k, "leaderworkersets.leaderworkerset.x-k8s.io")
         self.k.run("create", "namespace", "lws-system")
         docs = []
         for f in ("role.yaml", "leader_election_role.yaml", "role_binding.yaml", "leader_election_role_binding.yaml"):
             for doc in yaml.safe_load_all((moddir / "config" / "rbac" / f).read_text()):
-                if doc and doc.get("metadata", {}).get("namespace") == "system":
-                    doc["metadata"]["namespace"] = "lws-system"
-                if doc and "roleRef" in doc and doc["kind"] == "RoleBinding":
+                # kustomize puts the namespaced objects in the release namespace.
+                if doc and doc.get("kind") in ("Role", "RoleBinding"):
                     doc["metadata"]["namespace"] = "lws-system"
                 docs.append(doc)
         self.k.apply(bind_to_user(docs, IDENTITIES["lws"]))
@@ -208,6 +218,12 @@ class Lws(Peer):
             except OSError:
                 time.sleep(0.2)
         self.k.apply(webhooks)
+        # Its controllers run only on the leader: wait until it holds the lease.
+        deadline = time.monotonic() + 60
+        while "successfully acquired lease" not in self.log.read_text():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError(f"LWS did not acquire its leader lease; log {self.log}")
+            time.sleep(0.2)
 
 
 class Kaito(Peer):
@@ -220,12 +236,18 @@ class Kaito(Peer):
         moddir = Path((d / "module-dir").read_text().strip())
         for f in sorted((d / "crds").glob("*.yaml")):
             self.k.run("apply", "--server-side", "--force-conflicts", "-f", str(f))
-        self.k.run("wait", "--for=condition=Established", "--timeout=60s", "crd/workspaces.kaito.sh")
+        wait_established(self.k, "workspaces.kaito.sh")
         ns = "kaito-workspace"
         self.k.run("create", "namespace", ns)
         chart = moddir / "charts" / "kaito" / "workspace"
-        rbac = helm_template(self.env["BIN"], chart, ns, "templates/clusterrole.yaml", "templates/clusterrole_binding.yaml",
-                             "templates/role.yaml", "templates/role_binding.yaml")
+        rbac = []
+        for f in sorted((chart / "templates").glob("*.yaml")):
+            if f.name.endswith(("role.yaml", "role_binding.yaml")):
+                # A template whose condition is off renders nothing, which helm reports as an error.
+                try:
+                    rbac += helm_template(self.env["BIN"], chart, ns, f"templates/{f.name}")
+                except subprocess.CalledProcessError:
+                    pass
         # pods/log is dropped: Kaito reads pod logs only for its post-load benchmark,
         # which every Workspace here turns off, and a log read would make the API server
         # dial a simulated node.
