@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
 
-from cluster import IDENTITIES, REPO, Kubectl, audit_log, bench_dir, kubeconfig_for, up, down  # noqa: E402
+from cluster import IDENTITIES, REPO, STS_CONTROLLER, Kubectl, audit_log, bench_dir, kubeconfig_for, up, down  # noqa: E402
 from measure import ProcSampler, Watcher, audit_requests, now_ms  # noqa: E402
 from peers import Kaito, Lws, Ours, watcher_rbac  # noqa: E402
 from workloads import KINDS, WORKLOADS, model_name  # noqa: E402
@@ -153,6 +153,7 @@ def run_one(k, peer, proc_pid, watch_bin, wkc, scenario, n, rep, steady_s, resul
     user = IDENTITIES[peer]
     rec["api_burst"] = audit_requests(audit_log(), user, t_apply, t_burst_end)
     rec["api_steady"] = audit_requests(audit_log(), user, t_steady0, t_steady1)
+    rec["api_burst_sts"] = audit_requests(audit_log(), STS_CONTROLLER, t_apply, t_burst_end)
     rec["steady_s"] = round((t_steady1 - t_steady0) / 1000, 1)
     rec["proc_burst"] = sampler.window(t_apply, t_burst_end)
     rec["proc_steady"] = sampler.window(t_steady0, t_steady1)
@@ -173,6 +174,7 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--steady", type=int, default=300, help="seconds of steady state measured after the --steady-at burst")
     ap.add_argument("--steady-at", default="single16", help="scenario+N whose runs are followed by --steady seconds at rest")
+    ap.add_argument("--rep-offset", type=int, default=0, help="number of the first repetition (to add runs to a results file)")
     ap.add_argument("--release", action="store_true", help="our operator's release build")
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks" / "peers-results.jsonl"))
     a = ap.parse_args()
@@ -193,7 +195,7 @@ def main():
             plan = [("single", int(n)) for n in a.sizes.split(",") if n] + \
                    [("group", int(n)) for n in a.groups.split(",") if n]
             for scenario, n in plan:
-                for rep in range(a.reps):
+                for rep in range(a.rep_offset, a.rep_offset + a.reps):
                     steady = a.steady if f"{scenario}{n}" == a.steady_at else 3
                     run_one(k, peer, p.pid, watch_bin, wkc, scenario, n, rep, steady, a.out)
         finally:

@@ -20,6 +20,11 @@ IDENTITIES = {
     "watcher": "bench:watcher",
 }
 
+# The controller manager's StatefulSet controller creates the pods of LWS's and Kaito's
+# StatefulSets: its requests are logged too, so the pod writes a peer causes can be
+# counted next to the pod writes we make ourselves.
+STS_CONTROLLER = "system:serviceaccount:kube-system:statefulset-controller"
+
 
 def state_dir() -> Path:
     d = os.environ.get("DSO_CLUSTER_DIR")
@@ -45,7 +50,7 @@ def _write_auth_files() -> tuple[Path, Path]:
     tokens.write_text("".join(f"bench-{k}-token,{u},{u},\"bench\"\n" for k, u in IDENTITIES.items()))
     tokens.chmod(0o600)
     policy = d / "audit-policy.yaml"
-    users = [u for k, u in IDENTITIES.items() if k != "watcher"]
+    users = [u for k, u in IDENTITIES.items() if k != "watcher"] + [STS_CONTROLLER]
     policy.write_text(
         "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n"
         f"  - level: Metadata\n    users: {json.dumps(users)}\n  - level: None\n")
