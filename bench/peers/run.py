@@ -56,10 +56,12 @@ def model_times(pods: dict, per_model: int) -> dict:
     return out
 
 
-def group_ready_again(events: list, label: str, model: str, per_model: int, t_del: int):
-    """First moment after t_del when MODEL has exactly PER_MODEL live pods, all Ready,
-    at least one of them created after t_del."""
-    live = {}
+def group_ready_again(events: list, label: str, model: str, per_model: int, t_del: int, settle_ms: int):
+    """When MODEL was last whole again after t_del: the last moment its live pods became
+    exactly PER_MODEL, all Ready, one of them created after t_del; counted only once no
+    event about its pods has arrived for SETTLE_MS (an operator that recreates the whole
+    group deletes the surviving ranks after the replacement may already be Ready)."""
+    live, last_whole, last_event, whole = {}, None, None, False
     for e in events:
         if e["event"] in ("watching", "watch-error"):
             continue
@@ -73,9 +75,16 @@ def group_ready_again(events: list, label: str, model: str, per_model: int, t_de
             live[e["uid"]]["ready"] = True
         elif e["event"] == "deleted":
             del live[e["uid"]]
-        if e["t"] > t_del and len(live) == per_model and all(p["ready"] for p in live.values()) \
-                and any(p["seen"] > t_del for p in live.values()):
-            return e["t"]
+        if e["t"] <= t_del:
+            continue
+        last_event = e["t"]
+        now_whole = len(live) == per_model and all(p["ready"] for p in live.values()) \
+            and any(p["seen"] > t_del for p in live.values())
+        if now_whole and not whole:
+            last_whole = e["t"]
+        whole = now_whole
+    if whole and last_event is not None and now_ms() - last_event >= settle_ms:
+        return last_whole
     return None
 
 
@@ -138,10 +147,11 @@ def run_one(k, peer, proc_pid, watch_bin, wkc, scenario, n, rep, steady_s, resul
         deadline = time.monotonic() + 300
         t_rec = None
         while time.monotonic() < deadline and t_rec is None:
-            t_rec = group_ready_again(w.events(), label, model_name(0), per_model, t_del)
+            t_rec = group_ready_again(w.events(), label, model_name(0), per_model, t_del, 5000)
             time.sleep(0.2)
         rec["recovery_ms"] = (t_rec - t_del) if t_rec else None
         rec["recovery_victim"] = victim
+        rec["recovery_method"] = "settled-5s"
         log(f"{peer} group recovery after deleting {victim}: {rec['recovery_ms']} ms")
         t_burst_end = now_ms() + 2000
     time.sleep(max(0, (t_burst_end - now_ms()) / 1000))

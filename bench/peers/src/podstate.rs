@@ -90,6 +90,9 @@ mod tests {
     #[test]
     fn a_pod_first_seen_ready_passes_every_milestone_at_once() {
         let mut m = Milestones::default();
-        assert_eq!(m.advance(&obs(Some("n"), true)), vec!["seen", "bound", "ready"]);
+        assert_eq!(
+            m.advance(&obs(Some("n"), true)),
+            vec!["seen", "bound", "ready"]
+        );
     }
 }
