@@ -95,7 +95,7 @@ def tables(runs, versions):
     out += row("... of which writes", lambda r: r["api_burst"]["writes"], num)
     if any("api_burst_sts" in r for r in runs):
         out += row("Requests by the controller manager's StatefulSet controller during the burst (the pods of the peers' "
-                   "StatefulSets; runs that logged it only)",
+                   "StatefulSets; only runs that logged it: the last 2 of each)",
                    lambda r: r["api_burst_sts"]["total"] if "api_burst_sts" in r else None, num)
     out += row("Operator CPU seconds during the burst", lambda r: (r.get("proc_burst") or {}).get("cpu_s"), num)
     out += row("Operator RSS peak during the burst (MiB)", lambda r: (r.get("proc_burst") or {}).get("rss_peak_mib"), num)
@@ -120,7 +120,9 @@ def tables(runs, versions):
     # the clock before an operator that recreates the whole group deleted the old ranks).
     groups = [r for r in runs if r["scenario"] == "group" and r.get("recovery_method") == "settled-5s"]
     if groups:
-        out.append("\n**Group recovery**: one rank of a 2-pod group deleted -> the whole group Ready again\n")
+        out.append(f"\n**Group recovery**: one rank of a 2-pod group deleted -> the whole group Ready again and settled "
+                   f"(5 s without pod events); {len(groups) // max(1, len(peers))} runs each, the earlier runs timed it "
+                   "without waiting for the group to settle and are left out\n")
         out.append("| | " + " | ".join(LABEL[p] for p in peers) + " |\n|---|" + "---|" * len(peers))
         om = med([r.get("recovery_ms") for r in groups if r["peer"] == "ours"])
         out.append("| recovery | " + " | ".join(
