@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Turns the runner's JSON lines into docs/benchmarks/peers.md: the tables (medians and
+ranges over repetitions, each figure also as a ratio to ours) replace `{{TABLES}}` in
+peers.md.in, whose prose (setup differences, versions, machine) is kept by hand."""
+
+import argparse
+import json
+import statistics
+import time
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+PEERS = ["ours", "lws", "kaito"]
+LABEL = {"ours": "ours", "lws": "LWS", "kaito": "Kaito"}
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt_ms(x):
+    if x is None:
+        return "n/a"
+    return f"{x / 1000:.2f} s" if x >= 1000 else f"{x:.0f} ms"
+
+
+def cell(vals, ours_med, unit=fmt_ms, lower_better=True):
+    """median (min-max) and the ratio to ours' median."""
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return "n/a"
+    m = statistics.median(vals)
+    s = unit(m)
+    if len(vals) > 1:
+        s += f" ({unit(min(vals))}-{unit(max(vals))})"
+    if ours_med not in (None, 0):
+        s += f", **{m / ours_med:.2f}x**"
+    return s
+
+
+def num(x):
+    return f"{x:g}"
+
+
+def load(path):
+    runs, versions = [], {}
+    for line in Path(path).read_text().splitlines():
+        r = json.loads(line)
+        if "scenario" in r:
+            runs.append(r)
+        elif "version" in r:
+            versions[r["peer"]] = r["version"]
+    return runs, versions
+
+
+def per_run_latency(r, key):
+    """p50 over models and the last model, of milestone KEY (ms after apply)."""
+    vals = sorted(m[key] for m in r["models"].values() if m.get(key) is not None)
+    if not vals:
+        return None, None
+    return statistics.median(vals), vals[-1]
+
+
+def tables(runs, versions):
+    by = defaultdict(list)
+    for r in runs:
+        by[(r["scenario"], r["n"], r["peer"])].append(r)
+    peers = [p for p in PEERS if any(k[2] == p for k in by)]
+    out = []
+    hdr = "| scenario | " + " | ".join(LABEL[p] for p in peers) + " |\n|---|" + "---|" * len(peers)
+    keys = sorted({(s, n) for s, n, _ in by}, key=lambda k: (k[0] != "single", k[1]))
+
+    def row(title, fn, unit=fmt_ms):
+        lines = []
+        for s, n in keys:
+            ours = [fn(r) for r in by.get((s, n, "ours"), [])]
+            om = med(ours)
+            cells = []
+            for p in peers:
+                rs = by.get((s, n, p), [])
+                vals = [fn(r) for r in rs]
+                cells.append(cell(vals, om if p != "ours" else None, unit) + (f" [{len(rs)} runs]" if p == "ours" else ""))
+            name = f"{n} x 1 pod" if s == "single" else f"{n} x 2-pod group"
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        return [f"\n**{title}**\n", hdr] + lines
+
+    out += row("Apply -> pod Ready, median over models (p50)", lambda r: per_run_latency(r, "ready")[0])
+    out += row("Apply -> last model Ready", lambda r: per_run_latency(r, "ready")[1])
+    out += row("Apply -> first pod seen, p50 over models", lambda r: per_run_latency(r, "seen")[0])
+    out += row("Apply -> pod bound to a node, p50 over models", lambda r: per_run_latency(r, "bound")[0])
+    out += row("API requests by the operator during the burst (apply -> all Ready + 2 s)",
+               lambda r: r["api_burst"]["total"], num)
+    out += row("... of which writes", lambda r: r["api_burst"]["writes"], num)
+    if any("api_burst_sts" in r for r in runs):
+        out += row("Requests by the controller manager's StatefulSet controller during the burst (the pods of the peers' "
+                   "StatefulSets; only runs that logged it: the last 2 of each)",
+                   lambda r: r["api_burst_sts"]["total"] if "api_burst_sts" in r else None, num)
+    out += row("Operator CPU seconds during the burst", lambda r: (r.get("proc_burst") or {}).get("cpu_s"), num)
+    out += row("Operator RSS peak during the burst (MiB)", lambda r: (r.get("proc_burst") or {}).get("rss_peak_mib"), num)
+    steady = [r for r in runs if r.get("steady_s", 0) >= 30]
+    if steady:
+        out.append(f"\n**Steady state** ({steady[0]['scenario']} N={steady[0]['n']}, {steady[0]['steady_s']:.0f} s after the burst)\n")
+        out.append("| figure | " + " | ".join(LABEL[p] for p in peers) + " |\n|---|" + "---|" * len(peers))
+        for title, fn, unit in [("API requests", lambda r: r["api_steady"]["total"], num),
+                                ("writes", lambda r: r["api_steady"]["writes"], num),
+                                ("CPU seconds", lambda r: (r.get("proc_steady") or {}).get("cpu_s"), num),
+                                ("RSS at the end (MiB)", lambda r: (r.get("proc_steady") or {}).get("rss_end_mib"), num)]:
+            om = med([fn(r) for r in steady if r["peer"] == "ours"])
+            out.append(f"| {title} | " + " | ".join(
+                cell([fn(r) for r in steady if r["peer"] == p], om if p != "ours" else None, unit) for p in peers) + " |")
+        out.append("\nRequests at rest, by verb and resource (first run):\n")
+        for p in peers:
+            rs = [r for r in steady if r["peer"] == p]
+            if rs:
+                br = rs[0]["api_steady"]["by_resource"]
+                out.append(f"- {LABEL[p]}: " + (", ".join(f"{k} {v}" for k, v in br.items()) or "none"))
+    # Only runs whose recovery was timed once the group had settled (earlier runs could stop
+    # the clock before an operator that recreates the whole group deleted the old ranks).
+    groups = [r for r in runs if r["scenario"] == "group" and r.get("recovery_method") == "settled-5s"]
+    if groups:
+        out.append(f"\n**Group recovery**: one rank of a 2-pod group deleted -> the whole group Ready again and settled "
+                   f"(5 s without pod events); {len(groups) // max(1, len(peers))} runs each, the earlier runs timed it "
+                   "without waiting for the group to settle and are left out\n")
+        out.append("| | " + " | ".join(LABEL[p] for p in peers) + " |\n|---|" + "---|" * len(peers))
+        om = med([r.get("recovery_ms") for r in groups if r["peer"] == "ours"])
+        out.append("| recovery | " + " | ".join(
+            cell([r.get("recovery_ms") for r in groups if r["peer"] == p], om if p != "ours" else None) for p in peers) + " |")
+    out.append("\n**Burst requests by verb and resource** (16 x 1 pod, first run)\n")
+    for p in peers:
+        rs = by.get(("single", 16, p), [])
+        if rs:
+            out.append(f"- {LABEL[p]}: " + ", ".join(f"{k} {v}" for k, v in rs[0]["api_burst"]["by_resource"].items()))
+    over = [r for r in runs if r.get("unplaced")]
+    if over:
+        out.append("\n**What each operator tells the user about the models that do not fit** (20 x 1 pod, first run; "
+                   "one unplaced model quoted, the others read the same)\n")
+        for p in peers:
+            rs = [r for r in over if r["peer"] == p]
+            if not rs:
+                continue
+            r = rs[0]
+            name, rep = sorted(r["unplaced"].items())[0]
+            out.append(f"- {LABEL[p]}, `{name}` ({len(r['unplaced'])} not Ready of {r['n']}):")
+            st = rep.get("status") or {}
+            conds = st.get("conditions") or []
+            for c in conds:
+                out.append(f"  - condition `{c.get('type')}={c.get('status')}` reason `{c.get('reason')}`: "
+                           f"\"{(c.get('message') or '').strip()}\"")
+            # Our plan and resolved launch config are long and say nothing about placement.
+            other = {k: v for k, v in st.items() if k not in ("conditions", "plan", "resolved")}
+            if other:
+                out.append(f"  - other status fields: `{json.dumps(other)[:400]}`")
+            if not conds and not other:
+                out.append("  - status: empty")
+            for e in rep.get("events", [])[:6] or ["(no Events)"]:
+                out.append(f"  - event: {e}")
+    return "\n".join(out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--results", default=str(REPO / "docs" / "benchmarks" / "peers-results.jsonl"))
+    ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks" / "peers.md"))
+    a = ap.parse_args()
+    runs, versions = load(a.results)
+    tpl = (Path(__file__).parent / "peers.md.in").read_text()
+    reps = sorted({r["rep"] for r in runs if r["scenario"] == "single"})
+    doc = tpl.replace("{{TABLES}}", tables(runs, versions)) \
+             .replace("{{VERSIONS}}", "\n".join(f"- {LABEL[p]}: {v}" for p, v in versions.items())) \
+             .replace("{{REPS}}", str(len(reps))) \
+             .replace("{{DATE}}", time.strftime("%Y-%m-%d", time.gmtime(runs[0]["t_apply"] / 1000)) if runs else "?")
+    Path(a.out).write_text(doc)
+
+
+if __name__ == "__main__":
+    main()
