@@ -241,7 +241,10 @@ mod tests {
         let mut map = c.removed.lock().map(|m| m.clone()).unwrap_or_default();
         prune(&mut map, Instant::now() + Duration::from_secs(60));
         assert!(map.contains_key("gone"), "a recent removal is kept");
-        prune(&mut map, Instant::now() + STALE_AFTER + Duration::from_secs(60));
+        prune(
+            &mut map,
+            Instant::now() + STALE_AFTER + Duration::from_secs(60),
+        );
         assert!(map.is_empty(), "one long past its retry time is dropped");
     }
 
