@@ -111,6 +111,9 @@ pub fn place(tp: u32, pp: u32, gpus_per_node: u32) -> Result<Layout, String> {
             "tensor parallel, pipeline parallel and GPUs per node must be at least 1".into(),
         );
     }
+    // A replica is counted in u32 accelerators everywhere (plans, the CRD, pods).
+    u32::try_from(u64::from(tp) * u64::from(pp))
+        .map_err(|_| format!("TP{tp} x PP{pp} is more accelerators than can be counted"))?;
     let (nodes, per_node) = if tp <= gpus_per_node {
         let stages_per_node = gpus_per_node / tp;
         if pp <= stages_per_node {
