@@ -283,17 +283,7 @@ async fn a_real_vllm_queue_scales_the_model_from_one_to_two() -> Result<()> {
     );
     // The second group is created (its engine starting is the same path as the first's).
     wait_for(T, "a second group's pod exists", || async {
-        let ids: std::collections::BTreeSet<String> = model_pods(&pods, name)
-            .await?
-            .iter()
-            .filter_map(|p| {
-                p.metadata
-                    .labels
-                    .as_ref()?
-                    .get("inference.deepseek-operator.dev/group-id")
-                    .cloned()
-            })
-            .collect();
+        let ids = group_ids(&model_pods(&pods, name).await?);
         Ok((ids.len() == 2).then_some(()))
     })
     .await?;

@@ -293,16 +293,7 @@ pub async fn wait_groups(
                 .into_iter()
                 .filter(|p| p.metadata.deletion_timestamp.is_none())
                 .collect();
-            let ids: std::collections::BTreeSet<String> = live
-                .iter()
-                .filter_map(|p| {
-                    p.metadata
-                        .labels
-                        .as_ref()?
-                        .get("inference.deepseek-operator.dev/group-id")
-                        .cloned()
-                })
-                .collect();
+            let ids = group_ids(&live);
             let ok = ids.len() == groups
                 && live.len() == groups * per_group
                 && live.iter().all(is_running_ready);
@@ -414,4 +405,17 @@ pub async fn install_keda_crds(cluster: &Cluster) -> Result<()> {
         "KEDA's ScaledObject API is served",
     )
     .await
+}
+
+/// The distinct groups (group-id labels) the pods belong to.
+pub fn group_ids(pods: &[Pod]) -> std::collections::BTreeSet<String> {
+    pods.iter()
+        .filter_map(|p| {
+            p.metadata
+                .labels
+                .as_ref()?
+                .get(deepseek_operator::build::labels::GROUP_ID)
+                .cloned()
+        })
+        .collect()
 }
