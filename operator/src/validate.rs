@@ -56,6 +56,11 @@ pub struct ValidatedModel {
     pub resources: PodResources,
     pub replicas: u32,
     pub rollout: Rollout,
+    /// DP attention, expert parallelism, MTP, KV cache type and the layout objective.
+    pub parallel_options: deepseek_planner::ParallelOptions,
+    /// The role of a role model of a disaggregated model (`serving.mode` prefill/decode).
+    pub role: Option<deepseek_engine::PdRole>,
+    pub kv_transfer: Option<crate::api::KvTransferChoice>,
 }
 
 /// Why a spec was refused; `reason` is the condition reason.
@@ -282,6 +287,15 @@ pub fn validate(
         resources: spec.resources.clone().unwrap_or_default(),
         replicas: replicas as u32,
         rollout: spec.rollout.clone().unwrap_or_default(),
+        parallel_options: deepseek_planner::ParallelOptions {
+            objective: parallel.objective.unwrap_or_default(),
+            data_parallel: parallel.data,
+            redundant_experts: parallel.redundant_experts.unwrap_or(0),
+            speculative_mtp: parallel.speculative_mtp,
+            kv_cache_dtype: serving.kv_cache_dtype.unwrap_or_default(),
+        },
+        role: crate::build::disaggregated::role_of(spec),
+        kv_transfer: serving.kv_transfer,
     })
 }
 

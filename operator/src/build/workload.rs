@@ -11,14 +11,14 @@
 
 use std::collections::BTreeMap;
 
-use deepseek_engine::{Engine, LaunchConfig, SimProfile};
+use deepseek_engine::{Disaggregation, Engine, KvTransfer, LaunchConfig, SimProfile};
 use k8s_openapi::api::core::v1::{Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde::Serialize;
 
 use super::hash::template_hash;
 use super::{PodSize, WeightsVolume, Workload};
-use crate::api::{DeepSeekModelSpec, ResolvedStatus, Vendor};
+use crate::api::{DeepSeekModelSpec, KvTransferChoice, ResolvedStatus, Vendor};
 use crate::config::OperatorConfig;
 use crate::inventory::taints::{accelerator_tolerations, toleration_for};
 use crate::placement::Placement;
@@ -112,7 +112,14 @@ pub fn launch_config(
         engine: plan.engine,
         vendor: plan.vendor.as_str().to_string(),
         model: v.weights_repo.clone(),
-        served_model_name: model_name.to_string(),
+        // Both roles of a disaggregated model answer to the user's model name.
+        served_model_name: match v.role {
+            Some(role) => model_name
+                .strip_suffix(&format!("-{role}"))
+                .unwrap_or(model_name)
+                .to_string(),
+            None => model_name.to_string(),
+        },
         revision: v.revision.clone(),
         quantization: v.quantization.as_str().to_string(),
         tensor_parallel: plan.tensor_parallel,
@@ -126,7 +133,18 @@ pub fn launch_config(
         trust_remote_code: v.arch.trust_remote_code,
         kv_cache_memory_bytes,
         sim: Some(sim),
-        disaggregation: None,
+        disaggregation: v.role.map(|role| Disaggregation {
+            role,
+            transfer: kv_transfer(v.kv_transfer, plan.vendor),
+        }),
+    }
+}
+
+/// The manifest's KV transfer backend, else the vendor's.
+fn kv_transfer(chosen: Option<KvTransferChoice>, _vendor: Vendor) -> KvTransfer {
+    match chosen {
+        Some(KvTransferChoice::Nixl) => KvTransfer::Nixl,
+        Some(KvTransferChoice::Mooncake) | None => KvTransfer::Mooncake,
     }
 }
 
