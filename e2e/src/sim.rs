@@ -407,7 +407,7 @@ pub fn ready_condition(pod: &Pod) -> Option<(bool, String)> {
 /// no process runs for the pod).
 async fn probe_one(http: &reqwest::Client, url: Option<&str>) -> (bool, String) {
     let Some(url) = url else {
-        return (false, "no launcher runs for this pod".into());
+        return (false, "no process runs for this pod".into());
     };
     match http.get(url).send().await {
         Ok(r) => {

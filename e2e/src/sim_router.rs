@@ -20,7 +20,8 @@
 //! pinned router (0.3.2) answers `/liveness` and `/health` with 200 as soon as it listens,
 //! and `/readiness` with 503 until it has a healthy worker of each role.
 //!
-//! A router stops when its pod goes away or changes IP; one that exits by itself is
+//! The token is requested once per router start and lives an hour (a kubelet renews it;
+//! no test runs that long). A router stops when its pod goes away or changes IP; one that exits by itself is
 //! started again after a second. Its log and kubeconfig are written to the options'
 //! `log_dir` (`router-<pod>.log`, `router-<pod>.kubeconfig`).
 //!
@@ -266,9 +267,12 @@ fn spawn(
         .env("KUBECONFIG", &kc_path)
         // The in-cluster configuration must not be what the router's client finds.
         .env_remove("KUBERNETES_SERVICE_HOST")
-        .env_remove("KUBERNETES_SERVICE_PORT")
-        .envs(opts.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
+        .env_remove("KUBERNETES_SERVICE_PORT");
+    // A proxy from the test's environment would take the router's requests off loopback.
+    for var in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
+        cmd.env_remove(var).env_remove(var.to_lowercase());
+    }
+    cmd.stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
         .process_group(0);
