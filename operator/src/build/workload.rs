@@ -24,6 +24,9 @@ use crate::inventory::taints::{accelerator_tolerations, toleration_for};
 use crate::placement::Placement;
 
 const GIB: f64 = (1u64 << 30) as f64;
+/// Prompt tokens a prefill server computes per step (SGLang's default
+/// `--max-prefill-tokens`: sglang/srt/arg_groups/fields/schedule.py of the pinned 0.5.23).
+const PREFILL_BUDGET_TOKENS: u32 = 16384;
 use crate::validate::{CacheChoice, ValidatedModel};
 
 /// Version recorded with each resolution (and the default runtime image tag).
@@ -108,6 +111,12 @@ pub fn launch_config(
         plan.gpus_per_replica,
     );
     sim.max_running = max_num_seqs;
+    // A prefill server computes one budget of prompt tokens per step (SGLang's
+    // `--max-prefill-tokens`, 16384 by default); prompts beyond it wait. The sim models
+    // that budget as a batch bound, so long prompts queue on prefill as they would.
+    if v.role == Some(deepseek_engine::PdRole::Prefill) {
+        sim.max_running = (PREFILL_BUDGET_TOKENS / plan.max_model_len.max(1)).max(1);
+    }
     LaunchConfig {
         engine: plan.engine,
         vendor: plan.vendor.as_str().to_string(),
