@@ -159,7 +159,8 @@ fn disaggregated(engines: &[Engine]) {
             for quant in ["fp8", "bf16", "int8", "w4a8"] {
                 for (nodes, gpn, pp) in pd_shapes(vendor) {
                     for role in [PdRole::Prefill, PdRole::Decode] {
-                        for transfer in [KvTransfer::Mooncake, KvTransfer::Nixl, KvTransfer::Ascend] {
+                        for transfer in [KvTransfer::Mooncake, KvTransfer::Nixl, KvTransfer::Ascend]
+                        {
                             let cfg = LaunchConfig {
                                 engine,
                                 vendor: vendor.into(),

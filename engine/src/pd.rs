@@ -134,7 +134,11 @@ fn refuse(reason: impl Into<String>) -> Result<(), RenderError> {
 }
 
 /// Refuses engines without a KV handoff and transfers the vendor's hardware cannot use.
-pub(crate) fn validate(engine: Engine, vendor: &str, d: &Disaggregation) -> Result<(), RenderError> {
+pub(crate) fn validate(
+    engine: Engine,
+    vendor: &str,
+    d: &Disaggregation,
+) -> Result<(), RenderError> {
     let ascend = vendor == "ascend";
     match (engine, d.transfer) {
         (Engine::Llamacpp, _) => {
@@ -180,7 +184,9 @@ pub(crate) fn sglang_flags(cmd: CommandLine, vendor: &str, d: &Disaggregation) -
         cmd = cmd.flag("--disaggregation-bootstrap-port", BOOTSTRAP_PORT);
     }
     match (d.transfer, d.ascend_store.as_deref()) {
-        (KvTransfer::Ascend, Some(store)) => cmd.with_env(ASCEND_STORE_ENV, format!("tcp://{store}")),
+        (KvTransfer::Ascend, Some(store)) => {
+            cmd.with_env(ASCEND_STORE_ENV, format!("tcp://{store}"))
+        }
         (KvTransfer::Mooncake, _) if vendor == "ascend" => cmd.with_env(ASCEND_MOONCAKE_ENV, "1"),
         _ => cmd,
     }

@@ -72,7 +72,9 @@ pub fn validate(cfg: &LaunchConfig) -> Result<(), RenderError> {
         }
         // SGLang serves Ascend NPUs too (`--device npu`, its `ascend` attention backend).
         Engine::Sglang if !matches!(cfg.vendor.as_str(), "nvidia" | "amd" | "ascend") => {
-            return engine_vendor("sglang needs nvidia, amd or ascend (use llamacpp or vllm on cpu)");
+            return engine_vendor(
+                "sglang needs nvidia, amd or ascend (use llamacpp or vllm on cpu)",
+            );
         }
         Engine::VllmAscend if cfg.vendor != "ascend" => {
             return engine_vendor("vllm-ascend needs ascend NPUs");

@@ -70,7 +70,10 @@ fn npu_serving_flags_and_environment() {
     assert_eq!(s.flag_value("--tp"), Some("16"));
     assert_eq!(s.flag_value("--quantization"), Some("modelslim"));
     assert_eq!(s.flag_value("--dtype"), Some("bfloat16"));
-    assert_eq!(s.env_value("PYTORCH_NPU_ALLOC_CONF"), Some("expandable_segments:True"));
+    assert_eq!(
+        s.env_value("PYTORCH_NPU_ALLOC_CONF"),
+        Some("expandable_segments:True")
+    );
     assert_eq!(s.env_value("STREAMS_PER_DEVICE"), Some("32"));
     assert_eq!(s.env_value("HCCL_IF_IP"), Some("$(DSO_POD_IP)"));
     assert_eq!(s.env_value("HCCL_SOCKET_IFNAME"), Some("eth0"));
@@ -129,14 +132,28 @@ fn formats_sglang_serves_on_npus_and_the_ones_it_does_not() {
 
 #[test]
 fn prefill_and_decode_with_the_ascend_transfer_share_one_store() {
-    let p = serve(&a3("int8", 1, role(PdRole::Prefill, KvTransfer::Ascend, Some(STORE))), 0);
+    let p = serve(
+        &a3(
+            "int8",
+            1,
+            role(PdRole::Prefill, KvTransfer::Ascend, Some(STORE)),
+        ),
+        0,
+    );
     assert_eq!(p.flag_value("--disaggregation-mode"), Some("prefill"));
-    assert_eq!(p.flag_value("--disaggregation-transfer-backend"), Some("ascend"));
+    assert_eq!(
+        p.flag_value("--disaggregation-transfer-backend"),
+        Some("ascend")
+    );
     assert_eq!(
         p.flag_value("--disaggregation-bootstrap-port"),
         Some(BOOTSTRAP_PORT.to_string().as_str())
     );
-    let d = a3("int8", 2, role(PdRole::Decode, KvTransfer::Ascend, Some(STORE)));
+    let d = a3(
+        "int8",
+        2,
+        role(PdRole::Decode, KvTransfer::Ascend, Some(STORE)),
+    );
     for rank in 0..2 {
         let s = serve(&d, rank);
         assert_eq!(s.flag_value("--disaggregation-mode"), Some("decode"));
@@ -150,31 +167,60 @@ fn prefill_and_decode_with_the_ascend_transfer_share_one_store() {
 
 #[test]
 fn mooncake_on_npus_switches_to_its_ascend_transport() {
-    let s = serve(&a3("w4a8", 1, role(PdRole::Decode, KvTransfer::Mooncake, None)), 0);
-    assert_eq!(s.flag_value("--disaggregation-transfer-backend"), Some("mooncake"));
+    let s = serve(
+        &a3("w4a8", 1, role(PdRole::Decode, KvTransfer::Mooncake, None)),
+        0,
+    );
+    assert_eq!(
+        s.flag_value("--disaggregation-transfer-backend"),
+        Some("mooncake")
+    );
     assert_eq!(s.env_value(ASCEND_MOONCAKE_ENV), Some("1"));
     assert_eq!(s.env_value(ASCEND_STORE_ENV), None);
 }
 
 #[test]
 fn transfers_the_hardware_cannot_use_are_refused() {
-    let no_store = refused(&a3("int8", 1, role(PdRole::Prefill, KvTransfer::Ascend, None)));
+    let no_store = refused(&a3(
+        "int8",
+        1,
+        role(PdRole::Prefill, KvTransfer::Ascend, None),
+    ));
     assert!(no_store.contains("ascendStore"), "{no_store}");
-    let not_an_address = refused(&a3("int8", 1, role(PdRole::Prefill, KvTransfer::Ascend, Some("store"))));
+    let not_an_address = refused(&a3(
+        "int8",
+        1,
+        role(PdRole::Prefill, KvTransfer::Ascend, Some("store")),
+    ));
     assert!(not_an_address.contains("host:port"), "{not_an_address}");
     let nixl = refused(&a3("int8", 1, role(PdRole::Decode, KvTransfer::Nixl, None)));
     assert!(nixl.contains("transfer ascend"), "{nixl}");
-    let stray_store = refused(&a3("int8", 1, role(PdRole::Decode, KvTransfer::Mooncake, Some(STORE))));
-    assert!(stray_store.contains("only used by transfer ascend"), "{stray_store}");
+    let stray_store = refused(&a3(
+        "int8",
+        1,
+        role(PdRole::Decode, KvTransfer::Mooncake, Some(STORE)),
+    ));
+    assert!(
+        stray_store.contains("only used by transfer ascend"),
+        "{stray_store}"
+    );
 
-    let mut gpu = a3("fp8", 1, role(PdRole::Prefill, KvTransfer::Ascend, Some(STORE)));
+    let mut gpu = a3(
+        "fp8",
+        1,
+        role(PdRole::Prefill, KvTransfer::Ascend, Some(STORE)),
+    );
     gpu.vendor = "nvidia".into();
     gpu.tensor_parallel = 8;
     gpu.gpus_per_node = 8;
     let memfabric_on_gpu = refused(&gpu);
     assert!(memfabric_on_gpu.contains("mooncake"), "{memfabric_on_gpu}");
 
-    let mut vllm_ascend = a3("int8", 1, role(PdRole::Prefill, KvTransfer::Ascend, Some(STORE)));
+    let mut vllm_ascend = a3(
+        "int8",
+        1,
+        role(PdRole::Prefill, KvTransfer::Ascend, Some(STORE)),
+    );
     vllm_ascend.engine = Engine::VllmAscend;
     let connector = refused(&vllm_ascend);
     assert!(connector.contains("engine sglang"), "{connector}");
@@ -192,7 +238,11 @@ fn each_vendor_has_a_default_transfer_the_validator_accepts() {
         (Engine::Vllm, "nvidia", KvTransfer::Mooncake),
     ];
     for (engine, vendor, want) in table {
-        assert_eq!(KvTransfer::default_for(engine, vendor), want, "{engine} {vendor}");
+        assert_eq!(
+            KvTransfer::default_for(engine, vendor),
+            want,
+            "{engine} {vendor}"
+        );
         let mut d = Disaggregation::new(PdRole::Prefill, engine, vendor);
         assert_eq!(d.transfer, want);
         if want == KvTransfer::Ascend {
@@ -211,9 +261,16 @@ fn each_vendor_has_a_default_transfer_the_validator_accepts() {
 
 #[test]
 fn the_store_travels_in_the_launch_config_json_only_when_set() {
-    let with = a3("int8", 1, role(PdRole::Decode, KvTransfer::Ascend, Some(STORE)));
+    let with = a3(
+        "int8",
+        1,
+        role(PdRole::Decode, KvTransfer::Ascend, Some(STORE)),
+    );
     let json = with.to_json();
-    assert!(json.contains(r#""transfer":"ascend","ascendStore":"10.1.0.4:8999""#), "{json}");
+    assert!(
+        json.contains(r#""transfer":"ascend","ascendStore":"10.1.0.4:8999""#),
+        "{json}"
+    );
     assert_eq!(LaunchConfig::from_json(&json).expect("round trip"), with);
     let without = a3("int8", 1, role(PdRole::Decode, KvTransfer::Mooncake, None));
     assert!(!without.to_json().contains("ascendStore"));

@@ -20,7 +20,9 @@ fn run(
 ) -> Result<Plan, PlanError> {
     let c = Catalog::builtin();
     let m = c.model("deepseek-r1").expect("deepseek-r1");
-    let a = c.accelerator(acc).unwrap_or_else(|| panic!("accelerator {acc}"));
+    let a = c
+        .accelerator(acc)
+        .unwrap_or_else(|| panic!("accelerator {acc}"));
     let mut r = PlanRequest::new(m, quant, a);
     r.engine = engine;
     tweak(&mut r);
@@ -43,8 +45,15 @@ fn sglang_plans_the_formats_it_serves_on_a2_and_a3() {
         let p = run(quant, acc, Some(Engine::Sglang), |_| {})
             .unwrap_or_else(|e| panic!("sglang {quant} on {acc}: {e}"));
         assert_eq!(p.engine, Engine::Sglang);
-        assert!(p.gpus_per_replica <= max, "{quant} on {acc}: {}", p.gpus_per_replica);
-        assert!(p.memory.per_gpu_gib <= p.memory.usable_per_gpu_gib, "{quant} on {acc}");
+        assert!(
+            p.gpus_per_replica <= max,
+            "{quant} on {acc}: {}",
+            p.gpus_per_replica
+        );
+        assert!(
+            p.memory.per_gpu_gib <= p.memory.usable_per_gpu_gib,
+            "{quant} on {acc}"
+        );
     }
 }
 
@@ -63,20 +72,59 @@ fn vllm_ascend_stays_the_aggregated_default_except_for_awq_and_gptq() {
         assert_eq!(p.engine, want, "{quant}");
     }
     let gptq = run(Quantization::Int4Gptq, "ascend-910c", None, |_| {}).expect("gptq");
-    assert!(gptq.notes.iter().any(|n| n.contains("desc_act")), "{:?}", gptq.notes);
+    assert!(
+        gptq.notes.iter().any(|n| n.contains("desc_act")),
+        "{:?}",
+        gptq.notes
+    );
 }
 
 #[test]
 fn what_sglang_cannot_serve_on_ascend_is_refused_with_an_alternative() {
     // (quantization, accelerator, engine, words the suggestion must contain)
     let table = [
-        (Quantization::Fp8, "ascend-910c", Some(Engine::Sglang), "int8"),
-        (Quantization::Nvfp4, "ascend-910c", Some(Engine::Sglang), "w4a8"),
-        (Quantization::Mxfp4, "ascend-910b", Some(Engine::Sglang), "w4a8"),
-        (Quantization::GgufQ4KM, "ascend-910c", Some(Engine::Sglang), "int8"),
-        (Quantization::Int8, "ascend-310p", Some(Engine::Sglang), "vllm-ascend"),
-        (Quantization::Int4Awq, "ascend-910c", Some(Engine::VllmAscend), "engine sglang"),
-        (Quantization::Int4Gptq, "ascend-910b", Some(Engine::VllmAscend), "engine sglang"),
+        (
+            Quantization::Fp8,
+            "ascend-910c",
+            Some(Engine::Sglang),
+            "int8",
+        ),
+        (
+            Quantization::Nvfp4,
+            "ascend-910c",
+            Some(Engine::Sglang),
+            "w4a8",
+        ),
+        (
+            Quantization::Mxfp4,
+            "ascend-910b",
+            Some(Engine::Sglang),
+            "w4a8",
+        ),
+        (
+            Quantization::GgufQ4KM,
+            "ascend-910c",
+            Some(Engine::Sglang),
+            "int8",
+        ),
+        (
+            Quantization::Int8,
+            "ascend-310p",
+            Some(Engine::Sglang),
+            "vllm-ascend",
+        ),
+        (
+            Quantization::Int4Awq,
+            "ascend-910c",
+            Some(Engine::VllmAscend),
+            "engine sglang",
+        ),
+        (
+            Quantization::Int4Gptq,
+            "ascend-910b",
+            Some(Engine::VllmAscend),
+            "engine sglang",
+        ),
     ];
     for (quant, acc, engine, hint) in table {
         match run(quant, acc, engine, |_| {}) {
@@ -87,9 +135,14 @@ fn what_sglang_cannot_serve_on_ascend_is_refused_with_an_alternative() {
             other => panic!("{quant} on {acc} with {engine:?}: {other:?}"),
         }
     }
-    let fp8_kv = run(Quantization::Int8, "ascend-910c", Some(Engine::Sglang), |r| {
-        r.parallel.kv_cache_dtype = KvCacheDtype::Fp8;
-    });
+    let fp8_kv = run(
+        Quantization::Int8,
+        "ascend-910c",
+        Some(Engine::Sglang),
+        |r| {
+            r.parallel.kv_cache_dtype = KvCacheDtype::Fp8;
+        },
+    );
     assert!(
         matches!(fp8_kv, Err(PlanError::Unsupported { .. })),
         "{fp8_kv:?}"
@@ -108,13 +161,17 @@ fn prefill_and_decode_default_to_sglang_on_a3() {
     for p in [&both.prefill, &both.decode] {
         assert_eq!(p.engine, Engine::Sglang);
         assert_eq!(p.gpus_per_node, 16);
-        assert!(p.notes.iter().any(|n| n.contains("prefill/decode: sglang")), "{:?}", p.notes);
+        assert!(
+            p.notes.iter().any(|n| n.contains("prefill/decode: sglang")),
+            "{:?}",
+            p.notes
+        );
         assert!(p.memory.per_gpu_gib <= p.memory.usable_per_gpu_gib);
     }
     // The sim stands in for SGLang and is planned as asked.
     base.engine = Some(Engine::Sim);
-    let sim = plan_disaggregated(&base, RoleOverrides::default(), RoleOverrides::default())
-        .expect("sim");
+    let sim =
+        plan_disaggregated(&base, RoleOverrides::default(), RoleOverrides::default()).expect("sim");
     assert_eq!(sim.decode.engine, Engine::Sim);
 }
 
@@ -124,9 +181,19 @@ fn engines_the_router_cannot_front_are_refused_for_prefill_and_decode() {
     let m = c.model("deepseek-r1").expect("deepseek-r1");
     // (accelerator, quantization, engine, words the suggestion must contain)
     let table = [
-        ("ascend-910c", Quantization::Int8, Engine::VllmAscend, "Ascend"),
+        (
+            "ascend-910c",
+            Quantization::Int8,
+            Engine::VllmAscend,
+            "Ascend",
+        ),
         ("h200", Quantization::Fp8, Engine::Vllm, "engine sglang"),
-        ("cpu", Quantization::GgufQ4KM, Engine::Llamacpp, "aggregated"),
+        (
+            "cpu",
+            Quantization::GgufQ4KM,
+            Engine::Llamacpp,
+            "aggregated",
+        ),
     ];
     for (acc, quant, engine, hint) in table {
         let a = c.accelerator(acc).expect("accelerator");
