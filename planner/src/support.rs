@@ -111,8 +111,11 @@ pub fn resolve_engine(
     Ok(engine)
 }
 
-fn check_engine_vendor(engine: Engine, vendor: Vendor) -> Result<(), PlanError> {
-    let ok = match engine {
+/// Whether `engine` runs on `vendor`'s accelerators at all (formats and accelerator
+/// models are checked by [`resolve_engine`]); the controller's manifest check uses the
+/// same answer.
+pub fn engine_runs_on(engine: Engine, vendor: Vendor) -> bool {
+    match engine {
         Engine::Sim => true,
         Engine::Llamacpp => vendor == Vendor::Cpu,
         Engine::VllmAscend => vendor == Vendor::Ascend,
@@ -120,8 +123,11 @@ fn check_engine_vendor(engine: Engine, vendor: Vendor) -> Result<(), PlanError> 
         // it is chosen only when asked for (llama.cpp stays the cpu default).
         Engine::Vllm => matches!(vendor, Vendor::Nvidia | Vendor::Amd | Vendor::Cpu),
         Engine::Sglang => matches!(vendor, Vendor::Nvidia | Vendor::Amd | Vendor::Ascend),
-    };
-    if ok {
+    }
+}
+
+fn check_engine_vendor(engine: Engine, vendor: Vendor) -> Result<(), PlanError> {
+    if engine_runs_on(engine, vendor) {
         return Ok(());
     }
     let instead = auto_engine(vendor, Quantization::Bf16);

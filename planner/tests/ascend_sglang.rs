@@ -8,8 +8,8 @@
 //! - SGLang's supported Ascend hardware is Atlas A2 (910B) and A3 (910C), not the 310P.
 
 use deepseek_planner::{
-    plan, plan_disaggregated, Catalog, Engine, KvCacheDtype, Plan, PlanError, PlanRequest,
-    Quantization, RoleOverrides,
+    engine_runs_on, plan, plan_disaggregated, Catalog, Engine, KvCacheDtype, Plan, PlanError,
+    PlanRequest, Quantization, RoleOverrides, Vendor,
 };
 
 fn run(
@@ -216,4 +216,22 @@ fn engines_the_router_cannot_front_are_refused_for_prefill_and_decode() {
     let both = plan_disaggregated(&base, RoleOverrides::default(), RoleOverrides::default())
         .expect("h200");
     assert_eq!(both.prefill.engine, Engine::Sglang);
+}
+
+#[test]
+fn engines_per_vendor() {
+    // (engine, vendors it runs on)
+    let table = [
+        (Engine::Sglang, [true, true, true, false]),
+        (Engine::Vllm, [true, true, false, true]),
+        (Engine::VllmAscend, [false, false, true, false]),
+        (Engine::Llamacpp, [false, false, false, true]),
+        (Engine::Sim, [true, true, true, true]),
+    ];
+    let vendors = [Vendor::Nvidia, Vendor::Amd, Vendor::Ascend, Vendor::Cpu];
+    for (engine, runs) in table {
+        for (vendor, want) in vendors.into_iter().zip(runs) {
+            assert_eq!(engine_runs_on(engine, vendor), want, "{engine} on {vendor}");
+        }
+    }
 }
