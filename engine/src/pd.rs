@@ -108,8 +108,9 @@ pub struct Disaggregation {
     /// `host:port` of the memfabric config store every prefill and decode group of the
     /// model shares; required by (and only allowed with) `transfer: ascend`. Rendered as
     /// `ASCEND_MF_STORE_URL=tcp://<it>` on every rank. SGLang's A3 recipes point it at the
-    /// first prefill node; `python3 -m memfabric_hybrid.launch_ascend_mf_store` also runs
-    /// a store alone (memfabric-hybrid 1.3.0).
+    /// first prefill node (sgl-project/sglang, `docs/platforms/ascend/
+    /// ascend_npu_deepseek_example.md`); `python3 -m memfabric_hybrid.launch_ascend_mf_store`
+    /// runs a store alone (memfabric-hybrid 1.3.0, reading `MF_CONFIG_STORE_URL`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ascend_store: Option<String>,
 }
