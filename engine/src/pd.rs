@@ -193,6 +193,20 @@ pub(crate) fn sglang_flags(cmd: CommandLine, vendor: &str, d: &Disaggregation) -
     }
 }
 
+/// The memfabric config store of the `ascend` transfer, run alone (memfabric-hybrid's
+/// `launch_ascend_mf_store` module, which reads its listen URL from
+/// `MF_CONFIG_STORE_URL`), listening on every interface of its pod. Not verified on
+/// Ascend hardware here: docs/engines.md says so.
+pub fn ascend_store_command() -> CommandLine {
+    CommandLine::new("python3")
+        .arg("-m")
+        .arg("memfabric_hybrid.launch_ascend_mf_store")
+        .with_env(
+            "MF_CONFIG_STORE_URL",
+            format!("tcp://0.0.0.0:{ASCEND_STORE_PORT}"),
+        )
+}
+
 /// vLLM's (and vllm-ascend's) `--kv-transfer-config` for a role.
 pub(crate) fn vllm_kv_transfer_config(ascend: bool, d: &Disaggregation) -> String {
     let (connector, role) = match (ascend, d.transfer, d.role) {

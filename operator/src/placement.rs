@@ -126,7 +126,11 @@ pub fn place(
     pools: &[Pool],
     catalog: &Catalog,
 ) -> Result<Placement, Unplaceable> {
-    let candidates: Vec<&Pool> = pools.iter().filter(|p| matches(v, p)).collect();
+    let narrowed: Vec<Pool> = pools
+        .iter()
+        .filter_map(|p| p.narrowed(&v.node_selector))
+        .collect();
+    let candidates: Vec<&Pool> = narrowed.iter().filter(|p| matches(v, p)).collect();
     if candidates.is_empty() {
         let wanted = match (&v.product, v.vendor) {
             (Some(p), _) => format!("accelerator {p}"),

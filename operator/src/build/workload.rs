@@ -88,6 +88,7 @@ struct HashInputs<'a> {
 /// simulation engine's timing model, so simulated load behaves like the planned hardware.
 pub fn launch_config(
     model_name: &str,
+    namespace: &str,
     v: &ValidatedModel,
     p: &Placement,
     bandwidth_tbps: Option<f64>,
@@ -111,6 +112,14 @@ pub fn launch_config(
         plan.gpus_per_replica,
     );
     sim.max_running = max_num_seqs;
+    // Both roles of a disaggregated model answer to the user's model name.
+    let served = match v.role {
+        Some(role) => model_name
+            .strip_suffix(&format!("-{role}"))
+            .unwrap_or(model_name)
+            .to_string(),
+        None => model_name.to_string(),
+    };
     // A prefill server computes one budget of prompt tokens per step (SGLang's
     // `--max-prefill-tokens`, 16384 by default); prompts beyond it wait. The sim models
     // that budget as a batch bound, so long prompts queue on prefill as they would.
@@ -121,14 +130,7 @@ pub fn launch_config(
         engine: plan.engine,
         vendor: plan.vendor.as_str().to_string(),
         model: v.weights_repo.clone(),
-        // Both roles of a disaggregated model answer to the user's model name.
-        served_model_name: match v.role {
-            Some(role) => model_name
-                .strip_suffix(&format!("-{role}"))
-                .unwrap_or(model_name)
-                .to_string(),
-            None => model_name.to_string(),
-        },
+        served_model_name: served.clone(),
         revision: v.revision.clone(),
         quantization: v.quantization.as_str().to_string(),
         tensor_parallel: plan.tensor_parallel,
@@ -142,19 +144,31 @@ pub fn launch_config(
         trust_remote_code: v.arch.trust_remote_code,
         kv_cache_memory_bytes,
         sim: Some(sim),
-        disaggregation: v.role.map(|role| Disaggregation {
-            role,
-            transfer: kv_transfer(v.kv_transfer, plan.vendor),
+        disaggregation: v.role.map(|role| {
+            let mut d = Disaggregation::new(role, plan.engine, plan.vendor.as_str());
+            match v.kv_transfer {
+                Some(KvTransferChoice::Nixl) => d.transfer = KvTransfer::Nixl,
+                Some(KvTransferChoice::Mooncake) => d.transfer = KvTransfer::Mooncake,
+                Some(KvTransferChoice::Ascend) => d.transfer = KvTransfer::Ascend,
+                None => {}
+            }
+            if d.transfer == KvTransfer::Ascend {
+                d.ascend_store = Some(ascend_store_address(&served, namespace));
+            }
+            d
         }),
     }
 }
 
-/// The manifest's KV transfer backend, else the vendor's.
-fn kv_transfer(chosen: Option<KvTransferChoice>, _vendor: Vendor) -> KvTransfer {
-    match chosen {
-        Some(KvTransferChoice::Nixl) => KvTransfer::Nixl,
-        Some(KvTransferChoice::Mooncake) | None => KvTransfer::Mooncake,
-    }
+/// Where the roles of a disaggregated model on Ascend find the config store of SGLang's
+/// `ascend` KV transfer: the store the operator runs next to the router
+/// (build/disaggregated.rs `kv_store_objects`), through its Service.
+pub fn ascend_store_address(model: &str, namespace: &str) -> String {
+    format!(
+        "{}.{namespace}.svc:{}",
+        super::disaggregated::kv_store_name(model),
+        deepseek_engine::pd::ASCEND_STORE_PORT
+    )
 }
 
 /// The weights volume: the model's own claim, or its cache. A node cache is keyed by
@@ -279,7 +293,7 @@ pub fn workload(i: &WorkloadInputs<'_>) -> Workload {
                 .catalog
                 .accelerator(&plan.accelerator)
                 .and_then(|a| a.bandwidth_tbps);
-            let launch = launch_config(i.model_name, v, i.placement, bandwidth);
+            let launch = launch_config(i.model_name, i.namespace, v, i.placement, bandwidth);
             let image = v
                 .image
                 .clone()

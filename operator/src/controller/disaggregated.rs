@@ -19,10 +19,16 @@ use super::apply::{event, write_status};
 use super::context::Context;
 use super::error::Error;
 use super::status::{self as cond, set};
-use crate::api::{DeepSeekModel, DeepSeekModelStatus, RoleStatus, RolesStatus, FIELD_MANAGER};
-use crate::build::disaggregated::{role_model, role_model_name, router_objects, ROLES};
+use crate::api::{
+    DeepSeekModel, DeepSeekModelStatus, KvTransferChoice, RoleStatus, RolesStatus, Vendor,
+    FIELD_MANAGER,
+};
+use crate::build::disaggregated::{
+    kv_store_objects, role_model, role_model_name, router_objects, ROLES,
+};
 use crate::build::hash::template_hash;
 use crate::build::labels;
+use deepseek_engine::Engine;
 
 pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = model
@@ -77,6 +83,22 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
     ensure_digested(&ctx, &ns, &router.role_binding).await?;
     let deployment = ensure_digested(&ctx, &ns, &router.deployment).await?;
     ensure_digested(&ctx, &ns, &router.service).await?;
+    // SGLang's `ascend` transfer meets at a config store: run it once a role is planned
+    // on Ascend (the roles' launch configurations name its Service).
+    let chosen = model.spec.serving.as_ref().and_then(|s| s.kv_transfer);
+    let on_ascend = live_roles.iter().any(|m| {
+        m.status
+            .as_ref()
+            .and_then(|s| s.plan.as_ref())
+            .is_some_and(|p| p.vendor == Vendor::Ascend.as_str())
+    });
+    if chosen == Some(KvTransferChoice::Ascend) || (chosen.is_none() && on_ascend) {
+        let image = ctx.config.image_for(Vendor::Ascend, Engine::Sglang);
+        let (deployment, service) =
+            kv_store_objects(&model, &image).map_err(|_| Error::MissingField("metadata.uid"))?;
+        ensure_digested(&ctx, &ns, &deployment).await?;
+        ensure_digested(&ctx, &ns, &service).await?;
+    }
 
     let role_status = |m: &DeepSeekModel, role| -> RoleStatus {
         let s = m.status.clone().unwrap_or_default();
