@@ -81,6 +81,7 @@ fn launch_config(role: PdRole) -> LaunchConfig {
         disaggregation: Some(Disaggregation {
             role,
             transfer: KvTransfer::Mooncake,
+            ascend_store: None,
         }),
     }
 }
