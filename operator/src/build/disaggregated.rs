@@ -20,9 +20,9 @@ use deepseek_engine::pd::{router_command, RouterConfig, ROUTER_METRICS_PORT, ROU
 use deepseek_engine::{Engine, PdRole};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, HTTPGetAction, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Service,
-    ServiceAccount, ServicePort, ServiceSpec,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -398,6 +398,18 @@ pub fn router_objects(model: &DeepSeekModel, image: &str) -> Result<RouterObject
             ..Default::default()
         }),
         security_context: Some(restricted_container()),
+        // The root file system is read-only: a tokenizer the router fetches goes to an
+        // emptyDir.
+        env: Some(vec![k8s_openapi::api::core::v1::EnvVar {
+            name: "HOME".into(),
+            value: Some("/tmp".into()),
+            ..Default::default()
+        }]),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "tmp".into(),
+            mount_path: "/tmp".into(),
+            ..Default::default()
+        }]),
         ..Default::default()
     };
     let deployment = Deployment {
@@ -418,6 +430,11 @@ pub fn router_objects(model: &DeepSeekModel, image: &str) -> Result<RouterObject
                     // Service discovery reads pods with this token.
                     automount_service_account_token: Some(true),
                     containers: vec![container],
+                    volumes: Some(vec![Volume {
+                        name: "tmp".into(),
+                        empty_dir: Some(EmptyDirVolumeSource::default()),
+                        ..Default::default()
+                    }]),
                     security_context: Some(restricted_pod()),
                     ..Default::default()
                 }),
