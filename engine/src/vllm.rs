@@ -34,15 +34,17 @@ pub fn steps(ctx: &Ctx) -> LaunchSteps {
     }
 }
 
-/// vllm-ascend: a Ray head on the leader before `vllm serve`, Ray workers elsewhere.
+/// vllm-ascend: a Ray head on the leader before `vllm serve`, Ray workers elsewhere; DP
+/// across nodes runs `vllm serve` on every rank with its DP flags instead, no Ray (expert.rs).
 fn ascend_steps(ctx: &Ctx) -> LaunchSteps {
-    if ctx.multi_node() && ctx.role == Role::Worker {
+    let ray = ctx.multi_node() && !crate::expert::dp_across_nodes(ctx.cfg);
+    if ray && ctx.role == Role::Worker {
         return LaunchSteps {
             prepare: Vec::new(),
             serve: Some(ascend::with_hccl_env(ray::worker(ctx.leader))),
         };
     }
-    let prepare = if ctx.multi_node() {
+    let prepare = if ray {
         vec![ascend::with_hccl_env(ray::head())]
     } else {
         Vec::new()
@@ -91,7 +93,9 @@ fn serve(ctx: &Ctx, ascend: bool) -> CommandLine {
         cmd = cmd.arg("--trust-remote-code");
     }
     if ctx.multi_node() {
-        cmd = if ascend {
+        cmd = if crate::expert::dp_across_nodes(cfg) {
+            crate::expert::vllm_dp_nodes(cmd, ctx)
+        } else if ascend {
             cmd.flag("--distributed-executor-backend", "ray")
         } else {
             let cmd = cmd
@@ -114,6 +118,7 @@ fn serve(ctx: &Ctx, ascend: bool) -> CommandLine {
             crate::pd::vllm_kv_transfer_config(ascend, d),
         );
     }
+    cmd = crate::expert::vllm_flags(cmd, ctx, ascend);
     cmd.args.extend(cfg.extra_args.iter().cloned());
     if ascend {
         cmd = ascend::with_hccl_env(cmd);

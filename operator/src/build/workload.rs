@@ -127,6 +127,9 @@ pub fn launch_config(
         kv_cache_memory_bytes,
         sim: Some(sim),
         disaggregation: None,
+        expert: None,
+        speculative_mtp: false,
+        kv_cache_dtype: None,
     }
 }
 
