@@ -96,20 +96,33 @@ pub(crate) fn validate(cfg: &LaunchConfig) -> Result<(), RenderError> {
         }
     }
     if cfg.engine == Engine::Llamacpp {
-        let asked: Vec<&str> = [
-            (cfg.expert.is_some(), "expert parallelism/DP attention"),
-            (cfg.speculative_mtp, "MTP speculative decoding"),
-            (cfg.kv_cache_dtype.is_some(), "an FP8 KV cache"),
+        let asked: Vec<(&'static str, &str)> = [
+            (
+                cfg.expert.is_some(),
+                "expert",
+                "expert parallelism/DP attention",
+            ),
+            (
+                cfg.speculative_mtp,
+                "speculativeMtp",
+                "MTP speculative decoding",
+            ),
+            (
+                cfg.kv_cache_dtype.is_some(),
+                "kvCacheDtype",
+                "an FP8 KV cache",
+            ),
         ]
         .into_iter()
-        .filter_map(|(on, what)| on.then_some(what))
+        .filter_map(|(on, field, what)| on.then_some((field, what)))
         .collect();
-        if !asked.is_empty() {
+        if let Some((field, _)) = asked.first() {
+            let what: Vec<&str> = asked.iter().map(|(_, w)| *w).collect();
             return invalid(
-                "expert",
+                field,
                 format!(
                     "llama.cpp has no {}: serve it with vllm or sglang, or plan tp-pp without them",
-                    asked.join(", ")
+                    what.join(", ")
                 ),
             );
         }
@@ -170,7 +183,7 @@ pub(crate) fn validate(cfg: &LaunchConfig) -> Result<(), RenderError> {
     }
     if matches!(cfg.engine, Engine::Vllm | Engine::VllmAscend)
         && dp_across_nodes(cfg)
-        && cfg.gpus_per_node % cfg.tensor_parallel != 0
+        && !cfg.gpus_per_node.is_multiple_of(cfg.tensor_parallel)
     {
         return invalid(
             "expert",
