@@ -8,6 +8,8 @@
 //! supervises, no Ray head to start first, no Ray in the image, and a worker that fails
 //! exits, so its pod restarts and the group is recreated. vllm-ascend's multi-node guide
 //! for tensor/pipeline parallelism across nodes is still Ray, so Ascend groups keep it.
+//! Data-parallel (DP attention) groups across nodes use vLLM's data-parallel launch instead,
+//! on every vendor (engine/src/expert.rs).
 //!
 //! Quantization: pre-quantized AWQ/GPTQ/INT8 (compressed-tensors) checkpoints are
 //! auto-detected from the checkpoint's `quantization_config`, and vLLM then picks the
