@@ -42,8 +42,9 @@
 //!   then switch to hybrid load balancing, one API server per node). vllm-ascend uses the
 //!   same launch (its multi-node DP guide), without Ray.
 //! - Refused: llama.cpp (none of it exists there), an FP8 KV cache on vllm-ascend (Ascend's
-//!   KV quantization is int8, through ModelSlim checkpoints), shapes that do not multiply
-//!   out, and vLLM DP across nodes with TP groups that do not fit within a node.
+//!   KV quantization is int8, through ModelSlim checkpoints), redundant experts on vLLM's CPU
+//!   platform (its `ParallelConfig` allows EPLB on CUDA/ROCm/XPU only), shapes that do not
+//!   multiply out, and vLLM DP across nodes with TP groups that do not fit within a node.
 //!
 //! Whether the model has an MTP layer, and whether EP pays off at all, is the planner's
 //! call, not checked here.
@@ -172,6 +173,13 @@ pub(crate) fn validate(cfg: &LaunchConfig) -> Result<(), RenderError> {
                  (vLLM's expert parallelism always spans them all)",
                 e.expert_parallel
             ),
+        );
+    }
+    if e.redundant_experts > 0 && cfg.engine == Engine::Vllm && cfg.vendor == "cpu" {
+        return invalid(
+            "expert",
+            "vLLM's expert load balancer (redundant experts) runs on CUDA and ROCm, not on CPU"
+                .into(),
         );
     }
     if e.redundant_experts > 0 && e.expert_parallel < 2 {

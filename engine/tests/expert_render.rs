@@ -327,6 +327,16 @@ fn refusals_say_why() {
         assert!(why.contains(reason), "{why:?} should say {reason:?}");
     }
 
+    // vLLM's CPU platform has no EPLB.
+    let mut cpu = wide_ep(Engine::Vllm, "cpu", 1, 8, 8, 1);
+    cpu.quantization = "bf16".into();
+    assert!(validate(&cpu).is_ok());
+    cpu.expert = cpu.expert.map(|e| ExpertLayout {
+        redundant_experts: 8,
+        ..e
+    });
+    assert!(refusal(&cpu).contains("not on CPU"));
+
     // vLLM puts whole DP ranks on a node: DP3 x TP4 on 2 x 6 cannot; SGLang can.
     let mut odd = wide_ep(Engine::Vllm, "nvidia", 2, 6, 3, 4);
     assert!(refusal(&odd).contains("tensorParallel 4 does not divide gpusPerNode 6"));
