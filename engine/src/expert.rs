@@ -23,7 +23,8 @@
 //!   (NEXTN is its alias), which loads DeepSeek's MTP layer from the target checkpoint; the
 //!   step/top-k/draft-token values are the ones its `_auto_choose_speculative_params` picks
 //!   for DeepSeek-V3, pinned so an engine upgrade does not change them silently. FP8 KV:
-//!   `--kv-cache-dtype fp8_e4m3`.
+//!   `--kv-cache-dtype fp8_e4m3`. `--max-running-requests` stays the replica's total (SGLang
+//!   divides it among the DP groups).
 //! - vLLM 0.32.0, and the 0.23.0 the ROCm image and vllm-ascend run (`engine/arg_utils.py`,
 //!   `config/parallel.py`, `config/speculative.py`): `--tensor-parallel-size` is TP within
 //!   one DP rank, `--data-parallel-size` the DP ranks, `--enable-expert-parallel` makes the
@@ -35,6 +36,7 @@
 //!   `DYNAMIC_EPLB=true` in the environment). MTP: `--speculative-config` with method
 //!   `mtp` (the DeepSeek-specific `deepseek_mtp` is a deprecated alias in both versions)
 //!   and one speculative token, DeepSeek-V3's one MTP layer. FP8 KV: `--kv-cache-dtype fp8`.
+//!   `--max-num-seqs` binds each DP rank, so it gets the replica's total divided by DP.
 //!   DP across nodes: vLLM's documented multi-node data-parallel launch, not `--nnodes`:
 //!   every rank runs `vllm serve` with `--data-parallel-size-local` (the DP ranks on its
 //!   node), `--data-parallel-address`/`--data-parallel-rpc-port` (the leader); workers add
@@ -213,6 +215,15 @@ pub(crate) fn dp_across_nodes(cfg: &LaunchConfig) -> bool {
 /// SGLang's `--tp`: every rank of the replica (attention TP x DP groups).
 pub(crate) fn sglang_tp_size(cfg: &LaunchConfig) -> u32 {
     cfg.tensor_parallel * cfg.expert.map_or(1, |e| e.data_parallel.max(1))
+}
+
+/// vLLM's `--max-num-seqs`: `maxNumSeqs` is the replica's running sequences, and vLLM
+/// applies the flag to each DP rank's scheduler (`config/scheduler.py`), so each rank gets
+/// its share, rounded up as the planner sizes each rank's KV cache. SGLang's
+/// `--max-running-requests` already counts the whole server (it divides by the DP size).
+pub(crate) fn vllm_max_num_seqs(cfg: &LaunchConfig) -> u32 {
+    let dp = cfg.expert.map_or(1, |e| e.data_parallel.max(1));
+    cfg.max_num_seqs.div_ceil(dp)
 }
 
 /// SGLang's DP-attention, EP, EPLB, MTP and KV-cache flags.

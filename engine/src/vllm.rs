@@ -68,7 +68,7 @@ fn serve(ctx: &Ctx, ascend: bool) -> CommandLine {
         .flag("--tensor-parallel-size", cfg.tensor_parallel)
         .flag("--pipeline-parallel-size", cfg.pipeline_parallel)
         .flag("--max-model-len", cfg.max_model_len)
-        .flag("--max-num-seqs", cfg.max_num_seqs)
+        .flag("--max-num-seqs", crate::expert::vllm_max_num_seqs(cfg))
         .flag("--gpu-memory-utilization", cfg.gpu_memory_utilization);
     if let Some(rev) = &cfg.revision {
         cmd = cmd.flag("--revision", rev);

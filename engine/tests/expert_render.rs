@@ -97,7 +97,7 @@ fn vllm_r1_fp8_on_two_h200_nodes_dp16_ep16() {
     let c = wide_ep(Engine::Vllm, "nvidia", 2, 8, 16, 1);
     let base = "serve deepseek-ai/DeepSeek-R1 --served-model-name deepseek-r1 --host 0.0.0.0 \
         --port 8000 --tensor-parallel-size 1 --pipeline-parallel-size 1 --max-model-len 8192 \
-        --max-num-seqs 64 --gpu-memory-utilization 0.9 --quantization fp8 \
+        --max-num-seqs 4 --gpu-memory-utilization 0.9 --quantization fp8 \
         --data-parallel-size-local 8";
     let leader = serve(&c, 0);
     let expected = format!(
@@ -126,6 +126,22 @@ fn vllm_r1_fp8_on_two_h200_nodes_dp16_ep16() {
         let cmd = serve(&c, rank);
         assert_eq!(cmd.args[cmd.args.len() - tail.len()..], tail[..]);
     }
+}
+
+#[test]
+fn running_sequences_are_the_replicas_on_sglang_and_per_dp_rank_on_vllm() {
+    // 100 sequences over DP16: SGLang takes the total, each vLLM DP rank ceil(100 / 16).
+    let mut c = wide_ep(Engine::Sglang, "nvidia", 2, 8, 16, 1);
+    c.max_num_seqs = 100;
+    assert_eq!(
+        serve(&c, 0).flag_value("--max-running-requests"),
+        Some("100")
+    );
+    c.engine = Engine::Vllm;
+    assert_eq!(serve(&c, 1).flag_value("--max-num-seqs"), Some("7"));
+    c.expert = None;
+    c.tensor_parallel = 16;
+    assert_eq!(serve(&c, 1).flag_value("--max-num-seqs"), Some("100"));
 }
 
 #[test]
