@@ -15,8 +15,8 @@
 //!   the replica and `--attn-dp-size` splits it into attention-DP groups (the older
 //!   `--enable-dp-attention --dp-size N` spelling is deprecated there and resolves to it);
 //!   `--ep-size` is the expert-parallel width. On NVIDIA with DP attention the all-to-all
-//!   runs on DeepEP (`--moe-a2a-backend deepep`, SGLang's large-scale-EP backend, shipped in
-//!   its CUDA image), in `normal` mode on a prefill role and `low_latency` on a decode role
+//!   runs on DeepEP (`--moe-a2a-backend deepep`, the backend SGLang's EP docs name for
+//!   large-scale EP; its CUDA image, our SGLang image's base, builds DeepEP and NVSHMEM), in `normal` mode on a prefill role and `low_latency` on a decode role
 //!   (`auto` picks per batch when aggregated). Elsewhere the default all-reduce/all-gather
 //!   dispatch (`none`) serves. Redundant experts: `--ep-num-redundant-experts` with
 //!   `--enable-eplb`, so the extra copies follow the measured load. MTP: the EAGLE algorithm
