@@ -108,3 +108,43 @@ pub async fn assert_loopback_addresses(client: &Client) -> Result<usize> {
     }
     Ok(checked)
 }
+
+/// Creates a KWOK node (KWOK's `fake` annotation, so KWOK keeps it Ready) with the given
+/// labels, taints and extended resources on top of 96 CPUs and 1000Gi, and its InternalIP
+/// (a 127.x address: the API server never dials it, nothing else does either).
+pub async fn kwok_node(
+    nodes: &Api<Node>,
+    name: &str,
+    labels: serde_json::Value,
+    taints: serde_json::Value,
+    resources: serde_json::Value,
+    ip: &str,
+) -> Result<()> {
+    use kube::api::{Patch, PatchParams, PostParams};
+    use serde_json::json;
+    if !is_loopback(ip) {
+        bail!("node {name}: {ip} is not a loopback address");
+    }
+    let mut labels = labels;
+    labels["kubernetes.io/hostname"] = json!(name);
+    labels["type"] = json!("kwok");
+    let node: Node = serde_json::from_value(json!({
+        "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake"}, "labels": labels},
+        "spec": {"taints": taints},
+    }))?;
+    nodes.create(&PostParams::default(), &node).await?;
+    let mut capacity = json!({"cpu": "96", "memory": "1000Gi", "pods": "110"});
+    if let Some(extra) = resources.as_object() {
+        for (k, v) in extra {
+            capacity[k] = v.clone();
+        }
+    }
+    let status = json!({"status": {
+        "capacity": capacity, "allocatable": capacity,
+        "addresses": [{"type": "InternalIP", "address": ip}],
+    }});
+    nodes
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await?;
+    Ok(())
+}

@@ -40,6 +40,7 @@ pub mod diagnostics;
 pub mod fixtures;
 pub mod namespace;
 pub mod sim;
+pub mod sim_router;
 pub mod wait;
 
 pub use cluster::{Cluster, ClusterEnv};

@@ -25,6 +25,10 @@
 //! [`PROBED_NAMESPACE_PREFIX`]`*` (e2e/kwok/pod-ready-probed.yaml), which start not ready,
 //! so a test that probes should create its namespace with that prefix.
 //!
+//! Routers: with [`SimOptions::router`] the fleet also runs the real `sglang-router` for
+//! the namespace's router pods of prefill/decode models, as their ServiceAccount
+//! (crate::sim_router).
+//!
 //! ```no_run
 //! # async fn example(ns: &deepseek_e2e::TestNamespace) -> anyhow::Result<()> {
 //! use deepseek_e2e::sim::{launcher_binary, SimFleet, SimOptions};
@@ -48,6 +52,8 @@ use kube::{Api, Client, ResourceExt};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
+use crate::sim_router::{self, RouterOptions};
+
 /// Pods the fleet serves.
 pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=deepseek-operator";
 const GROUP_ID: &str = "inference.deepseek-operator.dev/group-id";
@@ -58,7 +64,7 @@ const POLL: Duration = Duration::from_millis(250);
 pub const PROBED_NAMESPACE_PREFIX: &str = "probed-";
 /// The kubelet's default readiness-probe timeout.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
-const RESTART_BACKOFF: Duration = Duration::from_secs(1);
+pub(crate) const RESTART_BACKOFF: Duration = Duration::from_secs(1);
 
 /// How to run the launchers.
 #[derive(Clone, Debug)]
@@ -76,6 +82,8 @@ pub struct SimOptions {
     /// Run the pod's real engine, found in these directories (before `PATH`), instead
     /// of the sim engine.
     pub real_engine_path: Option<Vec<PathBuf>>,
+    /// Run router pods with this router (see crate::sim_router).
+    pub router: Option<RouterOptions>,
 }
 
 impl SimOptions {
@@ -87,6 +95,7 @@ impl SimOptions {
             probe_readiness: false,
             held_ranks: BTreeSet::new(),
             real_engine_path: None,
+            router: None,
         }
     }
 
@@ -94,6 +103,18 @@ impl SimOptions {
     /// first (see the module docs), instead of the sim engine.
     pub fn real_engine(mut self, dirs: Vec<PathBuf>) -> Self {
         self.real_engine_path = Some(dirs);
+        self
+    }
+
+    /// Router pods run `binary` (the pinned `sglang-router`, see
+    /// [`sim_router::router_binary`]), talking to the API server and CA that
+    /// `cluster_kubeconfig`'s current context names, with a token of the pod's
+    /// ServiceAccount (see crate::sim_router).
+    pub fn router(mut self, binary: PathBuf, cluster_kubeconfig: &Path) -> Self {
+        self.router = Some(RouterOptions {
+            binary,
+            cluster_kubeconfig: cluster_kubeconfig.to_path_buf(),
+        });
         self
     }
 
@@ -164,14 +185,14 @@ fn build_launcher() -> Result<PathBuf> {
     }
 }
 
-struct Proc {
-    child: Child,
-    pod: String,
-    ip: Ipv4Addr,
+pub(crate) struct Proc {
+    pub(crate) child: Child,
+    pub(crate) pod: String,
+    pub(crate) ip: Ipv4Addr,
 }
 
 impl Proc {
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Ok(pid) = i32::try_from(self.child.id()) {
             let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
         }
@@ -181,18 +202,22 @@ impl Proc {
 }
 
 #[derive(Default)]
-struct Shared {
+pub(crate) struct Shared {
     procs: HashMap<String, Proc>,
     /// When a pod's process last exited by itself (restart backoff).
     exited: HashMap<String, Instant>,
-    paused: bool,
+    pub(crate) paused: bool,
     started_total: u64,
     held_ranks: BTreeSet<u32>,
+    /// Routers by pod uid, and when one last exited or failed to start.
+    pub(crate) routers: HashMap<String, Proc>,
+    pub(crate) router_exited: HashMap<String, Instant>,
+    pub(crate) routers_started_total: u64,
 }
 
 impl Shared {
     fn kill_all(&mut self) {
-        for (_, mut p) in self.procs.drain() {
+        for (_, mut p) in self.procs.drain().chain(self.routers.drain()) {
             p.kill();
         }
     }
@@ -212,7 +237,7 @@ fn loopback_ip(pod: &Pod) -> Option<Ipv4Addr> {
     }
 }
 
-fn eligible(pod: &Pod) -> Option<Ipv4Addr> {
+pub(crate) fn eligible(pod: &Pod) -> Option<Ipv4Addr> {
     if pod.metadata.deletion_timestamp.is_some() {
         return None;
     }
@@ -378,13 +403,13 @@ pub fn ready_condition(pod: &Pod) -> Option<(bool, String)> {
     Some((c.status == "True", c.message.clone().unwrap_or_default()))
 }
 
-/// What a kubelet's readiness probe would conclude for a pod, and why.
-async fn probe_one(http: &reqwest::Client, ip: Ipv4Addr, has_launcher: bool) -> (bool, String) {
-    if !has_launcher {
-        return (false, "no launcher runs for this pod".into());
-    }
-    let url = format!("http://{ip}:{LAUNCHER_PORT}{READINESS_PATH}");
-    match http.get(&url).send().await {
+/// What a kubelet's readiness probe of `url` would conclude for a pod, and why (no URL:
+/// no process runs for the pod).
+async fn probe_one(http: &reqwest::Client, url: Option<&str>) -> (bool, String) {
+    let Some(url) = url else {
+        return (false, "no process runs for this pod".into());
+    };
+    match http.get(url).send().await {
         Ok(r) => {
             let ok = r.status().is_success();
             let body = r.text().await.unwrap_or_default();
@@ -414,35 +439,45 @@ pub fn readiness_patch(ready: bool, message: &str) -> serde_json::Value {
     serde_json::json!({"status": {"conditions": [condition("ContainersReady"), condition("Ready")]}})
 }
 
-/// A pod to probe: name, IP, whether a launcher runs for it, and the `Ready` condition
-/// (verdict, message) it carries now.
+/// A pod to probe: name, the URL to probe if a process runs for it, and the `Ready`
+/// condition (verdict, message) it carries now.
 struct ProbeTarget {
     name: String,
-    ip: Ipv4Addr,
-    has_launcher: bool,
+    url: Option<String>,
     reported: Option<(bool, String)>,
 }
 
-/// Probes every running pod and writes its readiness where it changed.
-async fn probe(api: &Api<Pod>, http: &reqwest::Client, shared: &Mutex<Shared>, pods: &[Pod]) {
+/// Probes every running launcher and router pod and writes its readiness where it changed.
+async fn probe(
+    api: &Api<Pod>,
+    http: &reqwest::Client,
+    shared: &Mutex<Shared>,
+    pods: &[Pod],
+    routers: &[Pod],
+) {
     let targets: Vec<ProbeTarget> = {
         let Ok(s) = shared.lock() else { return };
-        pods.iter()
-            .filter_map(|p| {
-                let ip = eligible(p)?;
-                let has_launcher = p.uid().is_some_and(|u| s.procs.contains_key(&u));
-                Some(ProbeTarget {
-                    name: p.name_any(),
-                    ip,
-                    has_launcher,
-                    reported: ready_condition(p),
-                })
+        let launchers = pods.iter().filter_map(|p| {
+            let ip = eligible(p)?;
+            let runs = p.uid().is_some_and(|u| s.procs.contains_key(&u));
+            Some(ProbeTarget {
+                name: p.name_any(),
+                url: runs.then(|| format!("http://{ip}:{LAUNCHER_PORT}{READINESS_PATH}")),
+                reported: ready_condition(p),
             })
-            .collect()
+        });
+        let routers = routers.iter().filter_map(|p| {
+            let ip = eligible(p)?;
+            let runs = p.uid().is_some_and(|u| s.routers.contains_key(&u));
+            Some(ProbeTarget {
+                name: p.name_any(),
+                url: runs.then(|| sim_router::probe_url(p, ip)),
+                reported: ready_condition(p),
+            })
+        });
+        launchers.chain(routers).collect()
     };
-    let probes = targets
-        .iter()
-        .map(|t| probe_one(http, t.ip, t.has_launcher));
+    let probes = targets.iter().map(|t| probe_one(http, t.url.as_deref()));
     // Concurrently: a slow launcher must not delay the other pods' reports.
     let results = futures::future::join_all(probes).await;
     for (t, (ready, message)) in targets.iter().zip(results) {
@@ -461,6 +496,19 @@ async fn probe(api: &Api<Pod>, http: &reqwest::Client, shared: &Mutex<Shared>, p
     }
 }
 
+/// Router pods (when the fleet runs routers) and operator-managed launcher pods.
+fn split_routers(pods: Vec<Pod>, opts: &SimOptions) -> (Vec<Pod>, Vec<Pod>) {
+    let (routers, rest): (Vec<Pod>, Vec<Pod>) = pods
+        .into_iter()
+        .partition(|p| opts.router.is_some() && sim_router::router_args(p).is_some());
+    let (key, value) = MANAGED_SELECTOR.split_once('=').unwrap_or_default();
+    let managed = rest
+        .into_iter()
+        .filter(|p| p.labels().get(key).map(String::as_str) == Some(value))
+        .collect();
+    (routers, managed)
+}
+
 impl SimFleet {
     /// Starts serving the operator-managed pods of `namespace` (polled every 250 ms).
     pub fn start(client: Client, namespace: &str, opts: SimOptions) -> SimFleet {
@@ -468,11 +516,16 @@ impl SimFleet {
             held_ranks: opts.held_ranks.clone(),
             ..Shared::default()
         }));
-        let api: Api<Pod> = Api::namespaced(client, namespace);
+        let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        let namespace = namespace.to_string();
         let task = {
             let shared = shared.clone();
             tokio::spawn(async move {
-                let lp = ListParams::default().labels(MANAGED_SELECTOR);
+                // Router pods need not carry the operator's labels: with routers, list all.
+                let lp = match opts.router {
+                    Some(_) => ListParams::default(),
+                    None => ListParams::default().labels(MANAGED_SELECTOR),
+                };
                 let http = reqwest::Client::builder()
                     .no_proxy()
                     .timeout(PROBE_TIMEOUT)
@@ -481,9 +534,16 @@ impl SimFleet {
                 loop {
                     match api.list(&lp).await {
                         Ok(list) => {
-                            sync(&shared, &opts, &list.items);
+                            let (routers, launchers) = split_routers(list.items, &opts);
+                            sync(&shared, &opts, &launchers);
+                            if let Some(router) = &opts.router {
+                                sim_router::sync(
+                                    &client, &namespace, &shared, &opts, router, &routers,
+                                )
+                                .await;
+                            }
                             if opts.probe_readiness {
-                                probe(&api, &http, &shared, &list.items).await;
+                                probe(&api, &http, &shared, &launchers, &routers).await;
                             }
                         }
                         Err(e) => eprintln!("deepseek-e2e sim: listing pods: {e}"),
@@ -512,6 +572,22 @@ impl SimFleet {
             .lock()
             .map(|s| s.procs.values().map(|p| (p.pod.clone(), p.ip)).collect())
             .unwrap_or_default()
+    }
+
+    /// `(pod name, pod IP)` of every running router.
+    pub fn routers(&self) -> Vec<(String, Ipv4Addr)> {
+        self.shared
+            .lock()
+            .map(|s| s.routers.values().map(|p| (p.pod.clone(), p.ip)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Routers started so far (restarts included).
+    pub fn routers_started_total(&self) -> u64 {
+        self.shared
+            .lock()
+            .map(|s| s.routers_started_total)
+            .unwrap_or(0)
     }
 
     /// Starts the launchers of `rank` from now on (see [`SimOptions::hold_rank`]).

@@ -36,6 +36,8 @@ const QUANTIZATIONS: [&str; 12] = [
 const LEADER: &str = "r1--a1b2c3-0-0.r1--ranks.team-a.svc";
 /// What the launcher substitutes for `$(DSO_POD_IP)`.
 const POD_IP: &str = "10.0.0.9";
+/// The memfabric config store a controller names for the `ascend` transfer.
+const ASCEND_STORE: &str = "10.0.0.7:8999";
 
 /// (nodes, gpus per node, pipeline stages): one GPU, one node, the catalog's multi-node
 /// shapes with and without pipeline parallelism.
@@ -160,9 +162,10 @@ fn disaggregated(engines: &[Engine]) {
     for &engine in engines {
         for vendor in ["nvidia", "amd", "ascend", "cpu"] {
             for quant in ["fp8", "bf16", "int8", "w4a8"] {
-                for (nodes, gpn, pp) in [(1, 8, 1), (2, 8, 1), (4, 8, 1)] {
+                for (nodes, gpn, pp) in pd_shapes(vendor) {
                     for role in [PdRole::Prefill, PdRole::Decode] {
-                        for transfer in [KvTransfer::Mooncake, KvTransfer::Nixl] {
+                        for transfer in [KvTransfer::Mooncake, KvTransfer::Nixl, KvTransfer::Ascend]
+                        {
                             let cfg = LaunchConfig {
                                 engine,
                                 vendor: vendor.into(),
@@ -180,7 +183,12 @@ fn disaggregated(engines: &[Engine]) {
                                 extra_args: vec![],
                                 trust_remote_code: false,
                                 sim: None,
-                                disaggregation: Some(Disaggregation { role, transfer }),
+                                disaggregation: Some(Disaggregation {
+                                    role,
+                                    transfer,
+                                    ascend_store: (transfer == KvTransfer::Ascend)
+                                        .then(|| ASCEND_STORE.to_string()),
+                                }),
                                 kv_cache_memory_bytes: None,
                                 expert: None,
                                 speculative_mtp: false,
@@ -242,9 +250,12 @@ fn expert_parallel(engines: &[Engine]) {
                             trust_remote_code: false,
                             kv_cache_memory_bytes: None,
                             sim: None,
-                            disaggregation: role.map(|role| Disaggregation {
-                                role,
-                                transfer: KvTransfer::Mooncake,
+                            disaggregation: role.map(|role| {
+                                let mut d = Disaggregation::new(role, engine, vendor);
+                                if d.transfer == KvTransfer::Ascend {
+                                    d.ascend_store = Some(ASCEND_STORE.to_string());
+                                }
+                                d
                             }),
                             expert: Some(ExpertLayout {
                                 data_parallel: dp,
@@ -262,6 +273,16 @@ fn expert_parallel(engines: &[Engine]) {
             }
         }
     }
+}
+
+/// The disaggregated shapes: 8-GPU nodes, and on Ascend also the A3's 16 dies per node
+/// (one and two nodes, as SGLang's A3 recipes run prefill and decode).
+fn pd_shapes(vendor: &str) -> Vec<(u32, u32, u32)> {
+    let mut shapes = vec![(1, 8, 1), (2, 8, 1), (4, 8, 1)];
+    if vendor == "ascend" {
+        shapes.extend([(1, 16, 1), (2, 16, 1)]);
+    }
+    shapes
 }
 
 fn shapes(engine: Engine) -> Vec<(u32, u32, u32)> {

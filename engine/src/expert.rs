@@ -14,11 +14,13 @@
 //! - SGLang 0.5.23 (`sglang/srt/arg_groups/fields/parallel.py`): `--tp` counts every rank of
 //!   the replica and `--attn-dp-size` splits it into attention-DP groups (the older
 //!   `--enable-dp-attention --dp-size N` spelling is deprecated there and resolves to it);
-//!   `--ep-size` is the expert-parallel width. On NVIDIA with DP attention the all-to-all
-//!   runs on DeepEP (`--moe-a2a-backend deepep`, the backend SGLang's EP docs name for
-//!   large-scale EP; its CUDA image, our SGLang image's base, builds DeepEP and NVSHMEM), in `normal` mode on a prefill role and `low_latency` on a decode role
-//!   (`auto` picks per batch when aggregated). Elsewhere the default all-reduce/all-gather
-//!   dispatch (`none`) serves. Redundant experts: `--ep-num-redundant-experts` with
+//!   `--ep-size` is the expert-parallel width. On NVIDIA and Ascend with DP attention the
+//!   all-to-all runs on DeepEP (`--moe-a2a-backend deepep`, the backend SGLang's EP docs
+//!   name for large-scale EP; its CUDA image, our SGLang image's base, builds DeepEP and
+//!   NVSHMEM, and its Ascend DeepSeek examples run the NPU DeepEP of sgl-kernel-npu), in
+//!   `normal` mode on a prefill role and `low_latency` on a decode role (`auto` picks per
+//!   batch when aggregated). On AMD the default all-reduce/all-gather dispatch (`none`)
+//!   serves (MoRI is image-dependent). Redundant experts: `--ep-num-redundant-experts` with
 //!   `--enable-eplb`, so the extra copies follow the measured load. MTP: the EAGLE algorithm
 //!   (NEXTN is its alias), which loads DeepSeek's MTP layer from the target checkpoint; the
 //!   step/top-k/draft-token values are the ones its `_auto_choose_speculative_params` picks
@@ -43,8 +45,8 @@
 //!   `--headless --data-parallel-start-rank`. The leader passes no start rank (vLLM would
 //!   then switch to hybrid load balancing, one API server per node). vllm-ascend uses the
 //!   same launch (its multi-node DP guide), without Ray.
-//! - Refused: llama.cpp (none of it exists there), an FP8 KV cache on vllm-ascend (Ascend's
-//!   KV quantization is int8, through ModelSlim checkpoints), redundant experts on vLLM's CPU
+//! - Refused: llama.cpp (none of it exists there), an FP8 KV cache on Ascend (A2/A3 have no
+//!   FP8; their KV quantization is int8, through ModelSlim checkpoints), redundant experts on vLLM's CPU
 //!   platform (its `ParallelConfig` allows EPLB on CUDA/ROCm/XPU only), shapes that do not
 //!   multiply out, and vLLM DP across nodes with TP groups that do not fit within a node.
 //!
@@ -130,12 +132,14 @@ pub(crate) fn validate(cfg: &LaunchConfig) -> Result<(), RenderError> {
             );
         }
     }
-    if cfg.engine == Engine::VllmAscend && cfg.kv_cache_dtype.is_some() {
+    if cfg.vendor == "ascend" && cfg.kv_cache_dtype.is_some() {
         return invalid(
             "kvCacheDtype",
-            "vllm-ascend has no FP8 KV cache (Ascend quantizes KV to int8 through ModelSlim \
-             checkpoints): plan the KV cache at the model's dtype"
-                .into(),
+            format!(
+                "{} has no FP8 KV cache on Ascend A2/A3 (no FP8 there; their KV quantization is \
+                 int8, through ModelSlim checkpoints): plan the KV cache at the model's dtype",
+                cfg.engine
+            ),
         );
     }
     let Some(e) = &cfg.expert else {
@@ -235,9 +239,9 @@ pub(crate) fn sglang_flags(mut cmd: CommandLine, ctx: &Ctx) -> CommandLine {
         }
         if e.expert_parallel > 1 {
             cmd = cmd.flag("--ep-size", e.expert_parallel);
-            if cfg.vendor == "nvidia" && e.data_parallel > 1 {
+            if matches!(cfg.vendor.as_str(), "nvidia" | "ascend") && e.data_parallel > 1 {
                 cmd = cmd.flag("--moe-a2a-backend", "deepep");
-                match cfg.disaggregation.map(|d| d.role) {
+                match cfg.disaggregation.as_ref().map(|d| d.role) {
                     Some(PdRole::Prefill) => cmd = cmd.flag("--deepep-mode", "normal"),
                     Some(PdRole::Decode) => cmd = cmd.flag("--deepep-mode", "low_latency"),
                     None => {}

@@ -36,6 +36,10 @@ pub const UPSTREAM_ROCM: &str =
 pub const UPSTREAM_CUDA_SGLANG: &str = "lmsysorg/sglang:v0.5.23";
 pub const UPSTREAM_ROCM_SGLANG: &str = "lmsysorg/sglang:v0.5.23-rocm700-mi30x";
 pub const UPSTREAM_ASCEND: &str = "quay.io/ascend/vllm-ascend:v0.23.0";
+/// SGLang's Atlas A3 image (`runtime-ascend-sglang`: Dockerfile.ascend with this base). The
+/// tag follows SGLang's Ascend naming (`v<version>-cann<CANN>-a3`; A2 images end in
+/// `-910b`); the CANN part is an estimate until the first build pulls it.
+pub const UPSTREAM_ASCEND_SGLANG: &str = "quay.io/ascend/sglang:v0.5.23-cann9.0.0-a3";
 /// The CPU image builds llama-server from the pinned source (see Dockerfile.cpu) on this base.
 pub const UPSTREAM_CPU: &str = "debian:bookworm-slim";
 
@@ -87,6 +91,10 @@ mod tests {
         assert_eq!(
             default_image("ascend", Engine::VllmAscend),
             format!("ghcr.io/deepseek-operator/runtime-ascend:{v}")
+        );
+        assert_eq!(
+            default_image("ascend", Engine::Sglang),
+            format!("ghcr.io/deepseek-operator/runtime-ascend-sglang:{v}")
         );
         assert_eq!(
             default_image("cpu", Engine::Llamacpp),

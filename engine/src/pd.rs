@@ -8,7 +8,12 @@
 //! bootstrap port and decode pulls it from there. The flags differ per engine:
 //!
 //! - SGLang: `--disaggregation-mode prefill|decode`, `--disaggregation-transfer-backend`,
-//!   and on prefill `--disaggregation-bootstrap-port`.
+//!   and on prefill `--disaggregation-bootstrap-port`. On Ascend NPUs the transfer is
+//!   `ascend` (Huawei's memfabric transfer engine, SGLang's `TransferBackend.ASCEND`), which
+//!   finds its peers through a config store named by `ASCEND_MF_STORE_URL`; Mooncake there
+//!   is its Ascend transport (`ENABLE_ASCEND_TRANSFER_WITH_MOONCAKE`, peer-to-peer handshake,
+//!   no store). Both read from the pinned SGLang 0.5.23 (`disaggregation/ascend/
+//!   transfer_engine.py`, `distributed/device_communicators/mooncake_transfer_engine.py`).
 //! - vLLM: `--kv-transfer-config` with the NIXL connector (`kv_both` on either side, as
 //!   vLLM's P/D setup uses it) or the Mooncake connector (producer/consumer).
 //! - vllm-ascend: `--kv-transfer-config` with its `MooncakeConnectorV1`.
@@ -27,6 +32,13 @@ pub const ROUTER_PORT: u16 = 8000;
 pub const ROUTER_METRICS_PORT: u16 = 29000;
 /// Pod annotation the router's service discovery reads a prefill pod's bootstrap port from.
 pub const BOOTSTRAP_PORT_ANNOTATION: &str = "sglang.ai/bootstrap-port";
+/// A port for the memfabric config store of the `ascend` transfer, where the controller
+/// runs one (any free port works; both roles must name the same `host:port`).
+pub const ASCEND_STORE_PORT: u16 = 8999;
+/// Environment variable SGLang's `ascend` transfer reads the config store's URL from.
+pub const ASCEND_STORE_ENV: &str = "ASCEND_MF_STORE_URL";
+/// Environment switch that makes SGLang's Mooncake transfer use its Ascend transport.
+pub const ASCEND_MOONCAKE_ENV: &str = "ENABLE_ASCEND_TRANSFER_WITH_MOONCAKE";
 
 /// Which half of a disaggregated deployment a group serves.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -60,6 +72,9 @@ pub enum KvTransfer {
     Mooncake,
     /// NVIDIA NIXL (UCX): vLLM's reference P/D connector.
     Nixl,
+    /// Huawei memfabric between Ascend NPUs: SGLang's `ascend` transfer backend, the one
+    /// SGLang's Ascend PD recipes use. Needs a config store (`Disaggregation::ascend_store`).
+    Ascend,
 }
 
 impl KvTransfer {
@@ -67,44 +82,129 @@ impl KvTransfer {
         match self {
             KvTransfer::Mooncake => "mooncake",
             KvTransfer::Nixl => "nixl",
+            KvTransfer::Ascend => "ascend",
+        }
+    }
+
+    /// The transfer a group gets when the manifest names none: `ascend` for SGLang (and
+    /// the sim standing in for it) on Ascend NPUs, Mooncake elsewhere. vllm-ascend's only
+    /// connector is Mooncake's (`MooncakeConnectorV1`), so it keeps Mooncake.
+    pub fn default_for(engine: Engine, vendor: &str) -> KvTransfer {
+        match (engine, vendor) {
+            (Engine::VllmAscend, _) => KvTransfer::Mooncake,
+            (_, "ascend") => KvTransfer::Ascend,
+            _ => KvTransfer::Mooncake,
         }
     }
 }
 
 /// A group's part in a disaggregated deployment (`LaunchConfig::disaggregation`).
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Disaggregation {
     pub role: PdRole,
     #[serde(default)]
     pub transfer: KvTransfer,
+    /// `host:port` of the memfabric config store every prefill and decode group of the
+    /// model shares; required by (and only allowed with) `transfer: ascend`. Rendered as
+    /// `ASCEND_MF_STORE_URL=tcp://<it>` on every rank. SGLang's A3 recipes point it at the
+    /// first prefill node (sgl-project/sglang, `docs/platforms/ascend/
+    /// ascend_npu_deepseek_example.md`); `python3 -m memfabric_hybrid.launch_ascend_mf_store`
+    /// runs a store alone (memfabric-hybrid 1.3.0, reading `MF_CONFIG_STORE_URL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ascend_store: Option<String>,
 }
 
-/// Refuses engines without a KV handoff.
-pub(crate) fn validate(engine: Engine, d: &Disaggregation) -> Result<(), RenderError> {
+impl Disaggregation {
+    /// A role with the engine's per-vendor default transfer ([`KvTransfer::default_for`])
+    /// and no store address (set `ascend_store` when that default is `ascend`).
+    pub fn new(role: PdRole, engine: Engine, vendor: &str) -> Self {
+        Disaggregation {
+            role,
+            transfer: KvTransfer::default_for(engine, vendor),
+            ascend_store: None,
+        }
+    }
+}
+
+fn refuse(reason: impl Into<String>) -> Result<(), RenderError> {
+    Err(RenderError::InvalidField {
+        field: "disaggregation",
+        reason: reason.into(),
+    })
+}
+
+/// Refuses engines without a KV handoff and transfers the vendor's hardware cannot use.
+pub(crate) fn validate(
+    engine: Engine,
+    vendor: &str,
+    d: &Disaggregation,
+) -> Result<(), RenderError> {
+    let ascend = vendor == "ascend";
     match (engine, d.transfer) {
-        (Engine::Llamacpp, _) => Err(RenderError::InvalidField {
-            field: "disaggregation",
-            reason: "llama.cpp cannot hand a KV cache to another server; serve it aggregated"
-                .into(),
-        }),
-        (Engine::VllmAscend, KvTransfer::Nixl) => Err(RenderError::InvalidField {
-            field: "disaggregation",
-            reason: "vllm-ascend transfers KV with Mooncake, not NIXL".into(),
-        }),
+        (Engine::Llamacpp, _) => {
+            return refuse("llama.cpp cannot hand a KV cache to another server; serve it aggregated")
+        }
+        (Engine::VllmAscend, KvTransfer::Nixl | KvTransfer::Ascend) => {
+            return refuse(format!(
+                "vllm-ascend transfers KV with Mooncake (MooncakeConnectorV1), not {}; use transfer mooncake, or engine sglang for the ascend transfer",
+                d.transfer.as_str()
+            ))
+        }
+        (Engine::Sim, _) => {}
+        (_, KvTransfer::Nixl) if ascend => {
+            return refuse("NIXL does not move KV between Ascend NPUs; use transfer ascend (the default there) or mooncake")
+        }
+        (_, KvTransfer::Ascend) if !ascend => {
+            return refuse(format!(
+                "the ascend transfer (memfabric) moves KV between Ascend NPUs only, not {vendor}; use transfer mooncake or nixl"
+            ))
+        }
+        _ => {}
+    }
+    match (d.transfer, d.ascend_store.as_deref()) {
+        (KvTransfer::Ascend, None) if engine != Engine::Sim => refuse(
+            "transfer ascend needs ascendStore: the host:port of the memfabric config store shared by every prefill and decode group",
+        ),
+        (KvTransfer::Ascend, Some(s)) if s.trim().is_empty() || !s.contains(':') => {
+            refuse(format!("ascendStore {s:?} is not host:port"))
+        }
+        (KvTransfer::Mooncake | KvTransfer::Nixl, Some(_)) => {
+            refuse("ascendStore is only used by transfer ascend")
+        }
         _ => Ok(()),
     }
 }
 
-/// SGLang's role flags.
-pub(crate) fn sglang_flags(cmd: CommandLine, d: &Disaggregation) -> CommandLine {
-    let cmd = cmd
+/// SGLang's role flags, and on Ascend the environment its transfer reads.
+pub(crate) fn sglang_flags(cmd: CommandLine, vendor: &str, d: &Disaggregation) -> CommandLine {
+    let mut cmd = cmd
         .flag("--disaggregation-mode", d.role.as_str())
         .flag("--disaggregation-transfer-backend", d.transfer.as_str());
-    match d.role {
-        PdRole::Prefill => cmd.flag("--disaggregation-bootstrap-port", BOOTSTRAP_PORT),
-        PdRole::Decode => cmd,
+    if d.role == PdRole::Prefill {
+        cmd = cmd.flag("--disaggregation-bootstrap-port", BOOTSTRAP_PORT);
     }
+    match (d.transfer, d.ascend_store.as_deref()) {
+        (KvTransfer::Ascend, Some(store)) => {
+            cmd.with_env(ASCEND_STORE_ENV, format!("tcp://{store}"))
+        }
+        (KvTransfer::Mooncake, _) if vendor == "ascend" => cmd.with_env(ASCEND_MOONCAKE_ENV, "1"),
+        _ => cmd,
+    }
+}
+
+/// The memfabric config store of the `ascend` transfer, run alone (memfabric-hybrid's
+/// `launch_ascend_mf_store` module, which reads its listen URL from
+/// `MF_CONFIG_STORE_URL`), listening on every interface of its pod. Not verified on
+/// Ascend hardware here: docs/engines.md says so.
+pub fn ascend_store_command() -> CommandLine {
+    CommandLine::new("python3")
+        .arg("-m")
+        .arg("memfabric_hybrid.launch_ascend_mf_store")
+        .with_env(
+            "MF_CONFIG_STORE_URL",
+            format!("tcp://0.0.0.0:{ASCEND_STORE_PORT}"),
+        )
 }
 
 /// vLLM's (and vllm-ascend's) `--kv-transfer-config` for a role.
@@ -113,8 +213,13 @@ pub(crate) fn vllm_kv_transfer_config(ascend: bool, d: &Disaggregation) -> Strin
         (true, _, PdRole::Prefill) => ("MooncakeConnectorV1", "kv_producer"),
         (true, _, PdRole::Decode) => ("MooncakeConnectorV1", "kv_consumer"),
         (false, KvTransfer::Nixl, _) => ("NixlConnector", "kv_both"),
-        (false, KvTransfer::Mooncake, PdRole::Prefill) => ("MooncakeConnector", "kv_producer"),
-        (false, KvTransfer::Mooncake, PdRole::Decode) => ("MooncakeConnector", "kv_consumer"),
+        // `ascend` never reaches here: `validate` refuses it for the vLLM family.
+        (false, KvTransfer::Mooncake | KvTransfer::Ascend, PdRole::Prefill) => {
+            ("MooncakeConnector", "kv_producer")
+        }
+        (false, KvTransfer::Mooncake | KvTransfer::Ascend, PdRole::Decode) => {
+            ("MooncakeConnector", "kv_consumer")
+        }
     };
     serde_json::json!({ "kv_connector": connector, "kv_role": role }).to_string()
 }
@@ -143,10 +248,15 @@ pub struct RouterConfig {
 /// nor the pinned vLLM ships as a command.
 pub fn router_command(cfg: &RouterConfig) -> Result<CommandLine, RenderError> {
     if !matches!(cfg.engine, Engine::Sglang | Engine::Sim) {
+        let instead = if cfg.engine == Engine::VllmAscend {
+            "use engine sglang, which serves Ascend NPUs with the ascend KV transfer"
+        } else {
+            "use engine sglang"
+        };
         return Err(RenderError::InvalidField {
             field: "disaggregation",
             reason: format!(
-                "the pinned router speaks SGLang's prefill/decode protocol; {} has no router here (use engine sglang)",
+                "the pinned router speaks SGLang's prefill/decode protocol; {} has no router here ({instead})",
                 cfg.engine
             ),
         });

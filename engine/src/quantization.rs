@@ -15,7 +15,7 @@ pub enum Quantization {
     Nvfp4,
     /// OCP MXFP4 checkpoints from AMD Quark (CDNA 4).
     Mxfp4,
-    /// ModelSlim W4A8 checkpoints (vllm-ascend).
+    /// ModelSlim W4A8 checkpoints (vllm-ascend, SGLang on Ascend).
     W4a8,
     /// A GGUF quant type, e.g. `Q4_K_M` for `gguf-q4_k_m`.
     Gguf(&'static str),
@@ -59,11 +59,15 @@ impl Quantization {
                 W4a8 => false,
                 Gguf(_) => true,
             },
+            // SGLang on Ascend (its Ascend quantization doc, and the pinned source's NPU
+            // schemes): ModelSlim W8A8/W4A8, AWQ/GPTQ W4A16; the NPUs have no FP8 or FP4.
             Engine::Sglang => match self {
-                Bf16 | Fp16 | Fp8 | Int4Awq | Int4Gptq => true,
-                Int8 | Nvfp4 => vendor == "nvidia",
+                Bf16 | Fp16 | Int4Awq | Int4Gptq => true,
+                Fp8 => vendor != "ascend",
+                Int8 => vendor == "nvidia" || vendor == "ascend",
+                Nvfp4 => vendor == "nvidia",
                 Mxfp4 => vendor == "amd",
-                W4a8 => false,
+                W4a8 => vendor == "ascend",
                 Gguf(_) => vendor == "nvidia",
             },
             // vllm-ascend: W8A8 and W4A8 (ModelSlim) and float; no FP8, no AWQ/GPTQ

@@ -70,8 +70,11 @@ pub fn validate(cfg: &LaunchConfig) -> Result<(), RenderError> {
         Engine::Vllm if !matches!(cfg.vendor.as_str(), "nvidia" | "amd" | "cpu") => {
             return engine_vendor("vllm needs nvidia, amd or cpu (use vllm-ascend on ascend)");
         }
-        Engine::Sglang if !matches!(cfg.vendor.as_str(), "nvidia" | "amd") => {
-            return engine_vendor("sglang needs nvidia or amd (use llamacpp or vllm on cpu)");
+        // SGLang serves Ascend NPUs too (`--device npu`, its `ascend` attention backend).
+        Engine::Sglang if !matches!(cfg.vendor.as_str(), "nvidia" | "amd" | "ascend") => {
+            return engine_vendor(
+                "sglang needs nvidia, amd or ascend (use llamacpp or vllm on cpu)",
+            );
         }
         Engine::VllmAscend if cfg.vendor != "ascend" => {
             return engine_vendor("vllm-ascend needs ascend NPUs");
@@ -82,7 +85,7 @@ pub fn validate(cfg: &LaunchConfig) -> Result<(), RenderError> {
         _ => {}
     }
     if let Some(d) = &cfg.disaggregation {
-        crate::pd::validate(cfg.engine, d)?;
+        crate::pd::validate(cfg.engine, &cfg.vendor, d)?;
     }
     crate::expert::validate(cfg)?;
     let q = Quantization::parse(&cfg.quantization)?;

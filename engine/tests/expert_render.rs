@@ -242,12 +242,20 @@ fn sglang_deepep_mode_follows_the_pd_role_and_stays_off_amd() {
         c.disaggregation = Some(Disaggregation {
             role,
             transfer: KvTransfer::Mooncake,
+            ascend_store: None,
         });
         assert_eq!(serve(&c, 0).flag_value("--deepep-mode"), Some(mode));
     }
     let amd = serve(&wide_ep(Engine::Sglang, "amd", 2, 8, 16, 1), 0);
     assert_eq!(amd.flag_value("--ep-size"), Some("16"));
     assert!(!amd.has_arg("--moe-a2a-backend") && !amd.has_arg("--deepep-mode"));
+    // SGLang's Ascend DeepSeek recipes run DP attention on the NPU DeepEP too.
+    let mut a3 = wide_ep(Engine::Sglang, "ascend", 2, 16, 32, 1);
+    a3.quantization = "w4a8".into();
+    let npu = serve(&a3, 1);
+    assert_eq!(npu.flag_value("--tp"), Some("32"));
+    assert_eq!(npu.flag_value("--attn-dp-size"), Some("32"));
+    assert_eq!(npu.flag_value("--moe-a2a-backend"), Some("deepep"));
 }
 
 #[test]
@@ -273,11 +281,13 @@ fn refusals_say_why() {
         "{why}"
     );
 
-    // vllm-ascend: no FP8 KV cache.
+    // Ascend A2/A3: no FP8 KV cache, whichever engine.
     let mut a = wide_ep(Engine::VllmAscend, "ascend", 1, 16, 16, 1);
     a.quantization = "int8".into();
     a.kv_cache_dtype = Some("fp8".into());
-    assert!(refusal(&a).contains("vllm-ascend has no FP8 KV cache"));
+    assert!(refusal(&a).contains("vllm-ascend has no FP8 KV cache on Ascend"));
+    a.engine = Engine::Sglang;
+    assert!(refusal(&a).contains("sglang has no FP8 KV cache on Ascend"));
 
     let base = wide_ep(Engine::Sglang, "nvidia", 2, 8, 16, 1);
     let cases: Vec<(LaunchConfig, &str)> = vec![

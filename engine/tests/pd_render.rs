@@ -42,7 +42,11 @@ fn serve(c: &LaunchConfig) -> CommandLine {
 }
 
 fn role(role: PdRole, transfer: KvTransfer) -> Option<Disaggregation> {
-    Some(Disaggregation { role, transfer })
+    Some(Disaggregation {
+        role,
+        transfer,
+        ascend_store: None,
+    })
 }
 
 #[test]

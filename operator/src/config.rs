@@ -197,6 +197,18 @@ impl OperatorConfig {
         serde_yaml::from_str(text).map_err(|e| format!("invalid operator config: {e}"))
     }
 
+    /// The router's image of a disaggregated model: `images.router`, else the default
+    /// router image (runtime-image/Dockerfile.router) at the runtime image tag.
+    pub fn router_image(&self) -> String {
+        self.images.get("router").cloned().unwrap_or_else(|| {
+            let tag = self
+                .runtime_image_tag
+                .as_deref()
+                .unwrap_or(deepseek_engine::images::TAG);
+            format!("{}/router:{tag}", deepseek_engine::images::REGISTRY)
+        })
+    }
+
     /// The image for a vendor and engine: configured, else the runtime image default.
     pub fn image_for(&self, vendor: Vendor, engine: Engine) -> String {
         let key = format!("{}/{}", vendor.as_str(), engine.as_str());

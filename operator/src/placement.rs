@@ -68,7 +68,16 @@ impl Placement {
             gpus_per_node: plan.gpus_per_node,
             tensor_parallel: plan.tensor_parallel,
             pipeline_parallel: plan.pipeline_parallel,
-            layout: format!("{}x{}", plan.tensor_parallel, plan.pipeline_parallel),
+            // `TPxPP` as before for TP x PP; the planner's own name (`DP16xEP16`) otherwise.
+            layout: if plan.expert_parallel > 1 {
+                plan.layout.clone()
+            } else {
+                format!("{}x{}", plan.tensor_parallel, plan.pipeline_parallel)
+            },
+            data_parallel: (plan.expert_parallel > 1).then_some(plan.data_parallel),
+            expert_parallel: (plan.expert_parallel > 1).then_some(plan.expert_parallel),
+            layout_reason: (plan.objective != deepseek_planner::LayoutObjective::Cheapest)
+                .then(|| plan.layout_reason.clone()),
             max_model_len: plan.max_model_len,
             max_concurrency: plan.max_concurrency,
             pool: Some(p.pool.name.clone()),
@@ -108,7 +117,7 @@ pub fn plan_on(v: &ValidatedModel, pool: &Pool, catalog: &Catalog) -> Result<Pla
         } else {
             None
         },
-        parallel: Default::default(),
+        parallel: v.parallel_options,
     })
 }
 
@@ -117,7 +126,11 @@ pub fn place(
     pools: &[Pool],
     catalog: &Catalog,
 ) -> Result<Placement, Unplaceable> {
-    let candidates: Vec<&Pool> = pools.iter().filter(|p| matches(v, p)).collect();
+    let narrowed: Vec<Pool> = pools
+        .iter()
+        .filter_map(|p| p.narrowed(&v.node_selector))
+        .collect();
+    let candidates: Vec<&Pool> = narrowed.iter().filter(|p| matches(v, p)).collect();
     if candidates.is_empty() {
         let wanted = match (&v.product, v.vendor) {
             (Some(p), _) => format!("accelerator {p}"),

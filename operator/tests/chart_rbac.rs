@@ -20,11 +20,12 @@ use serde_json::Value;
 const MODEL_RULES: &[(&str, &str, &[&str])] = &[
     // controller/run.rs: `Controller::new(models, watcher::Config)` per scope Api lists and
     // watches models; autoscale/mod.rs `list_models` lists them (`api.list`) every tick.
-    // Nothing gets a single model.
+    // controller/disaggregated.rs `ensure`: `api.get_opt` (get) and `api.patch(..,
+    // Patch::Apply)` (create + patch) of a disaggregated model's two role models.
     (
         "inference.deepseek-operator.dev",
         "deepseekmodels",
-        &["list", "watch"],
+        &["list", "watch", "get", "create", "patch"],
     ),
     // controller/apply.rs `write_status`: `api.patch_status(.., Patch::Apply)`; the
     // autoscaler (autoscale/mod.rs `api.patch_status`) applies its own status fields.
@@ -59,7 +60,27 @@ const MODEL_RULES: &[(&str, &str, &[&str])] = &[
     (
         "",
         "services",
-        &["list", "watch", "create", "patch", "delete"],
+        &["list", "watch", "create", "patch", "delete", "get"],
+    ),
+    // controller/disaggregated.rs `ensure_digested` (get_opt, then server-side apply when
+    // the digest differs) of the router's ServiceAccount, Role, RoleBinding, Deployment
+    // and Service (the get on services above); run.rs `.owns(deployments, ..)` lists and
+    // watches Deployments. Removed by garbage collection with the model: no delete.
+    ("", "serviceaccounts", &["get", "create", "patch"]),
+    (
+        "rbac.authorization.k8s.io",
+        "roles",
+        &["get", "create", "patch"],
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "rolebindings",
+        &["get", "create", "patch"],
+    ),
+    (
+        "apps",
+        "deployments",
+        &["get", "list", "watch", "create", "patch"],
     ),
     // controller/apply.rs `event` -> kube-runtime `Recorder::publish` (events.rs): create a
     // new events.k8s.io/v1 Event, patch it when the same event repeats.
@@ -113,6 +134,10 @@ const KINDS: &[(&str, &str)] = &[
     ("Node", "nodes"),
     ("ScaledObject", "scaledobjects"),
     ("NetworkPolicy", "networkpolicies"),
+    ("Deployment", "deployments"),
+    ("ServiceAccount", "serviceaccounts"),
+    ("Role", "roles"),
+    ("RoleBinding", "rolebindings"),
     // Core events (read: Karpenter's FailedScheduling; the operator's own go through the
     // Recorder, events.k8s.io).
     ("Event", "events"),

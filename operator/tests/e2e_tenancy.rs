@@ -18,6 +18,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use common::helm::{chart_dir, no_forbidden, release_config, run, service_account_kubeconfig};
 use common::*;
+use deepseek_e2e::fixtures::kwok_node;
 use deepseek_e2e::wait::wait_for;
 use deepseek_e2e::{Cluster, TestNamespace};
 use deepseek_operator::api::DeepSeekModel;
@@ -85,40 +86,6 @@ impl Tenancy {
         let _ = std::fs::remove_dir_all(&self.dir);
         self.release.finish().await
     }
-}
-
-/// A KWOK node with the given labels, taints and extended resources. Deleted on drop of
-/// the returned guard's scope via [`delete_nodes`].
-async fn kwok_node(
-    nodes: &Api<Node>,
-    name: &str,
-    labels: Value,
-    taints: Value,
-    resources: Value,
-    ip: &str,
-) -> Result<()> {
-    let mut labels = labels;
-    labels["kubernetes.io/hostname"] = json!(name);
-    labels["type"] = json!("kwok");
-    let node: Node = serde_json::from_value(json!({
-        "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake"}, "labels": labels},
-        "spec": {"taints": taints},
-    }))?;
-    nodes.create(&PostParams::default(), &node).await?;
-    let mut capacity = json!({"cpu": "96", "memory": "1000Gi", "pods": "110"});
-    if let Some(extra) = resources.as_object() {
-        for (k, v) in extra {
-            capacity[k] = v.clone();
-        }
-    }
-    let status = json!({"status": {
-        "capacity": capacity, "allocatable": capacity,
-        "addresses": [{"type": "InternalIP", "address": ip}],
-    }});
-    nodes
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-        .await?;
-    Ok(())
 }
 
 async fn delete_nodes(nodes: &Api<Node>, names: &[String]) {

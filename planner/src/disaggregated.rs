@@ -11,6 +11,7 @@
 
 use serde::Serialize;
 
+use crate::support::{auto_engine_disaggregated, check_disaggregated_engine};
 use crate::{
     plan, Accelerator, LayoutObjective, Plan, PlanError, PlanRequest, DEFAULT_CONCURRENCY,
 };
@@ -56,7 +57,10 @@ pub struct RoleOverrides<'a> {
 
 /// Plans prefill and decode for `base` (its model, quantization, context and
 /// concurrency). Decode takes `base.concurrency`; prefill `ceil(concurrency /
-/// PREFILL_SHARE)` unless overridden. Both use the throughput objective.
+/// PREFILL_SHARE)` unless overridden. Both use the throughput objective. An open engine
+/// becomes SGLang ([`auto_engine_disaggregated`]: the router fronts SGLang only, so on
+/// Ascend too), and an engine whose roles cannot be routed is refused
+/// ([`check_disaggregated_engine`]).
 pub fn plan_disaggregated(
     base: &PlanRequest<'_>,
     prefill: RoleOverrides<'_>,
@@ -77,7 +81,20 @@ pub fn plan_disaggregated(
         req.parallel.objective = LayoutObjective::Throughput;
         req.parallel.data_parallel = o.data_parallel.or(base.parallel.data_parallel);
         req.tensor_parallel = o.tensor_parallel.or(base.tensor_parallel);
-        plan(&req).map_err(|error| RoleError { role: name, error })
+        let fail = |error| RoleError { role: name, error };
+        let auto = req.engine.is_none().then(|| {
+            let engine = auto_engine_disaggregated(accelerator.vendor, req.quantization);
+            req.engine = Some(engine);
+            format!(
+                "engine auto-selected for prefill/decode: {engine} (the router fronts SGLang's protocol)"
+            )
+        });
+        if let Some(engine) = req.engine {
+            check_disaggregated_engine(engine, accelerator.vendor).map_err(fail)?;
+        }
+        let mut p = plan(&req).map_err(fail)?;
+        p.notes.extend(auto);
+        Ok(p)
     };
     let p = role("prefill", prefill, prefill_default)?;
     let d = role("decode", decode, concurrency)?;

@@ -38,7 +38,9 @@ pub use plan::{
     DEFAULT_GPU_MEMORY_UTILIZATION, DEFAULT_MAX_MODEL_LEN,
 };
 pub use rule_of_thumb::{compare_seed, rule_of_thumb, SeedComparison, SeedRow, SEED_TABLE};
-pub use support::auto_engine;
+pub use support::{
+    auto_engine, auto_engine_disaggregated, check_disaggregated_engine, engine_runs_on,
+};
 pub use types::{KvCacheDtype, LayoutObjective, Quantization, Vendor};
 
 pub use deepseek_engine::Engine;

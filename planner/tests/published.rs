@@ -281,8 +281,8 @@ fn unsupported_combinations_name_an_alternative() {
             "deepseek-r1",
             Quantization::Int4Awq,
             "ascend-910b",
-            None,
-            "int8",
+            Some(Engine::VllmAscend),
+            "engine sglang",
         ),
         (
             "deepseek-r1",
@@ -305,7 +305,7 @@ fn unsupported_combinations_name_an_alternative() {
             Quantization::Fp8,
             "ascend-910b",
             Some(Engine::Sglang),
-            "vllm-ascend",
+            "int8",
         ),
         (
             "deepseek-r1",

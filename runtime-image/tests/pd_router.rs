@@ -32,6 +32,7 @@ fn role_config(role: PdRole) -> LaunchConfig {
     cfg.disaggregation = Some(Disaggregation {
         role,
         transfer: KvTransfer::Mooncake,
+        ascend_store: None,
     });
     cfg
 }

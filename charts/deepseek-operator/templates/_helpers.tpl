@@ -84,10 +84,11 @@ networkPolicy:
 {{/* Rules for models and their children: in the ClusterRole, or in a Role per watched
 namespace (watchNamespaces). */}}
 {{- define "deepseek-operator.modelRules" -}}
-# The controller watches models; the autoscaler patches their replicas.
+# The controller watches models; the autoscaler patches their replicas. A disaggregated
+# model's role models are read and server-side applied (create + patch).
 - apiGroups: ["inference.deepseek-operator.dev"]
   resources: ["deepseekmodels"]
-  verbs: ["list", "watch"]
+  verbs: ["list", "watch", "get", "create", "patch"]
 - apiGroups: ["inference.deepseek-operator.dev"]
   resources: ["deepseekmodels/status", "deepseekmodels/scale"]
   verbs: ["patch"]
@@ -100,6 +101,23 @@ namespace (watchNamespaces). */}}
 - apiGroups: [""]
   resources: ["pods", "services"]
   verbs: ["list", "watch", "create", "patch", "delete"]
+# A disaggregated model's router: its Service (read before applying), its ServiceAccount,
+# a Role letting it list and watch pods in its namespace (its service discovery; the
+# operator can grant only what it holds, above) and the RoleBinding, read and
+# server-side applied; the Deployment is also watched for its readiness. Removed by
+# garbage collection with the model (owner references), so no delete.
+- apiGroups: [""]
+  resources: ["services", "serviceaccounts"]
+  verbs: ["get"]
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["create", "patch"]
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["roles", "rolebindings"]
+  verbs: ["get", "create", "patch"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 # Events about models (kube-runtime Recorder, events.k8s.io/v1).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::DeepSeekModelStatus;
-pub use deepseek_planner::{Quantization, Vendor};
+pub use deepseek_planner::{KvCacheDtype, LayoutObjective, Quantization, Vendor};
 
 /// A DeepSeek model served on accelerators, sized and placed by the operator.
 // The lint mistakes repeated `type_ = "string"` inside the printcolumn list for duplicated
@@ -53,10 +53,18 @@ pub use deepseek_planner::{Quantization, Vendor};
 )]
 #[kube(validation = Rule::new("self.metadata.name.matches('^[a-z]([a-z0-9]|-[a-z0-9])*$') && size(self.metadata.name) <= 40")
     .message("metadata.name must be a DNS-1035 label of at most 40 characters (lowercase letters, digits and single dashes, starting with a letter): it names the model's Services and pods, which add up to 23 characters to it"))]
+#[kube(validation = Rule::new("!has(self.spec.serving) || !has(self.spec.serving.mode) || self.spec.serving.mode != 'disaggregated' || size(self.metadata.name) <= 32")
+    .message("a disaggregated model's name is at most 32 characters: its role models are named <name>-prefill and <name>-decode"))]
 #[x_kube(validation = Rule::new("self.model == 'custom' ? has(self.customModel) : !has(self.customModel)")
     .message("customModel is required when model is 'custom' and not allowed otherwise"))]
 #[x_kube(validation = Rule::new("!has(self.quantization) || !self.quantization.startsWith('gguf-') || !has(self.accelerator) || !has(self.accelerator.vendor) || self.accelerator.vendor == 'cpu'")
     .message("GGUF quantizations are served by llama.cpp on CPU: set accelerator.vendor to cpu or choose another quantization"))]
+#[x_kube(validation = Rule::new("(has(self.prefill) || has(self.decode)) ? (has(self.serving) && has(self.serving.mode) && self.serving.mode == 'disaggregated') : true")
+    .message("prefill and decode are the roles of disaggregated serving: set serving.mode to disaggregated, or remove them"))]
+#[x_kube(validation = Rule::new("has(self.serving) && has(self.serving.mode) && self.serving.mode == 'disaggregated' ? !has(self.replicas) && !has(self.autoscaling) && !has(self.parallelism) : true")
+    .message("a disaggregated model is sized per role: move replicas, autoscaling and parallelism under prefill and decode"))]
+#[x_kube(validation = Rule::new("(has(oldSelf.serving) && has(oldSelf.serving.mode) ? oldSelf.serving.mode : 'aggregated') == (has(self.serving) && has(self.serving.mode) ? self.serving.mode : 'aggregated')")
+    .message("serving.mode cannot change: create a new model with the other mode, then delete this one"))]
 #[serde(rename_all = "camelCase")]
 pub struct DeepSeekModelSpec {
     /// Catalog id of the model (`deepseek-operator plan --list-models`), or `custom`
@@ -121,6 +129,39 @@ pub struct DeepSeekModelSpec {
     /// How pod changes roll out across replicas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<Rollout>,
+
+    /// The prefill role of a disaggregated model (`serving.mode: disaggregated`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefill: Option<RoleSpec>,
+
+    /// The decode role of a disaggregated model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode: Option<RoleSpec>,
+}
+
+/// One role of a disaggregated model: its own groups, sized, placed and scaled apart
+/// from the other role's. Fields left out are the model's.
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.replicas) && has(self.autoscaling))").message("a role takes replicas or autoscaling, not both"))]
+pub struct RoleSpec {
+    /// Groups of this role when not autoscaling. Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub replicas: Option<i32>,
+    /// Scale this role on its own load: prefill on waiting requests, decode on running
+    /// ones (`autoscaling.metric` overrides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
+    /// Accelerators of this role, e.g. prefill on H200 and decode on H20.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerator: Option<AcceleratorSelector>,
+    /// Layout overrides of this role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<Parallelism>,
+    /// CPU and memory of this role's pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<PodResources>,
 }
 
 /// Which accelerators a model may run on.
@@ -162,6 +203,24 @@ pub struct Parallelism {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 64))]
     pub pipeline: Option<u32>,
+    /// DP-attention groups. 2 or more runs attention data-parallel (each group keeps only
+    /// its own sequences' KV cache) with the routed experts spread over every rank
+    /// (expert parallelism); `tensor` is then the TP inside each group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub data: Option<u32>,
+    /// How the planner picks a layout it is not given: `cheapest` (fewest accelerators,
+    /// TP x PP; the default) or `throughput` (most decode tokens/s per accelerator at
+    /// `serving.concurrency`, also trying DP attention x EP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objective: Option<LayoutObjective>,
+    /// Extra expert copies for load balancing, on expert-parallel layouts. Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1024))]
+    pub redundant_experts: Option<u32>,
+    /// Load the multi-token-prediction layer for speculative decoding (V3 family).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub speculative_mtp: bool,
 }
 
 /// Serving limits. They size the KV cache the planner reserves.
@@ -183,6 +242,45 @@ pub struct Serving {
     /// Extra engine arguments appended verbatim.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_args: Vec<String>,
+    /// KV cache element type: `auto` (16-bit, the default) or `fp8` (half the memory per
+    /// token, where the engine supports it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_cache_dtype: Option<KvCacheDtype>,
+    /// `aggregated` (default: every group prefills and decodes) or `disaggregated`
+    /// (prefill and decode groups apart, behind a router). `prefill` and `decode` are set
+    /// by the operator on the role models it creates for a disaggregated model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<ServingMode>,
+    /// How the KV cache goes from prefill to decode (disaggregated only). Default:
+    /// `ascend` on Ascend, `mooncake` elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_transfer: Option<KvTransferChoice>,
+}
+
+/// Whether prefill and decode run in the same groups.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum ServingMode {
+    #[default]
+    Aggregated,
+    Disaggregated,
+    /// The prefill role model of a disaggregated model (set by the operator).
+    Prefill,
+    /// The decode role model of a disaggregated model (set by the operator).
+    Decode,
+}
+
+/// KV-cache transfer backend between prefill and decode.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum KvTransferChoice {
+    /// Mooncake (RDMA): the default on NVIDIA and AMD.
+    Mooncake,
+    /// NVIDIA NIXL (UCX).
+    Nixl,
+    /// SGLang's Ascend transfer (memfabric), through a config store the operator runs:
+    /// the default on Ascend.
+    Ascend,
 }
 
 /// Architecture numbers of a model outside the catalog.
@@ -349,6 +447,19 @@ pub struct Autoscaling {
     /// Create groups that do not fit the current nodes, so a cluster autoscaler adds nodes.
     #[serde(default)]
     pub allow_node_provisioning: bool,
+    /// What counts as load: `queue` (waiting + running requests; the default), `waiting`
+    /// (the prefill role's default) or `running` (the decode role's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<ScaleMetric>,
+}
+
+/// The requests the autoscaler counts against `targetQueueDepth`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum ScaleMetric {
+    Queue,
+    Waiting,
+    Running,
 }
 
 fn default_min_replicas() -> i32 {
@@ -379,4 +490,25 @@ pub struct Rollout {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100))]
     pub max_surge: Option<u32>,
+}
+
+impl DeepSeekModelSpec {
+    /// How this model serves: aggregated unless set.
+    pub fn serving_mode(&self) -> ServingMode {
+        self.serving
+            .as_ref()
+            .and_then(|s| s.mode)
+            .unwrap_or_default()
+    }
+
+    /// What the autoscaler counts: the manifest's choice, else the role's own load (a
+    /// prefill group is busy while prompts wait; a decode group while sequences run).
+    pub fn scale_metric(&self) -> ScaleMetric {
+        let chosen = self.autoscaling.as_ref().and_then(|a| a.metric);
+        chosen.unwrap_or(match self.serving_mode() {
+            ServingMode::Prefill => ScaleMetric::Waiting,
+            ServingMode::Decode => ScaleMetric::Running,
+            ServingMode::Aggregated | ServingMode::Disaggregated => ScaleMetric::Queue,
+        })
+    }
 }

@@ -39,6 +39,42 @@ pub struct DeepSeekModelStatus {
     /// so it restarts nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved: Option<ResolvedStatus>,
+    /// A disaggregated model's roles and router, as their objects report them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<RolesStatus>,
+}
+
+/// The two roles of a disaggregated model and its router.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RolesStatus {
+    pub prefill: RoleStatus,
+    pub decode: RoleStatus,
+    /// Router pods ready to take requests.
+    pub router_ready_replicas: i32,
+}
+
+/// One role, from its role model's status.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleStatus {
+    /// The role model (`<model>-prefill` or `<model>-decode`).
+    pub model: String,
+    pub replicas: i32,
+    pub ready_replicas: i32,
+    pub desired_replicas: i32,
+    /// Accelerator, layout and size of one group of the role, once planned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus_per_replica: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// Why the role is not available, in its role model's words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// The image, launch configuration and template hash resolved for the current spec.
@@ -73,8 +109,18 @@ pub struct PlanStatus {
     pub gpus_per_node: u32,
     pub tensor_parallel: u32,
     pub pipeline_parallel: u32,
-    /// `TPxPP`, for the printer column.
+    /// `TPxPP`, for the printer column; the expert-parallel layout's name (`DP16xEP16`,
+    /// `DP4xTP4xEP16`) when it has one.
     pub layout: String,
+    /// DP-attention groups, on expert-parallel layouts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_parallel: Option<u32>,
+    /// Ranks the routed experts are spread over, on expert-parallel layouts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expert_parallel: Option<u32>,
+    /// Why the planner chose this layout (when it chose by throughput).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout_reason: Option<String>,
     pub max_model_len: u32,
     pub max_concurrency: u32,
     /// Pool the replicas are placed on.

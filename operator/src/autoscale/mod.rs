@@ -26,7 +26,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::api::{AutoscalingProvider, DeepSeekModel};
+use crate::api::{AutoscalingProvider, DeepSeekModel, ScaleMetric};
 use crate::build::labels;
 use crate::controller::apply::event;
 use crate::controller::context::Context;
@@ -232,7 +232,14 @@ async fn step(
         pending_grace: scrape::pending_grace(p.stabilization),
     };
     let read = scrape::scrape(http, &leaders, limits).await;
-    let obs = observe(at, current, leaders.len(), &read, demand);
+    let obs = observe(
+        at,
+        current,
+        leaders.len(),
+        &read,
+        model.spec.scale_metric(),
+        demand,
+    );
     let d = decide(&p, &mut st.history, start.elapsed(), current, obs);
 
     let mut target = d.replicas;
@@ -398,6 +405,7 @@ pub fn observe(
     current: u32,
     leaders: usize,
     read: &scrape::Scrape,
+    metric: ScaleMetric,
     demand: f64,
 ) -> Observation {
     if leaders == 0 && current > 0 {
@@ -415,7 +423,7 @@ pub fn observe(
     } else {
         Observation {
             at,
-            load: Some(read.total() + demand),
+            load: Some(read.load(metric) + demand),
             complete: read.complete(),
         }
     }
@@ -456,14 +464,14 @@ mod tests {
     fn no_leaders_while_replicas_are_wanted_is_missing_not_zero_load() {
         let at = Duration::from_secs(1);
         let nothing = scrape::Scrape::default();
-        let o = observe(at, 2, 0, &nothing, 0.0);
+        let o = observe(at, 2, 0, &nothing, Q, 0.0);
         assert!(!o.complete && o.load.is_none(), "{o:?}");
         // Demand still counts as a lower bound (it may scale up, never down).
-        let o = observe(at, 2, 0, &nothing, 5.0);
+        let o = observe(at, 2, 0, &nothing, Q, 5.0);
         assert_eq!((o.load, o.complete), (Some(5.0), false));
         // At zero replicas there is nothing to read: the demand is the whole load.
         assert_eq!(
-            observe(at, 0, 0, &nothing, 0.0),
+            observe(at, 0, 0, &nothing, Q, 0.0),
             Observation::complete(at, 0.0)
         );
         // Leaders all starting (left out) with no answer: missing.
@@ -471,7 +479,24 @@ mod tests {
             starting: 1,
             ..Default::default()
         };
-        assert!(!observe(at, 1, 1, &starting, 0.0).complete);
+        assert!(!observe(at, 1, 1, &starting, Q, 0.0).complete);
+    }
+
+    const Q: ScaleMetric = ScaleMetric::Queue;
+
+    #[test]
+    fn each_role_scales_on_its_own_share_of_the_load() {
+        let at = Duration::from_secs(1);
+        let read = scrape::Scrape {
+            waiting: 6.0,
+            running: 4.0,
+            answered: 2,
+            ..Default::default()
+        };
+        let load = |m| observe(at, 2, 2, &read, m, 1.0).load;
+        assert_eq!(load(ScaleMetric::Queue), Some(11.0));
+        assert_eq!(load(ScaleMetric::Waiting), Some(7.0));
+        assert_eq!(load(ScaleMetric::Running), Some(5.0));
     }
 
     #[test]

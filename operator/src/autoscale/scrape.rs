@@ -14,6 +14,8 @@ use futures::future::join_all;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 
+use crate::api::ScaleMetric;
+
 /// What one leader said.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LeaderRead {
@@ -96,6 +98,14 @@ pub fn participation(
 impl Scrape {
     pub fn total(&self) -> f64 {
         self.waiting + self.running
+    }
+    /// The load the model scales on.
+    pub fn load(&self, metric: ScaleMetric) -> f64 {
+        match metric {
+            ScaleMetric::Queue => self.total(),
+            ScaleMetric::Waiting => self.waiting,
+            ScaleMetric::Running => self.running,
+        }
     }
     pub fn complete(&self) -> bool {
         self.failed.is_empty()

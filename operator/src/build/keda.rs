@@ -11,7 +11,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::{json, Value};
 
 use super::labels;
-use crate::api::{AutoscalingProvider, DeepSeekModel};
+use crate::api::{AutoscalingProvider, DeepSeekModel, ScaleMetric};
 use crate::autoscale::decide::Params;
 use crate::config::OperatorConfig;
 
@@ -47,9 +47,17 @@ pub fn api_resource() -> kube::core::ApiResource {
 /// result is empty, and with `ignoreNullValues: "false"` KEDA reports an error so the HPA
 /// holds the count, as the built-in autoscaler does with missing data. Reading an outage
 /// as zero load would scale the model down to `minReplicas` in the middle of it.
-pub fn default_query(namespace: &str, model: &str) -> String {
+/// The gauges summed follow `autoscaling.metric` (a prefill role counts waiting requests,
+/// a decode role running ones).
+pub fn default_query(namespace: &str, model: &str, metric: ScaleMetric) -> String {
     let sel = format!(r#"namespace="{namespace}",pod=~"{model}--[a-z0-9]+-[0-9]+-0""#);
-    format!("sum(dso_queue_depth{{{sel}}}) + sum(dso_requests_running{{{sel}}})")
+    let waiting = format!("sum(dso_queue_depth{{{sel}}})");
+    let running = format!("sum(dso_requests_running{{{sel}}})");
+    match metric {
+        ScaleMetric::Queue => format!("{waiting} + {running}"),
+        ScaleMetric::Waiting => waiting,
+        ScaleMetric::Running => running,
+    }
 }
 
 /// The ScaledObject for a model with `provider: keda`; `None` otherwise.
@@ -69,7 +77,7 @@ pub fn scaled_object(model: &DeepSeekModel, config: &OperatorConfig) -> Option<V
     let query = ann
         .get(PROMETHEUS_QUERY_ANNOTATION)
         .cloned()
-        .unwrap_or_else(|| default_query(&namespace, &name));
+        .unwrap_or_else(|| default_query(&namespace, &name, model.spec.scale_metric()));
     let interval = p.interval.as_secs();
     let window = p.stabilization.as_secs();
     let mut metadata = json!({
@@ -222,7 +230,7 @@ mod tests {
 
     #[test]
     fn the_query_matches_leader_pod_names() {
-        let q = default_query("ai", "r1");
+        let q = default_query("ai", "r1", ScaleMetric::Queue);
         let pod = crate::build::dns_name("r1", "0123456789-3-0");
         assert!(
             q.contains(r#"pod=~"r1--[a-z0-9]+-[0-9]+-0""#),
@@ -233,13 +241,21 @@ mod tests {
 
     #[test]
     fn a_metrics_outage_is_an_error_not_zero_load() {
-        let q = default_query("ai", "r1");
+        let q = default_query("ai", "r1", ScaleMetric::Queue);
         assert!(!q.contains("vector(0)"), "{q}");
         let so = scaled_object(&model("keda"), &OperatorConfig::default()).expect("keda");
         assert_eq!(
             so["spec"]["triggers"][0]["metadata"]["ignoreNullValues"],
             json!("false")
         );
+    }
+
+    #[test]
+    fn a_role_queries_only_its_own_gauge() {
+        let prefill = default_query("ai", "r1-prefill", ScaleMetric::Waiting);
+        assert!(prefill.contains("dso_queue_depth") && !prefill.contains("running"));
+        let decode = default_query("ai", "r1-decode", ScaleMetric::Running);
+        assert!(decode.contains("dso_requests_running") && !decode.contains("queue_depth"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod affinity;
 pub mod desired;
+pub mod disaggregated;
 pub mod hash;
 pub mod keda;
 pub mod labels;

@@ -68,14 +68,27 @@ pub fn network_policy(
     namespace: &str,
     owner: OwnerReference,
     cfg: &NetworkPolicyConfig,
+    disaggregated: Option<&str>,
 ) -> NetworkPolicy {
     let pods = LabelSelector {
         match_labels: Some(labels::base(model)),
         ..Default::default()
     };
+    // A role of a disaggregated model also takes the other role's pods and the router's:
+    // the KV handoff (bootstrap port, then the transfer engine's own ports) crosses roles.
+    let peers = match disaggregated {
+        Some(parent) => LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                super::disaggregated::DISAGGREGATED.to_string(),
+                parent.to_string(),
+            )])),
+            ..Default::default()
+        },
+        None => pods.clone(),
+    };
     let ranks = NetworkPolicyIngressRule {
         from: Some(vec![NetworkPolicyPeer {
-            pod_selector: Some(pods.clone()),
+            pod_selector: Some(peers),
             ..Default::default()
         }]),
         // Every port: Ray and NCCL pick most of theirs at run time.
@@ -137,7 +150,7 @@ mod tests {
     }
 
     fn spec(cfg: &NetworkPolicyConfig) -> NetworkPolicySpec {
-        network_policy("r1", "team-a", owner(), cfg)
+        network_policy("r1", "team-a", owner(), cfg, None)
             .spec
             .unwrap_or_default()
     }
@@ -219,8 +232,40 @@ mod tests {
     }
 
     #[test]
+    fn a_role_is_reached_on_every_port_by_the_other_role_and_no_one_else() {
+        let p = network_policy(
+            "r1-decode",
+            "team-a",
+            owner(),
+            &NetworkPolicyConfig::default(),
+            Some("r1"),
+        );
+        let spec = p.spec.unwrap_or_default();
+        let ranks = &spec.ingress.unwrap_or_default()[0];
+        assert!(ranks.ports.is_none());
+        let from = ranks.from.clone().unwrap_or_default();
+        let sel = from[0].pod_selector.clone().unwrap_or_default();
+        assert_eq!(
+            sel.match_labels,
+            Some(BTreeMap::from([(
+                crate::build::disaggregated::DISAGGREGATED.to_string(),
+                "r1".to_string()
+            )]))
+        );
+        // The policy still selects only this role's own pods.
+        let own = spec.pod_selector.unwrap_or_default().match_labels;
+        assert_eq!(own, Some(labels::base("r1-decode")));
+    }
+
+    #[test]
     fn owned_named_and_digested() {
-        let a = network_policy("r1", "team-a", owner(), &NetworkPolicyConfig::default());
+        let a = network_policy(
+            "r1",
+            "team-a",
+            owner(),
+            &NetworkPolicyConfig::default(),
+            None,
+        );
         assert_eq!(a.metadata.name.as_deref(), Some("r1"));
         assert_eq!(a.metadata.namespace.as_deref(), Some("team-a"));
         assert_eq!(a.metadata.owner_references, Some(vec![owner()]));
@@ -238,6 +283,7 @@ mod tests {
                 operator_namespace: Some("ops".into()),
                 ..Default::default()
             },
+            None,
         );
         assert!(digest(&a).is_some());
         assert_ne!(digest(&a), digest(&b), "a changed policy gets a new digest");

@@ -88,6 +88,14 @@ fn pod(w: &Workload, slot: u32, rank: u32) -> Pod {
         w.nodes_per_group.max(1).to_string(),
     );
 
+    if w.launch.disaggregation.is_some() {
+        // Both roles' pods (and the router's) reach each other for the KV handoff.
+        pod_labels.insert(
+            super::disaggregated::DISAGGREGATED.into(),
+            w.launch.served_model_name.clone(),
+        );
+    }
+
     let name = pod_name(w, slot, rank);
     let mut annotations = BTreeMap::from([(
         labels::ENGINE_COMMAND.to_string(),
@@ -98,6 +106,18 @@ fn pod(w: &Workload, slot: u32, rank: u32) -> Pod {
     // empty nodes are still removed once the group is gone (docs/autoscaling.md).
     if w.pool.nodepool.is_some() {
         annotations.insert(DO_NOT_DISRUPT.to_string(), "true".to_string());
+    }
+    // The router's service discovery reads where a prefill leader publishes its KV.
+    let prefill = w
+        .launch
+        .disaggregation
+        .as_ref()
+        .is_some_and(|d| d.role == deepseek_engine::PdRole::Prefill);
+    if prefill && rank == 0 {
+        annotations.insert(
+            deepseek_engine::pd::BOOTSTRAP_PORT_ANNOTATION.to_string(),
+            deepseek_engine::pd::BOOTSTRAP_PORT.to_string(),
+        );
     }
 
     Pod {

@@ -11,19 +11,22 @@
 
 use std::collections::BTreeMap;
 
-use deepseek_engine::{Engine, LaunchConfig, SimProfile};
+use deepseek_engine::{Disaggregation, Engine, KvTransfer, LaunchConfig, SimProfile};
 use k8s_openapi::api::core::v1::{Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde::Serialize;
 
 use super::hash::template_hash;
 use super::{PodSize, WeightsVolume, Workload};
-use crate::api::{DeepSeekModelSpec, ResolvedStatus, Vendor};
+use crate::api::{DeepSeekModelSpec, KvTransferChoice, ResolvedStatus, Vendor};
 use crate::config::OperatorConfig;
 use crate::inventory::taints::{accelerator_tolerations, toleration_for};
 use crate::placement::Placement;
 
 const GIB: f64 = (1u64 << 30) as f64;
+/// Prompt tokens a prefill server computes per step (SGLang's default
+/// `--max-prefill-tokens`: sglang/srt/arg_groups/fields/schedule.py of the pinned 0.5.23).
+const PREFILL_BUDGET_TOKENS: u32 = 16384;
 use crate::validate::{CacheChoice, ValidatedModel};
 
 /// Version recorded with each resolution (and the default runtime image tag).
@@ -85,6 +88,7 @@ struct HashInputs<'a> {
 /// simulation engine's timing model, so simulated load behaves like the planned hardware.
 pub fn launch_config(
     model_name: &str,
+    namespace: &str,
     v: &ValidatedModel,
     p: &Placement,
     bandwidth_tbps: Option<f64>,
@@ -108,11 +112,25 @@ pub fn launch_config(
         plan.gpus_per_replica,
     );
     sim.max_running = max_num_seqs;
+    // Both roles of a disaggregated model answer to the user's model name.
+    let served = match v.role {
+        Some(role) => model_name
+            .strip_suffix(&format!("-{role}"))
+            .unwrap_or(model_name)
+            .to_string(),
+        None => model_name.to_string(),
+    };
+    // A prefill server computes one budget of prompt tokens per step (SGLang's
+    // `--max-prefill-tokens`, 16384 by default); prompts beyond it wait. The sim models
+    // that budget as a batch bound, so long prompts queue on prefill as they would.
+    if v.role == Some(deepseek_engine::PdRole::Prefill) {
+        sim.max_running = (PREFILL_BUDGET_TOKENS / plan.max_model_len.max(1)).max(1);
+    }
     LaunchConfig {
         engine: plan.engine,
         vendor: plan.vendor.as_str().to_string(),
         model: v.weights_repo.clone(),
-        served_model_name: model_name.to_string(),
+        served_model_name: served.clone(),
         revision: v.revision.clone(),
         quantization: v.quantization.as_str().to_string(),
         tensor_parallel: plan.tensor_parallel,
@@ -126,11 +144,34 @@ pub fn launch_config(
         trust_remote_code: v.arch.trust_remote_code,
         kv_cache_memory_bytes,
         sim: Some(sim),
-        disaggregation: None,
+        disaggregation: v.role.map(|role| {
+            let mut d = Disaggregation::new(role, plan.engine, plan.vendor.as_str());
+            match v.kv_transfer {
+                Some(KvTransferChoice::Nixl) => d.transfer = KvTransfer::Nixl,
+                Some(KvTransferChoice::Mooncake) => d.transfer = KvTransfer::Mooncake,
+                Some(KvTransferChoice::Ascend) => d.transfer = KvTransfer::Ascend,
+                None => {}
+            }
+            if d.transfer == KvTransfer::Ascend {
+                d.ascend_store = Some(ascend_store_address(&served, namespace));
+            }
+            d
+        }),
         expert: None,
         speculative_mtp: false,
         kv_cache_dtype: None,
     }
+}
+
+/// Where the roles of a disaggregated model on Ascend find the config store of SGLang's
+/// `ascend` KV transfer: the store the operator runs next to the router
+/// (build/disaggregated.rs `kv_store_objects`), through its Service.
+pub fn ascend_store_address(model: &str, namespace: &str) -> String {
+    format!(
+        "{}.{namespace}.svc:{}",
+        super::disaggregated::kv_store_name(model),
+        deepseek_engine::pd::ASCEND_STORE_PORT
+    )
 }
 
 /// The weights volume: the model's own claim, or its cache. A node cache is keyed by
@@ -255,7 +296,7 @@ pub fn workload(i: &WorkloadInputs<'_>) -> Workload {
                 .catalog
                 .accelerator(&plan.accelerator)
                 .and_then(|a| a.bandwidth_tbps);
-            let launch = launch_config(i.model_name, v, i.placement, bandwidth);
+            let launch = launch_config(i.model_name, i.namespace, v, i.placement, bandwidth);
             let image = v
                 .image
                 .clone()

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use deepseek_planner::Catalog;
 use k8s_openapi::api::core::v1::Node;
 use kube::runtime::events::Recorder;
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::Client;
 
 use super::metrics::Metrics;
+use crate::api::DeepSeekModel;
 use crate::config::OperatorConfig;
 
 pub struct Context {
@@ -32,4 +33,7 @@ pub struct Context {
     pub creation: super::backoff::CreationBackoff,
     /// Models whose partly placed group was removed, and when to create it again.
     pub capacity: super::capacity::CapacityRetry,
+    /// Disaggregated models to reconcile because one of their role models' status changed
+    /// (controller/disaggregated.rs); every controller listens, each finds its own.
+    pub parents: tokio::sync::broadcast::Sender<ObjectRef<DeepSeekModel>>,
 }

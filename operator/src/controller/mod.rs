@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod capacity;
 pub mod children;
 pub mod context;
+pub mod disaggregated;
 pub mod error;
 pub mod expect;
 pub mod groups;

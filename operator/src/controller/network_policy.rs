@@ -39,7 +39,11 @@ pub async fn sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), Error> {
     let owner = model
         .controller_owner_ref(&())
         .ok_or(Error::MissingField("metadata.uid"))?;
-    let desired = network_policy(&model_name, &ns, owner, cfg);
+    let parent = model
+        .labels()
+        .get(crate::build::disaggregated::DISAGGREGATED)
+        .filter(|_| crate::build::disaggregated::role_of(&model.spec).is_some());
+    let desired = network_policy(&model_name, &ns, owner, cfg, parent.map(String::as_str));
     let digest = |p: &NetworkPolicy| p.annotations().get(labels::SPEC_DIGEST).cloned();
     if live.as_ref().and_then(digest) == digest(&desired) {
         return Ok(());

@@ -29,7 +29,7 @@ use super::error::Error;
 use super::groups::{find_groups, node_lost_since, unschedulable, HealthInputs};
 use super::metrics::{ModelLabels, Timer};
 use super::status::{self as cond, set};
-use crate::api::{DeepSeekModel, DeepSeekModelStatus};
+use crate::api::{DeepSeekModel, DeepSeekModelStatus, ServingMode};
 use crate::build::{labels, services, workload};
 use crate::capacity::Verdict;
 use crate::placement::place;
@@ -50,6 +50,9 @@ enum Read {
 
 pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = Timer::start(ctx.metrics.clone());
+    if model.spec.serving_mode() == ServingMode::Disaggregated {
+        return super::disaggregated::reconcile(model, ctx).await;
+    }
     if let Some(done) = reconcile_from(&model, &ctx, Read::Cache).await? {
         return Ok(done);
     }
@@ -464,6 +467,7 @@ async fn finish(
     comparable.last_scale_reason = previous.last_scale_reason.clone();
     if &comparable != previous {
         apply::write_status(ctx, model, &status).await?;
+        wake_parent(ctx, model);
     }
     Ok(())
 }
@@ -477,4 +481,21 @@ pub fn error_policy(model: Arc<DeepSeekModel>, err: &Error, ctx: Arc<Context>) -
         })
         .inc();
     Action::requeue(Duration::from_secs(10))
+}
+
+/// A role model's status changed: its disaggregated model reports it.
+fn wake_parent(ctx: &Context, model: &DeepSeekModel) {
+    if crate::build::disaggregated::role_of(&model.spec).is_none() {
+        return;
+    }
+    let owner = model
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == DeepSeekModel::kind(&()));
+    if let (Some(o), Some(ns)) = (owner, model.namespace()) {
+        // No receiver only while shutting down.
+        let _ = ctx
+            .parents
+            .send(ObjectRef::<DeepSeekModel>::new(&o.name).within(&ns));
+    }
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use deepseek_planner::Catalog;
 use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{
@@ -186,6 +187,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         controller: labels::MANAGER.into(),
         instance: Some(opts.identity.clone()),
     };
+    // Lagging receivers only lose wake-ups of parents that a later one covers.
+    let (parents, _) = tokio::sync::broadcast::channel(1024);
     let ctx = Arc::new(Context {
         client: client.clone(),
         catalog,
@@ -199,6 +202,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         scope: opts.scope.clone(),
         creation: Default::default(),
         capacity: Default::default(),
+        parents,
     });
 
     let owned =
@@ -218,11 +222,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let stop = stop.shared();
     let models = opts.scope.apis::<DeepSeekModel>(&client);
     let services = opts.scope.apis::<Service>(&client);
+    let deployments = opts.scope.apis::<Deployment>(&client);
     // A change of pools re-plans every model of every controller.
     let mut triggers = Vec::new();
     let mut controllers = Vec::new();
     let mut stores = Vec::new();
-    for (models, services) in models.into_iter().zip(services) {
+    for ((models, services), deployments) in models.into_iter().zip(services).zip(deployments) {
         // The pod cache's watches come in the same namespace order as `models`.
         let pods = tokio_stream::wrappers::ReceiverStream::new(pod_events.remove(0));
         let (tx, rx) = mpsc::channel::<()>(16);
@@ -245,6 +250,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
                 .owns_stream(pods)
                 .owns(services, owned.clone())
+                // The router of a disaggregated model.
+                .owns(deployments, owned.clone())
+                .reconcile_on(
+                    tokio_stream::wrappers::BroadcastStream::new(ctx.parents.subscribe())
+                        .filter_map(|r| futures::future::ready(r.ok())),
+                )
                 .reconcile_all_on(tokio_stream::wrappers::ReceiverStream::new(rx))
                 .graceful_shutdown_on(stop.clone())
                 .run(reconcile, error_policy, ctx.clone())

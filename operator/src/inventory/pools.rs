@@ -59,6 +59,9 @@ pub struct Pool {
     pub selector: BTreeMap<String, String>,
     /// Labels every node of the pool carries (for matching a manifest's nodeSelector).
     pub common_labels: BTreeMap<String, String>,
+    /// Per node of `nodes` (same order), its labels that are not common: a manifest's
+    /// nodeSelector may pick some nodes of a pool (`narrowed`).
+    pub member_labels: Vec<BTreeMap<String, String>>,
     pub taints: Vec<Taint>,
     /// From the operator config rather than live nodes.
     pub declared: bool,
@@ -69,6 +72,46 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// The part of the pool a manifest's nodeSelector picks: the whole pool when every node
+    /// carries the labels, the matching nodes when only some do (two node groups of one
+    /// product, told apart by a label), `None` when none does. A declared pool has no
+    /// live nodes to pick from: it matches only on its own labels.
+    pub fn narrowed(&self, selector: &BTreeMap<String, String>) -> Option<Pool> {
+        let everywhere = |(k, v): (&String, &String)| self.common_labels.get(k) == Some(v);
+        if selector.iter().all(everywhere) {
+            return Some(self.clone());
+        }
+        if self.declared {
+            return None;
+        }
+        let picked: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| {
+                selector.iter().all(|(k, v)| {
+                    self.common_labels.get(k) == Some(v)
+                        || self.member_labels.get(i).and_then(|m| m.get(k)) == Some(v)
+                })
+            })
+            .collect();
+        let first = *picked.first()?;
+        let mut shared = self.member_labels.get(first).cloned().unwrap_or_default();
+        for &i in &picked[1..] {
+            shared.retain(|k, v| self.member_labels.get(i).and_then(|m| m.get(k)) == Some(v));
+        }
+        let mut pool = self.clone();
+        pool.nodes = picked.iter().map(|&i| self.nodes[i].clone()).collect();
+        pool.member_labels = picked
+            .iter()
+            .map(|&i| {
+                let mut m = self.member_labels.get(i).cloned().unwrap_or_default();
+                m.retain(|k, _| !shared.contains_key(k));
+                m
+            })
+            .collect();
+        pool.max_nodes = picked.len() as u32;
+        pool.common_labels.extend(shared);
+        Some(pool)
+    }
+
     /// Human description, e.g. "2 nodes of 8 x NVIDIA H100 SXM".
     pub fn describe(&self, catalog: &Catalog) -> String {
         let product = catalog
@@ -269,6 +312,16 @@ pub fn pools_from_nodes(
             .iter()
             .filter_map(|m| m.allocatable("memory").and_then(memory_gib))
             .reduce(f64::min);
+        let member_labels = members
+            .iter()
+            .map(|m| {
+                m.labels
+                    .iter()
+                    .filter(|(k, _)| !common.contains_key(*k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .collect();
         pools.push(Pool {
             name: format!("{accel}-x{per_node}{suffix}"),
             accelerator: accel.to_string(),
@@ -279,6 +332,7 @@ pub fn pools_from_nodes(
             nodes: members.iter().map(|m| m.name.to_string()).collect(),
             selector,
             common_labels: common,
+            member_labels,
             taints: members[0].taints.iter().map(|t| (*t).clone()).collect(),
             declared: false,
             node_memory_gib,
@@ -314,6 +368,7 @@ pub fn pools_from_nodes(
             max_nodes: d.max_nodes,
             selector: d.node_selector.clone(),
             common_labels: d.node_selector.clone(),
+            member_labels: Vec::new(),
             taints,
             declared: true,
             node_memory_gib: None,
@@ -328,9 +383,11 @@ pub fn pools_from_nodes(
 pub fn fingerprint(pools: &[Pool]) -> String {
     let mut h = Sha256::new();
     for p in pools {
+        // Member labels too: a node labelled into a node group a nodeSelector names
+        // makes room for a model that could not be placed.
         h.update(format!(
-            "{}|{}|{}|{:?};",
-            p.name, p.per_node, p.max_nodes, p.selector
+            "{}|{}|{}|{:?}|{:?};",
+            p.name, p.per_node, p.max_nodes, p.selector, p.member_labels
         ));
     }
     format!("{:x}", h.finalize())

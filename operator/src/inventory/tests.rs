@@ -1,5 +1,7 @@
 //! Pool grouping from fixture nodes labelled the way real clusters label them.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::Node;
 
 use super::*;
@@ -86,4 +88,46 @@ fn memory_quantities_parse() {
     assert_eq!(memory_gib("1024Mi"), Some(1.0));
     assert_eq!(memory_gib("bogus"), None);
     assert!(memory_gib("64G").is_some_and(|g| (g - 59.6).abs() < 0.1));
+}
+
+#[test]
+fn a_node_selector_narrows_a_pool_to_the_nodes_it_names() {
+    let p = pools(&OperatorConfig::default());
+    let h100 = p
+        .iter()
+        .find(|p| p.accelerator == "h100-80gb")
+        .expect("h100 pool");
+    let sel = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
+    // A label every node has: the whole pool.
+    let all = h100
+        .narrowed(&sel("nvidia.com/gpu.product", "NVIDIA-H100-80GB-HBM3"))
+        .expect("whole pool");
+    assert_eq!(all, h100.clone());
+    // One node's own label: that node alone, with its labels now common.
+    let one = h100
+        .narrowed(&sel("kubernetes.io/hostname", "h100-b"))
+        .expect("one node");
+    assert_eq!(
+        (one.nodes.clone(), one.max_nodes),
+        (vec!["h100-b".to_string()], 1)
+    );
+    assert_eq!(
+        one.common_labels
+            .get("kubernetes.io/hostname")
+            .map(String::as_str),
+        Some("h100-b")
+    );
+    assert_eq!(one.member_labels.len(), 1);
+    assert!(one.member_labels[0].is_empty());
+    assert_eq!(
+        (one.name.as_str(), &one.selector),
+        (h100.name.as_str(), &h100.selector)
+    );
+    // Nobody's label: no pool.
+    assert!(h100.narrowed(&sel("node-pool", "elsewhere")).is_none());
+    // Member labels exist for every node and hold no common label.
+    assert_eq!(h100.member_labels.len(), h100.nodes.len());
+    for m in &h100.member_labels {
+        assert!(m.keys().all(|k| !h100.common_labels.contains_key(k)));
+    }
 }

@@ -1,0 +1,194 @@
+//! The two disaggregated examples on the pure path: manifest -> role models -> pods, on
+//! nodes of two pools per example (prefill's and decode's, told apart by a label as node
+//! pools are). Each role's pods land only on its pool, carry their role's engine flags and
+//! the label that lets the other role reach them, and prefill leaders announce their
+//! bootstrap port to the router.
+
+use std::path::Path;
+
+use deepseek_engine::pd::BOOTSTRAP_PORT_ANNOTATION;
+use deepseek_engine::PdRole;
+use deepseek_operator::api::DeepSeekModel;
+use deepseek_operator::build::desired::{desired, Desired};
+use deepseek_operator::build::disaggregated::{role_model, DISAGGREGATED};
+use deepseek_operator::build::labels;
+use deepseek_operator::config::OperatorConfig;
+use deepseek_planner::Catalog;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use serde_json::json;
+
+fn example(file: &str) -> DeepSeekModel {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+    assert!(
+        text.lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .count()
+            <= 20,
+        "{file}: the manifest is at most 20 lines"
+    );
+    let mut m: DeepSeekModel = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    m.metadata.namespace = Some("demo".into());
+    m.metadata.uid = Some("uid-1".into());
+    m
+}
+
+fn node(name: &str, labels: serde_json::Value, resource: &str, count: u32) -> Node {
+    let mut labels = labels;
+    labels["kubernetes.io/hostname"] = json!(name);
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": labels},
+        "status": {
+            "allocatable": {resource: count.to_string(), "cpu": "192", "memory": "2000Gi", "pods": "110"},
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }))
+    .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn h200_nodes() -> Vec<Node> {
+    ["h200-prefill", "h200-decode"]
+        .iter()
+        .flat_map(|pool| {
+            (0..4).map(move |i| {
+                node(
+                    &format!("{pool}-{i}"),
+                    json!({"nvidia.com/gpu.product": "NVIDIA-H200", "node-pool": pool}),
+                    "nvidia.com/gpu",
+                    8,
+                )
+            })
+        })
+        .collect()
+}
+
+fn a3_nodes() -> Vec<Node> {
+    ["a3-prefill", "a3-decode"]
+        .iter()
+        .flat_map(|pool| {
+            (0..4).map(move |i| {
+                node(
+                    &format!("{pool}-{i}"),
+                    json!({"accelerator": "huawei-Ascend910", "node.kubernetes.io/npu.chip.name": "910C", "node-pool": pool}),
+                    "huawei.com/Ascend910",
+                    16,
+                )
+            })
+        })
+        .collect()
+}
+
+fn build(m: &DeepSeekModel, nodes: &[Node]) -> Desired {
+    let refs: Vec<&Node> = nodes.iter().collect();
+    desired(m, &refs, &OperatorConfig::default(), Catalog::builtin())
+        .unwrap_or_else(|(reason, msg)| panic!("{reason}: {msg}"))
+}
+
+fn label<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
+    pod.metadata.labels.as_ref()?.get(key).map(String::as_str)
+}
+
+fn command(pod: &Pod) -> String {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(labels::ENGINE_COMMAND))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Builds both roles and checks what every disaggregated model must hold; returns the
+/// pods of (prefill, decode).
+fn roles(file: &str, nodes: &[Node], pools: [&str; 2]) -> (Vec<Pod>, Vec<Pod>) {
+    let m = example(file);
+    let mut out = Vec::new();
+    for (role, pool) in [PdRole::Prefill, PdRole::Decode].into_iter().zip(pools) {
+        let rm = role_model(&m, role).unwrap_or_else(|e| panic!("{e}"));
+        let d = build(&rm, nodes);
+        let first_group = label(&d.pods[0], labels::GROUP_ID).map(str::to_string);
+        let pods: Vec<Pod> = d
+            .pods
+            .iter()
+            .filter(|p| label(p, labels::GROUP_ID).map(str::to_string) == first_group)
+            .cloned()
+            .collect();
+        assert!(!pods.is_empty(), "{file} {role}: one group");
+        for p in &pods {
+            let selector = p
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_selector.clone())
+                .unwrap_or_default();
+            assert_eq!(selector.get("node-pool").map(String::as_str), Some(pool));
+            assert_eq!(label(p, DISAGGREGATED), m.metadata.name.as_deref());
+            let cmd = command(p);
+            assert!(
+                cmd.contains(&format!("--disaggregation-mode {role}")),
+                "{file} {role}: {cmd}"
+            );
+            // Clients ask for the model by its own name, whichever role answers.
+            assert!(
+                cmd.contains(&format!(
+                    "--served-model-name {}",
+                    m.metadata.name.clone().unwrap_or_default()
+                )),
+                "{cmd}"
+            );
+            let leader = label(p, labels::ROLE) == Some("leader");
+            let announces = p
+                .metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(BOOTSTRAP_PORT_ANNOTATION));
+            assert_eq!(
+                announces,
+                leader && role == PdRole::Prefill,
+                "{file} {role}"
+            );
+        }
+        out.push(pods);
+    }
+    let decode = out.pop().unwrap_or_default();
+    let prefill = out.pop().unwrap_or_default();
+    (prefill, decode)
+}
+
+#[test]
+fn wide_ep_pd_on_h200_places_each_role_on_its_pool_with_sglang_pd_flags() {
+    let (prefill, decode) = roles(
+        "r1-wide-ep-pd-h200.yaml",
+        &h200_nodes(),
+        ["h200-prefill", "h200-decode"],
+    );
+    assert_eq!(prefill.len(), 1, "prefill: TP8 on one node");
+    assert_eq!(decode.len(), 2, "decode: DP16 x EP16 over two nodes");
+    assert!(command(&prefill[0]).contains("--disaggregation-transfer-backend mooncake"));
+}
+
+#[test]
+fn pd_on_ascend_a3_uses_sglang_on_npus_and_the_operators_kv_store() {
+    let (prefill, decode) = roles(
+        "r1-pd-ascend-a3.yaml",
+        &a3_nodes(),
+        ["a3-prefill", "a3-decode"],
+    );
+    assert_eq!(
+        decode.len(),
+        2,
+        "decode: DP8 x TP4 x EP32 over two A3 nodes"
+    );
+    for p in prefill.iter().chain(&decode) {
+        let cmd = command(p);
+        assert!(cmd.contains("--device npu"), "{cmd}");
+        assert!(
+            cmd.contains("--disaggregation-transfer-backend ascend"),
+            "{cmd}"
+        );
+        assert!(
+            cmd.contains("tcp://r1-pd-a3-kv-store.demo.svc:8999"),
+            "both roles meet at the store the operator runs: {cmd}"
+        );
+    }
+}

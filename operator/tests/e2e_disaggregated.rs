@@ -1,0 +1,316 @@
+//! Disaggregated serving end to end with the operator on the local control plane: the
+//! example `r1-wide-ep-pd-h200.yaml` on two H200 node groups (told apart by a
+//! `node-pool` label, as cloud node groups are). The operator creates the two role
+//! models, their groups on their own nodes and the router; the SimFleet runs the role
+//! leaders' launchers with the sim engine in its prefill/decode roles and the router pod
+//! as the real pinned `sglang-router` (service discovery with its ServiceAccount's token).
+//!
+//! Asserts: a streamed chat completion goes router -> prefill -> decode; a load step of
+//! long prompts and one-token answers scales prefill (it queues) and leaves decode alone;
+//! then a step of short prompts and long answers scales decode (its sequences run) and
+//! leaves prefill alone; neither role's pods restart when the other scales.
+//!
+//! Built only with `--features pd-router` (needs `$DSO_SGLANG_ROUTER`, as scripts/test
+//! sets it). The namespace is `probed-*`: pods are Ready when the fleet's probes say so.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use common::*;
+use deepseek_e2e::fixtures::kwok_node;
+use deepseek_e2e::sim::{SimFleet, SimOptions, PROBED_NAMESPACE_PREFIX};
+use deepseek_e2e::sim_router::router_binary;
+use deepseek_e2e::wait::wait_for;
+use deepseek_e2e::Cluster;
+use deepseek_engine::pd::ROUTER_PORT;
+use deepseek_operator::api::DeepSeekModel;
+use deepseek_operator::build::disaggregated::{COMPONENT, ROUTER_COMPONENT};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{DeleteParams, ListParams};
+use kube::Api;
+use serde_json::{json, Value};
+
+const T: Duration = Duration::from_secs(300);
+const PREFILL_NODES: usize = 2;
+/// Two decode groups of two nodes each.
+const DECODE_NODES: usize = 4;
+const WORKERS: usize = 12;
+
+fn node_names() -> Vec<(String, &'static str)> {
+    let mut v = Vec::new();
+    for i in 0..PREFILL_NODES {
+        v.push((format!("pd-h200-prefill-{i}"), "h200-prefill"));
+    }
+    for i in 0..DECODE_NODES {
+        v.push((format!("pd-h200-decode-{i}"), "h200-decode"));
+    }
+    v
+}
+
+async fn delete_nodes(nodes: &Api<Node>) {
+    for (name, _) in node_names() {
+        let _ = nodes.delete(&name, &DeleteParams::default()).await;
+    }
+}
+
+async fn create_nodes(nodes: &Api<Node>) -> Result<()> {
+    delete_nodes(nodes).await;
+    for (name, _) in node_names() {
+        wait_for(T, &format!("old node {name} gone"), || async {
+            Ok(nodes.get_opt(&name).await?.is_none().then_some(()))
+        })
+        .await?;
+    }
+    for (name, pool) in node_names() {
+        kwok_node(
+            nodes,
+            &name,
+            json!({"nvidia.com/gpu.product": "NVIDIA-H200", "nvidia.com/gpu.count": "8", "node-pool": pool}),
+            json!([{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]),
+            json!({"nvidia.com/gpu": "8"}),
+            "127.0.0.1",
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Workers posting chat completions to the router back to back, with a body that can be
+/// swapped between load steps; at most 10 minutes of load.
+struct RouterLoad {
+    body: Arc<Mutex<Option<Value>>>,
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RouterLoad {
+    fn start(router: Ipv4Addr) -> RouterLoad {
+        let body: Arc<Mutex<Option<Value>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let started = std::time::Instant::now();
+        let url = format!("http://{router}:{ROUTER_PORT}/v1/chat/completions");
+        let tasks = (0..WORKERS)
+            .map(|_| {
+                let (body, stop, ok, url) = (body.clone(), stop.clone(), ok.clone(), url.clone());
+                tokio::spawn(async move {
+                    let http = reqwest::Client::builder()
+                        .no_proxy()
+                        .timeout(Duration::from_secs(120))
+                        .build()
+                        .unwrap_or_default();
+                    while !stop.load(Ordering::Relaxed)
+                        && started.elapsed() < Duration::from_secs(600)
+                    {
+                        let b = body.lock().ok().and_then(|b| b.clone());
+                        let Some(b) = b else {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        };
+                        let sent = http.post(&url).json(&b).send().await;
+                        if sent.is_ok_and(|r| r.status().is_success()) {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        RouterLoad {
+            body,
+            stop,
+            ok,
+            tasks,
+        }
+    }
+
+    fn set(&self, body: Option<Value>) {
+        if let Ok(mut b) = self.body.lock() {
+            *b = body;
+        }
+    }
+}
+
+impl Drop for RouterLoad {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn chat(prompt_chars: usize, max_tokens: u32) -> Value {
+    json!({
+        "model": "r1-pd",
+        "messages": [{"role": "user", "content": "x".repeat(prompt_chars)}],
+        "max_tokens": max_tokens,
+    })
+}
+
+async fn replicas(models: &Api<DeepSeekModel>, name: &str) -> Result<i32> {
+    Ok(models.get(name).await?.spec.replicas.unwrap_or(1))
+}
+
+fn nodes_of(pods: &[Pod]) -> BTreeSet<String> {
+    pods.iter()
+        .filter_map(|p| p.spec.as_ref()?.node_name.clone())
+        .collect()
+}
+
+/// Waits until `changing` reaches `want` replicas while `steady` stays at `steady_at`
+/// at every look.
+async fn scales_alone(
+    models: &Api<DeepSeekModel>,
+    changing: &str,
+    want: i32,
+    steady: &str,
+    steady_at: i32,
+) -> Result<()> {
+    // A move of the steady role ends the wait at once (wait_for retries errors).
+    let moved = wait_for(T, &format!("{changing} scaled to {want}"), || async {
+        let s = replicas(models, steady).await?;
+        if s != steady_at {
+            return Ok(Some(Some(s)));
+        }
+        Ok((replicas(models, changing).await? == want).then_some(None))
+    })
+    .await?;
+    match moved {
+        Some(s) => anyhow::bail!("{steady} moved to {s} replicas while {changing} had the load"),
+        None => Ok(()),
+    }
+}
+
+#[tokio::test]
+async fn a_disaggregated_model_serves_through_its_router_and_each_role_scales_on_its_own_load(
+) -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::ensure().await?;
+    install_crd(&cluster).await?;
+    let nodes: Api<Node> = Api::all(cluster.client().clone());
+    create_nodes(&nodes).await?;
+    let ns = cluster
+        .namespace(&format!("{PROBED_NAMESPACE_PREFIX}pd"))
+        .await?;
+    let _op = Operator::start(&cluster, OperatorOptions::default()).await?;
+    // Durations x5: a 4,000-token prompt takes ~2 s on a prefill group, so a dozen queue.
+    let _fleet = SimFleet::start(
+        ns.client(),
+        ns.name(),
+        SimOptions::new(launcher().await?)
+            .probe_readiness()
+            .router(router_binary()?, cluster.kubeconfig())
+            .env("DSO_SIM_TIME_SCALE", "5"),
+    );
+
+    let mut model = example("r1-wide-ep-pd-h200.yaml")?;
+    let scaling = |target: u32| {
+        serde_json::from_value(json!({
+            "minReplicas": 1, "maxReplicas": 2, "targetQueueDepth": target,
+            "intervalSeconds": 1, "scaleDownStabilizationSeconds": 3600, "maxScaleUpStep": 1,
+        }))
+    };
+    if let Some(p) = model.spec.prefill.as_mut() {
+        p.autoscaling = Some(scaling(2)?);
+    }
+    if let Some(d) = model.spec.decode.as_mut() {
+        d.autoscaling = Some(scaling(8)?);
+    }
+    let models: Api<DeepSeekModel> = ns.api();
+    let pods: Api<Pod> = ns.api();
+    apply_model(&models, &model).await?;
+    let result = async {
+        wait_condition(&models, "r1-pd", "Available", "True", T).await?;
+        let prefill = wait_groups(&pods, "r1-pd-prefill", 1, 1, T).await?;
+        let decode = wait_groups(&pods, "r1-pd-decode", 1, 2, T).await?;
+        let pool_nodes = |pool: &str| -> BTreeSet<String> {
+            node_names()
+                .into_iter()
+                .filter(|(_, p)| *p == pool)
+                .map(|(n, _)| n)
+                .collect()
+        };
+        ensure!(
+            nodes_of(&prefill).is_subset(&pool_nodes("h200-prefill")),
+            "prefill on its pool: {:?}",
+            nodes_of(&prefill)
+        );
+        ensure!(
+            nodes_of(&decode).is_subset(&pool_nodes("h200-decode")),
+            "decode on its pool: {:?}",
+            nodes_of(&decode)
+        );
+        let m = models.get("r1-pd").await?;
+        let roles = m.status.and_then(|s| s.roles).context("status.roles")?;
+        ensure!(
+            roles.decode.layout.as_deref() == Some("DP16xEP16") && roles.router_ready_replicas == 1,
+            "{roles:?}"
+        );
+
+        let routers = pods
+            .list(&ListParams::default().labels(&format!("{COMPONENT}={ROUTER_COMPONENT}")))
+            .await?;
+        let router: Ipv4Addr = routers
+            .items
+            .first()
+            .and_then(|p| p.status.as_ref()?.pod_ip.as_deref()?.parse().ok())
+            .context("router pod IP")?;
+        ensure!(router.is_loopback(), "{router}");
+        let streamed = wait_for(T, "a streamed answer through the router", || async {
+            let body = json!({"model": "r1-pd", "stream": true, "max_tokens": 8,
+                "messages": [{"role": "user", "content": "Hello from the e2e."}]});
+            let resp = reqwest::Client::builder()
+                .no_proxy()
+                .build()?
+                .post(format!("http://{router}:{ROUTER_PORT}/v1/chat/completions"))
+                .json(&body)
+                .send()
+                .await?;
+            let text = resp.text().await?;
+            Ok(text.contains("[DONE]").then_some(text))
+        })
+        .await?;
+        let chunks = streamed
+            .lines()
+            .filter(|l| l.starts_with("data: ") && !l.contains("[DONE]"))
+            .count();
+        ensure!(chunks == 8, "decode streamed every token: {streamed}");
+
+        let prefill_uids = uids(&model_pods(&pods, "r1-pd-prefill").await?);
+        let decode_uids = uids(&model_pods(&pods, "r1-pd-decode").await?);
+        let load = RouterLoad::start(router);
+        // Long prompts, one-token answers: prefill queues, decode has nothing to run.
+        load.set(Some(chat(16_000, 1)));
+        scales_alone(&models, "r1-pd-prefill", 2, "r1-pd-decode", 1).await?;
+        wait_groups(&pods, "r1-pd-prefill", 2, 1, T).await?;
+        ensure!(
+            uids(&model_pods(&pods, "r1-pd-decode").await?) == decode_uids,
+            "decode pods restarted while prefill scaled"
+        );
+        // Short prompts, long answers: decode runs a dozen sequences, prefill is idle.
+        load.set(Some(chat(80, 400)));
+        scales_alone(&models, "r1-pd-decode", 2, "r1-pd-prefill", 2).await?;
+        wait_groups(&pods, "r1-pd-decode", 2, 2, T).await?;
+        let prefill_now = uids(&model_pods(&pods, "r1-pd-prefill").await?);
+        ensure!(
+            prefill_uids.is_subset(&prefill_now),
+            "prefill's first group restarted while decode scaled"
+        );
+        ensure!(load.ok.load(Ordering::Relaxed) > 0, "requests were served");
+        load.set(None);
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = models.delete("r1-pd", &DeleteParams::default()).await;
+    delete_nodes(&nodes).await;
+    result
+}
