@@ -4,7 +4,8 @@ Reads JSON lines from `render_matrix` on stdin (already filtered to SGLang) and,
 `python3 -m sglang.launch_server ...` command, runs what `launch_server` runs first:
 `prepare_server_args` (argparse plus the `ServerArgs` record and its `__post_init__`).
 SGLang's `check_server_args` runs only after resolution, which needs the model's config
-and the GPUs, so it is left to a GPU smoke test. Prints one line per rejected command and
+and the GPUs, so it is left to a GPU smoke test. `--speculative-algorithm`, a free string
+to the parser, is looked up in SGLang's own algorithm registry. Prints one line per rejected command and
 exits 1 if any.
 
 Usage: python check_sglang.py < matrix.jsonl
@@ -18,6 +19,7 @@ import sys
 
 import sglang
 from sglang.srt.server_args import prepare_server_args
+from sglang.srt.speculative.spec_info import SpeculativeAlgorithm
 
 MODULE = ["-m", "sglang.launch_server"]
 
@@ -34,6 +36,11 @@ def check(case):
         return err.getvalue().strip().splitlines()[-1]
     except Exception as e:
         return f"{type(e).__name__}: {e}"
+    if args.speculative_algorithm is not None:
+        try:
+            SpeculativeAlgorithm.from_string(args.speculative_algorithm)
+        except ValueError as e:
+            return str(e)
     return None
 
 
@@ -53,6 +60,9 @@ def main():
     probe = {"argv": [*MODULE, "--model-path", "m", "--no-such-flag-dso"]}
     if check(probe) is None:
         failures.append((" ".join(probe["argv"]), "an unknown flag was accepted"))
+    spec_probe = {"argv": [*MODULE, "--model-path", "m", "--speculative-algorithm", "NO_SUCH_DSO"]}
+    if check(spec_probe) is None:
+        failures.append((" ".join(spec_probe["argv"]), "an unknown speculative algorithm was accepted"))
     for shell, problem in failures:
         print(f"REJECTED: {shell}\n  -> {problem}")
     print(f"sglang {sglang.__version__}: {checked} commands, {len(failures)} rejected")

@@ -5,7 +5,11 @@ every `vllm serve` command, runs what `vllm serve` runs before it loads a model:
 parser from `make_arg_parser`, `validate_parsed_serve_args`, and the engine arguments
 built from the parsed namespace (vllm-ascend's commands with the quantization method its
 NPU platform adds). Every environment variable named `VLLM_*` that a command
-sets must be one vLLM reads. Prints one line per rejected command and exits 1 if any.
+sets must be one vLLM reads. JSON values the parser takes as free-form are checked against
+what the engine reads from them at start-up: the `--speculative-config` method against the
+methods `SpeculativeConfig` accepts, and vllm-ascend's `--additional-config` `eplb_config`
+keys against its `EplbConfig` defaults. Prints one line per rejected command and exits 1
+if any.
 
 Usage: python check_vllm.py < matrix.jsonl
 """
@@ -18,6 +22,7 @@ import json
 import os
 import pathlib
 import sys
+import typing
 
 # The parser's defaults consult the platform; on a machine without a GPU the supported
 # way to get one is the CPU platform, selected explicitly.
@@ -55,6 +60,44 @@ def ascend_quantization_method():
     raise SystemExit("vllm_ascend/utils.py defines no ASCEND_QUANTIZATION_METHOD")
 
 
+def ascend_eplb_keys():
+    """The keys vllm-ascend's `EplbConfig` accepts (its `_defaults`), read without importing it."""
+    spec = importlib.util.find_spec("vllm_ascend")
+    source = pathlib.Path(spec.origin).with_name("ascend_config.py").read_text()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ClassDef) and node.name == "EplbConfig":
+            for stmt in node.body:
+                if isinstance(stmt, ast.Assign) and any(
+                    getattr(t, "id", None) == "_defaults" for t in stmt.targets
+                ):
+                    return set(ast.literal_eval(stmt.value))
+    raise SystemExit("vllm_ascend/ascend_config.py defines no EplbConfig._defaults")
+
+
+def free_form_json(args, ascend):
+    """What start-up would refuse in the JSON options the parser passes through unread."""
+    spec = args.speculative_config
+    if spec is not None:
+        from vllm.config.speculative import SpeculativeConfig
+
+        fields = getattr(SpeculativeConfig, "__dataclass_fields__", None)
+        annotation = fields["method"].type if fields else SpeculativeConfig.model_fields["method"].annotation
+        methods = set()
+        stack = [annotation]
+        while stack:  # flatten Optional[Literal[...]] and nested Literals
+            t = stack.pop()
+            for a in typing.get_args(t):
+                (methods.add(a) if isinstance(a, str) else stack.append(a))
+        if spec.get("method") not in methods:
+            return f"--speculative-config method {spec.get('method')!r} is not one of vLLM's"
+    extra = getattr(args, "additional_config", None) or {}
+    if ascend and "eplb_config" in extra:
+        unknown = set(extra["eplb_config"]) - ascend_eplb_keys()
+        if unknown:
+            return f"vllm-ascend's eplb_config has no {sorted(unknown)}"
+    return None
+
+
 def parser(ascend):
     p = make_arg_parser(FlexibleArgumentParser(prog="vllm serve"))
     methods = list(QUANTIZATION_METHODS)
@@ -72,7 +115,7 @@ def parser(ascend):
     return p
 
 
-def check(case, parse):
+def check(case, parse, ascend=False):
     argv = case["argv"]
     if argv[:1] != ["serve"]:
         return f"not a `vllm serve` command: {argv[:1]}"
@@ -96,10 +139,14 @@ def check(case, parse):
         AsyncEngineArgs.from_cli_args(args)
     except Exception as e:  # the engine's own validation: any refusal is a failure
         return f"{type(e).__name__}: {e}"
-    return None
+    return free_form_json(args, ascend)
 
 
 PROBE = {"argv": ["serve", "m", "--no-such-flag-dso"], "env": []}
+SPEC_PROBE = {
+    "argv": ["serve", "m", "--speculative-config", '{"method": "no-such-method-dso"}'],
+    "env": [],
+}
 
 
 def main():
@@ -116,12 +163,14 @@ def main():
         ascend = case["engine"] == "vllm-ascend"
         if ascend not in parsers:
             parsers[ascend] = parser(ascend).parse_args
-        problem = check(case, parsers[ascend])
+        problem = check(case, parsers[ascend], ascend)
         if problem:
             failures.append((case["shell"], problem))
     # A flag no engine has must be refused, or this check checks nothing.
     if check(PROBE, parse) is None:
         failures.append((" ".join(PROBE["argv"]), "an unknown flag was accepted"))
+    if check(SPEC_PROBE, parse) is None:
+        failures.append((" ".join(SPEC_PROBE["argv"]), "an unknown speculative method was accepted"))
     for shell, problem in failures:
         print(f"REJECTED: {shell}\n  -> {problem}")
     print(f"vllm {vllm.__version__}: {checked} commands, {len(failures)} rejected")

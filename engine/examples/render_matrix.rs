@@ -1,5 +1,6 @@
 //! Prints, as JSON lines, every command the renderer can produce for the real engines:
-//! each engine x vendor x quantization x TP/PP x single/multi-node x rank it accepts.
+//! each engine x vendor x quantization x TP/PP (or DP x EP) x single/multi-node x rank it
+//! accepts.
 //!
 //! `engine/conformance/run` feeds these to the pinned engines' own argument parsers, so the
 //! list comes from the renderer itself rather than from a restatement of its flags. A
@@ -11,8 +12,8 @@
 use deepseek_engine::images::pins;
 use deepseek_engine::pd::router_command;
 use deepseek_engine::{
-    render, CommandLine, Disaggregation, Engine, KvTransfer, LaunchConfig, PdRole, Role,
-    RouterConfig,
+    render, CommandLine, Disaggregation, Engine, ExpertLayout, KvTransfer, LaunchConfig, PdRole,
+    Role, RouterConfig,
 };
 use serde_json::json;
 
@@ -96,6 +97,9 @@ fn main() {
                                 // What the operator sets for vLLM on CPU (the planned KV cache).
                                 kv_cache_memory_bytes: (engine == Engine::Vllm && vendor == "cpu")
                                     .then_some(3 << 30),
+                                expert: None,
+                                speculative_mtp: false,
+                                kv_cache_dtype: None,
                                 sim: None,
                                 disaggregation: None,
                             };
@@ -109,6 +113,7 @@ fn main() {
         }
     }
     disaggregated(&engines);
+    expert_parallel(&engines);
     routers();
 }
 
@@ -185,10 +190,83 @@ fn disaggregated(engines: &[Engine]) {
                                         .then(|| ASCEND_STORE.to_string()),
                                 }),
                                 kv_cache_memory_bytes: None,
+                                expert: None,
+                                speculative_mtp: false,
+                                kv_cache_dtype: None,
                             };
                             for rank in 0..nodes {
                                 emit(&cfg, rank);
                             }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// (nodes, gpus per node, DP, attention TP) of the planner's dp-ep and hybrid layouts: wide
+/// EP on one node and across 2 and 4, hybrid DPxTP groups inside a node, Ascend A3's 16
+/// dies per node, and TP x EP without DP across two nodes.
+const EXPERT_SHAPES: [(u32, u32, u32, u32); 7] = [
+    (1, 8, 8, 1),
+    (1, 8, 2, 4),
+    (2, 8, 16, 1),
+    (2, 8, 4, 4),
+    (4, 8, 32, 1),
+    (2, 16, 8, 4),
+    (2, 8, 1, 16),
+];
+
+/// DP attention x EP layouts, each with and without redundant experts, MTP, an FP8 KV
+/// cache and a prefill/decode role (four variants that together cover every flag).
+fn expert_parallel(engines: &[Engine]) {
+    let variants = [
+        (0, false, None, None),
+        (32, true, Some("fp8"), None),
+        (32, false, None, Some(PdRole::Prefill)),
+        (0, true, Some("fp8"), Some(PdRole::Decode)),
+    ];
+    for &engine in engines {
+        for vendor in ["nvidia", "amd", "ascend", "cpu"] {
+            for quant in ["fp8", "bf16", "int8", "w4a8"] {
+                for (nodes, gpn, dp, tp) in EXPERT_SHAPES {
+                    for (redundant, mtp, kv, role) in variants {
+                        let cfg = LaunchConfig {
+                            engine,
+                            vendor: vendor.into(),
+                            model: "deepseek-ai/DeepSeek-R1".into(),
+                            served_model_name: "deepseek-r1".into(),
+                            revision: None,
+                            quantization: quant.into(),
+                            tensor_parallel: tp,
+                            pipeline_parallel: 1,
+                            nodes,
+                            gpus_per_node: gpn,
+                            max_model_len: 8192,
+                            max_num_seqs: 64,
+                            gpu_memory_utilization: 0.9,
+                            extra_args: vec![],
+                            trust_remote_code: false,
+                            kv_cache_memory_bytes: None,
+                            sim: None,
+                            disaggregation: role.map(|role| {
+                                let mut d = Disaggregation::new(role, engine, vendor);
+                                if d.transfer == KvTransfer::Ascend {
+                                    d.ascend_store = Some(ASCEND_STORE.to_string());
+                                }
+                                d
+                            }),
+                            expert: Some(ExpertLayout {
+                                data_parallel: dp,
+                                expert_parallel: dp * tp,
+                                redundant_experts: redundant,
+                            }),
+                            speculative_mtp: mtp,
+                            kv_cache_dtype: kv.map(String::from),
+                        };
+                        for rank in 0..nodes {
+                            emit(&cfg, rank);
                         }
                     }
                 }

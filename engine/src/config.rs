@@ -44,6 +44,18 @@ pub struct LaunchConfig {
     /// Set when the group is one role of a prefill/decode-disaggregated model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disaggregation: Option<crate::pd::Disaggregation>,
+    /// DP attention x expert parallelism (`dp-ep`/`hybrid` plans; engine/src/expert.rs).
+    /// When set, `tensorParallel` is the attention TP within each DP group and
+    /// dataParallel x tensorParallel = nodes x gpusPerNode. Absent for tp-pp plans (their
+    /// JSON, and so their template hash, is unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expert: Option<crate::expert::ExpertLayout>,
+    /// Load the model's MTP layer for speculative decoding.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub speculative_mtp: bool,
+    /// "fp8" for an FP8 KV cache; absent for the engine's default (the model's dtype).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_cache_dtype: Option<String>,
 }
 
 impl LaunchConfig {

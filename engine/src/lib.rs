@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 mod ascend;
 mod command;
 mod config;
+pub mod expert;
 pub mod images;
 pub mod lifecycle;
 mod llamacpp;
@@ -29,6 +30,7 @@ mod vllm;
 
 pub use command::{CommandLine, LaunchSteps};
 pub use config::{LaunchConfig, RenderError, Role, SimProfile};
+pub use expert::ExpertLayout;
 pub use lifecycle::{
     termination_grace_period_seconds, DEFAULT_DRAIN_SECONDS, DRAIN_PATH, RANK_HEALTH_PATH,
     READINESS_PATH, READINESS_PROBE_TIMEOUT_SECONDS, STOP_MARGIN_SECONDS,

@@ -87,6 +87,7 @@ pub fn validate(cfg: &LaunchConfig) -> Result<(), RenderError> {
     if let Some(d) = &cfg.disaggregation {
         crate::pd::validate(cfg.engine, &cfg.vendor, d)?;
     }
+    crate::expert::validate(cfg)?;
     let q = Quantization::parse(&cfg.quantization)?;
     if !q.supported(cfg.engine, &cfg.vendor) {
         return Err(RenderError::QuantizationUnsupported {
@@ -102,7 +103,9 @@ pub fn validate(cfg: &LaunchConfig) -> Result<(), RenderError> {
                 nodes: cfg.nodes,
             });
         }
-    } else if cfg.tensor_parallel * cfg.pipeline_parallel != cfg.nodes * cfg.gpus_per_node {
+    } else if cfg.expert.is_none()
+        && cfg.tensor_parallel * cfg.pipeline_parallel != cfg.nodes * cfg.gpus_per_node
+    {
         return Err(RenderError::Parallelism {
             tp: cfg.tensor_parallel,
             pp: cfg.pipeline_parallel,

@@ -24,7 +24,7 @@ pub fn steps(ctx: &Ctx) -> LaunchSteps {
         .flag("--served-model-name", &cfg.served_model_name)
         .flag("--host", "0.0.0.0")
         .flag("--port", ctx.port)
-        .flag("--tp", cfg.tensor_parallel);
+        .flag("--tp", crate::expert::sglang_tp_size(cfg));
     if cfg.pipeline_parallel > 1 {
         cmd = cmd.flag("--pp-size", cfg.pipeline_parallel);
     }
@@ -71,6 +71,7 @@ pub fn steps(ctx: &Ctx) -> LaunchSteps {
     if let Some(d) = &cfg.disaggregation {
         cmd = crate::pd::sglang_flags(cmd, &cfg.vendor, d);
     }
+    cmd = crate::expert::sglang_flags(cmd, ctx);
     cmd.args.extend(cfg.extra_args.iter().cloned());
     if npu {
         cmd = ascend::with_sglang_env(cmd);

@@ -8,6 +8,8 @@
 //! supervises, no Ray head to start first, no Ray in the image, and a worker that fails
 //! exits, so its pod restarts and the group is recreated. vllm-ascend's multi-node guide
 //! for tensor/pipeline parallelism across nodes is still Ray, so Ascend groups keep it.
+//! Data-parallel (DP attention) groups across nodes use vLLM's data-parallel launch instead,
+//! on every vendor (engine/src/expert.rs).
 //!
 //! Quantization: pre-quantized AWQ/GPTQ/INT8 (compressed-tensors) checkpoints are
 //! auto-detected from the checkpoint's `quantization_config`, and vLLM then picks the
@@ -34,15 +36,17 @@ pub fn steps(ctx: &Ctx) -> LaunchSteps {
     }
 }
 
-/// vllm-ascend: a Ray head on the leader before `vllm serve`, Ray workers elsewhere.
+/// vllm-ascend: a Ray head on the leader before `vllm serve`, Ray workers elsewhere; DP
+/// across nodes runs `vllm serve` on every rank with its DP flags instead, no Ray (expert.rs).
 fn ascend_steps(ctx: &Ctx) -> LaunchSteps {
-    if ctx.multi_node() && ctx.role == Role::Worker {
+    let ray = ctx.multi_node() && !crate::expert::dp_across_nodes(ctx.cfg);
+    if ray && ctx.role == Role::Worker {
         return LaunchSteps {
             prepare: Vec::new(),
             serve: Some(ascend::with_hccl_env(ray::worker(ctx.leader))),
         };
     }
-    let prepare = if ctx.multi_node() {
+    let prepare = if ray {
         vec![ascend::with_hccl_env(ray::head())]
     } else {
         Vec::new()
@@ -64,7 +68,7 @@ fn serve(ctx: &Ctx, ascend: bool) -> CommandLine {
         .flag("--tensor-parallel-size", cfg.tensor_parallel)
         .flag("--pipeline-parallel-size", cfg.pipeline_parallel)
         .flag("--max-model-len", cfg.max_model_len)
-        .flag("--max-num-seqs", cfg.max_num_seqs)
+        .flag("--max-num-seqs", crate::expert::vllm_max_num_seqs(cfg))
         .flag("--gpu-memory-utilization", cfg.gpu_memory_utilization);
     if let Some(rev) = &cfg.revision {
         cmd = cmd.flag("--revision", rev);
@@ -91,7 +95,9 @@ fn serve(ctx: &Ctx, ascend: bool) -> CommandLine {
         cmd = cmd.arg("--trust-remote-code");
     }
     if ctx.multi_node() {
-        cmd = if ascend {
+        cmd = if crate::expert::dp_across_nodes(cfg) {
+            crate::expert::vllm_dp_nodes(cmd, ctx)
+        } else if ascend {
             cmd.flag("--distributed-executor-backend", "ray")
         } else {
             let cmd = cmd
@@ -114,6 +120,7 @@ fn serve(ctx: &Ctx, ascend: bool) -> CommandLine {
             crate::pd::vllm_kv_transfer_config(ascend, d),
         );
     }
+    cmd = crate::expert::vllm_flags(cmd, ctx, ascend);
     cmd.args.extend(cfg.extra_args.iter().cloned());
     if ascend {
         cmd = ascend::with_hccl_env(cmd);

@@ -33,6 +33,9 @@ fn a3(quant: &str, nodes: u32, d: Option<Disaggregation>) -> LaunchConfig {
         extra_args: vec![],
         trust_remote_code: false,
         kv_cache_memory_bytes: None,
+        expert: None,
+        speculative_mtp: false,
+        kv_cache_dtype: None,
         sim: None,
         disaggregation: d,
     }

@@ -28,6 +28,9 @@ fn cfg(engine: Engine, vendor: &str, quant: &str, d: Option<Disaggregation>) -> 
         sim: None,
         disaggregation: d,
         kv_cache_memory_bytes: None,
+        expert: None,
+        speculative_mtp: false,
+        kv_cache_dtype: None,
     }
 }
 

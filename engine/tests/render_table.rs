@@ -26,6 +26,9 @@ fn cfg(engine: Engine, vendor: &str, quant: &str, tp: u32, pp: u32, nodes: u32) 
         extra_args: vec![],
         trust_remote_code: false,
         kv_cache_memory_bytes: None,
+        expert: None,
+        speculative_mtp: false,
+        kv_cache_dtype: None,
         sim: None,
         disaggregation: None,
     }

@@ -22,6 +22,9 @@ fn cfg(engine: Engine, vendor: &str, nodes: u32) -> LaunchConfig {
         extra_args: vec![],
         trust_remote_code: false,
         kv_cache_memory_bytes: None,
+        expert: None,
+        speculative_mtp: false,
+        kv_cache_dtype: None,
         sim: None,
         disaggregation: None,
     }

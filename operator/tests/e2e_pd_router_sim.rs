@@ -73,6 +73,9 @@ fn launch_config(role: PdRole) -> LaunchConfig {
         extra_args: vec![],
         trust_remote_code: false,
         kv_cache_memory_bytes: None,
+        expert: None,
+        speculative_mtp: false,
+        kv_cache_dtype: None,
         sim: Some(SimProfile {
             prefill_tokens_per_s: 2000.0,
             decode_tokens_per_s: 200.0,

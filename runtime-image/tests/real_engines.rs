@@ -81,6 +81,9 @@ fn launch_config(engine: Engine, model: &Path, quantization: &str, extra: &[&str
         extra_args,
         trust_remote_code: false,
         kv_cache_memory_bytes: None,
+        expert: None,
+        speculative_mtp: false,
+        kv_cache_dtype: None,
         sim: None,
         disaggregation: None,
     }

@@ -157,6 +157,9 @@ pub fn launch_config(
             }
             d
         }),
+        expert: None,
+        speculative_mtp: false,
+        kv_cache_dtype: None,
     }
 }
 

@@ -38,6 +38,9 @@ pub fn sim_config(nodes: u32, profile: SimProfile) -> LaunchConfig {
         extra_args: vec![],
         trust_remote_code: false,
         kv_cache_memory_bytes: None,
+        expert: None,
+        speculative_mtp: false,
+        kv_cache_dtype: None,
         sim: Some(profile),
         disaggregation: None,
     }
