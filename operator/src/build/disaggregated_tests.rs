@@ -17,7 +17,7 @@ fn pd() -> DeepSeekModel {
     model(json!({
         "model": "deepseek-r1",
         "accelerator": {"product": "h200"},
-        "serving": {"mode": "disaggregated", "maxModelLen": 16384},
+        "serving": {"mode": "disaggregated", "maxModelLen": 16384, "concurrency": 64},
         "resources": {"cpu": "32"},
         "prefill": {"replicas": 2, "parallelism": {"tensor": 8}},
         "decode": {
@@ -48,6 +48,9 @@ fn each_role_model_takes_its_own_fields_and_the_model_wide_rest() {
     assert_eq!(product(&d).as_deref(), Some("h20-141gb"));
     assert_eq!(p.spec.parallelism.as_ref().and_then(|x| x.tensor), Some(8));
     assert!(d.spec.parallelism.is_none());
+    // Prefill holds KV only for prompts in flight: a quarter of the sequences.
+    let c = |m: &DeepSeekModel| m.spec.serving.as_ref().and_then(|s| s.concurrency);
+    assert_eq!((c(&p), c(&d)), (Some(16), Some(64)));
     // Model-wide serving limits stay; the mode names the role.
     for (m, mode) in [(&p, ServingMode::Prefill), (&d, ServingMode::Decode)] {
         let s = m.spec.serving.clone().unwrap_or_default();

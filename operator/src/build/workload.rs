@@ -157,9 +157,16 @@ pub fn launch_config(
             }
             d
         }),
-        expert: None,
-        speculative_mtp: false,
-        kv_cache_dtype: None,
+        // DP attention x EP layouts carry their shape; TP x PP plans leave these out, so
+        // their launch configuration (and template hash) is what it was.
+        expert: (plan.expert_parallel > 1).then_some(deepseek_engine::ExpertLayout {
+            data_parallel: plan.data_parallel,
+            expert_parallel: plan.expert_parallel,
+            redundant_experts: plan.redundant_experts,
+        }),
+        speculative_mtp: plan.speculative_mtp,
+        kv_cache_dtype: (plan.kv_cache_dtype == deepseek_planner::KvCacheDtype::Fp8)
+            .then(|| "fp8".to_string()),
     }
 }
 
