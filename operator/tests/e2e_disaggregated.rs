@@ -251,6 +251,7 @@ async fn a_disaggregated_model_serves_through_its_router_and_each_role_scales_on
         );
         let m = models.get("r1-pd").await?;
         let roles = m.status.and_then(|s| s.roles).context("status.roles")?;
+        eprintln!("status.roles: {roles:?}");
         ensure!(
             roles.decode.layout.as_deref() == Some("DP16xEP16") && roles.router_ready_replicas == 1,
             "{roles:?}"
@@ -289,16 +290,28 @@ async fn a_disaggregated_model_serves_through_its_router_and_each_role_scales_on
         let decode_uids = uids(&model_pods(&pods, "r1-pd-decode").await?);
         let load = RouterLoad::start(router);
         // Long prompts, one-token answers: prefill queues, decode has nothing to run.
+        let step = std::time::Instant::now();
         load.set(Some(chat(16_000, 1)));
         scales_alone(&models, "r1-pd-prefill", 2, "r1-pd-decode", 1).await?;
+        eprintln!(
+            "prefill step: prefill 1 -> 2 after {:.1}s ({} requests served so far); decode stayed at 1",
+            step.elapsed().as_secs_f64(),
+            load.ok.load(Ordering::Relaxed)
+        );
         wait_groups(&pods, "r1-pd-prefill", 2, 1, T).await?;
         ensure!(
             uids(&model_pods(&pods, "r1-pd-decode").await?) == decode_uids,
             "decode pods restarted while prefill scaled"
         );
         // Short prompts, long answers: decode runs a dozen sequences, prefill is idle.
+        let step = std::time::Instant::now();
         load.set(Some(chat(80, 400)));
         scales_alone(&models, "r1-pd-decode", 2, "r1-pd-prefill", 2).await?;
+        eprintln!(
+            "decode step: decode 1 -> 2 after {:.1}s ({} requests served so far); prefill stayed at 2",
+            step.elapsed().as_secs_f64(),
+            load.ok.load(Ordering::Relaxed)
+        );
         wait_groups(&pods, "r1-pd-decode", 2, 2, T).await?;
         let prefill_now = uids(&model_pods(&pods, "r1-pd-prefill").await?);
         ensure!(
