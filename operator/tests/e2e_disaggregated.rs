@@ -325,5 +325,47 @@ async fn a_disaggregated_model_serves_through_its_router_and_each_role_scales_on
     .await;
     let _ = models.delete("r1-pd", &DeleteParams::default()).await;
     delete_nodes(&nodes).await;
-    result
+    result?;
+    ns.finish().await
+}
+
+/// A user's own model that happens to have a role model's name is never taken over: the
+/// disaggregated model reports the conflict and leaves it as it was.
+#[tokio::test]
+async fn a_role_name_taken_by_a_users_own_model_is_a_reported_conflict() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::ensure().await?;
+    install_crd(&cluster).await?;
+    let ns = cluster.namespace("pd-conflict").await?;
+    let _op = Operator::start(&cluster, OperatorOptions::default()).await?;
+    let models: Api<DeepSeekModel> = ns.api();
+    let own: DeepSeekModel = serde_json::from_value(json!({
+        "apiVersion": "inference.deepseek-operator.dev/v1alpha1",
+        "kind": "DeepSeekModel",
+        "metadata": {"name": "taken-prefill"},
+        "spec": {"model": "deepseek-r1-distill-qwen-1.5b", "replicas": 0},
+    }))?;
+    let own = apply_model(&models, &own).await?;
+    let pd: DeepSeekModel = serde_json::from_value(json!({
+        "apiVersion": "inference.deepseek-operator.dev/v1alpha1",
+        "kind": "DeepSeekModel",
+        "metadata": {"name": "taken"},
+        "spec": {"model": "deepseek-r1", "serving": {"mode": "disaggregated"}},
+    }))?;
+    apply_model(&models, &pd).await?;
+    let message = wait_for(T, "taken reports the name conflict", || async {
+        let m = models.get("taken").await?;
+        Ok(condition(&m, "Planned")
+            .filter(|(s, r, _)| s == "False" && r == "NameConflict")
+            .map(|(_, _, msg)| msg))
+    })
+    .await?;
+    ensure!(message.contains("taken-prefill"), "{message}");
+    let after = models.get("taken-prefill").await?;
+    ensure!(
+        after.spec == own.spec && after.metadata.owner_references.is_none(),
+        "the user's model was changed: {:?}",
+        after.spec
+    );
+    ns.finish().await
 }

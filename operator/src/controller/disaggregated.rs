@@ -67,22 +67,59 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
         }
     };
 
-    let models = Api::<DeepSeekModel>::namespaced(ctx.client.clone(), &ns);
+    match keep(&ctx, &model, &ns, &roles, &router).await {
+        Ok(kept) => finish(&ctx, &model, &name, previous, status, kept).await,
+        Err(Error::Conflict(message)) => {
+            set(
+                &previous.conditions,
+                &mut status.conditions,
+                cond::PLANNED,
+                false,
+                "NameConflict",
+                &message,
+                generation,
+            );
+            if previous.conditions != status.conditions {
+                event(&ctx, &model, true, "NameConflict", message).await;
+                write_status(&ctx, &model, &status).await?;
+            }
+            // Rechecked now and then: the other object may be renamed or deleted.
+            Ok(Action::requeue(std::time::Duration::from_secs(60)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// What `keep` found live: the role models and the router Deployment.
+struct Kept {
+    roles: Vec<DeepSeekModel>,
+    router: k8s_openapi::api::apps::v1::Deployment,
+}
+
+/// Applies what differs from the built objects, in order: role models, router, store.
+async fn keep(
+    ctx: &Context,
+    model: &DeepSeekModel,
+    ns: &str,
+    roles: &[DeepSeekModel],
+    router: &crate::build::disaggregated::RouterObjects,
+) -> Result<Kept, Error> {
+    let models = Api::<DeepSeekModel>::namespaced(ctx.client.clone(), ns);
     let mut live_roles = Vec::new();
-    for desired in &roles {
+    for desired in roles {
         // An autoscaled role's count is the autoscaler's: carried over, never reset.
         let carry = |d: &mut DeepSeekModel, live: &DeepSeekModel| {
             if d.spec.autoscaling.is_some() {
                 d.spec.replicas = live.spec.replicas;
             }
         };
-        live_roles.push(ensure(&ctx, &models, desired, spec_digest(desired), carry).await?);
+        live_roles.push(ensure(ctx, &models, desired, spec_digest(desired), carry).await?);
     }
-    ensure_digested(&ctx, &ns, &router.service_account).await?;
-    ensure_digested(&ctx, &ns, &router.role).await?;
-    ensure_digested(&ctx, &ns, &router.role_binding).await?;
-    let deployment = ensure_digested(&ctx, &ns, &router.deployment).await?;
-    ensure_digested(&ctx, &ns, &router.service).await?;
+    ensure_digested(ctx, ns, &router.service_account).await?;
+    ensure_digested(ctx, ns, &router.role).await?;
+    ensure_digested(ctx, ns, &router.role_binding).await?;
+    let deployment = ensure_digested(ctx, ns, &router.deployment).await?;
+    ensure_digested(ctx, ns, &router.service).await?;
     // SGLang's `ascend` transfer meets at a config store: run it once a role is planned
     // on Ascend (the roles' launch configurations name its Service).
     let chosen = model.spec.serving.as_ref().and_then(|s| s.kv_transfer);
@@ -95,10 +132,27 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
     if chosen == Some(KvTransferChoice::Ascend) || (chosen.is_none() && on_ascend) {
         let image = ctx.config.image_for(Vendor::Ascend, Engine::Sglang);
         let (deployment, service) =
-            kv_store_objects(&model, &image).map_err(|_| Error::MissingField("metadata.uid"))?;
-        ensure_digested(&ctx, &ns, &deployment).await?;
-        ensure_digested(&ctx, &ns, &service).await?;
+            kv_store_objects(model, &image).map_err(|_| Error::MissingField("metadata.uid"))?;
+        ensure_digested(ctx, ns, &deployment).await?;
+        ensure_digested(ctx, ns, &service).await?;
     }
+    Ok(Kept {
+        roles: live_roles,
+        router: deployment,
+    })
+}
+
+/// The model's status from what its roles and router report.
+async fn finish(
+    ctx: &Context,
+    model: &DeepSeekModel,
+    name: &str,
+    previous: DeepSeekModelStatus,
+    mut status: DeepSeekModelStatus,
+    kept: Kept,
+) -> Result<Action, Error> {
+    let generation = model.metadata.generation;
+    let (live_roles, deployment) = (kept.roles, kept.router);
 
     let role_status = |m: &DeepSeekModel, role| -> RoleStatus {
         let s = m.status.clone().unwrap_or_default();
@@ -108,7 +162,7 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
             .find(|c| c.status != "True")
             .map(|c| c.message.clone());
         RoleStatus {
-            model: role_model_name(&name, role),
+            model: role_model_name(name, role),
             replicas: s.replicas,
             ready_replicas: s.ready_replicas,
             desired_replicas: s.desired_replicas,
@@ -203,7 +257,7 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
         router_ready_replicas: router_ready,
     });
     if comparable(&previous) != comparable(&status) {
-        write_status(&ctx, &model, &status).await?;
+        write_status(ctx, model, &status).await?;
     }
     Ok(Action::await_change())
 }
@@ -251,6 +305,28 @@ where
             .and_then(|a| a.get(labels::SPEC_DIGEST))
             == Some(&digest)
     };
+    // Never take over an object of the same name that is not ours (a user's own model
+    // called `<name>-prefill`, say): force-applying would silently rewrite it.
+    let owner_uid = desired
+        .meta()
+        .owner_references
+        .as_ref()
+        .and_then(|o| o.first())
+        .map(|o| o.uid.clone());
+    if let Some(l) = &live {
+        let ours = l
+            .meta()
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.controller == Some(true) && Some(&o.uid) == owner_uid.as_ref());
+        if !ours {
+            return Err(Error::Conflict(format!(
+                "{} already exists and does not belong to this model; rename one of them",
+                what()
+            )));
+        }
+    }
     let mut desired = desired.clone();
     match live {
         Some(live) if current(&live) => return Ok(live),

@@ -26,6 +26,9 @@ pub enum Error {
     Status(#[source] kube::Error),
     #[error("object has no {0}")]
     MissingField(&'static str),
+    /// An object the model would create exists and belongs to someone else.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl Error {
@@ -37,6 +40,7 @@ impl Error {
             Error::Delete { .. } => "delete",
             Error::Status(_) => "status",
             Error::MissingField(_) => "invalid-object",
+            Error::Conflict(_) => "conflict",
         }
     }
 }
