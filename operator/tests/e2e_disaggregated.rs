@@ -361,6 +361,27 @@ async fn a_role_name_taken_by_a_users_own_model_is_a_reported_conflict() -> Resu
     })
     .await?;
     ensure!(message.contains("taken-prefill"), "{message}");
+    // The mode is fixed for a model's life, and the roles' names must fit.
+    let mut flipped = models.get("taken").await?;
+    if let Some(s) = flipped.spec.serving.as_mut() {
+        s.mode = None;
+    }
+    let refused = models
+        .replace("taken", &Default::default(), &flipped)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    ensure!(refused.contains("serving.mode cannot change"), "{refused}");
+    let mut long = pd.clone();
+    long.metadata.name = Some("a".repeat(33));
+    let refused = models
+        .create(&Default::default(), &long)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    ensure!(refused.contains("at most 32 characters"), "{refused}");
     let after = models.get("taken-prefill").await?;
     ensure!(
         after.spec == own.spec && after.metadata.owner_references.is_none(),
