@@ -76,7 +76,8 @@ impl Placement {
             },
             data_parallel: (plan.expert_parallel > 1).then_some(plan.data_parallel),
             expert_parallel: (plan.expert_parallel > 1).then_some(plan.expert_parallel),
-            layout_reason: (plan.objective != deepseek_planner::LayoutObjective::Cheapest)
+            layout_reason: (plan.objective != deepseek_planner::LayoutObjective::Cheapest
+                || plan.expert_parallel > 1)
                 .then(|| plan.layout_reason.clone()),
             max_model_len: plan.max_model_len,
             max_concurrency: plan.max_concurrency,
