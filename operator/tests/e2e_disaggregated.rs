@@ -42,43 +42,119 @@ const PREFILL_NODES: usize = 2;
 const DECODE_NODES: usize = 4;
 const WORKERS: usize = 12;
 
-fn node_names() -> Vec<(String, &'static str)> {
-    let mut v = Vec::new();
-    for i in 0..PREFILL_NODES {
-        v.push((format!("pd-h200-prefill-{i}"), "h200-prefill"));
-    }
-    for i in 0..DECODE_NODES {
-        v.push((format!("pd-h200-decode-{i}"), "h200-decode"));
-    }
-    v
+/// Two node groups of one product for a disaggregated example: prefill's and decode's,
+/// told apart by a `node-pool` label as cloud node groups are.
+struct NodeGroups {
+    /// (pool label, node count)
+    pools: [(&'static str, usize); 2],
+    labels: Value,
+    taints: Value,
+    resources: Value,
 }
 
-async fn delete_nodes(nodes: &Api<Node>) {
-    for (name, _) in node_names() {
-        let _ = nodes.delete(&name, &DeleteParams::default()).await;
+fn h200_groups() -> NodeGroups {
+    NodeGroups {
+        pools: [
+            ("h200-prefill", PREFILL_NODES),
+            ("h200-decode", DECODE_NODES),
+        ],
+        labels: json!({"nvidia.com/gpu.product": "NVIDIA-H200", "nvidia.com/gpu.count": "8"}),
+        taints: json!([{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]),
+        resources: json!({"nvidia.com/gpu": "8"}),
     }
 }
 
-async fn create_nodes(nodes: &Api<Node>) -> Result<()> {
-    delete_nodes(nodes).await;
-    for (name, _) in node_names() {
-        wait_for(T, &format!("old node {name} gone"), || async {
-            Ok(nodes.get_opt(&name).await?.is_none().then_some(()))
-        })
-        .await?;
+/// Atlas 800 A3 nodes as Huawei's device plugin and node labels describe them: 16 dies.
+fn a3_groups() -> NodeGroups {
+    NodeGroups {
+        pools: [("a3-prefill", 1), ("a3-decode", 2)],
+        labels: json!({"accelerator": "huawei-Ascend910", "node.kubernetes.io/npu.chip.name": "910C"}),
+        taints: json!([]),
+        resources: json!({"huawei.com/Ascend910": "16"}),
     }
-    for (name, pool) in node_names() {
-        kwok_node(
-            nodes,
-            &name,
-            json!({"nvidia.com/gpu.product": "NVIDIA-H200", "nvidia.com/gpu.count": "8", "node-pool": pool}),
-            json!([{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]),
-            json!({"nvidia.com/gpu": "8"}),
-            "127.0.0.1",
-        )
-        .await?;
+}
+
+impl NodeGroups {
+    fn names(&self) -> Vec<(String, &'static str)> {
+        self.pools
+            .iter()
+            .flat_map(|(pool, n)| (0..*n).map(move |i| (format!("pd-{pool}-{i}"), *pool)))
+            .collect()
     }
-    Ok(())
+
+    fn in_pool(&self, pool: &str) -> BTreeSet<String> {
+        self.names()
+            .into_iter()
+            .filter(|(_, p)| *p == pool)
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    async fn delete(&self, nodes: &Api<Node>) {
+        for (name, _) in self.names() {
+            let _ = nodes.delete(&name, &DeleteParams::default()).await;
+        }
+    }
+
+    async fn create(&self, nodes: &Api<Node>) -> Result<()> {
+        self.delete(nodes).await;
+        for (name, _) in self.names() {
+            wait_for(T, &format!("old node {name} gone"), || async {
+                Ok(nodes.get_opt(&name).await?.is_none().then_some(()))
+            })
+            .await?;
+        }
+        for (name, pool) in self.names() {
+            let mut labels = self.labels.clone();
+            labels["node-pool"] = json!(pool);
+            kwok_node(
+                nodes,
+                &name,
+                labels,
+                self.taints.clone(),
+                self.resources.clone(),
+                "127.0.0.1",
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The router pod's 127.x IP.
+async fn router_ip(pods: &Api<Pod>) -> Result<Ipv4Addr> {
+    let routers = pods
+        .list(&ListParams::default().labels(&format!("{COMPONENT}={ROUTER_COMPONENT}")))
+        .await?;
+    let ip: Ipv4Addr = routers
+        .items
+        .first()
+        .and_then(|p| p.status.as_ref()?.pod_ip.as_deref()?.parse().ok())
+        .context("router pod IP")?;
+    ensure!(ip.is_loopback(), "{ip}");
+    Ok(ip)
+}
+
+/// A streamed chat completion through the router; the number of token chunks.
+async fn streamed_chat(router: Ipv4Addr, model: &str, max_tokens: usize) -> Result<usize> {
+    let streamed = wait_for(T, "a streamed answer through the router", || async {
+        let body = json!({"model": model, "stream": true, "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": "Hello from the e2e."}]});
+        let resp = reqwest::Client::builder()
+            .no_proxy()
+            .build()?
+            .post(format!("http://{router}:{ROUTER_PORT}/v1/chat/completions"))
+            .json(&body)
+            .send()
+            .await?;
+        let text = resp.text().await?;
+        Ok(text.contains("[DONE]").then_some(text))
+    })
+    .await?;
+    Ok(streamed
+        .lines()
+        .filter(|l| l.starts_with("data: ") && !l.contains("[DONE]"))
+        .count())
 }
 
 /// Workers posting chat completions to the router back to back, with a body that can be
@@ -197,7 +273,8 @@ async fn a_disaggregated_model_serves_through_its_router_and_each_role_scales_on
     let cluster = Cluster::ensure().await?;
     install_crd(&cluster).await?;
     let nodes: Api<Node> = Api::all(cluster.client().clone());
-    create_nodes(&nodes).await?;
+    let groups = h200_groups();
+    groups.create(&nodes).await?;
     let ns = cluster
         .namespace(&format!("{PROBED_NAMESPACE_PREFIX}pd"))
         .await?;
@@ -232,13 +309,7 @@ async fn a_disaggregated_model_serves_through_its_router_and_each_role_scales_on
         wait_condition(&models, "r1-pd", "Available", "True", T).await?;
         let prefill = wait_groups(&pods, "r1-pd-prefill", 1, 1, T).await?;
         let decode = wait_groups(&pods, "r1-pd-decode", 1, 2, T).await?;
-        let pool_nodes = |pool: &str| -> BTreeSet<String> {
-            node_names()
-                .into_iter()
-                .filter(|(_, p)| *p == pool)
-                .map(|(n, _)| n)
-                .collect()
-        };
+        let pool_nodes = |pool: &str| groups.in_pool(pool);
         ensure!(
             nodes_of(&prefill).is_subset(&pool_nodes("h200-prefill")),
             "prefill on its pool: {:?}",
@@ -257,34 +328,9 @@ async fn a_disaggregated_model_serves_through_its_router_and_each_role_scales_on
             "{roles:?}"
         );
 
-        let routers = pods
-            .list(&ListParams::default().labels(&format!("{COMPONENT}={ROUTER_COMPONENT}")))
-            .await?;
-        let router: Ipv4Addr = routers
-            .items
-            .first()
-            .and_then(|p| p.status.as_ref()?.pod_ip.as_deref()?.parse().ok())
-            .context("router pod IP")?;
-        ensure!(router.is_loopback(), "{router}");
-        let streamed = wait_for(T, "a streamed answer through the router", || async {
-            let body = json!({"model": "r1-pd", "stream": true, "max_tokens": 8,
-                "messages": [{"role": "user", "content": "Hello from the e2e."}]});
-            let resp = reqwest::Client::builder()
-                .no_proxy()
-                .build()?
-                .post(format!("http://{router}:{ROUTER_PORT}/v1/chat/completions"))
-                .json(&body)
-                .send()
-                .await?;
-            let text = resp.text().await?;
-            Ok(text.contains("[DONE]").then_some(text))
-        })
-        .await?;
-        let chunks = streamed
-            .lines()
-            .filter(|l| l.starts_with("data: ") && !l.contains("[DONE]"))
-            .count();
-        ensure!(chunks == 8, "decode streamed every token: {streamed}");
+        let router = router_ip(&pods).await?;
+        let chunks = streamed_chat(router, "r1-pd", 8).await?;
+        ensure!(chunks == 8, "decode streamed every token: {chunks} chunks");
 
         let prefill_uids = uids(&model_pods(&pods, "r1-pd-prefill").await?);
         let decode_uids = uids(&model_pods(&pods, "r1-pd-decode").await?);
@@ -324,7 +370,7 @@ async fn a_disaggregated_model_serves_through_its_router_and_each_role_scales_on
     }
     .await;
     let _ = models.delete("r1-pd", &DeleteParams::default()).await;
-    delete_nodes(&nodes).await;
+    groups.delete(&nodes).await;
     result?;
     ns.finish().await
 }
@@ -388,5 +434,62 @@ async fn a_role_name_taken_by_a_users_own_model_is_a_reported_conflict() -> Resu
         "the user's model was changed: {:?}",
         after.spec
     );
+    ns.finish().await
+}
+
+/// The Ascend A3 example end to end: SGLang on NPU dies in both roles, decode DP attention
+/// x EP32 over two nodes, the KV store the operator runs for SGLang's ascend transfer, and
+/// a streamed chat through the router.
+#[tokio::test]
+async fn the_ascend_a3_example_serves_through_its_router_with_the_operators_kv_store() -> Result<()>
+{
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::ensure().await?;
+    install_crd(&cluster).await?;
+    let nodes: Api<Node> = Api::all(cluster.client().clone());
+    let groups = a3_groups();
+    groups.create(&nodes).await?;
+    let ns = cluster
+        .namespace(&format!("{PROBED_NAMESPACE_PREFIX}pd-a3"))
+        .await?;
+    let _op = Operator::start(&cluster, OperatorOptions::default()).await?;
+    let _fleet = SimFleet::start(
+        ns.client(),
+        ns.name(),
+        SimOptions::new(launcher().await?)
+            .probe_readiness()
+            .router(router_binary()?, cluster.kubeconfig()),
+    );
+    let model = example("r1-pd-ascend-a3.yaml")?;
+    let models: Api<DeepSeekModel> = ns.api();
+    let pods: Api<Pod> = ns.api();
+    apply_model(&models, &model).await?;
+    let result = async {
+        wait_condition(&models, "r1-pd-a3", "Available", "True", T).await?;
+        let prefill = wait_groups(&pods, "r1-pd-a3-prefill", 1, 1, T).await?;
+        let decode = wait_groups(&pods, "r1-pd-a3-decode", 1, 2, T).await?;
+        ensure!(nodes_of(&prefill).is_subset(&groups.in_pool("a3-prefill")));
+        ensure!(nodes_of(&decode).is_subset(&groups.in_pool("a3-decode")));
+        let m = models.get("r1-pd-a3").await?;
+        let roles = m.status.and_then(|s| s.roles).context("status.roles")?;
+        eprintln!("status.roles: {roles:?}");
+        ensure!(
+            roles.decode.layout.as_deref() == Some("DP8xTP4xEP32"),
+            "{roles:?}"
+        );
+        let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = ns.api();
+        ensure!(
+            deployments.get_opt("r1-pd-a3-kv-store").await?.is_some(),
+            "the ascend transfer's config store runs"
+        );
+        let router = router_ip(&pods).await?;
+        let chunks = streamed_chat(router, "r1-pd-a3", 6).await?;
+        ensure!(chunks == 6, "decode streamed every token: {chunks} chunks");
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = models.delete("r1-pd-a3", &DeleteParams::default()).await;
+    groups.delete(&nodes).await;
+    result?;
     ns.finish().await
 }

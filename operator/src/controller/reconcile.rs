@@ -241,14 +241,19 @@ async fn reconcile_from(
         Some(np) => format!(" (nodes from Karpenter NodePool {np})"),
         None => String::new(),
     };
+    let layout = match plan_status.expert_parallel {
+        Some(_) => plan_status.layout.clone(),
+        None => format!(
+            "TP{} x PP{}",
+            plan_status.tensor_parallel, plan_status.pipeline_parallel
+        ),
+    };
     let plan_msg = format!(
-        "{} x {} per replica ({} node(s) x {}), TP{} x PP{}, {} on pool {}{source}",
+        "{} x {} per replica ({} node(s) x {}), {layout}, {} on pool {}{source}",
         plan_status.gpus_per_replica,
         placement.plan.accelerator,
         plan_status.nodes_per_replica,
         plan_status.gpus_per_node,
-        plan_status.tensor_parallel,
-        plan_status.pipeline_parallel,
         plan_status.engine,
         placement.pool.name
     );
