@@ -27,7 +27,7 @@ use deepseek_e2e::fixtures::kwok_node;
 use deepseek_e2e::sim::{SimFleet, SimOptions, PROBED_NAMESPACE_PREFIX};
 use deepseek_e2e::sim_router::router_binary;
 use deepseek_e2e::wait::wait_for;
-use deepseek_e2e::Cluster;
+use deepseek_e2e::{Cluster, TestNamespace};
 use deepseek_engine::pd::ROUTER_PORT;
 use deepseek_operator::api::DeepSeekModel;
 use deepseek_operator::build::disaggregated::{COMPONENT, ROUTER_COMPONENT};
@@ -119,6 +119,32 @@ impl NodeGroups {
         }
         Ok(())
     }
+}
+
+/// The stage of a disaggregated example: its node groups, a `probed-*` namespace, the
+/// operator, and a fleet that runs launchers and the real router (durations scaled by
+/// `time_scale`).
+async fn stage(
+    groups: NodeGroups,
+    namespace: &str,
+    time_scale: Option<&str>,
+) -> Result<(Api<Node>, NodeGroups, TestNamespace, Operator, SimFleet)> {
+    let cluster = Cluster::ensure().await?;
+    install_crd(&cluster).await?;
+    let nodes: Api<Node> = Api::all(cluster.client().clone());
+    groups.create(&nodes).await?;
+    let ns = cluster
+        .namespace(&format!("{PROBED_NAMESPACE_PREFIX}{namespace}"))
+        .await?;
+    let op = Operator::start(&cluster, OperatorOptions::default()).await?;
+    let mut opts = SimOptions::new(launcher().await?)
+        .probe_readiness()
+        .router(router_binary()?, cluster.kubeconfig());
+    if let Some(scale) = time_scale {
+        opts = opts.env("DSO_SIM_TIME_SCALE", scale);
+    }
+    let fleet = SimFleet::start(ns.client(), ns.name(), opts);
+    Ok((nodes, groups, ns, op, fleet))
 }
 
 /// The router pod's 127.x IP.
@@ -270,24 +296,8 @@ async fn scales_alone(
 async fn a_disaggregated_model_serves_through_its_router_and_each_role_scales_on_its_own_load(
 ) -> Result<()> {
     let _serial = SERIAL.lock().await;
-    let cluster = Cluster::ensure().await?;
-    install_crd(&cluster).await?;
-    let nodes: Api<Node> = Api::all(cluster.client().clone());
-    let groups = h200_groups();
-    groups.create(&nodes).await?;
-    let ns = cluster
-        .namespace(&format!("{PROBED_NAMESPACE_PREFIX}pd"))
-        .await?;
-    let _op = Operator::start(&cluster, OperatorOptions::default()).await?;
     // Durations x5: a 4,000-token prompt takes ~2 s on a prefill group, so a dozen queue.
-    let _fleet = SimFleet::start(
-        ns.client(),
-        ns.name(),
-        SimOptions::new(launcher().await?)
-            .probe_readiness()
-            .router(router_binary()?, cluster.kubeconfig())
-            .env("DSO_SIM_TIME_SCALE", "5"),
-    );
+    let (nodes, groups, ns, _op, _fleet) = stage(h200_groups(), "pd", Some("5")).await?;
 
     let mut model = example("r1-wide-ep-pd-h200.yaml")?;
     let scaling = |target: u32| {
@@ -444,22 +454,7 @@ async fn a_role_name_taken_by_a_users_own_model_is_a_reported_conflict() -> Resu
 async fn the_ascend_a3_example_serves_through_its_router_with_the_operators_kv_store() -> Result<()>
 {
     let _serial = SERIAL.lock().await;
-    let cluster = Cluster::ensure().await?;
-    install_crd(&cluster).await?;
-    let nodes: Api<Node> = Api::all(cluster.client().clone());
-    let groups = a3_groups();
-    groups.create(&nodes).await?;
-    let ns = cluster
-        .namespace(&format!("{PROBED_NAMESPACE_PREFIX}pd-a3"))
-        .await?;
-    let _op = Operator::start(&cluster, OperatorOptions::default()).await?;
-    let _fleet = SimFleet::start(
-        ns.client(),
-        ns.name(),
-        SimOptions::new(launcher().await?)
-            .probe_readiness()
-            .router(router_binary()?, cluster.kubeconfig()),
-    );
+    let (nodes, groups, ns, _op, _fleet) = stage(a3_groups(), "pd-a3", None).await?;
     let model = example("r1-pd-ascend-a3.yaml")?;
     let models: Api<DeepSeekModel> = ns.api();
     let pods: Api<Pod> = ns.api();

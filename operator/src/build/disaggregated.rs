@@ -250,8 +250,60 @@ pub fn kv_store_objects(
         security_context: Some(restricted_container()),
         ..Default::default()
     };
-    let deployment = Deployment {
-        metadata: meta(model, sname.clone(), &component)?,
+    let deployment = one_pod_deployment(
+        meta(model, sname.clone(), &component)?,
+        &pod_labels,
+        PodSpec {
+            automount_service_account_token: Some(false),
+            containers: vec![container],
+            security_context: Some(restricted_pod()),
+            ..Default::default()
+        },
+    );
+    let service = cluster_ip(
+        meta(model, sname, &component)?,
+        pod_labels,
+        "store",
+        port.into(),
+        port,
+    );
+    Ok((deployment, service))
+}
+
+/// A ClusterIP Service with one TCP port.
+fn cluster_ip(
+    metadata: ObjectMeta,
+    selector: BTreeMap<String, String>,
+    name: &str,
+    port: i32,
+    target: u16,
+) -> Service {
+    Service {
+        metadata,
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            selector: Some(selector),
+            ports: Some(vec![ServicePort {
+                name: Some(name.into()),
+                port,
+                target_port: Some(IntOrString::Int(target.into())),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// A Deployment of one pod labelled `pod_labels` (its selector too).
+fn one_pod_deployment(
+    metadata: ObjectMeta,
+    pod_labels: &BTreeMap<String, String>,
+    pod: PodSpec,
+) -> Deployment {
+    Deployment {
+        metadata,
         spec: Some(DeploymentSpec {
             replicas: Some(1),
             selector: LabelSelector {
@@ -263,34 +315,12 @@ pub fn kv_store_objects(
                     labels: Some(pod_labels.clone()),
                     ..Default::default()
                 }),
-                spec: Some(PodSpec {
-                    automount_service_account_token: Some(false),
-                    containers: vec![container],
-                    security_context: Some(restricted_pod()),
-                    ..Default::default()
-                }),
+                spec: Some(pod),
             },
             ..Default::default()
         }),
         status: None,
-    };
-    let service = Service {
-        metadata: meta(model, sname, &component)?,
-        spec: Some(ServiceSpec {
-            type_: Some("ClusterIP".into()),
-            selector: Some(pod_labels),
-            ports: Some(vec![ServicePort {
-                name: Some("store".into()),
-                port: port.into(),
-                target_port: Some(IntOrString::Int(port.into())),
-                protocol: Some("TCP".into()),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        status: None,
-    };
-    Ok((deployment, service))
+    }
 }
 
 /// Container security of the operator's helper pods (router, KV store): no privilege,
@@ -422,53 +452,30 @@ pub fn router_objects(model: &DeepSeekModel, image: &str) -> Result<RouterObject
         }]),
         ..Default::default()
     };
-    let deployment = Deployment {
-        metadata: meta(model, rname.clone(), &component)?,
-        spec: Some(DeploymentSpec {
-            replicas: Some(1),
-            selector: LabelSelector {
-                match_labels: Some(pod_labels.clone()),
-                ..Default::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels.clone()),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    service_account_name: Some(rname.clone()),
-                    // Service discovery reads pods with this token.
-                    automount_service_account_token: Some(true),
-                    containers: vec![container],
-                    volumes: Some(vec![Volume {
-                        name: "tmp".into(),
-                        empty_dir: Some(EmptyDirVolumeSource::default()),
-                        ..Default::default()
-                    }]),
-                    security_context: Some(restricted_pod()),
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
-        }),
-        status: None,
-    };
-    let service = Service {
-        metadata: meta(model, super::services::api_service_name(&name), &component)?,
-        spec: Some(ServiceSpec {
-            type_: Some("ClusterIP".into()),
-            selector: Some(pod_labels),
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
-                port: 80,
-                target_port: Some(IntOrString::Int(ROUTER_PORT.into())),
-                protocol: Some("TCP".into()),
+    let deployment = one_pod_deployment(
+        meta(model, rname.clone(), &component)?,
+        &pod_labels,
+        PodSpec {
+            service_account_name: Some(rname.clone()),
+            // Service discovery reads pods with this token.
+            automount_service_account_token: Some(true),
+            containers: vec![container],
+            volumes: Some(vec![Volume {
+                name: "tmp".into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
                 ..Default::default()
             }]),
+            security_context: Some(restricted_pod()),
             ..Default::default()
-        }),
-        status: None,
-    };
+        },
+    );
+    let service = cluster_ip(
+        meta(model, super::services::api_service_name(&name), &component)?,
+        pod_labels,
+        "http",
+        80,
+        ROUTER_PORT,
+    );
     Ok(RouterObjects {
         service_account,
         role,
