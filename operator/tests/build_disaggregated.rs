@@ -15,7 +15,6 @@ use deepseek_operator::build::labels;
 use deepseek_operator::config::OperatorConfig;
 use deepseek_planner::Catalog;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use serde_json::json;
 
 fn example(file: &str) -> DeepSeekModel {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -35,49 +34,10 @@ fn example(file: &str) -> DeepSeekModel {
     m
 }
 
-fn node(name: &str, labels: serde_json::Value, resource: &str, count: u32) -> Node {
-    let mut labels = labels;
-    labels["kubernetes.io/hostname"] = json!(name);
-    serde_json::from_value(json!({
-        "metadata": {"name": name, "labels": labels},
-        "status": {
-            "allocatable": {resource: count.to_string(), "cpu": "192", "memory": "2000Gi", "pods": "110"},
-            "conditions": [{"type": "Ready", "status": "True"}],
-        },
-    }))
-    .unwrap_or_else(|e| panic!("{name}: {e}"))
-}
-
-fn h200_nodes() -> Vec<Node> {
-    ["h200-prefill", "h200-decode"]
-        .iter()
-        .flat_map(|pool| {
-            (0..4).map(move |i| {
-                node(
-                    &format!("{pool}-{i}"),
-                    json!({"nvidia.com/gpu.product": "NVIDIA-H200", "node-pool": pool}),
-                    "nvidia.com/gpu",
-                    8,
-                )
-            })
-        })
-        .collect()
-}
-
-fn a3_nodes() -> Vec<Node> {
-    ["a3-prefill", "a3-decode"]
-        .iter()
-        .flat_map(|pool| {
-            (0..4).map(move |i| {
-                node(
-                    &format!("{pool}-{i}"),
-                    json!({"accelerator": "huawei-Ascend910", "node.kubernetes.io/npu.chip.name": "910C", "node-pool": pool}),
-                    "huawei.com/Ascend910",
-                    16,
-                )
-            })
-        })
-        .collect()
+/// Two node groups per product (prefill's and decode's), as scripts/scan renders against.
+fn nodes() -> Vec<Node> {
+    serde_yaml::from_str(include_str!("fixtures/nodes-pd.yaml"))
+        .unwrap_or_else(|e| panic!("node fixture: {e}"))
 }
 
 fn build(m: &DeepSeekModel, nodes: &[Node]) -> Desired {
@@ -159,7 +119,7 @@ fn roles(file: &str, nodes: &[Node], pools: [&str; 2]) -> (Vec<Pod>, Vec<Pod>) {
 fn wide_ep_pd_on_h200_places_each_role_on_its_pool_with_sglang_pd_flags() {
     let (prefill, decode) = roles(
         "r1-wide-ep-pd-h200.yaml",
-        &h200_nodes(),
+        &nodes(),
         ["h200-prefill", "h200-decode"],
     );
     assert_eq!(prefill.len(), 1, "prefill: TP8 on one node");
@@ -171,7 +131,7 @@ fn wide_ep_pd_on_h200_places_each_role_on_its_pool_with_sglang_pd_flags() {
 fn pd_on_ascend_a3_uses_sglang_on_npus_and_the_operators_kv_store() {
     let (prefill, decode) = roles(
         "r1-pd-ascend-a3.yaml",
-        &a3_nodes(),
+        &nodes(),
         ["a3-prefill", "a3-decode"],
     );
     assert_eq!(
@@ -191,4 +151,42 @@ fn pd_on_ascend_a3_uses_sglang_on_npus_and_the_operators_kv_store() {
             "both roles meet at the store the operator runs: {cmd}"
         );
     }
+}
+
+/// `deepseek-operator render` shows what the controller keeps for a disaggregated model:
+/// the router's objects, both roles' children and, on Ascend, the KV store.
+#[test]
+fn render_shows_the_router_both_roles_and_the_ascend_store() {
+    use deepseek_operator::cli::render::{run, RenderArgs};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let render = |file: &str| {
+        run(&RenderArgs {
+            model: dir.join("../examples").join(file),
+            nodes: dir.join("tests/fixtures/nodes-pd.yaml"),
+            config: None,
+            namespace: "team-a".into(),
+        })
+        .unwrap_or_else(|e| panic!("{file}: {e}"))
+    };
+    let kinds = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("kind: "))
+            .map(str::to_string)
+            .collect()
+    };
+    let h200 = kinds(&render("r1-wide-ep-pd-h200.yaml"));
+    let count = |k: &[String], kind: &str| k.iter().filter(|x| *x == kind).count();
+    assert_eq!(count(&h200, "Deployment"), 1, "the router: {h200:?}");
+    assert_eq!((count(&h200, "Role"), count(&h200, "RoleBinding")), (1, 1));
+    assert_eq!(
+        count(&h200, "Pod"),
+        3,
+        "one prefill pod and a decode group of two"
+    );
+    let a3 = kinds(&render("r1-pd-ascend-a3.yaml"));
+    assert_eq!(
+        count(&a3, "Deployment"),
+        2,
+        "the router and the KV store: {a3:?}"
+    );
 }

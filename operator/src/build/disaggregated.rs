@@ -22,7 +22,8 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction,
     PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, TCPSocketAction, Volume,
+    VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -247,6 +248,13 @@ pub fn kv_store_objects(
             protocol: Some("TCP".into()),
             ..Default::default()
         }]),
+        // Up while it accepts connections.
+        readiness_probe: Some(tcp_probe(port, 5)),
+        liveness_probe: Some(Probe {
+            failure_threshold: Some(6),
+            ..tcp_probe(port, 10)
+        }),
+        resources: Some(small_requests()),
         security_context: Some(restricted_container()),
         ..Default::default()
     };
@@ -268,6 +276,30 @@ pub fn kv_store_objects(
         port,
     );
     Ok((deployment, service))
+}
+
+/// What a helper pod (router, KV store) asks for: half a core and 512 MiB, at most 2 GiB.
+fn small_requests() -> ResourceRequirements {
+    let quantity = |s: &str| Quantity(s.to_string());
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_string(), quantity("500m")),
+            ("memory".to_string(), quantity("512Mi")),
+        ])),
+        limits: Some(BTreeMap::from([("memory".to_string(), quantity("2Gi"))])),
+        ..Default::default()
+    }
+}
+
+fn tcp_probe(port: u16, period: i32) -> Probe {
+    Probe {
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::Int(port.into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        ..Default::default()
+    }
 }
 
 /// A ClusterIP Service with one TCP port.
@@ -402,7 +434,6 @@ pub fn router_objects(model: &DeepSeekModel, image: &str) -> Result<RouterObject
         period_seconds: Some(period),
         ..Default::default()
     };
-    let quantity = |s: &str| Quantity(s.to_string());
     let container = Container {
         name: ROUTER_CONTAINER.into(),
         image: Some(image.to_string()),
@@ -429,14 +460,7 @@ pub fn router_objects(model: &DeepSeekModel, image: &str) -> Result<RouterObject
             failure_threshold: Some(6),
             ..http_probe("/liveness", 10)
         }),
-        resources: Some(ResourceRequirements {
-            requests: Some(BTreeMap::from([
-                ("cpu".to_string(), quantity("500m")),
-                ("memory".to_string(), quantity("512Mi")),
-            ])),
-            limits: Some(BTreeMap::from([("memory".to_string(), quantity("2Gi"))])),
-            ..Default::default()
-        }),
+        resources: Some(small_requests()),
         security_context: Some(restricted_container()),
         // The root file system is read-only: a tokenizer the router fetches goes to an
         // emptyDir.

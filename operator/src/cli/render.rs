@@ -1,5 +1,6 @@
 //! `deepseek-operator render`: the pods, Services and NetworkPolicy the operator would create for a
-//! manifest against a set of Nodes, without a cluster. For reviewing what a manifest
+//! manifest against a set of Nodes, without a cluster (for a disaggregated model: both roles'
+//! children, the router's objects and, on Ascend, the KV store). For reviewing what a manifest
 //! turns into, and for feeding policy scanners (CI runs checkov on this output).
 
 use std::path::PathBuf;
@@ -7,8 +8,11 @@ use std::path::PathBuf;
 use clap::Args;
 use k8s_openapi::api::core::v1::Node;
 
-use crate::api::DeepSeekModel;
-use crate::build::desired::desired;
+use deepseek_planner::Catalog;
+
+use crate::api::{DeepSeekModel, ServingMode, Vendor};
+use crate::build::desired::{desired, Desired};
+use crate::build::disaggregated::{kv_store_objects, role_model, router_objects, ROLES};
 use crate::config::OperatorConfig;
 
 #[derive(Args, Debug)]
@@ -54,18 +58,48 @@ pub fn run(args: &RenderArgs) -> Result<String, String> {
         None => OperatorConfig::default(),
     };
     let refs: Vec<&Node> = nodes.iter().collect();
-    let d = desired(&model, &refs, &config, deepseek_planner::Catalog::builtin())
-        .map_err(|(reason, msg)| format!("{reason}: {msg}"))?;
+    let mut docs: Vec<Result<String, serde_yaml::Error>> = Vec::new();
+    if model.spec.serving_mode() == ServingMode::Disaggregated {
+        // What the controller keeps for it: both role models' children, the router and,
+        // on Ascend, the KV store.
+        if model.metadata.uid.is_none() {
+            model.metadata.uid = Some("rendered-offline".into());
+        }
+        let router = router_objects(&model, &config.router_image())?;
+        docs.push(serde_yaml::to_string(&router.service_account));
+        docs.push(serde_yaml::to_string(&router.role));
+        docs.push(serde_yaml::to_string(&router.role_binding));
+        docs.push(serde_yaml::to_string(&router.deployment));
+        docs.push(serde_yaml::to_string(&router.service));
+        let mut ascend = false;
+        for role in ROLES {
+            let role_model = role_model(&model, role)?;
+            let d = desired(&role_model, &refs, &config, Catalog::builtin())
+                .map_err(|(reason, msg)| format!("{role} role: {reason}: {msg}"))?;
+            ascend |= d.workload.launch.vendor == Vendor::Ascend.as_str();
+            push_desired(&mut docs, &d);
+        }
+        if ascend {
+            let image = config.image_for(Vendor::Ascend, deepseek_engine::Engine::Sglang);
+            let (deployment, service) = kv_store_objects(&model, &image)?;
+            docs.push(serde_yaml::to_string(&deployment));
+            docs.push(serde_yaml::to_string(&service));
+        }
+    } else {
+        let d = desired(&model, &refs, &config, Catalog::builtin())
+            .map_err(|(reason, msg)| format!("{reason}: {msg}"))?;
+        push_desired(&mut docs, &d);
+    }
     let mut out = String::new();
-    for doc in d
-        .services
-        .iter()
-        .map(serde_yaml::to_string)
-        .chain(d.pods.iter().map(serde_yaml::to_string))
-    {
+    for doc in docs {
         let yaml = doc.map_err(|e| format!("cannot render YAML: {e}"))?;
         out.push_str("---\n");
         out.push_str(&yaml);
     }
     Ok(out)
+}
+
+fn push_desired(docs: &mut Vec<Result<String, serde_yaml::Error>>, d: &Desired) {
+    docs.extend(d.services.iter().map(serde_yaml::to_string));
+    docs.extend(d.pods.iter().map(serde_yaml::to_string));
 }
