@@ -32,4 +32,8 @@ pub struct Context {
     pub creation: super::backoff::CreationBackoff,
     /// Models whose partly placed group was removed, and when to create it again.
     pub capacity: super::capacity::CapacityRetry,
+    /// The model's Services, NetworkPolicy and ScaledObject as last seen (child_cache.rs).
+    pub children: super::child_cache::ChildCache,
+    /// Per unconverged model, how long its next requeue waits (busy_requeue.rs).
+    pub busy: super::busy_requeue::BusyRequeue,
 }
