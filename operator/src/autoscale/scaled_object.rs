@@ -11,7 +11,7 @@ use kube::{Api, ResourceExt};
 use crate::api::{DeepSeekModel, FIELD_MANAGER};
 use crate::build::{keda, labels};
 use crate::controller::apply::event;
-use crate::controller::child_cache::{ChildKind, Seen};
+use crate::controller::child_cache::{Child, ChildKind, Seen};
 use crate::controller::context::Context;
 
 /// Applies or removes the ScaledObject; failures are logged and reported as an Event.
@@ -44,28 +44,16 @@ async fn try_sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), kube::Erro
         // failure reported, for a model that asks for KEDA).
         Seen::Absent if desired.is_none() => return Ok(()),
         Seen::Absent | Seen::Unknown => match api.get_opt(&name).await {
-            Ok(l) => l.map(|o| o.metadata),
+            Ok(l) => l.map(|o| Child::from_meta(&o.metadata)),
             // No KEDA in the cluster: nothing to delete.
             Err(kube::Error::Api(s)) if s.code == 404 => None,
             Err(e) => return Err(e),
         },
     };
-    let live_label = |key: &str| {
-        live.as_ref()
-            .and_then(|l| l.labels.as_ref())
-            .and_then(|m| m.get(key))
-            .cloned()
-    };
     match desired {
         Some(desired) => {
             let digest = desired["metadata"]["annotations"][labels::SPEC_DIGEST].as_str();
-            let same = live.as_ref().is_some_and(|l| {
-                l.annotations
-                    .as_ref()
-                    .and_then(|a| a.get(labels::SPEC_DIGEST))
-                    .map(String::as_str)
-                    == digest
-            });
+            let same = live.as_ref().is_some_and(|l| l.digest.as_deref() == digest);
             if !same {
                 ctx.metrics.write("apply", keda::PLURAL);
                 let applied = api
@@ -76,11 +64,11 @@ async fn try_sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), kube::Erro
                     )
                     .await?;
                 ctx.children
-                    .applied(ChildKind::ScaledObject, applied.metadata);
+                    .applied(ChildKind::ScaledObject, &applied.metadata);
             }
         }
         None => {
-            let ours = live_label(labels::MANAGED_BY).as_deref() == Some(labels::MANAGER);
+            let ours = live.as_ref().is_some_and(|l| l.managed);
             if ours {
                 ctx.metrics.write("delete", keda::PLURAL);
                 match api.delete(&name, &DeleteParams::background()).await {

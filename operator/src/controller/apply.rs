@@ -39,7 +39,7 @@ pub async fn apply_service(ctx: &Context, svc: &Service) -> Result<(), Error> {
         .await
         .map(|live| {
             ctx.children
-                .applied(super::child_cache::ChildKind::Service, live.metadata)
+                .applied(super::child_cache::ChildKind::Service, &live.metadata)
         })
         .map_err(|source| Error::Apply {
             what: format!("service {ns}/{name}"),

@@ -4,9 +4,9 @@
 //! digest annotations from here instead of a list and two gets per model from the API
 //! server: at 1,000 models those reads were most of the operator's requests (issue 12).
 //!
-//! Only metadata is kept, stripped to name, namespace, labels, owner references,
-//! resourceVersion and the one annotation a reconcile compares (`SPEC_DIGEST`): the
-//! decision "apply or not" reads nothing else.
+//! Only metadata is watched, and only a [`Child`] kept of it: name, namespace, the one
+//! annotation a reconcile compares (`SPEC_DIGEST`), the model it belongs to: the decision
+//! "apply or not" reads nothing else.
 //!
 //! Why a cache is safe here. Every write is a server-side apply (creates or updates, so
 //! never "AlreadyExists") or a delete that treats 404 as done; so an old view costs at
@@ -65,83 +65,88 @@ pub enum ChildKind {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Seen {
     /// Listed: the object as last seen, or `None` when it does not exist.
-    Listed(Option<ObjectMeta>),
+    Listed(Option<Child>),
     /// Not listed yet: ask the API server.
     Unknown,
     /// The kind's API is not served (KEDA not installed): no such object can exist.
     Absent,
 }
 
-/// Keeps what a reconcile compares: name, namespace, labels, owner references,
-/// resourceVersion and the digest annotation.
-pub fn strip(meta: ObjectMeta) -> ObjectMeta {
-    let digest = meta
-        .annotations
-        .and_then(|mut a| a.remove_entry(labels::SPEC_DIGEST));
-    ObjectMeta {
-        name: meta.name,
-        namespace: meta.namespace,
-        labels: meta.labels,
-        owner_references: meta.owner_references,
-        resource_version: meta.resource_version,
-        annotations: digest.map(|(k, v)| std::collections::BTreeMap::from([(k, v)])),
-        ..Default::default()
+/// What the cache keeps of a child: what a reconcile compares and whom a change wakes.
+/// (Whole `ObjectMeta`s in the maps were most of the cache's size, issue 12.)
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Child {
+    pub namespace: String,
+    pub name: String,
+    /// The `SPEC_DIGEST` annotation.
+    pub digest: Option<String>,
+    /// Labelled `app.kubernetes.io/managed-by=deepseek-operator` (every watched one is).
+    pub managed: bool,
+    /// The instance label: a model's Services are found by it.
+    instance: Option<String>,
+    /// The controlling DeepSeekModel owner's name.
+    owner: Option<String>,
+}
+
+impl Child {
+    pub fn from_meta(meta: &ObjectMeta) -> Child {
+        let label = |key: &str| meta.labels.as_ref().and_then(|l| l.get(key)).cloned();
+        let kind = DeepSeekModel::kind(&());
+        Child {
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+            digest: meta
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(labels::SPEC_DIGEST))
+                .cloned(),
+            managed: label(labels::MANAGED_BY).as_deref() == Some(labels::MANAGER),
+            instance: label(labels::INSTANCE),
+            owner: meta
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|o| o.controller == Some(true) && o.kind == kind)
+                .map(|o| o.name.clone()),
+        }
+    }
+
+    fn key(&self) -> Key {
+        (self.namespace.clone(), self.name.clone())
+    }
+
+    /// The model the child belongs to: its controlling owner, else its instance label.
+    pub fn model(&self) -> Option<ObjectRef<DeepSeekModel>> {
+        let name = self.owner.as_deref().or(self.instance.as_deref())?;
+        Some(ObjectRef::new(name).within(&self.namespace))
     }
 }
 
-fn digest(meta: &ObjectMeta) -> Option<&String> {
-    meta.annotations.as_ref()?.get(labels::SPEC_DIGEST)
-}
-
-fn label<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
-    meta.labels.as_ref()?.get(key).map(String::as_str)
-}
-
-/// The model a child belongs to: its controlling DeepSeekModel owner, else its instance
-/// label (what the model's reconcile selects its Services by).
-pub fn model_of(meta: &ObjectMeta) -> Option<ObjectRef<DeepSeekModel>> {
-    let ns = meta.namespace.as_deref()?;
-    let kind = DeepSeekModel::kind(&());
-    let owner = meta
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|o| o.controller == Some(true) && o.kind == kind)
-        .map(|o| o.name.as_str());
-    let name = owner.or_else(|| label(meta, labels::INSTANCE))?;
-    Some(ObjectRef::new(name).within(ns))
-}
-
 type Key = (String, String);
-
-fn key(meta: &ObjectMeta) -> Key {
-    (
-        meta.namespace.clone().unwrap_or_default(),
-        meta.name.clone().unwrap_or_default(),
-    )
-}
 
 /// One watch's objects (one namespace, or every namespace when `namespace` is `None`).
 #[derive(Default)]
 struct Shard {
     namespace: Option<String>,
     listed: bool,
-    objects: HashMap<Key, ObjectMeta>,
+    objects: HashMap<Key, Child>,
     /// (namespace, instance label) -> names: a model's Services.
     by_model: HashMap<Key, BTreeSet<String>>,
 }
 
 impl Shard {
-    fn index(&mut self, meta: &ObjectMeta, add: bool) {
-        let Some(model) = label(meta, labels::INSTANCE) else {
+    fn index(&mut self, child: &Child, add: bool) {
+        let Some(model) = child.instance.clone() else {
             return;
         };
-        let (ns, name) = key(meta);
-        let k = (ns, model.to_string());
+        let k = (child.namespace.clone(), model);
         if add {
-            self.by_model.entry(k).or_default().insert(name);
+            self.by_model
+                .entry(k)
+                .or_default()
+                .insert(child.name.clone());
         } else if let Some(set) = self.by_model.get_mut(&k) {
-            set.remove(&name);
+            set.remove(&child.name);
             if set.is_empty() {
                 self.by_model.remove(&k);
             }
@@ -149,20 +154,20 @@ impl Shard {
     }
 
     /// Inserts an object; returns whether its digest is new (a change the model must see).
-    fn insert(&mut self, meta: ObjectMeta) -> bool {
-        let k = key(&meta);
+    fn insert(&mut self, child: Child) -> bool {
+        let k = child.key();
         let old = self.objects.remove(&k);
-        let changed = old.as_ref().map(digest) != Some(digest(&meta));
+        let changed = old.as_ref().map(|o| &o.digest) != Some(&child.digest);
         if let Some(old) = old {
             self.index(&old, false);
         }
-        self.index(&meta, true);
-        self.objects.insert(k, meta);
+        self.index(&child, true);
+        self.objects.insert(k, child);
         changed
     }
 
     /// Removes an object; returns it if it was there.
-    fn remove(&mut self, k: &Key) -> Option<ObjectMeta> {
+    fn remove(&mut self, k: &Key) -> Option<Child> {
         let old = self.objects.remove(k)?;
         self.index(&old, false);
         Some(old)
@@ -170,21 +175,22 @@ impl Shard {
 
     /// Replaces the contents with a relist's; returns the models whose children it found
     /// new, changed or gone (none on the first list: every model is reconciled at start).
-    fn relist(&mut self, listed: Vec<ObjectMeta>) -> Vec<ObjectRef<DeepSeekModel>> {
+    fn relist(&mut self, listed: Vec<Child>) -> Vec<ObjectRef<DeepSeekModel>> {
         let first = !self.listed;
         let mut old = std::mem::take(&mut self.objects);
         self.by_model.clear();
         let mut touched = Vec::new();
-        for meta in listed {
-            let before = old.remove(&key(&meta));
-            if !first && before.as_ref().map(digest) != Some(digest(&meta)) {
-                touched.extend(model_of(&meta));
+        for child in listed {
+            let before = old.remove(&child.key());
+            if !first && before.as_ref().map(|b| &b.digest) != Some(&child.digest) {
+                touched.extend(child.model());
             }
-            self.insert(meta);
+            self.insert(child);
         }
         if !first {
-            touched.extend(old.values().filter_map(model_of));
+            touched.extend(old.values().filter_map(Child::model));
         }
+        self.objects.shrink_to_fit();
         self.listed = true;
         touched
     }
@@ -300,7 +306,7 @@ impl ChildCache {
     }
 
     /// The model's Services (by instance label), or `None` before the first list.
-    pub fn services_of(&self, ns: &str, model: &str) -> Option<Vec<ObjectMeta>> {
+    pub fn services_of(&self, ns: &str, model: &str) -> Option<Vec<Child>> {
         let k = (ns.to_string(), model.to_string());
         self.services.with(ns, |s| {
             s.listed.then(|| {
@@ -327,12 +333,12 @@ impl ChildCache {
 
     /// Writes through an object the operator applied (the API server's answer), so the
     /// next reconcile does not apply it again before the watch shows it.
-    pub fn applied(&self, kind: ChildKind, meta: ObjectMeta) {
-        let meta = strip(meta);
-        let ns = meta.namespace.clone().unwrap_or_default();
+    pub fn applied(&self, kind: ChildKind, meta: &ObjectMeta) {
+        let child = Child::from_meta(meta);
+        let ns = child.namespace.clone();
         self.kind(kind).with_mut(&ns, |s| {
             if s.listed {
-                s.insert(meta);
+                s.insert(child);
             }
         });
     }
@@ -356,7 +362,7 @@ impl ChildCache {
             let of_kind = objects
                 .iter()
                 .filter(|(k, _)| *k == kind)
-                .map(|(_, m)| strip(m.clone()))
+                .map(|(_, m)| Child::from_meta(m))
                 .collect();
             c.kind(kind).with_mut("", |s| s.relist(of_kind));
         }
@@ -380,7 +386,7 @@ async fn follow<K, S>(
 where
     S: Stream<Item = Result<watcher::Event<PartialObjectMeta<K>>, watcher::Error>>,
 {
-    let mut building: Option<Vec<ObjectMeta>> = None;
+    let mut building: Option<Vec<Child>> = None;
     while let Some(ev) = stream.next().await {
         let touched: Vec<ObjectRef<DeepSeekModel>> = match ev {
             Err(e) => return Some(e),
@@ -389,7 +395,9 @@ where
                 continue;
             }
             Ok(watcher::Event::InitApply(o)) => {
-                building.get_or_insert_default().push(strip(o.metadata));
+                building
+                    .get_or_insert_default()
+                    .push(Child::from_meta(&o.metadata));
                 continue;
             }
             Ok(watcher::Event::InitDone) => {
@@ -402,15 +410,15 @@ where
                 touched
             }
             Ok(watcher::Event::Apply(o)) => {
-                let meta = strip(o.metadata);
-                let model = model_of(&meta);
-                let changed = kind.shards[i].write().is_ok_and(|mut s| s.insert(meta));
+                let child = Child::from_meta(&o.metadata);
+                let model = child.model();
+                let changed = kind.shards[i].write().is_ok_and(|mut s| s.insert(child));
                 model.filter(|_| changed).into_iter().collect()
             }
             Ok(watcher::Event::Delete(o)) => {
-                let k = key(&o.metadata);
+                let k = Child::from_meta(&o.metadata).key();
                 let gone = kind.shards[i].write().ok().and_then(|mut s| s.remove(&k));
-                gone.as_ref().and_then(model_of).into_iter().collect()
+                gone.as_ref().and_then(Child::model).into_iter().collect()
             }
         };
         // The shard is updated first, so the reconcile this wakes reads the change.

@@ -21,21 +21,26 @@ fn refs(v: Vec<ObjectRef<DeepSeekModel>>) -> Vec<String> {
     out
 }
 
+fn child(ns: &str, name: &str, model: &str, digest: &str) -> Child {
+    Child::from_meta(&meta(ns, name, model, digest, "1"))
+}
+
 #[test]
-fn stripping_keeps_the_digest_owner_and_labels_only() {
-    let m = strip(meta("ns", "a--api", "a", "d1", "7"));
-    assert!(m.managed_fields.is_none());
-    assert_eq!(m.annotations.as_ref().map(|a| a.len()), Some(1));
-    assert_eq!(digest(&m).map(String::as_str), Some("d1"));
-    assert_eq!(m.resource_version.as_deref(), Some("7"));
-    assert_eq!(model_of(&m).map(|r| r.name), Some("a".to_string()));
-    let mut unowned = m.clone();
+fn a_child_keeps_the_digest_and_its_model_only() {
+    let c = child("ns", "a--api", "a", "d1");
+    assert_eq!(c.digest.as_deref(), Some("d1"));
+    assert!(c.managed);
+    assert_eq!(c.model().map(|r| r.name), Some("a".to_string()));
+    let mut unowned = meta("ns", "x--api", "x", "d", "1");
     unowned.owner_references = None;
     assert_eq!(
-        model_of(&unowned).map(|r| r.name),
-        Some("a".to_string()),
+        Child::from_meta(&unowned).model().map(|r| r.name),
+        Some("x".to_string()),
         "falls back to the instance label"
     );
+    let mut foreign = unowned;
+    foreign.labels = None;
+    assert!(!Child::from_meta(&foreign).managed);
 }
 
 #[test]
@@ -45,7 +50,10 @@ fn lookups_answer_unknown_before_the_first_list_and_absent_without_keda() {
     assert_eq!(c.services_of("ns", "a"), None);
     assert_eq!(c.scaled_object("ns", "a"), Seen::Absent);
     // A write before the first list is not cached (the list decides).
-    c.applied(ChildKind::NetworkPolicy, meta("ns", "a--np", "a", "d", "1"));
+    c.applied(
+        ChildKind::NetworkPolicy,
+        &meta("ns", "a--np", "a", "d", "1"),
+    );
     assert_eq!(c.network_policy("ns", "a--np"), Seen::Unknown);
 }
 
@@ -61,7 +69,7 @@ fn a_models_services_are_found_by_instance_label_and_namespace() {
         .services_of("ns", "a")
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|m| m.name)
+        .map(|c| c.name)
         .collect();
     names.sort();
     assert_eq!(names, ["a--api", "a--ranks"]);
@@ -83,16 +91,16 @@ fn writes_through_show_at_once_and_namespaced_shards_hold_their_namespace() {
     }
     c.keda.store(true, Ordering::Relaxed);
     assert_eq!(c.network_policy("b", "m--np"), Seen::Listed(None));
-    c.applied(ChildKind::NetworkPolicy, meta("b", "m--np", "m", "d", "5"));
+    c.applied(ChildKind::NetworkPolicy, &meta("b", "m--np", "m", "d", "5"));
     let Seen::Listed(Some(got)) = c.network_policy("b", "m--np") else {
         panic!("not cached");
     };
-    assert_eq!(digest(&got).map(String::as_str), Some("d"));
+    assert_eq!(got.digest.as_deref(), Some("d"));
     assert_eq!(c.network_policy("a", "m--np"), Seen::Listed(None));
     assert!(c.policies.shards[1]
         .read()
         .is_ok_and(|s| s.objects.len() == 1));
-    c.applied(ChildKind::ScaledObject, meta("a", "m", "m", "k", "6"));
+    c.applied(ChildKind::ScaledObject, &meta("a", "m", "m", "k", "6"));
     assert!(matches!(c.scaled_object("a", "m"), Seen::Listed(Some(_))));
     c.deleted(ChildKind::ScaledObject, "a", "m");
     assert_eq!(c.scaled_object("a", "m"), Seen::Listed(None));
@@ -104,20 +112,16 @@ fn writes_through_show_at_once_and_namespaced_shards_hold_their_namespace() {
 fn only_a_new_digest_is_a_change_and_a_relist_reports_what_the_watch_missed() {
     let mut s = Shard::default();
     assert!(
-        s.relist(vec![strip(meta("ns", "a--api", "a", "d1", "1"))])
-            .is_empty(),
+        s.relist(vec![child("ns", "a--api", "a", "d1")]).is_empty(),
         "first list"
     );
     // Our own apply written through, then its watch event: no change the second time.
-    assert!(!s.insert(strip(meta("ns", "a--api", "a", "d1", "2"))));
-    assert!(s.insert(strip(meta("ns", "a--api", "a", "d2", "3"))));
-    assert!(
-        s.insert(strip(meta("ns", "b--api", "b", "d1", "4"))),
-        "new object"
-    );
+    assert!(!s.insert(child("ns", "a--api", "a", "d1")));
+    assert!(s.insert(child("ns", "a--api", "a", "d2")));
+    assert!(s.insert(child("ns", "b--api", "b", "d1")), "new object");
     let touched = s.relist(vec![
-        strip(meta("ns", "a--api", "a", "d2", "9")),
-        strip(meta("ns", "c--api", "c", "d1", "10")),
+        child("ns", "a--api", "a", "d2"),
+        child("ns", "c--api", "c", "d1"),
     ]);
     // a: same digest (no change); b: gone; c: new.
     assert_eq!(refs(touched), ["ns/b", "ns/c"]);

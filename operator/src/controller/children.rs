@@ -6,12 +6,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Pod, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
 use super::apply::{self, event};
-use super::child_cache::ChildKind;
+use super::child_cache::{Child, ChildKind};
 use super::context::Context;
 use super::error::Error;
 use super::groups::FoundGroup;
@@ -37,27 +36,23 @@ pub async fn sync_services(
                 source,
             })?
             .items
-            .into_iter()
-            .map(|s| s.metadata)
+            .iter()
+            .map(|s| Child::from_meta(&s.metadata))
             .collect(),
     };
-    let name = |m: &ObjectMeta| m.name.clone().unwrap_or_default();
     for svc in desired {
         let digest = svc.annotations().get(labels::SPEC_DIGEST);
-        let current = live.iter().find(|l| name(l) == svc.name_any());
-        let live_digest = current
-            .and_then(|l| l.annotations.as_ref())
-            .and_then(|a| a.get(labels::SPEC_DIGEST));
-        if live_digest != digest {
+        let current = live.iter().find(|l| l.name == svc.name_any());
+        if current.and_then(|l| l.digest.as_ref()) != digest {
             apply::apply_service(ctx, svc).await?;
         }
     }
     for orphan in live
         .iter()
-        .filter(|l| !desired.iter().any(|d| d.name_any() == name(l)))
+        .filter(|l| !desired.iter().any(|d| d.name_any() == l.name))
     {
-        apply::delete::<Service>(ctx, ns, &name(orphan)).await?;
-        ctx.children.deleted(ChildKind::Service, ns, &name(orphan));
+        apply::delete::<Service>(ctx, ns, &orphan.name).await?;
+        ctx.children.deleted(ChildKind::Service, ns, &orphan.name);
     }
     Ok(())
 }

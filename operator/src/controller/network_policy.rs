@@ -5,12 +5,11 @@
 //! model are not started without the isolation the administrator asked for.
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 
 use super::apply;
-use super::child_cache::{ChildKind, Seen};
+use super::child_cache::{Child, ChildKind, Seen};
 use super::context::Context;
 use super::error::Error;
 use crate::api::{DeepSeekModel, FIELD_MANAGER};
@@ -34,17 +33,11 @@ pub async fn sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), Error> {
                 what: format!("network policy {ns}/{name}"),
                 source,
             })?
-            .map(|p| p.metadata),
+            .map(|p| Child::from_meta(&p.metadata)),
     };
     let cfg = &ctx.config.network_policy;
     if !cfg.enabled {
-        let ours = live.as_ref().is_some_and(|l| {
-            l.labels
-                .as_ref()
-                .and_then(|m| m.get(labels::MANAGED_BY))
-                .map(String::as_str)
-                == Some(labels::MANAGER)
-        });
+        let ours = live.as_ref().is_some_and(|l| l.managed);
         if ours {
             apply::delete::<NetworkPolicy>(ctx, &ns, &name).await?;
             ctx.children.deleted(ChildKind::NetworkPolicy, &ns, &name);
@@ -55,8 +48,9 @@ pub async fn sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), Error> {
         .controller_owner_ref(&())
         .ok_or(Error::MissingField("metadata.uid"))?;
     let desired = network_policy(&model_name, &ns, owner, cfg);
-    let digest = |m: &ObjectMeta| m.annotations.as_ref()?.get(labels::SPEC_DIGEST).cloned();
-    if live.as_ref().and_then(digest) == digest(&desired.metadata) {
+    if live.as_ref().and_then(|l| l.digest.as_ref())
+        == desired.annotations().get(labels::SPEC_DIGEST)
+    {
         return Ok(());
     }
     ctx.metrics.write("apply", "networkpolicies");
@@ -66,7 +60,7 @@ pub async fn sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), Error> {
         &Patch::Apply(&desired),
     )
     .await
-    .map(|p| ctx.children.applied(ChildKind::NetworkPolicy, p.metadata))
+    .map(|p| ctx.children.applied(ChildKind::NetworkPolicy, &p.metadata))
     .map_err(|source| Error::Apply {
         what: format!("network policy {ns}/{name}"),
         source,

@@ -156,7 +156,9 @@ type Key = (String, String);
 /// One watch's pods and their indexes.
 #[derive(Default)]
 struct Shard {
-    pods: HashMap<Key, Pod>,
+    /// Boxed: a `Pod` is about 2 KiB inline even stripped (every optional spec field),
+    /// and a map holds up to twice its entries in slots.
+    pods: HashMap<Key, Box<Pod>>,
     /// (namespace, model) -> pod names.
     by_model: HashMap<Key, BTreeSet<String>>,
     /// node -> resource -> accelerators requested by pods holding the node.
@@ -205,7 +207,7 @@ impl Shard {
             self.index(&old, -1);
         }
         self.index(&pod, 1);
-        self.pods.insert(key, pod);
+        self.pods.insert(key, Box::new(pod));
     }
 
     fn delete(&mut self, pod: &Pod) {
@@ -232,7 +234,7 @@ fn relist_changes(old: &Shard, new: &Shard) -> Vec<Pod> {
         .pods
         .iter()
         .filter(|(k, p)| model_of(p).is_some() && !new.pods.contains_key(*k));
-    changed.chain(gone).map(|(_, p)| p.clone()).collect()
+    changed.chain(gone).map(|(_, p)| (**p).clone()).collect()
 }
 
 /// The shared pod cache. Cheap to clone.
@@ -272,7 +274,7 @@ impl PodCache {
             let Ok(s) = shard.read() else { continue };
             for name in s.by_model.get(&key).into_iter().flatten() {
                 if let Some(p) = s.pods.get(&(namespace.to_string(), name.clone())) {
-                    out.push(p.clone());
+                    out.push((**p).clone());
                 }
             }
         }
