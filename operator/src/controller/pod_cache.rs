@@ -47,7 +47,8 @@ fn is_extended(resource: &str) -> bool {
 
 /// Keeps only what the operator reads of a pod: name, namespace, labels, owner
 /// references, creation and deletion timestamps; nodeName and the containers' extended
-/// resource requests and limits; phase, pod IP, conditions and the restart counts.
+/// resource requests and limits; phase, pod IP, the Ready and PodScheduled conditions
+/// and the restart counts.
 /// Everything else (env, command, volumes, managedFields, annotations) can be large and is
 /// read by no one here.
 pub fn strip(pod: &mut Pod) {
@@ -89,7 +90,21 @@ pub fn strip(pod: &mut Pod) {
         pod.status = Some(PodStatus {
             phase: status.phase,
             pod_ip: status.pod_ip,
-            conditions: status.conditions,
+            // Group judgement reads Ready (status, since when) and PodScheduled (the
+            // scheduler's reason and message); the other conditions were a third of a
+            // cached pod.
+            conditions: status.conditions.map(|cs| {
+                cs.into_iter()
+                    .filter(|c| c.type_ == "Ready" || c.type_ == "PodScheduled")
+                    .map(|mut c| {
+                        c.last_probe_time = None;
+                        if c.type_ == "Ready" {
+                            c.message = None;
+                        }
+                        c
+                    })
+                    .collect()
+            }),
             container_statuses: status.container_statuses.map(|cs| {
                 cs.into_iter()
                     .map(|c| k8s_openapi::api::core::v1::ContainerStatus {
