@@ -115,7 +115,7 @@ mod tests {
             fingerprint(Some(1), &[c.clone(), a.clone()])
         );
         assert_ne!(
-            fingerprint(Some(1), &[a.clone()]),
+            fingerprint(Some(1), std::slice::from_ref(&a)),
             fingerprint(Some(2), &[a])
         );
     }
