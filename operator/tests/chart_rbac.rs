@@ -55,8 +55,10 @@ const MODEL_RULES: &[(&str, &str, &[&str])] = &[
     // creates the object is authorized as create, checked in e2e_helm.rs);
     // delete: controller/apply.rs `delete::<Pod>` (reconcile.rs: orphans, old groups).
     ("", "pods", &["list", "watch", "create", "patch", "delete"]),
-    // list: controller/reconcile.rs `svc_api.list(&lp)`; watch: run.rs `.owns(Api::<Service>..)`;
-    // create + patch: apply.rs `apply_service`; delete: reconcile.rs `delete::<Service>`.
+    // list + watch: controller/child_cache.rs `watcher(Api::<PartialObjectMeta<Service>>..)`
+    // per scope Api (the child cache); list also controller/children.rs `sync_services`
+    // before that watch has listed; create + patch: apply.rs `apply_service`; delete:
+    // children.rs `delete::<Service>`.
     (
         "",
         "services",
@@ -90,21 +92,25 @@ const MODEL_RULES: &[(&str, &str, &[&str])] = &[
     // rank of a partly placed group.
     ("", "events", &["list"]),
     // autoscale/scaled_object.rs `try_sync`, called by every reconcile
-    // (controller/reconcile.rs): `api.get_opt` (get), `api.patch(.., Patch::Apply)` when
-    // provider=keda (server-side apply: create + patch), `api.delete` of the operator's own
-    // otherwise. Api<DynamicObject> with build/keda.rs `api_resource()`. No list or watch.
+    // (controller/reconcile.rs): `api.get_opt` (get) while the child cache has not listed
+    // them, `api.patch(.., Patch::Apply)` when provider=keda (server-side apply: create +
+    // patch), `api.delete` of the operator's own otherwise. Api<DynamicObject> with
+    // build/keda.rs `api_resource()`. list + watch: controller/child_cache.rs
+    // `watch_scaled_objects` (metadata only) once discovery finds KEDA's API.
     (
         "keda.sh",
         "scaledobjects",
-        &["get", "create", "patch", "delete"],
+        &["get", "list", "watch", "create", "patch", "delete"],
     ),
-    // controller/network_policy.rs `sync`, called by every reconcile: `api.get_opt` (get),
-    // `api.patch(.., Patch::Apply)` when the digest differs (server-side apply: create +
-    // patch), `apply::delete::<NetworkPolicy>` when networkPolicy.enabled is false.
+    // controller/network_policy.rs `sync`, called by every reconcile: `api.get_opt` (get)
+    // only before the child cache has listed, `api.patch(.., Patch::Apply)` when the digest
+    // differs (server-side apply: create + patch), `apply::delete::<NetworkPolicy>` when
+    // networkPolicy.enabled is false. list + watch: controller/child_cache.rs
+    // `watcher(Api::<PartialObjectMeta<NetworkPolicy>>..)` per scope Api.
     (
         "networking.k8s.io",
         "networkpolicies",
-        &["get", "create", "patch", "delete"],
+        &["get", "list", "watch", "create", "patch", "delete"],
     ),
 ];
 
@@ -147,6 +153,9 @@ const KINDS: &[(&str, &str)] = &[
     // Generic parameters and dynamic objects (ScaledObjects, Karpenter NodePools and
     // NodeClaims without compiled types; all have rows).
     ("K", ""),
+    // Metadata-only watches (controller/child_cache.rs) of Services, NetworkPolicies and
+    // ScaledObjects, whose rows hold their list + watch.
+    ("PartialObjectMeta", ""),
     ("DynamicObject", "scaledobjects"),
 ];
 

@@ -127,15 +127,16 @@ namespace (watchNamespaces). */}}
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["list"]
-# KEDA ScaledObjects: every reconcile reads the model's one; with
-# autoscaling.provider=keda it is server-side applied, otherwise the operator's is deleted.
-# Without KEDA installed the read is a 404, which the operator ignores.
+# KEDA ScaledObjects: the operator's own are watched (metadata only) once KEDA's API is
+# served, and read with get until that watch has listed; with autoscaling.provider=keda
+# the model's is server-side applied, otherwise the operator's is deleted.
 - apiGroups: ["keda.sh"]
   resources: ["scaledobjects"]
-  verbs: ["get", "create", "patch", "delete"]
-# The model's NetworkPolicy: read on every reconcile, server-side applied when it
-# changed, deleted when networkPolicy.models.enabled is false.
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The model's NetworkPolicy: the operator's own are watched (metadata only; get only before
+# that watch has listed), server-side applied when changed, deleted when
+# networkPolicy.models.enabled is false.
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
-  verbs: ["get", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 {{- end }}

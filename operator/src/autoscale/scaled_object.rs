@@ -1,6 +1,8 @@
 //! Keeping a model's KEDA ScaledObject in line with `autoscaling.provider` (called by the
 //! reconcile): with `keda` it is applied (server-side apply, the operator's field manager)
 //! when the live one differs; otherwise one the operator made is deleted if it exists.
+//! The live one is read from the child cache (controller/child_cache.rs), which also knows
+//! whether KEDA's API is served at all.
 //! KEDA missing from the cluster (404 on its API) is a warning, never a reconcile error.
 
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
@@ -9,6 +11,7 @@ use kube::{Api, ResourceExt};
 use crate::api::{DeepSeekModel, FIELD_MANAGER};
 use crate::build::{keda, labels};
 use crate::controller::apply::event;
+use crate::controller::child_cache::{Child, ChildKind, Seen};
 use crate::controller::context::Context;
 
 /// Applies or removes the ScaledObject; failures are logged and reported as an Event.
@@ -33,32 +36,39 @@ async fn try_sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), kube::Erro
     let name = model.name_any();
     let api: Api<DynamicObject> =
         Api::namespaced_with(ctx.client.clone(), &ns, &keda::api_resource());
-    let live = match api.get_opt(&name).await {
-        Ok(l) => l,
-        // No KEDA in the cluster: nothing to delete.
-        Err(kube::Error::Api(s)) if s.code == 404 => None,
-        Err(e) => return Err(e),
+    let desired = keda::scaled_object(model, &ctx.config);
+    // Live from the child cache; from the API server only while it has not listed.
+    let live = match ctx.children.scaled_object(&ns, &name) {
+        Seen::Listed(live) => live,
+        // No KEDA API: nothing of ours to delete (applying is still tried, and its
+        // failure reported, for a model that asks for KEDA).
+        Seen::Absent if desired.is_none() => return Ok(()),
+        Seen::Absent | Seen::Unknown => match api.get_opt(&name).await {
+            Ok(l) => l.map(|o| Child::from_meta(&o.metadata)),
+            // No KEDA in the cluster: nothing to delete.
+            Err(kube::Error::Api(s)) if s.code == 404 => None,
+            Err(e) => return Err(e),
+        },
     };
-    match keda::scaled_object(model, &ctx.config) {
+    match desired {
         Some(desired) => {
             let digest = desired["metadata"]["annotations"][labels::SPEC_DIGEST].as_str();
-            let same = live.as_ref().is_some_and(|l| {
-                l.annotations().get(labels::SPEC_DIGEST).map(String::as_str) == digest
-            });
+            let same = live.as_ref().is_some_and(|l| l.digest.as_deref() == digest);
             if !same {
                 ctx.metrics.write("apply", keda::PLURAL);
-                api.patch(
-                    &name,
-                    &PatchParams::apply(FIELD_MANAGER).force(),
-                    &Patch::Apply(&desired),
-                )
-                .await?;
+                let applied = api
+                    .patch(
+                        &name,
+                        &PatchParams::apply(FIELD_MANAGER).force(),
+                        &Patch::Apply(&desired),
+                    )
+                    .await?;
+                ctx.children
+                    .applied(ChildKind::ScaledObject, &applied.metadata);
             }
         }
         None => {
-            let ours = live.as_ref().is_some_and(|l| {
-                l.labels().get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGER)
-            });
+            let ours = live.as_ref().is_some_and(|l| l.managed);
             if ours {
                 ctx.metrics.write("delete", keda::PLURAL);
                 match api.delete(&name, &DeleteParams::background()).await {
@@ -66,6 +76,7 @@ async fn try_sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), kube::Erro
                     Err(kube::Error::Api(s)) if s.code == 404 => {}
                     Err(e) => return Err(e),
                 }
+                ctx.children.deleted(ChildKind::ScaledObject, &ns, &name);
             }
         }
     }

@@ -37,7 +37,10 @@ pub async fn apply_service(ctx: &Context, svc: &Service) -> Result<(), Error> {
     Api::<Service>::namespaced(ctx.client.clone(), &ns)
         .patch(&name, &params(), &Patch::Apply(svc))
         .await
-        .map(|_| ())
+        .map(|live| {
+            ctx.children
+                .applied(super::child_cache::ChildKind::Service, &live.metadata)
+        })
         .map_err(|source| Error::Apply {
             what: format!("service {ns}/{name}"),
             source,

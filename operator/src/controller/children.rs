@@ -10,6 +10,7 @@ use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
 use super::apply::{self, event};
+use super::child_cache::{Child, ChildKind};
 use super::context::Context;
 use super::error::Error;
 use super::groups::FoundGroup;
@@ -17,33 +18,41 @@ use crate::api::DeepSeekModel;
 use crate::build::{labels, pods, Workload};
 
 /// Applies the desired Services whose digest differs from the live one and deletes the
-/// model's Services that are no longer desired.
+/// model's Services that are no longer desired. The live ones come from the child cache
+/// (child_cache.rs); only before its first list from the API server.
 pub async fn sync_services(
     ctx: &Context,
     ns: &str,
-    lp: &ListParams,
+    model: &str,
     desired: &[Service],
 ) -> Result<(), Error> {
-    let live = Api::<Service>::namespaced(ctx.client.clone(), ns)
-        .list(lp)
-        .await
-        .map_err(|source| Error::Read {
-            what: format!("services in {ns}"),
-            source,
-        })?
-        .items;
+    let live = match ctx.children.services_of(ns, model) {
+        Some(live) => live,
+        None => Api::<Service>::namespaced(ctx.client.clone(), ns)
+            .list(&ListParams::default().labels(&labels::selector_string(model)))
+            .await
+            .map_err(|source| Error::Read {
+                what: format!("services in {ns}"),
+                source,
+            })?
+            .items
+            .iter()
+            .map(|s| Child::from_meta(&s.metadata))
+            .collect(),
+    };
     for svc in desired {
         let digest = svc.annotations().get(labels::SPEC_DIGEST);
-        let current = live.iter().find(|l| l.name_any() == svc.name_any());
-        if current.and_then(|l| l.annotations().get(labels::SPEC_DIGEST)) != digest {
+        let current = live.iter().find(|l| l.name == svc.name_any());
+        if current.and_then(|l| l.digest.as_ref()) != digest {
             apply::apply_service(ctx, svc).await?;
         }
     }
     for orphan in live
         .iter()
-        .filter(|l| !desired.iter().any(|d| d.name_any() == l.name_any()))
+        .filter(|l| !desired.iter().any(|d| d.name_any() == l.name))
     {
-        apply::delete::<Service>(ctx, ns, &orphan.name_any()).await?;
+        apply::delete::<Service>(ctx, ns, &orphan.name).await?;
+        ctx.children.deleted(ChildKind::Service, ns, &orphan.name);
     }
     Ok(())
 }

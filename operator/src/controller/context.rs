@@ -36,4 +36,8 @@ pub struct Context {
     /// Disaggregated models to reconcile because one of their role models' status changed
     /// (controller/disaggregated.rs); every controller listens, each finds its own.
     pub parents: tokio::sync::broadcast::Sender<ObjectRef<DeepSeekModel>>,
+    /// The model's Services, NetworkPolicy and ScaledObject as last seen (child_cache.rs).
+    pub children: super::child_cache::ChildCache,
+    /// Per unconverged model, how long its next requeue waits (busy_requeue.rs).
+    pub busy: super::busy_requeue::BusyRequeue,
 }

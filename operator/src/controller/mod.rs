@@ -3,7 +3,9 @@
 
 pub mod apply;
 pub mod backoff;
+pub mod busy_requeue;
 pub mod capacity;
+pub mod child_cache;
 pub mod children;
 pub mod context;
 pub mod disaggregated;

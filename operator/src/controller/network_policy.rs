@@ -1,6 +1,6 @@
 //! Keeping a model's NetworkPolicy in line with the operator configuration (called by the
 //! reconcile before any pod is created): enabled, the policy is applied with server-side
-//! apply when the live one's digest differs, so a steady state writes nothing; disabled,
+//! apply when the live one's digest (read from the child cache) differs, so a steady state writes nothing; disabled,
 //! the operator's policy is deleted if it exists. A failure fails the reconcile: pods of a
 //! model are not started without the isolation the administrator asked for.
 
@@ -9,6 +9,7 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 
 use super::apply;
+use super::child_cache::{Child, ChildKind, Seen};
 use super::context::Context;
 use super::error::Error;
 use crate::api::{DeepSeekModel, FIELD_MANAGER};
@@ -22,17 +23,24 @@ pub async fn sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), Error> {
     let model_name = model.name_any();
     let name = network_policy_name(&model_name);
     let api = Api::<NetworkPolicy>::namespaced(ctx.client.clone(), &ns);
-    let live = api.get_opt(&name).await.map_err(|source| Error::Read {
-        what: format!("network policy {ns}/{name}"),
-        source,
-    })?;
+    // Live from the child cache; from the API server only before its first list.
+    let live = match ctx.children.network_policy(&ns, &name) {
+        Seen::Listed(live) => live,
+        Seen::Unknown | Seen::Absent => api
+            .get_opt(&name)
+            .await
+            .map_err(|source| Error::Read {
+                what: format!("network policy {ns}/{name}"),
+                source,
+            })?
+            .map(|p| Child::from_meta(&p.metadata)),
+    };
     let cfg = &ctx.config.network_policy;
     if !cfg.enabled {
-        let ours = live.as_ref().is_some_and(|l| {
-            l.labels().get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGER)
-        });
+        let ours = live.as_ref().is_some_and(|l| l.managed);
         if ours {
             apply::delete::<NetworkPolicy>(ctx, &ns, &name).await?;
+            ctx.children.deleted(ChildKind::NetworkPolicy, &ns, &name);
         }
         return Ok(());
     }
@@ -44,8 +52,9 @@ pub async fn sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), Error> {
         .get(crate::build::disaggregated::DISAGGREGATED)
         .filter(|_| crate::build::disaggregated::role_of(&model.spec).is_some());
     let desired = network_policy(&model_name, &ns, owner, cfg, parent.map(String::as_str));
-    let digest = |p: &NetworkPolicy| p.annotations().get(labels::SPEC_DIGEST).cloned();
-    if live.as_ref().and_then(digest) == digest(&desired) {
+    if live.as_ref().and_then(|l| l.digest.as_ref())
+        == desired.annotations().get(labels::SPEC_DIGEST)
+    {
         return Ok(());
     }
     ctx.metrics.write("apply", "networkpolicies");
@@ -55,7 +64,7 @@ pub async fn sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), Error> {
         &Patch::Apply(&desired),
     )
     .await
-    .map(|_| ())
+    .map(|p| ctx.children.applied(ChildKind::NetworkPolicy, &p.metadata))
     .map_err(|source| Error::Apply {
         what: format!("network policy {ns}/{name}"),
         source,

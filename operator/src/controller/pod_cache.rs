@@ -47,7 +47,8 @@ fn is_extended(resource: &str) -> bool {
 
 /// Keeps only what the operator reads of a pod: name, namespace, labels, owner
 /// references, creation and deletion timestamps; nodeName and the containers' extended
-/// resource requests and limits; phase, pod IP, conditions and the restart counts.
+/// resource requests and limits; phase, pod IP, the Ready and PodScheduled conditions
+/// and the restart counts.
 /// Everything else (env, command, volumes, managedFields, annotations) can be large and is
 /// read by no one here.
 pub fn strip(pod: &mut Pod) {
@@ -89,7 +90,21 @@ pub fn strip(pod: &mut Pod) {
         pod.status = Some(PodStatus {
             phase: status.phase,
             pod_ip: status.pod_ip,
-            conditions: status.conditions,
+            // Group judgement reads Ready (status, since when) and PodScheduled (the
+            // scheduler's reason and message); the other conditions were a third of a
+            // cached pod.
+            conditions: status.conditions.map(|cs| {
+                cs.into_iter()
+                    .filter(|c| c.type_ == "Ready" || c.type_ == "PodScheduled")
+                    .map(|mut c| {
+                        c.last_probe_time = None;
+                        if c.type_ == "Ready" {
+                            c.message = None;
+                        }
+                        c
+                    })
+                    .collect()
+            }),
             container_statuses: status.container_statuses.map(|cs| {
                 cs.into_iter()
                     .map(|c| k8s_openapi::api::core::v1::ContainerStatus {
@@ -156,7 +171,9 @@ type Key = (String, String);
 /// One watch's pods and their indexes.
 #[derive(Default)]
 struct Shard {
-    pods: HashMap<Key, Pod>,
+    /// Boxed: a `Pod` is about 2 KiB inline even stripped (every optional spec field),
+    /// and a map holds up to twice its entries in slots.
+    pods: HashMap<Key, Box<Pod>>,
     /// (namespace, model) -> pod names.
     by_model: HashMap<Key, BTreeSet<String>>,
     /// node -> resource -> accelerators requested by pods holding the node.
@@ -205,7 +222,7 @@ impl Shard {
             self.index(&old, -1);
         }
         self.index(&pod, 1);
-        self.pods.insert(key, pod);
+        self.pods.insert(key, Box::new(pod));
     }
 
     fn delete(&mut self, pod: &Pod) {
@@ -232,7 +249,7 @@ fn relist_changes(old: &Shard, new: &Shard) -> Vec<Pod> {
         .pods
         .iter()
         .filter(|(k, p)| model_of(p).is_some() && !new.pods.contains_key(*k));
-    changed.chain(gone).map(|(_, p)| p.clone()).collect()
+    changed.chain(gone).map(|(_, p)| (**p).clone()).collect()
 }
 
 /// The shared pod cache. Cheap to clone.
@@ -272,7 +289,7 @@ impl PodCache {
             let Ok(s) = shard.read() else { continue };
             for name in s.by_model.get(&key).into_iter().flatten() {
                 if let Some(p) = s.pods.get(&(namespace.to_string(), name.clone())) {
-                    out.push(p.clone());
+                    out.push((**p).clone());
                 }
             }
         }

@@ -22,6 +22,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 
 use super::apply::{self, event};
+use super::busy_requeue;
 use super::capacity::{autoscaler_state, describe, describe_backoff};
 use super::children;
 use super::context::Context;
@@ -290,7 +291,7 @@ async fn reconcile_from(
     let desired_services = services::services(&w);
 
     // Apply: Services (skipped when the live digest matches), then groups.
-    children::sync_services(&ctx, &ns, &lp, &desired_services).await?;
+    children::sync_services(&ctx, &ns, &name, &desired_services).await?;
     super::network_policy::sync(&ctx, &model).await?;
     // KEDA ScaledObject when autoscaling.provider=keda; removed otherwise (if it exists).
     crate::autoscale::scaled_object::sync(&ctx, &model).await;
@@ -411,10 +412,17 @@ async fn reconcile_from(
         .set(ready.into());
 
     finish(&ctx, &model, &previous, status, None).await?;
+    // Not converged: pod events move the model on; the requeue backs off (busy_requeue.rs).
+    if converged {
+        ctx.busy.settled(&model_key);
+    }
     Ok(Some(match retry_in {
         Some(wait) => requeue(wait.max(BUSY_REQUEUE / 5)),
         None if converged => requeue(IDLE_REQUEUE),
-        None => requeue(BUSY_REQUEUE),
+        None => requeue(
+            ctx.busy
+                .next(&model_key, busy_requeue::fingerprint(generation, &pods)),
+        ),
     }))
 }
 

@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use deepseek_planner::Catalog;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{
     controller, predicates, reflector, watcher, Controller, Predicate, WatchStreamExt,
@@ -22,6 +22,7 @@ use kube::runtime::{
 use kube::Client;
 use tokio::sync::mpsc;
 
+use super::child_cache;
 use super::context::Context;
 use super::http::{self, HttpState};
 use super::leader::{self, LeaderOptions};
@@ -181,6 +182,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         .wait_ready()
         .await
         .context("the pod watch stopped before listing the pods")?;
+    // Services, NetworkPolicies and ScaledObjects: read from the child cache, not per
+    // reconcile from the API server (child_cache.rs); like pods, listed before reconciles.
+    let (children, mut child_events) = child_cache::watch_children(&client, &opts.scope);
+    children
+        .wait_ready()
+        .await
+        .context("the Service and NetworkPolicy watches stopped before listing")?;
     ready.store(true, Ordering::Relaxed);
 
     let reporter = Reporter {
@@ -203,10 +211,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         creation: Default::default(),
         capacity: Default::default(),
         parents,
+        children,
+        busy: Default::default(),
     });
 
-    let owned =
-        super::watch::config().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
     // Losing the lease (or passing the renew deadline) ends `run` at once, with no
     // graceful shutdown: an in-flight reconcile must not get to write (leader.rs).
     let lost = async move {
@@ -221,15 +229,17 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     tracing::info!(scope = %opts.scope.describe(), "watching models");
     let stop = stop.shared();
     let models = opts.scope.apis::<DeepSeekModel>(&client);
-    let services = opts.scope.apis::<Service>(&client);
     let deployments = opts.scope.apis::<Deployment>(&client);
+    let owned =
+        super::watch::config().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
     // A change of pools re-plans every model of every controller.
     let mut triggers = Vec::new();
     let mut controllers = Vec::new();
     let mut stores = Vec::new();
-    for ((models, services), deployments) in models.into_iter().zip(services).zip(deployments) {
-        // The pod cache's watches come in the same namespace order as `models`.
+    for (models, deployments) in models.into_iter().zip(deployments) {
+        // The pod and child caches' watches come in the same namespace order as `models`.
         let pods = tokio_stream::wrappers::ReceiverStream::new(pod_events.remove(0));
+        let children = tokio_stream::wrappers::ReceiverStream::new(child_events.remove(0));
         let (tx, rx) = mpsc::channel::<()>(16);
         triggers.push(tx);
         // The store sees every change (the autoscaler reads it); reconciles are triggered
@@ -249,7 +259,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 .trigger_backoff(super::watch::CappedBackoff::default())
                 .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
                 .owns_stream(pods)
-                .owns(services, owned.clone())
+                .reconcile_on(children)
                 // The router of a disaggregated model.
                 .owns(deployments, owned.clone())
                 .reconcile_on(
