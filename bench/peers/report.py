@@ -67,7 +67,13 @@ def session_note(versions, session):
     """Which build of ours and which session a row comes from."""
     v = versions.get(session, {}).get("ours", {}).get("version", "")
     build = "release" if "release" in v else "debug" if "debug" in v else "?"
-    return f"{build} build, run {session or 'A'}"
+    return f"{build} build, run {run_letter(versions, session)}"
+
+
+def run_letter(versions, session):
+    """Runs are named A, B, C... in the order of their sessions (the first has none)."""
+    order = sorted(set(versions) | {session})
+    return "ABCDEFGH"[order.index(session)] if order.index(session) < 8 else session
 
 
 def per_run_latency(r, key):
@@ -81,7 +87,7 @@ def per_run_latency(r, key):
 def tables(runs, versions):
     by = defaultdict(list)
     for r in runs:
-        if r["scenario"] == "autoscale":
+        if r["scenario"] in ("autoscale", "group-late"):
             continue
         by[(r["scenario"], r["n"], r["peer"])].append(r)
     peers = [p for p in PEERS if any(k[2] == p for k in by)]
@@ -136,15 +142,21 @@ def tables(runs, versions):
                 out.append(f"- {LABEL[p]}: " + (", ".join(f"{k} {v}" for k, v in br.items()) or "none"))
     # Only runs whose recovery was timed once the group had settled (earlier runs could stop
     # the clock before an operator that recreates the whole group deleted the old ranks).
-    groups = [r for r in runs if r["scenario"] == "group" and r.get("recovery_method") == "settled-5s"]
-    if groups:
-        out.append(f"\n**Group recovery**: one rank of a 2-pod group deleted -> the whole group Ready again and settled "
-                   f"(5 s without pod events); {len(groups) // max(1, len(peers))} runs each "
+    for scen, when in (("group", "right after the groups came up"),
+                       ("group-late", "{delay} s after the groups came up")):
+        groups = [r for r in runs if r["scenario"] == scen and r.get("recovery_method") == "settled-5s"]
+        if not groups:
+            continue
+        when = when.format(delay=groups[0].get("recovery_delay_s"))
+        out.append(f"\n**Group recovery, rank deleted {when}**: one rank of a 2-pod group deleted -> the whole "
+                   f"group Ready again and settled (5 s without pod events); "
+                   f"{len([r for r in groups if r['peer'] == 'ours'])} runs each "
                    f"({session_note(versions, groups[0]['session'])})\n")
         out.append("| | " + " | ".join(LABEL[p] for p in peers) + " |\n|---|" + "---|" * len(peers))
         om = med([r.get("recovery_ms") for r in groups if r["peer"] == "ours"])
         out.append("| recovery | " + " | ".join(
-            cell([r.get("recovery_ms") for r in groups if r["peer"] == p], om if p != "ours" else None) for p in peers) + " |")
+            cell([r.get("recovery_ms") for r in groups if r["peer"] == p], om if p != "ours" else None)
+            for p in peers) + " |")
     out += autoscale_table(runs, versions)
     out.append("\n**Burst requests by verb and resource** (16 x 1 pod, first run)\n")
     for p in peers:
@@ -236,8 +248,9 @@ def main():
     vlines = []
     for session, vs in sorted(versions.items()):
         for p, v in vs.items():
-            la = f", load average {v['loadavg'][0]:.1f} at its start" if v.get("loadavg") else ""
-            vlines.append(f"- run {session or 'A'}: {LABEL[p]}: {v['version']}{la}")
+            las = [r["loadavg"] for r in runs if r["session"] == session and r["peer"] == p and "loadavg" in r]
+            la = f", 1-minute load average {min(las):.1f}-{max(las):.1f} during its runs" if las else ""
+            vlines.append(f"- run {run_letter(versions, session)}: {LABEL[p]}: {v['version']}{la}")
     doc = tpl.replace("{{TABLES}}", tables(runs, versions)) \
              .replace("{{VERSIONS}}", "\n".join(vlines)) \
              .replace("{{REPS}}", str(len(reps))) \

@@ -102,7 +102,7 @@ def unplaced_report(k: Kubectl, peer: str, ns: str, models: list) -> dict:
     return out
 
 
-def run_one(k, peer, proc_pid, watch_bin, wkc, scenario, n, rep, steady_s, results, session):
+def run_one(k, peer, proc_pid, watch_bin, wkc, scenario, n, rep, steady_s, results, session, recovery_delay=0):
     group = scenario == "group"
     per_model = 2 if group else 1
     ns = f"b-{scenario}{n}-r{rep}"
@@ -127,7 +127,8 @@ def run_one(k, peer, proc_pid, watch_bin, wkc, scenario, n, rep, steady_s, resul
     t_done = max([times[m]["ready"] for m in ready], default=now_ms())
     complete = len(ready) >= expect
     log(f"{peer} {scenario} N={n} rep {rep}: {len(ready)}/{n} models Ready in {t_done - t_apply} ms")
-    rec = {"session": session, "peer": peer, "scenario": scenario, "n": n, "rep": rep, "complete": complete,
+    rec = {"session": session, "loadavg": os.getloadavg()[0], "peer": peer, "scenario": scenario, "n": n, "rep": rep,
+           "complete": complete,
            "models_ready": len(ready), "t_apply": t_apply, "t_done": t_done,
            "models": {m: {kk: (v - t_apply if v else None) for kk, v in t.items()} for m, t in times.items()}}
     t_burst_end = t_done + 2000
@@ -136,6 +137,11 @@ def run_one(k, peer, proc_pid, watch_bin, wkc, scenario, n, rep, steady_s, resul
         not_ready = [model_name(i) for i in range(n) if model_name(i) not in ready]
         rec["unplaced"] = unplaced_report(k, peer, ns, not_ready)
     if group:
+        if recovery_delay:
+            # The rank fails later in the group's life (not moments after it came up).
+            time.sleep(recovery_delay)
+            rec["scenario"] = "group-late"
+            rec["recovery_delay_s"] = recovery_delay
         t_del = now_ms()
         pods = k.get_json("pods", "-n", ns, "-l", f"{label}={model_name(0)}")["items"]
         # The second rank: ours labels it rank 1, LWS worker-index 1; Kaito's StatefulSet
@@ -211,6 +217,8 @@ def main():
     ap.add_argument("--steady", type=int, default=300, help="seconds of steady state measured after the --steady-at burst")
     ap.add_argument("--steady-at", default="single16", help="scenario+N whose runs are followed by --steady seconds at rest")
     ap.add_argument("--steady-reps", type=int, default=1, help="how many runs of --steady-at get the --steady window (the others 3 s)")
+    ap.add_argument("--recovery-delay", type=int, default=0,
+                    help="seconds between the groups being Ready and deleting a rank (results: scenario group-late)")
     ap.add_argument("--autoscale", type=int, default=5, help="runs of the autoscaling scenario (ours and LWS); 0: none")
     ap.add_argument("--autoscale-ours-interval", type=int, default=15,
                     help="then as many runs of ours with this intervalSeconds (the HPA's default period); 0: none")
@@ -242,7 +250,8 @@ def main():
             for scenario, n in plan:
                 for i, rep in enumerate(range(a.rep_offset, a.rep_offset + a.reps)):
                     steady = a.steady if f"{scenario}{n}" == a.steady_at and i < a.steady_reps else 3
-                    run_one(k, peer, p.pid, watch_bin, wkc, scenario, n, rep, steady, a.out, session)
+                    run_one(k, peer, p.pid, watch_bin, wkc, scenario, n, rep, steady, a.out, session,
+                            a.recovery_delay if scenario == "group" else 0)
             if a.autoscale and peer in ("ours", "lws"):
                 autoscale(k, env, peer, p, watch_bin, wkc, fleet_bin, launcher, api_port, a, session)
         finally:

@@ -16,6 +16,7 @@ pod of the added group Ready. Kaito's autoscaling goes through KEDA and its own 
 neither of which this benchmark builds (see docs/benchmarks/peers.md)."""
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -125,7 +126,7 @@ def run_autoscale(k, peer, proc_pid, watch_bin, wkc, fleet_bin, launcher, admin_
     sampler = ProcSampler(proc_pid)
     w = Watcher(watch_bin, wkc, ns, bench_dir() / f"watch-{peer}-{ns}.jsonl")
     fleet = Fleet(fleet_bin, launcher, admin_kc, peer, ns)
-    rec = {"session": session, "peer": peer, "scenario": "autoscale", "n": 1, "rep": rep, "load": LOAD, "target": TARGET,
+    rec = {"session": session, "loadavg": os.getloadavg()[0], "peer": peer, "scenario": "autoscale", "n": 1, "rep": rep, "load": LOAD, "target": TARGET,
            "interval_s": interval}
     try:
         t_apply = now_ms()
