@@ -118,3 +118,32 @@ impl Drop for LoadGen {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(ip: &str, ready: &str, deleting: bool) -> Pod {
+        let mut v = serde_json::json!({
+            "metadata": {"name": "p"},
+            "status": {"phase": "Running", "podIP": ip,
+                       "conditions": [{"type": "Ready", "status": ready}]}
+        });
+        if deleting {
+            v["metadata"]["deletionTimestamp"] = "2026-11-30T00:00:00Z".into();
+        }
+        serde_json::from_value(v).unwrap_or_default()
+    }
+
+    #[test]
+    fn load_goes_only_to_ready_loopback_leaders() {
+        assert_eq!(
+            ready_ip(&pod("127.51.0.9", "True", false)),
+            Some(Ipv4Addr::new(127, 51, 0, 9))
+        );
+        assert_eq!(ready_ip(&pod("127.51.0.9", "False", false)), None);
+        assert_eq!(ready_ip(&pod("127.51.0.9", "True", true)), None);
+        // A documentation address: never dialled.
+        assert_eq!(ready_ip(&pod("192.0.2.7", "True", false)), None);
+    }
+}

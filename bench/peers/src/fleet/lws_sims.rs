@@ -134,3 +134,26 @@ impl Drop for LwsSims {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(ip: &str, phase: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "m00-0"},
+            "status": {"phase": phase, "podIP": ip}
+        }))
+        .unwrap_or_default()
+    }
+
+    #[test]
+    fn engines_start_only_on_running_loopback_pods() {
+        assert_eq!(
+            running_ip(&pod("127.51.0.3", "Running")),
+            Some(Ipv4Addr::new(127, 51, 0, 3))
+        );
+        assert_eq!(running_ip(&pod("127.51.0.3", "Pending")), None);
+        assert_eq!(running_ip(&pod("198.51.100.3", "Running")), None);
+    }
+}
