@@ -217,8 +217,9 @@ def main():
     ap.add_argument("--steady", type=int, default=300, help="seconds of steady state measured after the --steady-at burst")
     ap.add_argument("--steady-at", default="single16", help="scenario+N whose runs are followed by --steady seconds at rest")
     ap.add_argument("--steady-reps", type=int, default=1, help="how many runs of --steady-at get the --steady window (the others 3 s)")
-    ap.add_argument("--recovery-delay", type=int, default=0,
-                    help="seconds between the groups being Ready and deleting a rank (results: scenario group-late)")
+    ap.add_argument("--recovery-delay", default="0,20",
+                    help="seconds between the groups being Ready and deleting a rank, one group scenario per value "
+                         "(a value above 0 gives the results scenario group-late)")
     ap.add_argument("--autoscale", type=int, default=5, help="runs of the autoscaling scenario (ours and LWS); 0: none")
     ap.add_argument("--autoscale-ours-interval", type=int, default=15,
                     help="then as many runs of ours with this intervalSeconds (the HPA's default period); 0: none")
@@ -245,13 +246,13 @@ def main():
                 f.write(json.dumps({"session": session, "peer": peer, "version": p.version, "started": now_ms(),
                                     "loadavg": os.getloadavg()}) + "\n")
             log(f"{peer}: {p.version} running (pid {p.pid})")
-            plan = [("single", int(n)) for n in a.sizes.split(",") if n] + \
-                   [("group", int(n)) for n in a.groups.split(",") if n]
-            for scenario, n in plan:
+            delays = [int(d) for d in a.recovery_delay.split(",") if d]
+            plan = [("single", int(n), 0) for n in a.sizes.split(",") if n] + \
+                   [("group", int(n), d) for n in a.groups.split(",") if n for d in delays]
+            for scenario, n, delay in plan:
                 for i, rep in enumerate(range(a.rep_offset, a.rep_offset + a.reps)):
                     steady = a.steady if f"{scenario}{n}" == a.steady_at and i < a.steady_reps else 3
-                    run_one(k, peer, p.pid, watch_bin, wkc, scenario, n, rep, steady, a.out, session,
-                            a.recovery_delay if scenario == "group" else 0)
+                    run_one(k, peer, p.pid, watch_bin, wkc, scenario, n, rep, steady, a.out, session, delay)
             if a.autoscale and peer in ("ours", "lws"):
                 autoscale(k, env, peer, p, watch_bin, wkc, fleet_bin, launcher, api_port, a, session)
         finally:
