@@ -37,8 +37,17 @@ fn kill(p: &mut Proc) {
     let _ = p.child.wait();
 }
 
+/// The engines by pod uid, and whether the owner has stopped: the poll task may be past
+/// its last await when the owner stops (abort takes effect only at the next one), so it
+/// checks this under the lock before starting anything.
+#[derive(Default)]
+struct State {
+    procs: HashMap<String, Proc>,
+    stopped: bool,
+}
+
 pub struct LwsSims {
-    procs: Arc<Mutex<HashMap<String, Proc>>>,
+    state: Arc<Mutex<State>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -77,13 +86,13 @@ fn spawn(launcher: &Path, ip: Ipv4Addr, model: &str, log: &Path) -> std::io::Res
 
 impl LwsSims {
     pub fn start(client: Client, ns: &str, model: &str, launcher: &Path) -> LwsSims {
-        let procs: Arc<Mutex<HashMap<String, Proc>>> = Arc::default();
+        let state: Arc<Mutex<State>> = Arc::default();
         let pods: Api<Pod> = Api::namespaced(client, ns);
         let lp = ListParams::default().labels(&Kind::Lws.leader_selector(model));
         let (model, launcher) = (model.to_string(), PathBuf::from(launcher));
         let log_dir = std::env::temp_dir().join("peers-fleet-logs");
         let _ = std::fs::create_dir_all(&log_dir);
-        let shared = procs.clone();
+        let shared = state.clone();
         let task = tokio::spawn(async move {
             loop {
                 if let Ok(list) = pods.list(&lp).await {
@@ -92,7 +101,11 @@ impl LwsSims {
                         .iter()
                         .filter_map(|p| Some((p.uid()?, (p.name_any(), running_ip(p)?))))
                         .collect();
-                    if let Ok(mut procs) = shared.lock() {
+                    if let Ok(mut st) = shared.lock() {
+                        if st.stopped {
+                            return;
+                        }
+                        let procs = &mut st.procs;
                         procs.retain(|uid, p| {
                             let keep = wanted.get(uid).is_some_and(|(_, ip)| *ip == p.ip)
                                 && matches!(p.child.try_wait(), Ok(None));
@@ -120,15 +133,16 @@ impl LwsSims {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         });
-        LwsSims { procs, task }
+        LwsSims { state, task }
     }
 }
 
 impl Drop for LwsSims {
     fn drop(&mut self) {
         self.task.abort();
-        if let Ok(mut procs) = self.procs.lock() {
-            for (_, mut p) in procs.drain() {
+        if let Ok(mut st) = self.state.lock() {
+            st.stopped = true;
+            for (_, mut p) in st.procs.drain() {
                 kill(&mut p);
             }
         }
