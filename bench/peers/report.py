@@ -45,14 +45,35 @@ def num(x):
 
 
 def load(path):
-    runs, versions = [], {}
+    """The runs and, per session, each peer's version line. A scenario run in several
+    sessions (invocations of run.py; the first results carry no session) is reported from
+    its latest session only: a later session re-measures it, e.g. with another build."""
+    runs, versions = [], defaultdict(dict)
     for line in Path(path).read_text().splitlines():
         r = json.loads(line)
+        r.setdefault("session", "")
         if "scenario" in r:
             runs.append(r)
         elif "version" in r:
-            versions[r["peer"]] = r["version"]
-    return runs, versions
+            versions[r["session"]][r["peer"]] = r
+    latest = {}
+    for r in runs:
+        k = (r["scenario"], r["n"])
+        latest[k] = max(latest.get(k, ""), r["session"])
+    return [r for r in runs if r["session"] == latest[(r["scenario"], r["n"])]], versions
+
+
+def session_note(versions, session):
+    """Which build of ours and which session a row comes from."""
+    v = versions.get(session, {}).get("ours", {}).get("version", "")
+    build = "release" if "release" in v else "debug" if "debug" in v else "?"
+    return f"{build} build, run {run_letter(versions, session)}"
+
+
+def run_letter(versions, session):
+    """Runs are named A, B, C... in the order of their sessions (the first has none)."""
+    order = sorted(set(versions) | {session})
+    return "ABCDEFGH"[order.index(session)] if order.index(session) < 8 else session
 
 
 def per_run_latency(r, key):
@@ -66,6 +87,8 @@ def per_run_latency(r, key):
 def tables(runs, versions):
     by = defaultdict(list)
     for r in runs:
+        if r["scenario"] in ("autoscale", "group-late"):
+            continue
         by[(r["scenario"], r["n"], r["peer"])].append(r)
     peers = [p for p in PEERS if any(k[2] == p for k in by)]
     out = []
@@ -81,7 +104,8 @@ def tables(runs, versions):
             for p in peers:
                 rs = by.get((s, n, p), [])
                 vals = [fn(r) for r in rs]
-                cells.append(cell(vals, om if p != "ours" else None, unit) + (f" [{len(rs)} runs]" if p == "ours" else ""))
+                note = f" [{len(rs)} runs, {session_note(versions, rs[0]['session'])}]" if rs else ""
+                cells.append(cell(vals, om if p != "ours" else None, unit) + (note if p == "ours" else ""))
             name = f"{n} x 1 pod" if s == "single" else f"{n} x 2-pod group"
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         return [f"\n**{title}**\n", hdr] + lines
@@ -95,7 +119,7 @@ def tables(runs, versions):
     out += row("... of which writes", lambda r: r["api_burst"]["writes"], num)
     if any("api_burst_sts" in r for r in runs):
         out += row("Requests by the controller manager's StatefulSet controller during the burst (the pods of the peers' "
-                   "StatefulSets; only runs that logged it: the last 2 of each)",
+                   "StatefulSets)",
                    lambda r: r["api_burst_sts"]["total"] if "api_burst_sts" in r else None, num)
     out += row("Operator CPU seconds during the burst", lambda r: (r.get("proc_burst") or {}).get("cpu_s"), num)
     out += row("Operator RSS peak during the burst (MiB)", lambda r: (r.get("proc_burst") or {}).get("rss_peak_mib"), num)
@@ -118,15 +142,22 @@ def tables(runs, versions):
                 out.append(f"- {LABEL[p]}: " + (", ".join(f"{k} {v}" for k, v in br.items()) or "none"))
     # Only runs whose recovery was timed once the group had settled (earlier runs could stop
     # the clock before an operator that recreates the whole group deleted the old ranks).
-    groups = [r for r in runs if r["scenario"] == "group" and r.get("recovery_method") == "settled-5s"]
-    if groups:
-        out.append(f"\n**Group recovery**: one rank of a 2-pod group deleted -> the whole group Ready again and settled "
-                   f"(5 s without pod events); {len(groups) // max(1, len(peers))} runs each, the earlier runs timed it "
-                   "without waiting for the group to settle and are left out\n")
+    for scen, when in (("group", "right after the groups came up"),
+                       ("group-late", "{delay} s after the groups came up")):
+        groups = [r for r in runs if r["scenario"] == scen and r.get("recovery_method") == "settled-5s"]
+        if not groups:
+            continue
+        when = when.format(delay=groups[0].get("recovery_delay_s"))
+        out.append(f"\n**Group recovery, rank deleted {when}**: one rank of a 2-pod group deleted -> the whole "
+                   f"group Ready again and settled (5 s without pod events); "
+                   f"{len([r for r in groups if r['peer'] == 'ours'])} runs each "
+                   f"({session_note(versions, groups[0]['session'])})\n")
         out.append("| | " + " | ".join(LABEL[p] for p in peers) + " |\n|---|" + "---|" * len(peers))
         om = med([r.get("recovery_ms") for r in groups if r["peer"] == "ours"])
         out.append("| recovery | " + " | ".join(
-            cell([r.get("recovery_ms") for r in groups if r["peer"] == p], om if p != "ours" else None) for p in peers) + " |")
+            cell([r.get("recovery_ms") for r in groups if r["peer"] == p], om if p != "ours" else None)
+            for p in peers) + " |")
+    out += autoscale_table(runs, versions)
     out.append("\n**Burst requests by verb and resource** (16 x 1 pod, first run)\n")
     for p in peers:
         rs = by.get(("single", 16, p), [])
@@ -159,6 +190,53 @@ def tables(runs, versions):
     return "\n".join(out)
 
 
+def autoscale_table(runs, versions):
+    rs = [r for r in runs if r["scenario"] == "autoscale"]
+    if not rs:
+        return []
+    for r in rs:
+        if r["peer"] == "ours" and r.get("interval_s"):
+            r["peer"] = "ours-interval"
+    peers = [p for p in ("ours", "lws", "ours-interval") if any(r["peer"] == p for r in rs)]
+    iv = next((r["interval_s"] for r in rs if r.get("interval_s")), None)
+    label = {"ours": "ours (builtin autoscaler, defaults)", "lws": "LWS + HPA (autoscaling/v2, defaults)",
+             "ours-interval": f"ours, `intervalSeconds: {iv}` (the HPA's period)"}
+    r0 = rs[0]
+    out = [f"\n**Autoscaling**: one model of 2-pod groups at 1 replica, load stepped from 0 to {r0['load']} requests "
+           f"in flight (target {r0['target']} per replica: 2 replicas' worth); "
+           f"{len([r for r in rs if r['peer'] == 'ours'])} runs each ({session_note(versions, r0['session'])})\n",
+           "| figure | " + " | ".join(label[p] for p in peers) + " |\n|---|" + "---|" * len(peers)]
+
+    def api(r, who, writes=False):
+        a = r.get(f"api_{who}") or {}
+        return a.get("writes" if writes else "total")
+
+    for title, fn, unit in [
+        ("load step -> `spec.replicas` changed (scale decision)", lambda r: r.get("decision_ms"), fmt_ms),
+        ("load step -> every pod of the new group Ready", lambda r: r.get("ready_ms"), fmt_ms),
+        ("scale decision -> new group Ready",
+         lambda r: r["ready_ms"] - r["decision_ms"] if r.get("ready_ms") and r.get("decision_ms") else None, fmt_ms),
+        ("replicas decided (first change)", lambda r: r.get("decided_replicas"), num),
+        ("highest replicas in the 20 s after", lambda r: r.get("replicas_max"), num),
+        ("apply -> autoscaler reads the metrics", lambda r: r.get("t_metrics_ms"), fmt_ms),
+        ("API requests, load step -> group Ready + 2 s: operator", lambda r: api(r, "operator"), num),
+        ("... HPA controller", lambda r: api(r, "hpa"), num),
+        ("... metrics adapter", lambda r: api(r, "adapter"), num),
+        ("operator CPU seconds in that window", lambda r: (r.get("proc") or {}).get("cpu_s"), num),
+    ]:
+        om = med([fn(r) for r in rs if r["peer"] == "ours"])
+        out.append(f"| {title} | " + " | ".join(
+            cell([fn(r) for r in rs if r["peer"] == p], om if p != "ours" else None, unit) for p in peers) + " |")
+    out.append("\nRequests in that window by verb and resource (first run):\n")
+    for p in [p for p in peers if p in LABEL]:
+        r = [x for x in rs if x["peer"] == p][0]
+        for who in ("operator", "hpa", "adapter"):
+            br = (r.get(f"api_{who}") or {}).get("by_resource") or {}
+            if br:
+                out.append(f"- {LABEL[p]}, {who}: " + ", ".join(f"{k} {v}" for k, v in br.items()))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--results", default=str(REPO / "docs" / "benchmarks" / "peers-results.jsonl"))
@@ -167,8 +245,14 @@ def main():
     runs, versions = load(a.results)
     tpl = (Path(__file__).parent / "peers.md.in").read_text()
     reps = sorted({r["rep"] for r in runs if r["scenario"] == "single"})
+    vlines = []
+    for session, vs in sorted(versions.items()):
+        for p, v in vs.items():
+            las = [r["loadavg"] for r in runs if r["session"] == session and r["peer"] == p and "loadavg" in r]
+            la = f", 1-minute load average {min(las):.1f}-{max(las):.1f} during its runs" if las else ""
+            vlines.append(f"- run {run_letter(versions, session)}: {LABEL[p]}: {v['version']}{la}")
     doc = tpl.replace("{{TABLES}}", tables(runs, versions)) \
-             .replace("{{VERSIONS}}", "\n".join(f"- {LABEL[p]}: {v}" for p, v in versions.items())) \
+             .replace("{{VERSIONS}}", "\n".join(vlines)) \
              .replace("{{REPS}}", str(len(reps))) \
              .replace("{{DATE}}", time.strftime("%Y-%m-%d", time.gmtime(runs[0]["t_apply"] / 1000)) if runs else "?")
     Path(a.out).write_text(doc)

@@ -17,6 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
 from cluster import IDENTITIES, REPO, STS_CONTROLLER, Kubectl, audit_log, bench_dir, kubeconfig_for, up, down  # noqa: E402
 from measure import ProcSampler, Watcher, audit_requests, now_ms  # noqa: E402
 from peers import Kaito, Lws, Ours, watcher_rbac  # noqa: E402
+from autoscale import run_autoscale  # noqa: E402
+from metrics_adapter import Adapter, wait_available  # noqa: E402
 from workloads import KINDS, WORKLOADS, model_name  # noqa: E402
 
 GPU_NODES = 16
@@ -100,7 +102,7 @@ def unplaced_report(k: Kubectl, peer: str, ns: str, models: list) -> dict:
     return out
 
 
-def run_one(k, peer, proc_pid, watch_bin, wkc, scenario, n, rep, steady_s, results):
+def run_one(k, peer, proc_pid, watch_bin, wkc, scenario, n, rep, steady_s, results, session, recovery_delay=0):
     group = scenario == "group"
     per_model = 2 if group else 1
     ns = f"b-{scenario}{n}-r{rep}"
@@ -125,7 +127,8 @@ def run_one(k, peer, proc_pid, watch_bin, wkc, scenario, n, rep, steady_s, resul
     t_done = max([times[m]["ready"] for m in ready], default=now_ms())
     complete = len(ready) >= expect
     log(f"{peer} {scenario} N={n} rep {rep}: {len(ready)}/{n} models Ready in {t_done - t_apply} ms")
-    rec = {"peer": peer, "scenario": scenario, "n": n, "rep": rep, "complete": complete,
+    rec = {"session": session, "loadavg": os.getloadavg()[0], "peer": peer, "scenario": scenario, "n": n, "rep": rep,
+           "complete": complete,
            "models_ready": len(ready), "t_apply": t_apply, "t_done": t_done,
            "models": {m: {kk: (v - t_apply if v else None) for kk, v in t.items()} for m, t in times.items()}}
     t_burst_end = t_done + 2000
@@ -134,6 +137,11 @@ def run_one(k, peer, proc_pid, watch_bin, wkc, scenario, n, rep, steady_s, resul
         not_ready = [model_name(i) for i in range(n) if model_name(i) not in ready]
         rec["unplaced"] = unplaced_report(k, peer, ns, not_ready)
     if group:
+        if recovery_delay:
+            # The rank fails later in the group's life (not moments after it came up).
+            time.sleep(recovery_delay)
+            rec["scenario"] = "group-late"
+            rec["recovery_delay_s"] = recovery_delay
         t_del = now_ms()
         pods = k.get_json("pods", "-n", ns, "-l", f"{label}={model_name(0)}")["items"]
         # The second rank: ours labels it rank 1, LWS worker-index 1; Kaito's StatefulSet
@@ -173,6 +181,30 @@ def run_one(k, peer, proc_pid, watch_bin, wkc, scenario, n, rep, steady_s, resul
     k.wait_gone("namespace", ns, 300)
 
 
+def autoscale(k, env, peer, p, watch_bin, wkc, fleet_bin, launcher, api_port, a, session):
+    """The autoscaling runs; for LWS, the external metrics adapter its HPA reads."""
+    adapter = None
+    if peer == "lws":
+        k.apply([{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                  "metadata": {"name": "bench-metrics-adapter"},
+                  "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+                  "subjects": [{"kind": "User", "name": IDENTITIES["adapter"],
+                                "apiGroup": "rbac.authorization.k8s.io"}]}])
+        adapter = Adapter(api_port, "bench-adapter-token")
+        k.apply(adapter.registration())
+        wait_available(k)
+    try:
+        variants = [None] + ([a.autoscale_ours_interval] if peer == "ours" and a.autoscale_ours_interval else [])
+        for interval in variants:
+            for rep in range(a.rep_offset, a.rep_offset + a.autoscale):
+                run_autoscale(k, peer, p.pid, watch_bin, wkc, fleet_bin, launcher, env["KUBECONFIG"], rep, a.out,
+                              log, session, interval)
+    finally:
+        if adapter:
+            log(f"metrics adapter: {adapter.served} answers, {adapter.errors} errors")
+            adapter.stop()
+
+
 def main():
     # SIGTERM (a timeout, Ctrl-C's cousin) unwinds like an exception, so the `finally`
     # below stops the operator and the cluster.
@@ -184,11 +216,22 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--steady", type=int, default=300, help="seconds of steady state measured after the --steady-at burst")
     ap.add_argument("--steady-at", default="single16", help="scenario+N whose runs are followed by --steady seconds at rest")
+    ap.add_argument("--steady-reps", type=int, default=1, help="how many runs of --steady-at get the --steady window (the others 3 s)")
+    ap.add_argument("--recovery-delay", default="0,20",
+                    help="seconds between the groups being Ready and deleting a rank, one group scenario per value "
+                         "(a value above 0 gives the results scenario group-late)")
+    ap.add_argument("--autoscale", type=int, default=5, help="runs of the autoscaling scenario (ours and LWS); 0: none")
+    ap.add_argument("--autoscale-ours-interval", type=int, default=15,
+                    help="then as many runs of ours with this intervalSeconds (the HPA's default period); 0: none")
     ap.add_argument("--rep-offset", type=int, default=0, help="number of the first repetition (to add runs to a results file)")
     ap.add_argument("--release", action="store_true", help="our operator's release build")
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks" / "peers-results.jsonl"))
     a = ap.parse_args()
     watch_bin = REPO / "target" / "debug" / "peers-watch"
+    fleet_bin = REPO / "target" / "debug" / "peers-fleet"
+    launcher = REPO / "target" / "debug" / "deepseek-launcher"
+    # Tags every result of this invocation: report.py shows, per scenario, the latest session.
+    session = time.strftime("%Y-%m-%dT%H:%M", time.gmtime())
     api_port = os.environ.get("DSO_API_PORT", "36443")
     for peer in a.peers.split(","):
         log(f"{peer}: fresh control plane")
@@ -200,14 +243,18 @@ def main():
         try:
             p.start(a.release) if peer == "ours" else p.start()
             with open(a.out, "a") as f:
-                f.write(json.dumps({"peer": peer, "version": p.version, "started": now_ms()}) + "\n")
+                f.write(json.dumps({"session": session, "peer": peer, "version": p.version, "started": now_ms(),
+                                    "loadavg": os.getloadavg()}) + "\n")
             log(f"{peer}: {p.version} running (pid {p.pid})")
-            plan = [("single", int(n)) for n in a.sizes.split(",") if n] + \
-                   [("group", int(n)) for n in a.groups.split(",") if n]
-            for scenario, n in plan:
-                for rep in range(a.rep_offset, a.rep_offset + a.reps):
-                    steady = a.steady if f"{scenario}{n}" == a.steady_at else 3
-                    run_one(k, peer, p.pid, watch_bin, wkc, scenario, n, rep, steady, a.out)
+            delays = [int(d) for d in a.recovery_delay.split(",") if d]
+            plan = [("single", int(n), 0) for n in a.sizes.split(",") if n] + \
+                   [("group", int(n), d) for n in a.groups.split(",") if n for d in delays]
+            for scenario, n, delay in plan:
+                for i, rep in enumerate(range(a.rep_offset, a.rep_offset + a.reps)):
+                    steady = a.steady if f"{scenario}{n}" == a.steady_at and i < a.steady_reps else 3
+                    run_one(k, peer, p.pid, watch_bin, wkc, scenario, n, rep, steady, a.out, session, delay)
+            if a.autoscale and peer in ("ours", "lws"):
+                autoscale(k, env, peer, p, watch_bin, wkc, fleet_bin, launcher, api_port, a, session)
         finally:
             p.stop()
             down()

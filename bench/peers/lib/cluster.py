@@ -18,12 +18,17 @@ IDENTITIES = {
     "lws": "bench:lws-manager",
     "kaito": "bench:kaito-workspace",
     "watcher": "bench:watcher",
+    # The external metrics adapter of the autoscaling scenario (lists leader pods for the HPA).
+    "adapter": "bench:metrics-adapter",
 }
 
 # The controller manager's StatefulSet controller creates the pods of LWS's and Kaito's
 # StatefulSets: its requests are logged too, so the pod writes a peer causes can be
 # counted next to the pod writes we make ourselves.
 STS_CONTROLLER = "system:serviceaccount:kube-system:statefulset-controller"
+# The HPA controller (in the controller manager) that scales the LeaderWorkerSet in the
+# autoscaling scenario: its requests are part of that path's cost.
+HPA_CONTROLLER = "system:serviceaccount:kube-system:horizontal-pod-autoscaler"
 
 
 def state_dir() -> Path:
@@ -50,7 +55,7 @@ def _write_auth_files() -> tuple[Path, Path]:
     tokens.write_text("".join(f"bench-{k}-token,{u},{u},\"bench\"\n" for k, u in IDENTITIES.items()))
     tokens.chmod(0o600)
     policy = d / "audit-policy.yaml"
-    users = [u for k, u in IDENTITIES.items() if k != "watcher"] + [STS_CONTROLLER]
+    users = [u for k, u in IDENTITIES.items() if k != "watcher"] + [STS_CONTROLLER, HPA_CONTROLLER]
     policy.write_text(
         "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n"
         f"  - level: Metadata\n    users: {json.dumps(users)}\n  - level: None\n")
