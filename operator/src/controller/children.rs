@@ -139,6 +139,18 @@ pub async fn delete_groups(
         .collect();
     let doomed_pods: Vec<&Pod> = doomed.iter().flat_map(|g| g.pods.iter().copied()).collect();
     delete_pods(ctx, ns, &doomed_pods, dead_nodes).await?;
+    // Pod names end in `<hash>-<slot>-<rank>` (build/pods.rs): a group recreated under the
+    // same names is created at once, not after the expectation window.
+    let model_key = model
+        .uid()
+        .unwrap_or_else(|| format!("{ns}/{}", model.name_any()));
+    let ids: Vec<String> = doomed
+        .iter()
+        .map(|g| format!("-{}-{}-", g.observed.hash, g.observed.slot))
+        .collect();
+    ctx.expected.forget(&model_key, |name| {
+        ids.iter().any(|id| name.contains(id.as_str()))
+    });
     // Only groups with a pod still to delete are news; a group already terminating was
     // reported when its deletion started.
     let mut notes: Vec<(bool, String)> = Vec::new();

@@ -29,6 +29,19 @@ impl Expectations {
         }
     }
 
+    /// Forgets the model's names that `doomed` picks (the ranks of a group being deleted):
+    /// its recreation, under the same names, must not wait for them.
+    pub fn forget(&self, model: &str, doomed: impl Fn(&str) -> bool) {
+        if let Ok(mut m) = self.inner.lock() {
+            if let Some(e) = m.get_mut(model) {
+                e.retain(|name, _| !doomed(name));
+                if e.is_empty() {
+                    m.remove(model);
+                }
+            }
+        }
+    }
+
     /// Names created for the model within the window that `seen` (the cache's pod names)
     /// does not hold yet. Forgets the names seen or expired.
     pub fn awaited(&self, model: &str, seen: &BTreeSet<String>, now: Instant) -> BTreeSet<String> {
@@ -62,5 +75,20 @@ mod tests {
         assert_eq!(x.awaited("m", &seen, t0), BTreeSet::from(["b".to_string()]));
         assert!(x.awaited("m", &none, t0 + WINDOW).is_empty(), "expired");
         assert!(x.awaited("other", &none, t0).is_empty());
+    }
+
+    #[test]
+    fn a_deleted_groups_names_are_no_longer_awaited() {
+        let x = Expectations::default();
+        let t0 = Instant::now();
+        x.created("m", ["m--h1-0-0".to_string(), "m--h1-1-0".to_string()], t0);
+        x.forget("m", |n| n.ends_with("-h1-0-0") || n.contains("--h1-0-"));
+        let none = BTreeSet::new();
+        assert_eq!(
+            x.awaited("m", &none, t0),
+            BTreeSet::from(["m--h1-1-0".to_string()])
+        );
+        x.forget("m", |_| true);
+        assert!(x.awaited("m", &none, t0).is_empty());
     }
 }

@@ -103,6 +103,13 @@ async fn reconcile_from(
         }
     };
     let model_key = model.uid().unwrap_or_else(|| format!("{ns}/{name}"));
+    // Every reconcile forgets the created names the cache now shows, not only one that
+    // creates: otherwise a group recreated soon after its creation (same pod names) would
+    // find its names still awaited and wait out the window (expect.rs).
+    let seen: BTreeSet<String> = pods.iter().map(|p| p.name_any()).collect();
+    let awaited = ctx
+        .expected
+        .awaited(&model_key, &seen, std::time::Instant::now());
     let refused = ctx.creation.get(&model_key);
     let lost_nodes = lost_nodes(&ctx, &pods);
     let no_partial = BTreeSet::new();
@@ -318,10 +325,6 @@ async fn reconcile_from(
     let mut create_refused = refused.as_ref().map(|r| r.message.clone());
     let mut retry_in = backing_off;
     if backing_off.is_none() && !actions.create.is_empty() {
-        let seen: BTreeSet<String> = pods.iter().map(|p| p.name_any()).collect();
-        let awaited = ctx
-            .expected
-            .awaited(&model_key, &seen, std::time::Instant::now());
         match children::create_groups(
             &ctx,
             &model,
