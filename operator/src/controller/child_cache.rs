@@ -273,6 +273,10 @@ pub struct ChildCache {
     scaled: Kind,
     /// Whether KEDA's ScaledObject API is served (as last discovered).
     keda: Arc<AtomicBool>,
+    /// A ScaledObject was applied while discovery had not found KEDA yet (installed after
+    /// the operator started): until discovery catches up, lookups ask the API server
+    /// instead of answering "no such object", so that one can still be deleted.
+    keda_applied: Arc<AtomicBool>,
     /// Typed watches (Services, NetworkPolicies) that have listed once.
     ready: watch::Receiver<usize>,
 }
@@ -286,6 +290,7 @@ impl ChildCache {
             policies: Kind::new(scope),
             scaled: Kind::new(scope),
             keda: Arc::default(),
+            keda_applied: Arc::default(),
             ready,
         }
     }
@@ -326,6 +331,9 @@ impl ChildCache {
 
     pub fn scaled_object(&self, ns: &str, name: &str) -> Seen {
         if !self.keda.load(Ordering::Relaxed) {
+            if self.keda_applied.load(Ordering::Relaxed) {
+                return Seen::Unknown;
+            }
             return Seen::Absent;
         }
         self.scaled.get(ns, name)
@@ -334,6 +342,9 @@ impl ChildCache {
     /// Writes through an object the operator applied (the API server's answer), so the
     /// next reconcile does not apply it again before the watch shows it.
     pub fn applied(&self, kind: ChildKind, meta: &ObjectMeta) {
+        if kind == ChildKind::ScaledObject {
+            self.keda_applied.store(true, Ordering::Relaxed);
+        }
         let child = Child::from_meta(meta);
         let ns = child.namespace.clone();
         self.kind(kind).with_mut(&ns, |s| {
@@ -548,6 +559,7 @@ async fn watch_scaled_objects(
         futures::future::join_all(watches).await;
         // Ended: the API went away (or every controller is gone).
         cache.keda.store(false, Ordering::Relaxed);
+        cache.keda_applied.store(false, Ordering::Relaxed);
         cache.scaled.unlist();
         if closed() {
             return;

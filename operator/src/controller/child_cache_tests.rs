@@ -57,6 +57,16 @@ fn lookups_answer_unknown_before_the_first_list_and_absent_without_keda() {
     assert_eq!(c.network_policy("ns", "a--np"), Seen::Unknown);
 }
 
+/// KEDA installed after the operator started: a ScaledObject applied before discovery
+/// finds its API must still be found (and so deleted) when the model stops asking for it.
+#[test]
+fn a_scaled_object_applied_before_keda_is_discovered_is_looked_up_not_assumed_absent() {
+    let c = ChildCache::unlisted(&Scope::All);
+    assert_eq!(c.scaled_object("ns", "a"), Seen::Absent);
+    c.applied(ChildKind::ScaledObject, &meta("ns", "a", "a", "d", "1"));
+    assert_eq!(c.scaled_object("ns", "a"), Seen::Unknown);
+}
+
 #[test]
 fn a_models_services_are_found_by_instance_label_and_namespace() {
     let c = ChildCache::listed(vec![
@@ -104,7 +114,9 @@ fn writes_through_show_at_once_and_namespaced_shards_hold_their_namespace() {
     assert!(matches!(c.scaled_object("a", "m"), Seen::Listed(Some(_))));
     c.deleted(ChildKind::ScaledObject, "a", "m");
     assert_eq!(c.scaled_object("a", "m"), Seen::Listed(None));
+    // KEDA gone (the watch loop clears both flags): nothing can exist.
     c.keda.store(false, Ordering::Relaxed);
+    c.keda_applied.store(false, Ordering::Relaxed);
     assert_eq!(c.scaled_object("a", "m"), Seen::Absent);
 }
 
