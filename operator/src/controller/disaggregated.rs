@@ -259,7 +259,9 @@ async fn finish(
     if comparable(&previous) != comparable(&status) {
         write_status(ctx, model, &status).await?;
     }
-    Ok(Action::await_change())
+    // Role models wake this reconcile through a bounded broadcast that drops wake-ups when
+    // a controller lags: a slow recheck bounds how stale status.roles can get.
+    Ok(Action::requeue(std::time::Duration::from_secs(300)))
 }
 
 /// A status without condition timestamps, to compare.
