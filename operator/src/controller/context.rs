@@ -33,9 +33,11 @@ pub struct Context {
     pub creation: super::backoff::CreationBackoff,
     /// Models whose partly placed group was removed, and when to create it again.
     pub capacity: super::capacity::CapacityRetry,
-    /// Disaggregated models to reconcile because one of their role models' status changed
-    /// (controller/disaggregated.rs); every controller listens, each finds its own.
-    pub parents: tokio::sync::broadcast::Sender<ObjectRef<DeepSeekModel>>,
+    /// Models to reconcile that no watch of theirs wakes: disaggregated models whose role
+    /// models' status changed (controller/disaggregated.rs), models with pods on a node
+    /// that was just lost or came back (nodes.rs). Every controller listens, each finds
+    /// its own.
+    pub wake: tokio::sync::broadcast::Sender<ObjectRef<DeepSeekModel>>,
     /// The model's Services, NetworkPolicy and ScaledObject as last seen (child_cache.rs).
     pub children: super::child_cache::ChildCache,
     /// Per unconverged model, how long its next requeue waits (busy_requeue.rs).

@@ -1,7 +1,7 @@
 //! Reconcile of a disaggregated model (`serving.mode: disaggregated`): it owns no pods.
 //! It keeps its two role models and its router (build/disaggregated.rs) as built, and
 //! reports what they report. The role models are reconciled like any model; each status
-//! change of one wakes this reconcile (`Context::parents`), and the router Deployment's
+//! change of one wakes this reconcile (`Context::wake`), and the router Deployment's
 //! changes wake it through the owned-Deployment watch.
 //!
 //! Writes happen only when something differs from what is live (a digest annotation on

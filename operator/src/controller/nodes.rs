@@ -11,6 +11,11 @@
 //!
 //! The declared pools are the configuration's plus, when Karpenter runs, one per NodePool
 //! (controller/nodepools.rs); a NodePool change regroups like a node change.
+//!
+//! A node that is lost (NotReady or unreachable) or comes back, or is deleted, is also
+//! reported by name: group judgement counts a lost node's bound from its transition, and a
+//! model whose pods were already NotReady gets no pod event for it, so without this it
+//! would notice only at its next requeue (up to 30 s for an unconverged model).
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
@@ -92,13 +97,35 @@ pub fn relevance_digest(node: &Node) -> u64 {
     h.finish()
 }
 
+/// Which nodes are lost, to report the moments that changes.
+#[derive(Default)]
+pub struct LostNodes(HashMap<String, bool>);
+
+impl LostNodes {
+    /// Records a node as seen; true when it turned lost or came back. A node seen for the
+    /// first time reports nothing: its models are reconciled when they start anyway.
+    pub fn observe(&mut self, node: &Node) -> bool {
+        let lost = super::groups::node_lost_since(node).is_some();
+        self.0
+            .insert(node.name_any(), lost)
+            .is_some_and(|was| was != lost)
+    }
+
+    /// Forgets a deleted node; true when it was known.
+    pub fn forget(&mut self, name: &str) -> bool {
+        self.0.remove(name).is_some()
+    }
+}
+
 /// Starts the watch. Returns the Node cache and the pools; `trigger` fires when the
-/// pools' fingerprint changes.
+/// pools' fingerprint changes, `lost` gets the name of every node that turned lost, came
+/// back or was deleted.
 pub fn watch_nodes(
     client: Client,
     catalog: Arc<Catalog>,
     config: Arc<OperatorConfig>,
     trigger: mpsc::Sender<()>,
+    lost: mpsc::Sender<String>,
 ) -> (Store<Node>, Pools) {
     let (reader, writer) = reflector::store::<Node>();
     let (pools_tx, pools_rx) = watch::channel(Arc::new(Vec::new()));
@@ -113,6 +140,7 @@ pub fn watch_nodes(
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         let mut digests: HashMap<String, u64> = HashMap::new();
+        let mut lost_nodes = LostNodes::default();
         let mut listing = true;
         let mut dirty = false;
         let mut last_fingerprint: Option<String> = None;
@@ -123,10 +151,18 @@ pub fn watch_nodes(
                     Some(Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n))) => {
                         let d = relevance_digest(&n);
                         dirty |= digests.insert(n.name_any(), d) != Some(d);
+                        if lost_nodes.observe(&n) {
+                            // Full only if thousands of nodes flap at once; the pools'
+                            // trigger then re-plans every model anyway.
+                            let _ = lost.try_send(n.name_any());
+                        }
                     }
                     Some(Ok(watcher::Event::Delete(n))) => {
                         digests.remove(&n.name_any());
                         dirty = true;
+                        if lost_nodes.forget(&n.name_any()) {
+                            let _ = lost.try_send(n.name_any());
+                        }
                     }
                     Some(Ok(watcher::Event::Init)) => listing = true,
                     Some(Ok(watcher::Event::InitDone)) => {
@@ -175,6 +211,21 @@ mod tests {
 
     fn node(yaml: &str) -> Node {
         serde_yaml::from_str(yaml).expect("node")
+    }
+
+    #[test]
+    fn a_node_turning_lost_coming_back_or_going_is_reported_once() {
+        let ready = node("metadata: {name: n}\nstatus: {conditions: [{type: Ready, status: 'True', lastTransitionTime: '2026-01-01T00:00:00Z'}]}\n");
+        let unknown = node("metadata: {name: n}\nstatus: {conditions: [{type: Ready, status: Unknown, lastTransitionTime: '2026-01-01T00:01:00Z'}]}\n");
+        let tainted = node("metadata: {name: n}\nspec: {taints: [{key: node.kubernetes.io/unreachable, effect: NoExecute, timeAdded: '2026-01-01T00:01:00Z'}]}\nstatus: {conditions: [{type: Ready, status: 'True', lastTransitionTime: '2026-01-01T00:00:00Z'}]}\n");
+        let mut l = LostNodes::default();
+        assert!(!l.observe(&unknown), "first sight reports nothing");
+        assert!(!l.observe(&unknown), "no change");
+        assert!(l.observe(&ready), "came back");
+        assert!(!l.observe(&ready), "a heartbeat is no change");
+        assert!(l.observe(&tainted), "an unreachable taint is lost");
+        assert!(l.forget("n"), "deleted");
+        assert!(!l.forget("n"), "already forgotten");
     }
 
     #[test]

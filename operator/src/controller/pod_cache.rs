@@ -305,6 +305,22 @@ impl PodCache {
             .fold(0u32, u32::saturating_add)
     }
 
+    /// The models (namespace, name) with managed pods bound to `node`. A scan of the
+    /// cache: called only when a node is lost or comes back, which is rare.
+    pub fn models_on(&self, node: &str) -> BTreeSet<(String, String)> {
+        let mut out = BTreeSet::new();
+        for shard in self.shards.iter() {
+            let Ok(s) = shard.read() else { continue };
+            for ((ns, _), p) in &s.pods {
+                let bound = p.spec.as_ref().and_then(|s| s.node_name.as_deref());
+                if let (Some(model), Some(true)) = (model_of(p), bound.map(|b| b == node)) {
+                    out.insert((ns.clone(), model.to_string()));
+                }
+            }
+        }
+        out
+    }
+
     /// Pods in the cache (for the operator's own metrics and tests).
     pub fn len(&self) -> usize {
         self.shards

@@ -109,6 +109,10 @@ fn the_cache_answers_by_model_and_by_node() {
     assert_eq!(cache.used_on("n2", "nvidia.com/gpu"), 4);
     assert_eq!(cache.used_on("n3", "nvidia.com/gpu"), 0);
     assert_eq!(cache.len(), 3);
+    let on = |n: &str| -> Vec<String> { cache.models_on(n).into_iter().map(|(_, m)| m).collect() };
+    assert_eq!(on("n1"), ["m", "other"]);
+    assert!(on("n2").is_empty(), "unmanaged pods wake no model");
+    assert!(on("n3").is_empty());
 }
 
 #[test]

@@ -511,7 +511,7 @@ fn wake_parent(ctx: &Context, model: &DeepSeekModel) {
     if let (Some(o), Some(ns)) = (owner, model.namespace()) {
         // No receiver only while shutting down.
         let _ = ctx
-            .parents
+            .wake
             .send(ObjectRef::<DeepSeekModel>::new(&o.name).within(&ns));
     }
 }

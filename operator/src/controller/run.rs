@@ -17,7 +17,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{
-    controller, predicates, reflector, watcher, Controller, Predicate, WatchStreamExt,
+    controller, predicates, reflector, reflector::ObjectRef, watcher, Controller, Predicate,
+    WatchStreamExt,
 };
 use kube::Client;
 use tokio::sync::mpsc;
@@ -169,8 +170,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     // Nodes: cached and grouped into pools; a change of pools re-plans every model.
     let (trigger_tx, trigger_rx) = mpsc::channel::<()>(16);
-    let (node_reader, mut pools) =
-        nodes::watch_nodes(client.clone(), catalog.clone(), config.clone(), trigger_tx);
+    let (lost_tx, mut lost_rx) = mpsc::channel::<String>(1024);
+    let (node_reader, mut pools) = nodes::watch_nodes(
+        client.clone(),
+        catalog.clone(),
+        config.clone(),
+        trigger_tx,
+        lost_tx,
+    );
     pools
         .changed()
         .await
@@ -195,8 +202,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         controller: labels::MANAGER.into(),
         instance: Some(opts.identity.clone()),
     };
-    // Lagging receivers only lose wake-ups of parents that a later one covers.
-    let (parents, _) = tokio::sync::broadcast::channel(1024);
+    // A lagging receiver loses wake-ups; every model is still rechecked by its own requeue.
+    let (wake, _) = tokio::sync::broadcast::channel(1024);
     let ctx = Arc::new(Context {
         client: client.clone(),
         catalog,
@@ -210,7 +217,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         scope: opts.scope.clone(),
         creation: Default::default(),
         capacity: Default::default(),
-        parents,
+        wake,
         children,
         busy: Default::default(),
     });
@@ -263,7 +270,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 // The router of a disaggregated model.
                 .owns(deployments, owned.clone())
                 .reconcile_on(
-                    tokio_stream::wrappers::BroadcastStream::new(ctx.parents.subscribe())
+                    tokio_stream::wrappers::BroadcastStream::new(ctx.wake.subscribe())
                         .filter_map(|r| futures::future::ready(r.ok())),
                 )
                 .reconcile_all_on(tokio_stream::wrappers::ReceiverStream::new(rx))
@@ -280,6 +287,17 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     // The built-in autoscaler runs only here, on the leader, until the process ends.
     let autoscaler = tokio::spawn(crate::autoscale::run(ctx.clone(), stores));
+    // A node lost or back: the models with pods on it judge their groups now.
+    let wake_ctx = ctx.clone();
+    let lost_nodes = tokio::spawn(async move {
+        while let Some(node) = lost_rx.recv().await {
+            for (ns, model) in wake_ctx.pods.models_on(&node) {
+                let _ = wake_ctx
+                    .wake
+                    .send(ObjectRef::<DeepSeekModel>::new(&model).within(&ns));
+            }
+        }
+    });
     let fan_out = tokio::spawn(async move {
         let mut rx = trigger_rx;
         while rx.recv().await.is_some() {
@@ -295,6 +313,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
     }
     fan_out.abort();
+    lost_nodes.abort();
     autoscaler.abort();
     tracing::info!("shut down");
     Ok(())
