@@ -79,29 +79,22 @@ fn main() {
                     for (revision, remote_code) in [(None, false), (Some("4f7c9e1"), true)] {
                         for model in models(engine) {
                             let cfg = LaunchConfig {
-                                engine,
-                                vendor: vendor.into(),
-                                model: (*model).into(),
-                                served_model_name: "deepseek-r1".into(),
                                 revision: revision.map(String::from),
-                                quantization: quant.into(),
                                 tensor_parallel: (nodes * gpn / pp).max(1),
                                 pipeline_parallel: pp,
-                                nodes,
-                                gpus_per_node: gpn,
-                                max_model_len: 8192,
-                                max_num_seqs: 64,
-                                gpu_memory_utilization: 0.9,
-                                extra_args: vec![],
                                 trust_remote_code: remote_code,
                                 // What the operator sets for vLLM on CPU (the planned KV cache).
                                 kv_cache_memory_bytes: (engine == Engine::Vllm && vendor == "cpu")
                                     .then_some(3 << 30),
-                                expert: None,
-                                speculative_mtp: false,
-                                kv_cache_dtype: None,
-                                sim: None,
-                                disaggregation: None,
+                                ..LaunchConfig::new(
+                                    engine,
+                                    vendor,
+                                    model,
+                                    "deepseek-r1",
+                                    quant,
+                                    nodes,
+                                    gpn,
+                                )
                             };
                             for rank in 0..nodes {
                                 emit(&cfg, rank);
@@ -167,32 +160,15 @@ fn disaggregated(engines: &[Engine]) {
                         for transfer in [KvTransfer::Mooncake, KvTransfer::Nixl, KvTransfer::Ascend]
                         {
                             let cfg = LaunchConfig {
-                                engine,
-                                vendor: vendor.into(),
-                                model: "deepseek-ai/DeepSeek-R1".into(),
-                                served_model_name: "deepseek-r1".into(),
-                                revision: None,
-                                quantization: quant.into(),
                                 tensor_parallel: nodes * gpn / pp,
                                 pipeline_parallel: pp,
-                                nodes,
-                                gpus_per_node: gpn,
-                                max_model_len: 8192,
-                                max_num_seqs: 64,
-                                gpu_memory_utilization: 0.9,
-                                extra_args: vec![],
-                                trust_remote_code: false,
-                                sim: None,
                                 disaggregation: Some(Disaggregation {
                                     role,
                                     transfer,
                                     ascend_store: (transfer == KvTransfer::Ascend)
                                         .then(|| ASCEND_STORE.to_string()),
                                 }),
-                                kv_cache_memory_bytes: None,
-                                expert: None,
-                                speculative_mtp: false,
-                                kv_cache_dtype: None,
+                                ..r1(engine, vendor, quant, nodes, gpn)
                             };
                             for rank in 0..nodes {
                                 emit(&cfg, rank);
@@ -233,23 +209,7 @@ fn expert_parallel(engines: &[Engine]) {
                 for (nodes, gpn, dp, tp) in EXPERT_SHAPES {
                     for (redundant, mtp, kv, role) in variants {
                         let cfg = LaunchConfig {
-                            engine,
-                            vendor: vendor.into(),
-                            model: "deepseek-ai/DeepSeek-R1".into(),
-                            served_model_name: "deepseek-r1".into(),
-                            revision: None,
-                            quantization: quant.into(),
                             tensor_parallel: tp,
-                            pipeline_parallel: 1,
-                            nodes,
-                            gpus_per_node: gpn,
-                            max_model_len: 8192,
-                            max_num_seqs: 64,
-                            gpu_memory_utilization: 0.9,
-                            extra_args: vec![],
-                            trust_remote_code: false,
-                            kv_cache_memory_bytes: None,
-                            sim: None,
                             disaggregation: role.map(|role| {
                                 let mut d = Disaggregation::new(role, engine, vendor);
                                 if d.transfer == KvTransfer::Ascend {
@@ -264,6 +224,7 @@ fn expert_parallel(engines: &[Engine]) {
                             }),
                             speculative_mtp: mtp,
                             kv_cache_dtype: kv.map(String::from),
+                            ..r1(engine, vendor, quant, nodes, gpn)
                         };
                         for rank in 0..nodes {
                             emit(&cfg, rank);
@@ -273,6 +234,19 @@ fn expert_parallel(engines: &[Engine]) {
             }
         }
     }
+}
+
+/// DeepSeek-R1 on one group of `nodes` x `gpn` accelerators.
+fn r1(engine: Engine, vendor: &str, quant: &str, nodes: u32, gpn: u32) -> LaunchConfig {
+    LaunchConfig::new(
+        engine,
+        vendor,
+        "deepseek-ai/DeepSeek-R1",
+        "deepseek-r1",
+        quant,
+        nodes,
+        gpn,
+    )
 }
 
 /// The disaggregated shapes: 8-GPU nodes, and on Ascend also the A3's 16 dies per node

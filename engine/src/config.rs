@@ -59,6 +59,45 @@ pub struct LaunchConfig {
 }
 
 impl LaunchConfig {
+    /// One replica group of `nodes` pods with `gpus_per_node` accelerators each, laid out
+    /// as plain tensor parallelism over all of them, 8192 tokens of context, 64 sequences,
+    /// 90 % of accelerator memory, no extra arguments and no optional feature: the start
+    /// that tools and tests vary with struct update syntax (the controller builds its own
+    /// from the plan, operator/src/build/workload.rs).
+    pub fn new(
+        engine: Engine,
+        vendor: &str,
+        model: &str,
+        served_model_name: &str,
+        quantization: &str,
+        nodes: u32,
+        gpus_per_node: u32,
+    ) -> LaunchConfig {
+        LaunchConfig {
+            engine,
+            vendor: vendor.into(),
+            model: model.into(),
+            served_model_name: served_model_name.into(),
+            revision: None,
+            quantization: quantization.into(),
+            tensor_parallel: nodes * gpus_per_node,
+            pipeline_parallel: 1,
+            nodes,
+            gpus_per_node,
+            max_model_len: 8192,
+            max_num_seqs: 64,
+            gpu_memory_utilization: 0.9,
+            extra_args: Vec::new(),
+            trust_remote_code: false,
+            kv_cache_memory_bytes: None,
+            sim: None,
+            disaggregation: None,
+            expert: None,
+            speculative_mtp: false,
+            kv_cache_dtype: None,
+        }
+    }
+
     /// Parses the JSON the controller puts into `DSO_LAUNCH_CONFIG`.
     pub fn from_json(text: &str) -> Result<Self, RenderError> {
         serde_json::from_str(text).map_err(|e| RenderError::InvalidJson(e.to_string()))

@@ -16,28 +16,11 @@ use deepseek_engine::{
 const STORE: &str = "10.1.0.4:8999";
 
 fn a3(quant: &str, nodes: u32, d: Option<Disaggregation>) -> LaunchConfig {
+    let model = "deepseek-ai/DeepSeek-R1-W8A8";
     LaunchConfig {
-        engine: Engine::Sglang,
-        vendor: "ascend".into(),
-        model: "deepseek-ai/DeepSeek-R1-W8A8".into(),
-        served_model_name: "r1".into(),
-        revision: None,
-        quantization: quant.into(),
-        tensor_parallel: 16 * nodes,
-        pipeline_parallel: 1,
-        nodes,
-        gpus_per_node: 16,
-        max_model_len: 8192,
-        max_num_seqs: 64,
         gpu_memory_utilization: 0.8,
-        extra_args: vec![],
-        trust_remote_code: false,
-        kv_cache_memory_bytes: None,
-        expert: None,
-        speculative_mtp: false,
-        kv_cache_dtype: None,
-        sim: None,
         disaggregation: d,
+        ..LaunchConfig::new(Engine::Sglang, "ascend", model, "r1", quant, nodes, 16)
     }
 }
 

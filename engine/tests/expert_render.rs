@@ -13,32 +13,15 @@ const LEADER: &str = "r1-0.r1-ranks.team-a.svc";
 
 /// DeepSeek-R1 FP8 on `nodes` x `gpn` accelerators as `dp` DP-attention groups of `tp`.
 fn wide_ep(engine: Engine, vendor: &str, nodes: u32, gpn: u32, dp: u32, tp: u32) -> LaunchConfig {
+    let model = "deepseek-ai/DeepSeek-R1";
     LaunchConfig {
-        engine,
-        vendor: vendor.into(),
-        model: "deepseek-ai/DeepSeek-R1".into(),
-        served_model_name: "deepseek-r1".into(),
-        revision: None,
-        quantization: "fp8".into(),
         tensor_parallel: tp,
-        pipeline_parallel: 1,
-        nodes,
-        gpus_per_node: gpn,
-        max_model_len: 8192,
-        max_num_seqs: 64,
-        gpu_memory_utilization: 0.9,
-        extra_args: vec![],
-        trust_remote_code: false,
-        kv_cache_memory_bytes: None,
-        sim: None,
-        disaggregation: None,
         expert: Some(ExpertLayout {
             data_parallel: dp,
             expert_parallel: dp * tp,
             redundant_experts: 0,
         }),
-        speculative_mtp: false,
-        kv_cache_dtype: None,
+        ..LaunchConfig::new(engine, vendor, model, "deepseek-r1", "fp8", nodes, gpn)
     }
 }
 

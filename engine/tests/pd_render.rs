@@ -10,27 +10,8 @@ use deepseek_engine::{
 
 fn cfg(engine: Engine, vendor: &str, quant: &str, d: Option<Disaggregation>) -> LaunchConfig {
     LaunchConfig {
-        engine,
-        vendor: vendor.into(),
-        model: "deepseek-ai/DeepSeek-R1".into(),
-        served_model_name: "r1".into(),
-        revision: None,
-        quantization: quant.into(),
-        tensor_parallel: 8,
-        pipeline_parallel: 1,
-        nodes: 1,
-        gpus_per_node: 8,
-        max_model_len: 8192,
-        max_num_seqs: 64,
-        gpu_memory_utilization: 0.9,
-        extra_args: vec![],
-        trust_remote_code: false,
-        sim: None,
         disaggregation: d,
-        kv_cache_memory_bytes: None,
-        expert: None,
-        speculative_mtp: false,
-        kv_cache_dtype: None,
+        ..LaunchConfig::new(engine, vendor, "deepseek-ai/DeepSeek-R1", "r1", quant, 1, 8)
     }
 }
 

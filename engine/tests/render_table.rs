@@ -9,28 +9,19 @@ use deepseek_engine::{
 };
 
 fn cfg(engine: Engine, vendor: &str, quant: &str, tp: u32, pp: u32, nodes: u32) -> LaunchConfig {
+    let model = "deepseek-ai/DeepSeek-V3";
     LaunchConfig {
-        engine,
-        vendor: vendor.into(),
-        model: "deepseek-ai/DeepSeek-V3".into(),
-        served_model_name: "deepseek-v3".into(),
-        revision: None,
-        quantization: quant.into(),
         tensor_parallel: tp,
         pipeline_parallel: pp,
-        nodes,
-        gpus_per_node: tp * pp / nodes,
-        max_model_len: 8192,
-        max_num_seqs: 64,
-        gpu_memory_utilization: 0.9,
-        extra_args: vec![],
-        trust_remote_code: false,
-        kv_cache_memory_bytes: None,
-        expert: None,
-        speculative_mtp: false,
-        kv_cache_dtype: None,
-        sim: None,
-        disaggregation: None,
+        ..LaunchConfig::new(
+            engine,
+            vendor,
+            model,
+            "deepseek-v3",
+            quant,
+            nodes,
+            tp * pp / nodes,
+        )
     }
 }
 

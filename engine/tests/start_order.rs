@@ -5,29 +5,8 @@
 use deepseek_engine::{render, Engine, LaunchConfig, Role, Stage};
 
 fn cfg(engine: Engine, vendor: &str, nodes: u32) -> LaunchConfig {
-    LaunchConfig {
-        engine,
-        vendor: vendor.into(),
-        model: "deepseek-ai/DeepSeek-V3".into(),
-        served_model_name: "deepseek-v3".into(),
-        revision: None,
-        quantization: "bf16".into(),
-        tensor_parallel: 8 * nodes,
-        pipeline_parallel: 1,
-        nodes,
-        gpus_per_node: 8,
-        max_model_len: 8192,
-        max_num_seqs: 64,
-        gpu_memory_utilization: 0.9,
-        extra_args: vec![],
-        trust_remote_code: false,
-        kv_cache_memory_bytes: None,
-        expert: None,
-        speculative_mtp: false,
-        kv_cache_dtype: None,
-        sim: None,
-        disaggregation: None,
-    }
+    let model = "deepseek-ai/DeepSeek-V3";
+    LaunchConfig::new(engine, vendor, model, "deepseek-v3", "bf16", nodes, 8)
 }
 
 /// Stage names with commands reduced to their program, e.g. `prepare ray`.

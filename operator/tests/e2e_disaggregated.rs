@@ -447,6 +447,45 @@ async fn a_role_name_taken_by_a_users_own_model_is_a_reported_conflict() -> Resu
     ns.finish().await
 }
 
+/// The KV store of SGLang's ascend transfer follows the spec, not the roles' plans: with
+/// both roles asking for A3 dies on node pools that do not exist, neither role is ever
+/// planned, and the store runs anyway, so no rank of a role that does get placed later
+/// starts before its store.
+#[tokio::test]
+async fn the_ascend_kv_store_runs_before_any_role_is_planned() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::ensure().await?;
+    install_crd(&cluster).await?;
+    let ns = cluster.namespace("pd-store-first").await?;
+    let _op = Operator::start(&cluster, OperatorOptions::default()).await?;
+    let models: Api<DeepSeekModel> = ns.api();
+    let mut model = example("r1-pd-ascend-a3.yaml")?;
+    for role in [model.spec.prefill.as_mut(), model.spec.decode.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        if let Some(a) = role.accelerator.as_mut() {
+            a.node_selector = Some([("node-pool".into(), "nowhere".into())].into());
+        }
+    }
+    apply_model(&models, &model).await?;
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = ns.api();
+    wait_for(T, "the ascend transfer's config store exists", || async {
+        Ok(deployments.get_opt("r1-pd-a3-kv-store").await?.map(|_| ()))
+    })
+    .await?;
+    for role in ["r1-pd-a3-prefill", "r1-pd-a3-decode"] {
+        let m = models.get(role).await?;
+        let plan = m.status.as_ref().and_then(|s| s.plan.as_ref());
+        ensure!(
+            plan.is_none_or(|p| p.pool.is_none()),
+            "{role} was placed on a pool that should not exist: {plan:?}"
+        );
+    }
+    let _ = models.delete("r1-pd-a3", &DeleteParams::default()).await;
+    ns.finish().await
+}
+
 /// The Ascend A3 example end to end: SGLang on NPU dies in both roles, decode DP attention
 /// x EP32 over two nodes, the KV store the operator runs for SGLang's ascend transfer, and
 /// a streamed chat through the router.

@@ -56,26 +56,9 @@ const T: Duration = Duration::from_secs(120);
 const MAX_TOKENS: usize = 12;
 
 fn launch_config(role: PdRole) -> LaunchConfig {
+    let model = "deepseek-ai/DeepSeek-V3";
     LaunchConfig {
-        engine: Engine::Sim,
-        vendor: "nvidia".into(),
-        model: "deepseek-ai/DeepSeek-V3".into(),
-        served_model_name: "deepseek-v3".into(),
-        revision: None,
-        quantization: "fp8".into(),
-        tensor_parallel: 8,
-        pipeline_parallel: 1,
-        nodes: 1,
-        gpus_per_node: 8,
         max_model_len: 4096,
-        max_num_seqs: 64,
-        gpu_memory_utilization: 0.9,
-        extra_args: vec![],
-        trust_remote_code: false,
-        kv_cache_memory_bytes: None,
-        expert: None,
-        speculative_mtp: false,
-        kv_cache_dtype: None,
         sim: Some(SimProfile {
             prefill_tokens_per_s: 2000.0,
             decode_tokens_per_s: 200.0,
@@ -86,6 +69,7 @@ fn launch_config(role: PdRole) -> LaunchConfig {
             transfer: KvTransfer::Mooncake,
             ascend_store: None,
         }),
+        ..LaunchConfig::new(Engine::Sim, "nvidia", model, "deepseek-v3", "fp8", 1, 8)
     }
 }
 

@@ -64,28 +64,12 @@ fn free_port() -> u16 {
 fn launch_config(engine: Engine, model: &Path, quantization: &str, extra: &[&str]) -> LaunchConfig {
     let mut extra_args = vec!["--host".to_string(), "127.0.0.1".to_string()];
     extra_args.extend(extra.iter().map(|s| s.to_string()));
+    let model = model.display().to_string();
     LaunchConfig {
-        engine,
-        vendor: "cpu".into(),
-        model: model.display().to_string(),
-        served_model_name: "tiny".into(),
-        revision: None,
-        quantization: quantization.into(),
-        tensor_parallel: 1,
-        pipeline_parallel: 1,
-        nodes: 1,
-        gpus_per_node: 1,
         max_model_len: 512,
         max_num_seqs: SLOTS,
-        gpu_memory_utilization: 0.9,
         extra_args,
-        trust_remote_code: false,
-        kv_cache_memory_bytes: None,
-        expert: None,
-        speculative_mtp: false,
-        kv_cache_dtype: None,
-        sim: None,
-        disaggregation: None,
+        ..LaunchConfig::new(engine, "cpu", &model, "tiny", quantization, 1, 1)
     }
 }
 

@@ -104,6 +104,16 @@ async fn keep(
     roles: &[DeepSeekModel],
     router: &crate::build::disaggregated::RouterObjects,
 ) -> Result<Kept, Error> {
+    // SGLang's `ascend` transfer meets at a config store that the roles' launch
+    // configurations name. When the spec already says Ascend (the transfer, or a role's
+    // vendor or product), the store goes first, so no rank starts before it; otherwise it
+    // follows the first plan on Ascend (below), a few seconds after the roles plan.
+    let chosen = model.spec.serving.as_ref().and_then(|s| s.kv_transfer);
+    let store_first = chosen == Some(KvTransferChoice::Ascend)
+        || (chosen.is_none() && roles.iter().any(|r| spec_on_ascend(ctx, r)));
+    if store_first {
+        ensure_kv_store(ctx, model, ns).await?;
+    }
     let models = Api::<DeepSeekModel>::namespaced(ctx.client.clone(), ns);
     let mut live_roles = Vec::new();
     for desired in roles {
@@ -120,26 +130,42 @@ async fn keep(
     ensure_digested(ctx, ns, &router.role_binding).await?;
     let deployment = ensure_digested(ctx, ns, &router.deployment).await?;
     ensure_digested(ctx, ns, &router.service).await?;
-    // SGLang's `ascend` transfer meets at a config store: run it once a role is planned
-    // on Ascend (the roles' launch configurations name its Service).
-    let chosen = model.spec.serving.as_ref().and_then(|s| s.kv_transfer);
-    let on_ascend = live_roles.iter().any(|m| {
+    let planned_on_ascend = live_roles.iter().any(|m| {
         m.status
             .as_ref()
             .and_then(|s| s.plan.as_ref())
             .is_some_and(|p| p.vendor == Vendor::Ascend.as_str())
     });
-    if chosen == Some(KvTransferChoice::Ascend) || (chosen.is_none() && on_ascend) {
-        let image = ctx.config.image_for(Vendor::Ascend, Engine::Sglang);
-        let (deployment, service) =
-            kv_store_objects(model, &image).map_err(|_| Error::MissingField("metadata.uid"))?;
-        ensure_digested(ctx, ns, &deployment).await?;
-        ensure_digested(ctx, ns, &service).await?;
+    if !store_first && chosen.is_none() && planned_on_ascend {
+        ensure_kv_store(ctx, model, ns).await?;
     }
     Ok(Kept {
         roles: live_roles,
         router: deployment,
     })
+}
+
+/// Whether a role model's spec puts it on Ascend before any plan: its vendor, or its
+/// product's in the catalog.
+fn spec_on_ascend(ctx: &Context, role: &DeepSeekModel) -> bool {
+    let Some(a) = role.spec.accelerator.as_ref() else {
+        return false;
+    };
+    a.vendor == Some(Vendor::Ascend)
+        || a.product
+            .as_deref()
+            .and_then(|p| ctx.catalog.accelerator(p))
+            .is_some_and(|acc| acc.vendor == Vendor::Ascend)
+}
+
+/// The Ascend KV store's Deployment and Service, as built.
+async fn ensure_kv_store(ctx: &Context, model: &DeepSeekModel, ns: &str) -> Result<(), Error> {
+    let image = ctx.config.image_for(Vendor::Ascend, Engine::Sglang);
+    let (deployment, service) =
+        kv_store_objects(model, &image).map_err(|_| Error::MissingField("metadata.uid"))?;
+    ensure_digested(ctx, ns, &deployment).await?;
+    ensure_digested(ctx, ns, &service).await?;
+    Ok(())
 }
 
 /// The model's status from what its roles and router report.

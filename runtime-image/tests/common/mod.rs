@@ -21,28 +21,11 @@ pub fn free_port() -> u16 {
 }
 
 pub fn sim_config(nodes: u32, profile: SimProfile) -> LaunchConfig {
+    let model = "deepseek-ai/DeepSeek-V3";
     LaunchConfig {
-        engine: Engine::Sim,
-        vendor: "nvidia".into(),
-        model: "deepseek-ai/DeepSeek-V3".into(),
-        served_model_name: "deepseek-v3".into(),
-        revision: None,
-        quantization: "fp8".into(),
-        tensor_parallel: 8 * nodes,
-        pipeline_parallel: 1,
-        nodes,
-        gpus_per_node: 8,
         max_model_len: 4096,
-        max_num_seqs: 64,
-        gpu_memory_utilization: 0.9,
-        extra_args: vec![],
-        trust_remote_code: false,
-        kv_cache_memory_bytes: None,
-        expert: None,
-        speculative_mtp: false,
-        kv_cache_dtype: None,
         sim: Some(profile),
-        disaggregation: None,
+        ..LaunchConfig::new(Engine::Sim, "nvidia", model, "deepseek-v3", "fp8", nodes, 8)
     }
 }
 
