@@ -4,7 +4,6 @@
 
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{DeleteParams, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
@@ -118,18 +117,13 @@ pub async fn event(
     note: String,
 ) {
     ctx.metrics.write("create", "events");
-    let ev = Event {
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: reason.into(),
-        note: Some(note.chars().take(1000).collect()),
-        action: "Reconcile".into(),
-        secondary: None,
+    let n = super::events::Note {
+        warning,
+        reason,
+        action: "Reconcile",
+        note: &note,
     };
-    if let Err(e) = ctx.recorder.publish(&ev, &model.object_ref(&())).await {
+    if let Err(e) = ctx.events.publish(&model.object_ref(&()), n).await {
         tracing::warn!(error = %e, "failed to publish event");
     }
 }

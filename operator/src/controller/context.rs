@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use deepseek_planner::Catalog;
 use k8s_openapi::api::core::v1::Node;
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::Client;
 
@@ -26,7 +25,8 @@ pub struct Context {
     /// Pools grouped from `nodes` (and the declared pools), kept current by the node watch.
     pub pools: super::nodes::Pools,
     pub metrics: Arc<Metrics>,
-    pub recorder: Recorder,
+    /// Events about models (events.rs).
+    pub events: super::events::EventWriter,
     /// The namespaces whose models, pods and services the operator lists and watches.
     pub scope: super::scope::Scope,
     /// Models whose pod creation the API server refused, and when to try again.

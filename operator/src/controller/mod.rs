@@ -10,6 +10,7 @@ pub mod children;
 pub mod context;
 pub mod disaggregated;
 pub mod error;
+pub mod events;
 pub mod expect;
 pub mod groups;
 pub mod http;

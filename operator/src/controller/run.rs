@@ -15,7 +15,6 @@ use deepseek_planner::Catalog;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{
     controller, predicates, reflector, reflector::ObjectRef, watcher, Controller, Predicate,
     WatchStreamExt,
@@ -198,10 +197,6 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         .context("the Service and NetworkPolicy watches stopped before listing")?;
     ready.store(true, Ordering::Relaxed);
 
-    let reporter = Reporter {
-        controller: labels::MANAGER.into(),
-        instance: Some(opts.identity.clone()),
-    };
     // A lagging receiver loses wake-ups; every model is still rechecked by its own requeue.
     let (wake, _) = tokio::sync::broadcast::channel(1024);
     let ctx = Arc::new(Context {
@@ -213,7 +208,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         expected: Default::default(),
         pools,
         metrics,
-        recorder: Recorder::new(client.clone(), reporter),
+        events: super::events::EventWriter::new(client.clone(), labels::MANAGER, &opts.identity),
         scope: opts.scope.clone(),
         creation: Default::default(),
         capacity: Default::default(),

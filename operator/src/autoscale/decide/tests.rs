@@ -217,3 +217,30 @@ fn defaults_from_the_spec() {
     assert_eq!(p.max_step, DEFAULT_MAX_STEP);
     assert_eq!((p.min, p.max), (1, 3));
 }
+
+proptest::proptest! {
+    /// The window keeps only what can still be its maximum; what it answers is the maximum
+    /// of every recommendation within the window, kept whole.
+    #[test]
+    fn the_window_answers_the_maximum_of_the_recommendations_within_it(
+        steps in proptest::collection::vec((0u64..20, 0u32..50), 1..200)
+    ) {
+        let window = Duration::from_secs(30);
+        let mut h = History::default();
+        let mut all = Vec::new();
+        let mut now = Duration::ZERO;
+        for (step, rec) in steps {
+            now += Duration::from_secs(step);
+            h.record(now, rec, window);
+            all.push((now, rec));
+            let whole = all
+                .iter()
+                .filter(|(t, _)| now.saturating_sub(*t) <= window)
+                .map(|(_, r)| *r)
+                .max()
+                .unwrap_or(0);
+            proptest::prop_assert_eq!(h.window_max(), whole);
+            proptest::prop_assert!(h.recs.len() <= all.len());
+        }
+    }
+}
