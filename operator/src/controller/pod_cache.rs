@@ -79,9 +79,9 @@ pub fn strip(pod: &mut Pod) {
                     ..Default::default()
                 }
             })
-            .collect();
+            .collect::<Vec<_>>();
         pod.spec = Some(PodSpec {
-            containers,
+            containers: shrunk(containers),
             node_name: spec.node_name,
             ..Default::default()
         });
@@ -93,31 +93,44 @@ pub fn strip(pod: &mut Pod) {
             // Group judgement reads Ready (status, since when) and PodScheduled (the
             // scheduler's reason and message); the other conditions were a third of a
             // cached pod.
-            conditions: status.conditions.map(|cs| {
-                cs.into_iter()
-                    .filter(|c| c.type_ == "Ready" || c.type_ == "PodScheduled")
-                    .map(|mut c| {
-                        c.last_probe_time = None;
-                        if c.type_ == "Ready" {
-                            c.message = None;
-                        }
-                        c
-                    })
-                    .collect()
-            }),
-            container_statuses: status.container_statuses.map(|cs| {
-                cs.into_iter()
-                    .map(|c| k8s_openapi::api::core::v1::ContainerStatus {
-                        name: c.name,
-                        restart_count: c.restart_count,
-                        ready: c.ready,
-                        ..Default::default()
-                    })
-                    .collect()
-            }),
+            conditions: status
+                .conditions
+                .map(|cs| {
+                    cs.into_iter()
+                        .filter(|c| c.type_ == "Ready" || c.type_ == "PodScheduled")
+                        .map(|mut c| {
+                            c.last_probe_time = None;
+                            if c.type_ == "Ready" {
+                                c.message = None;
+                            }
+                            c
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .map(shrunk),
+            container_statuses: status
+                .container_statuses
+                .map(|cs| {
+                    cs.into_iter()
+                        .map(|c| k8s_openapi::api::core::v1::ContainerStatus {
+                            name: c.name,
+                            restart_count: c.restart_count,
+                            ready: c.ready,
+                            ..Default::default()
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .map(shrunk),
             ..Default::default()
         });
     }
+}
+
+/// The vector without the spare room a filtering collect keeps: it reuses the list's
+/// buffer, sized for what the API server sent (every condition, every container field).
+fn shrunk<T>(mut v: Vec<T>) -> Vec<T> {
+    v.shrink_to_fit();
+    v
 }
 
 /// Whether a pod holds its node's resources: bound and neither Succeeded nor Failed.

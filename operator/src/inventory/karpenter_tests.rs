@@ -150,12 +150,12 @@ status:
         .find(|p| p.nodepool.as_deref() == Some("h100"))
         .expect("NodePool pool");
     assert!(np.declared);
-    assert_eq!(np.nodes, vec!["a", "b"]);
+    assert_eq!(&*np.nodes, ["a", "b"]);
     assert_eq!(np.max_nodes, 4);
     // A node of a NodePool the operator does not read is an ordinary live node.
     let live: Vec<&Pool> = pools.iter().filter(|p| !p.declared).collect();
     assert_eq!(live.len(), 1);
-    assert_eq!(live[0].nodes, vec!["c"]);
+    assert_eq!(&*live[0].nodes, ["c"]);
     assert!(np
         .describe(Catalog::builtin())
         .contains("Karpenter NodePool h100"));

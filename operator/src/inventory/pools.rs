@@ -7,6 +7,7 @@
 //! restarted because a node came or went.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use deepseek_planner::Catalog;
 use k8s_openapi::api::core::v1::{Node, Taint};
@@ -52,7 +53,9 @@ pub struct Pool {
     pub resource_name: String,
     pub per_node: u32,
     /// Ready, schedulable nodes now in the pool (empty for a declared pool at zero).
-    pub nodes: Vec<String>,
+    /// Shared: placement copies the pools for every model it places (`narrowed`), and
+    /// at thousands of nodes copying the names and labels was most of its work (issue 12).
+    pub nodes: Arc<[String]>,
     /// Most nodes one replica may span: the live count, or a declared pool's maximum.
     pub max_nodes: u32,
     /// Labels pods select on.
@@ -61,7 +64,7 @@ pub struct Pool {
     pub common_labels: BTreeMap<String, String>,
     /// Per node of `nodes` (same order), its labels that are not common: a manifest's
     /// nodeSelector may pick some nodes of a pool (`narrowed`).
-    pub member_labels: Vec<BTreeMap<String, String>>,
+    pub member_labels: Arc<[BTreeMap<String, String>]>,
     pub taints: Vec<Taint>,
     /// From the operator config rather than live nodes.
     pub declared: bool,
@@ -364,11 +367,12 @@ pub fn pools_from_nodes(
                 .nodepool
                 .as_deref()
                 .and_then(|np| by_nodepool.get(np).cloned())
-                .unwrap_or_default(),
+                .unwrap_or_default()
+                .into(),
             max_nodes: d.max_nodes,
             selector: d.node_selector.clone(),
             common_labels: d.node_selector.clone(),
-            member_labels: Vec::new(),
+            member_labels: Arc::new([]),
             taints,
             declared: true,
             node_memory_gib: None,

@@ -29,7 +29,7 @@ fn groups_nodes_by_product_count_and_taints() {
         .find(|p| p.accelerator == "h100-80gb")
         .expect("h100 pool");
     // Cordoned and NotReady nodes are not capacity.
-    assert_eq!(h100.nodes, vec!["h100-a", "h100-b"]);
+    assert_eq!(&*h100.nodes, ["h100-a", "h100-b"]);
     assert_eq!(h100.per_node, 8);
     assert_eq!(h100.resource_name, "nvidia.com/gpu");
     assert_eq!(
@@ -108,7 +108,7 @@ fn a_node_selector_narrows_a_pool_to_the_nodes_it_names() {
         .narrowed(&sel("kubernetes.io/hostname", "h100-b"))
         .expect("one node");
     assert_eq!(
-        (one.nodes.clone(), one.max_nodes),
+        (one.nodes.to_vec(), one.max_nodes),
         (vec!["h100-b".to_string()], 1)
     );
     assert_eq!(
@@ -127,7 +127,7 @@ fn a_node_selector_narrows_a_pool_to_the_nodes_it_names() {
     assert!(h100.narrowed(&sel("node-pool", "elsewhere")).is_none());
     // Member labels exist for every node and hold no common label.
     assert_eq!(h100.member_labels.len(), h100.nodes.len());
-    for m in &h100.member_labels {
+    for m in h100.member_labels.iter() {
         assert!(m.keys().all(|k| !h100.common_labels.contains_key(k)));
     }
 }
