@@ -35,10 +35,6 @@ use crate::api::DeepSeekModel;
 use crate::build::labels;
 use crate::config::OperatorConfig;
 
-/// Reconciles running at once per controller: a Node flap re-plans every model, and
-/// unbounded that would be one burst of API reads per model.
-const RECONCILE_CONCURRENCY: u16 = 8;
-
 /// What wakes a model's reconcile: its spec (`metadata.generation`), labels and
 /// annotations (the KEDA query annotation is read by the reconcile). Not status: every
 /// status write (the autoscaler's, the reconcile's own) used to cost a full reconcile.
@@ -60,6 +56,9 @@ pub struct RunOptions {
     pub lease_duration_seconds: u64,
     /// The namespaces to watch.
     pub scope: Scope,
+    /// Reconciles running at once per controller (`--reconcile-concurrency`): bounded,
+    /// as a pool change re-plans every model at once.
+    pub reconcile_concurrency: u16,
 }
 
 fn load_config(path: Option<&str>) -> anyhow::Result<OperatorConfig> {
@@ -259,7 +258,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         controllers.push(
             Controller::for_stream(changes, store)
                 .trigger_backoff(super::watch::CappedBackoff::default())
-                .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
+                .with_config(
+                    controller::Config::default().concurrency(opts.reconcile_concurrency.max(1)),
+                )
                 .owns_stream(pods)
                 .reconcile_on(children)
                 // The router of a disaggregated model.
