@@ -18,7 +18,8 @@
 //! `DSO_AUDIT=all cargo bench -p deepseek-operator --bench scale`. Environment:
 //! `DSO_TOPOLOGY_SCALE` (default 1.624: 5,000 nodes), `DSO_BENCH_MODELS` (1000),
 //! `DSO_BENCH_STEADY_SECONDS` (600), `DSO_BENCH_STORM` (100),
-//! `DSO_BENCH_CONVERGE_SECONDS` (deadline of the first phase, 1800), and the e2e/cluster
+//! `DSO_BENCH_CONVERGE_SECONDS` (deadline of the first phase, 1800),
+//! `DSO_RECONCILE_CONCURRENCY` (passed to the operator, whose flag it sets), and the e2e/cluster
 //! variables (`DSO_NODE_LEASE_SECONDS` defaults to 600 here: see `bench`). The cluster is left running; `e2e/cluster down` stops it.
 
 #[path = "../tests/common/mod.rs"]
@@ -295,7 +296,11 @@ async fn bench() -> Result<()> {
     let steady_s: u64 = env_or("DSO_BENCH_STEADY_SECONDS", 600);
     let storm: usize = env_or("DSO_BENCH_STORM", 100);
     let clk = clk_tck();
-    println!("scale bench, {}", Timestamp::now());
+    println!(
+        "scale bench, {}; operator reconcile concurrency {}",
+        Timestamp::now(),
+        std::env::var("DSO_RECONCILE_CONCURRENCY").unwrap_or_else(|_| "8 (default)".into())
+    );
 
     let started = Instant::now();
     let cluster = Cluster::ensure().await?;
