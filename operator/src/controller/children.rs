@@ -40,13 +40,13 @@ pub async fn sync_services(
             .map(|s| Child::from_meta(&s.metadata))
             .collect(),
     };
-    for svc in desired {
+    // A model has two Services; applied together, they cost one round trip.
+    let stale = desired.iter().filter(|svc| {
         let digest = svc.annotations().get(labels::SPEC_DIGEST);
         let current = live.iter().find(|l| l.name == svc.name_any());
-        if current.and_then(|l| l.digest.as_ref()) != digest {
-            apply::apply_service(ctx, svc).await?;
-        }
-    }
+        current.and_then(|l| l.digest.as_ref()) != digest
+    });
+    futures::future::try_join_all(stale.map(|svc| apply::apply_service(ctx, svc))).await?;
     for orphan in live
         .iter()
         .filter(|l| !desired.iter().any(|d| d.name_any() == l.name))
