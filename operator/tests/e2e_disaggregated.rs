@@ -33,7 +33,7 @@ use deepseek_operator::api::DeepSeekModel;
 use deepseek_operator::build::disaggregated::{COMPONENT, ROUTER_COMPONENT};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{DeleteParams, ListParams};
-use kube::Api;
+use kube::{Api, ResourceExt};
 use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(300);
@@ -376,6 +376,88 @@ async fn a_disaggregated_model_serves_through_its_router_and_each_role_scales_on
         );
         ensure!(load.ok.load(Ordering::Relaxed) > 0, "requests were served");
         load.set(None);
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = models.delete("r1-pd", &DeleteParams::default()).await;
+    groups.delete(&nodes).await;
+    result?;
+    ns.finish().await
+}
+
+/// The router pods (the Deployment's, old and new).
+async fn router_pods(pods: &Api<Pod>) -> Result<Vec<Pod>> {
+    let lp = ListParams::default().labels(&format!("{COMPONENT}={ROUTER_COMPONENT}"));
+    Ok(pods.list(&lp).await?.items)
+}
+
+/// One role failing heals without touching the other, and the router follows: the
+/// prefill group's only pod is deleted (as a drained or lost node does), the operator
+/// recreates the group, the router finds the new prefill server by itself and chats go
+/// through again, with decode's pods the same. Then the router's pod is deleted: its
+/// Deployment replaces it, and serving resumes through the new one.
+#[tokio::test]
+async fn a_lost_prefill_group_or_router_pod_heals_and_serving_resumes() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let (nodes, groups, ns, _op, _fleet) = stage(h200_groups(), "pd-heal", None).await?;
+    let model = example("r1-wide-ep-pd-h200.yaml")?;
+    let models: Api<DeepSeekModel> = ns.api();
+    let pods: Api<Pod> = ns.api();
+    apply_model(&models, &model).await?;
+    let result = async {
+        wait_condition(&models, "r1-pd", "Available", "True", T).await?;
+        let prefill = wait_groups(&pods, "r1-pd-prefill", 1, 1, T).await?;
+        wait_groups(&pods, "r1-pd-decode", 1, 2, T).await?;
+        let router = router_ip(&pods).await?;
+        ensure!(streamed_chat(router, "r1-pd", 4).await? == 4);
+        let decode_uids = uids(&model_pods(&pods, "r1-pd-decode").await?);
+
+        let lost = prefill
+            .first()
+            .map(|p| p.name_any())
+            .context("prefill pod")?;
+        pods.delete(&lost, &DeleteParams::default()).await?;
+        let before = uids(&prefill);
+        wait_for(T, "the prefill group recreated and Ready", || async {
+            let now = model_pods(&pods, "r1-pd-prefill").await?;
+            let fresh = now.len() == 1 && uids(&now).is_disjoint(&before);
+            Ok((fresh && now.iter().all(is_running_ready)).then_some(()))
+        })
+        .await?;
+        ensure!(
+            streamed_chat(router, "r1-pd", 4).await? == 4,
+            "the router serves through the new prefill group"
+        );
+        ensure!(
+            uids(&model_pods(&pods, "r1-pd-decode").await?) == decode_uids,
+            "decode pods restarted when prefill failed"
+        );
+
+        let old = router_pods(&pods).await?;
+        let old_name = old.first().map(|p| p.name_any()).context("router pod")?;
+        pods.delete(&old_name, &DeleteParams::default()).await?;
+        let new_router = wait_for(T, "a new router pod Ready", || async {
+            let now = router_pods(&pods).await?;
+            Ok(now
+                .iter()
+                .filter(|p| p.name_any() != old_name && p.metadata.deletion_timestamp.is_none())
+                .filter(|p| is_running_ready(p))
+                .find_map(|p| {
+                    p.status
+                        .as_ref()?
+                        .pod_ip
+                        .as_deref()?
+                        .parse::<Ipv4Addr>()
+                        .ok()
+                }))
+        })
+        .await?;
+        ensure!(new_router.is_loopback(), "{new_router}");
+        ensure!(
+            streamed_chat(new_router, "r1-pd", 4).await? == 4,
+            "the new router serves"
+        );
+        wait_condition(&models, "r1-pd", "Available", "True", T).await?;
         anyhow::Ok(())
     }
     .await;

@@ -115,18 +115,33 @@ pub fn relevance_digest(node: &Node) -> u64 {
     h.finish()
 }
 
-/// Which nodes are lost, to report the moments that changes.
+/// Per node seen, the digest of what planning reads and whether it is lost: one map, as
+/// node names at 5,000 nodes are not free.
 #[derive(Default)]
-pub struct LostNodes(HashMap<String, bool>);
+pub struct SeenNodes(HashMap<String, (u64, bool)>);
 
-impl LostNodes {
-    /// Records a node as seen; true when it turned lost or came back. A node seen for the
-    /// first time reports nothing: its models are reconciled when they start anyway.
-    pub fn observe(&mut self, node: &Node) -> bool {
-        let lost = super::groups::node_lost_since(node).is_some();
-        self.0
-            .insert(node.name_any(), lost)
-            .is_some_and(|was| was != lost)
+/// What changed about a node just seen.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Change {
+    /// What planning reads of it (`relevance_digest`), or it is new.
+    pub relevant: bool,
+    /// It turned lost or came back (never for a node seen for the first time: its models
+    /// are reconciled when they start anyway).
+    pub lost: bool,
+}
+
+impl SeenNodes {
+    /// Records a node as seen.
+    pub fn observe(&mut self, node: &Node) -> Change {
+        let now = (
+            relevance_digest(node),
+            super::groups::node_lost_since(node).is_some(),
+        );
+        let was = self.0.insert(node.name_any(), now);
+        Change {
+            relevant: was.is_none_or(|(d, _)| d != now.0),
+            lost: was.is_some_and(|(_, l)| l != now.1),
+        }
     }
 
     /// Forgets a deleted node; true when it was known.
@@ -157,8 +172,7 @@ pub fn watch_nodes(
     .backoff(super::watch::CappedBackoff::default());
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
-        let mut digests: HashMap<String, u64> = HashMap::new();
-        let mut lost_nodes = LostNodes::default();
+        let mut seen = SeenNodes::default();
         let mut listing = true;
         let mut dirty = false;
         let mut last_fingerprint: Option<String> = None;
@@ -167,18 +181,17 @@ pub fn watch_nodes(
             tokio::select! {
                 item = stream.next() => match item {
                     Some(Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n))) => {
-                        let d = relevance_digest(&n);
-                        dirty |= digests.insert(n.name_any(), d) != Some(d);
-                        if lost_nodes.observe(&n) {
+                        let change = seen.observe(&n);
+                        dirty |= change.relevant;
+                        if change.lost {
                             // Full only if thousands of nodes flap at once; the pools'
                             // trigger then re-plans every model anyway.
                             let _ = lost.try_send(n.name_any());
                         }
                     }
                     Some(Ok(watcher::Event::Delete(n))) => {
-                        digests.remove(&n.name_any());
                         dirty = true;
-                        if lost_nodes.forget(&n.name_any()) {
+                        if seen.forget(&n.name_any()) {
                             let _ = lost.try_send(n.name_any());
                         }
                     }
@@ -236,12 +249,21 @@ mod tests {
         let ready = node("metadata: {name: n}\nstatus: {conditions: [{type: Ready, status: 'True', lastTransitionTime: '2026-01-01T00:00:00Z'}]}\n");
         let unknown = node("metadata: {name: n}\nstatus: {conditions: [{type: Ready, status: Unknown, lastTransitionTime: '2026-01-01T00:01:00Z'}]}\n");
         let tainted = node("metadata: {name: n}\nspec: {taints: [{key: node.kubernetes.io/unreachable, effect: NoExecute, timeAdded: '2026-01-01T00:01:00Z'}]}\nstatus: {conditions: [{type: Ready, status: 'True', lastTransitionTime: '2026-01-01T00:00:00Z'}]}\n");
-        let mut l = LostNodes::default();
-        assert!(!l.observe(&unknown), "first sight reports nothing");
-        assert!(!l.observe(&unknown), "no change");
-        assert!(l.observe(&ready), "came back");
-        assert!(!l.observe(&ready), "a heartbeat is no change");
-        assert!(l.observe(&tainted), "an unreachable taint is lost");
+        let mut l = SeenNodes::default();
+        let lost = |c: Change| c.lost;
+        assert!(!lost(l.observe(&unknown)), "first sight reports nothing");
+        assert!(!lost(l.observe(&unknown)), "no change");
+        assert!(lost(l.observe(&ready)), "came back");
+        assert!(!lost(l.observe(&ready)), "a heartbeat is no change");
+        assert!(lost(l.observe(&tainted)), "an unreachable taint is lost");
+        let relevant = |c: Change| c.relevant;
+        assert!(
+            relevant(l.observe(&ready)),
+            "the taint went: planning reads taints"
+        );
+        assert!(!relevant(l.observe(&ready)), "seen as it was");
+        let mut fresh = SeenNodes::default();
+        assert!(relevant(fresh.observe(&ready)), "a new node is relevant");
         assert!(l.forget("n"), "deleted");
         assert!(!l.forget("n"), "already forgotten");
     }
