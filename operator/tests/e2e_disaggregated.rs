@@ -149,11 +149,8 @@ async fn stage(
 
 /// The router pod's 127.x IP.
 async fn router_ip(pods: &Api<Pod>) -> Result<Ipv4Addr> {
-    let routers = pods
-        .list(&ListParams::default().labels(&format!("{COMPONENT}={ROUTER_COMPONENT}")))
-        .await?;
-    let ip: Ipv4Addr = routers
-        .items
+    let ip: Ipv4Addr = router_pods(pods)
+        .await?
         .first()
         .and_then(|p| p.status.as_ref()?.pod_ip.as_deref()?.parse().ok())
         .context("router pod IP")?;

@@ -39,6 +39,10 @@ pub struct Note<'a> {
     pub note: &'a str,
 }
 
+/// How often expired entries are swept: a sweep walks every entry, so not on every Event
+/// (a thousand models converging publish thousands within a minute).
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
 /// A recently written Event: enough to extend its series.
 struct Recent {
     name: String,
@@ -51,7 +55,13 @@ pub struct EventWriter {
     client: Client,
     controller: String,
     instance: String,
-    recent: Mutex<HashMap<u64, Recent>>,
+    recent: Mutex<Recents>,
+}
+
+/// The recent Events, and when expired ones were last swept out.
+struct Recents {
+    by_key: HashMap<u64, Recent>,
+    swept: Instant,
 }
 
 /// What a repeat must share with the Event it repeats.
@@ -112,7 +122,10 @@ impl EventWriter {
             client,
             controller: controller.to_string(),
             instance: instance.to_string(),
-            recent: Mutex::new(HashMap::new()),
+            recent: Mutex::new(Recents {
+                by_key: HashMap::new(),
+                swept: Instant::now(),
+            }),
         }
     }
 
@@ -126,11 +139,20 @@ impl EventWriter {
         let k = key(regarding, &n);
         let now = Instant::now();
         let repeat = self.recent.lock().ok().and_then(|mut recent| {
-            recent.retain(|_, r| now.duration_since(r.written) < SERIES_WINDOW);
-            if recent.capacity() > 4 * recent.len().max(64) {
-                recent.shrink_to_fit();
+            if now.duration_since(recent.swept) >= SWEEP_EVERY {
+                recent.swept = now;
+                let map = &mut recent.by_key;
+                map.retain(|_, r| now.duration_since(r.written) < SERIES_WINDOW);
+                if map.capacity() > 4 * map.len().max(64) {
+                    map.shrink_to_fit();
+                }
             }
-            recent.get(&k).map(|r| (r.name.clone(), r.count + 1))
+            // An entry past the window is not a repeat, swept or not.
+            recent
+                .by_key
+                .get(&k)
+                .filter(|r| now.duration_since(r.written) < SERIES_WINDOW)
+                .map(|r| (r.name.clone(), r.count + 1))
         });
         let ns = regarding.namespace.as_deref().unwrap_or("default");
         let events: Api<Event> = Api::namespaced(self.client.clone(), ns);
@@ -160,7 +182,7 @@ impl EventWriter {
         };
         if let Ok(mut recent) = self.recent.lock() {
             // The window counts from the last observation, as the series' own time does.
-            recent.insert(
+            recent.by_key.insert(
                 k,
                 Recent {
                     name,
@@ -183,11 +205,6 @@ impl EventWriter {
         let name = ev.metadata.name.clone().unwrap_or_default();
         events.create(&PostParams::default(), &ev).await?;
         Ok((name, 1))
-    }
-
-    /// Recent Events kept (tests).
-    pub fn recent_len(&self) -> usize {
-        self.recent.lock().map(|r| r.len()).unwrap_or(0)
     }
 }
 
