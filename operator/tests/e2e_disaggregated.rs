@@ -553,8 +553,26 @@ async fn the_ascend_kv_store_runs_before_any_role_is_planned() -> Result<()> {
         Ok(deployments.get_opt("r1-pd-a3-kv-store").await?.map(|_| ()))
     })
     .await?;
+    // The roles are written after the store: wait for each to be reconciled (its Planned
+    // condition says False: no pool matches) before reading its plan, so the check is
+    // about a role the operator has looked at, not one not yet created.
     for role in ["r1-pd-a3-prefill", "r1-pd-a3-decode"] {
-        let m = models.get(role).await?;
+        let m = wait_for(T, &format!("{role} is reconciled and unplaced"), || async {
+            let Some(m) = models.get_opt(role).await? else {
+                return Ok(None);
+            };
+            let planned = m
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Planned"))
+                .map(|c| c.status.clone());
+            Ok(match planned.as_deref() {
+                Some("False") => Some(m),
+                Some(_) => anyhow::bail!("{role} was planned: {:?}", m.status),
+                None => None,
+            })
+        })
+        .await?;
         let plan = m.status.as_ref().and_then(|s| s.plan.as_ref());
         ensure!(
             plan.is_none_or(|p| p.pool.is_none()),
