@@ -42,4 +42,6 @@ pub struct Context {
     pub children: super::child_cache::ChildCache,
     /// Per unconverged model, how long its next requeue waits (busy_requeue.rs).
     pub busy: super::busy_requeue::BusyRequeue,
+    /// Statuses written that the model cache may not show yet (status_memo.rs).
+    pub written: super::status_memo::StatusMemo,
 }

@@ -24,6 +24,7 @@ pub mod reconcile;
 pub mod run;
 pub mod scope;
 pub mod status;
+pub mod status_memo;
 pub mod watch;
 
 pub use run::{run, RunOptions};

@@ -30,6 +30,7 @@ use super::error::Error;
 use super::groups::{find_groups, node_lost_since, unschedulable, HealthInputs};
 use super::metrics::{ModelLabels, Timer};
 use super::status::{self as cond, set};
+use super::status_memo;
 use crate::api::{DeepSeekModel, DeepSeekModelStatus, ServingMode};
 use crate::build::{labels, services, workload};
 use crate::capacity::Verdict;
@@ -274,7 +275,14 @@ async fn reconcile_from(
         &plan_msg,
         generation,
     );
-    let newly_planned = previous.plan.as_ref() != Some(&plan_status);
+    // Against a cache that has not shown the last status write yet, a plan just written
+    // looks new again: its Event is not written twice (status_memo.rs).
+    let newly_planned = previous.plan.as_ref() != Some(&plan_status)
+        && !ctx.written.plan_written_recently(
+            &model.uid().unwrap_or_default(),
+            status_memo::digest_of(&Some(&plan_status)),
+            std::time::Instant::now(),
+        );
     status.plan = Some(plan_status);
 
     // Build.
@@ -492,7 +500,16 @@ async fn finish(
     comparable.last_scale_time = previous.last_scale_time.clone();
     comparable.last_scale_reason = previous.last_scale_reason.clone();
     if &comparable != previous {
+        let uid = model.uid().unwrap_or_default();
+        let digest = status_memo::digest(&status);
+        let now = std::time::Instant::now();
+        if ctx.written.written_recently(&uid, digest, now) {
+            // Written already; the cache has not shown it yet (status_memo.rs).
+            return Ok(());
+        }
         apply::write_status(ctx, model, &status).await?;
+        let plan = status_memo::digest_of(&status.plan);
+        ctx.written.wrote(&uid, digest, plan, now);
         wake_parent(ctx, model);
     }
     Ok(())

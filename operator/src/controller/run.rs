@@ -214,6 +214,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         wake,
         children,
         busy: Default::default(),
+        written: Default::default(),
     });
 
     // Losing the lease (or passing the renew deadline) ends `run` at once, with no

@@ -1,0 +1,181 @@
+//! Statuses this operator wrote that the model cache may not show yet.
+//!
+//! A reconcile compares the status it computes with the model's status in the cache and
+//! writes when they differ. Right after a status write, the next reconcile of the same
+//! model (woken by its new pod, say) often runs before the watch has delivered that
+//! write: it sees the old status, computes the one just written, and writes it again. At
+//! 1,000 new models that repeat was a large share of the operator's writes (issue 12).
+//! So the status written is remembered for a short window, and the same status computed
+//! again within it is not written again.
+//!
+//! The same goes for the `Planned` Event, written when the plan differs from the status's:
+//! against the old status, a plan just written looked new again (755 of 1,000 models got
+//! their `Planned` Event twice). So the plan written is remembered with the status.
+//!
+//! Condition transition times are left out of the comparison: computed against the old
+//! status, a condition that changed in the write carries a later transition time, and the
+//! one already written is the right one. After the window the cache is trusted again, so
+//! a status someone else overwrote is restored by the next reconcile as before.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::api::DeepSeekModelStatus;
+
+/// How long a written status is trusted without the cache showing it: well above the
+/// watch's delivery delay on a loaded API server, short enough that a status changed
+/// behind the operator's back is not left for long.
+pub const WINDOW: Duration = Duration::from_secs(5);
+
+/// What makes two statuses the same write: everything but condition transition times.
+pub fn digest(status: &DeepSeekModelStatus) -> u64 {
+    let mut s = status.clone();
+    for c in &mut s.conditions {
+        c.last_transition_time = Time(Timestamp::UNIX_EPOCH);
+    }
+    digest_of(&s)
+}
+
+/// A digest of any serializable value (a plan, say).
+pub fn digest_of<T: serde::Serialize>(value: &T) -> u64 {
+    let mut h = DefaultHasher::new();
+    // serde_json's output of one type is deterministic (maps are BTreeMaps or structs).
+    serde_json::to_string(value)
+        .unwrap_or_default()
+        .hash(&mut h);
+    h.finish()
+}
+
+/// What was written for a model: the status's digest, its plan's, and when.
+struct Written {
+    status: u64,
+    plan: u64,
+    at: Instant,
+}
+
+#[derive(Default)]
+pub struct StatusMemo {
+    /// Model uid -> what was last written.
+    inner: Mutex<Memo>,
+}
+
+#[derive(Default)]
+struct Memo {
+    by_uid: HashMap<String, Written>,
+    /// Size after the last sweep: a sweep runs when the map has doubled since.
+    swept_len: usize,
+}
+
+impl StatusMemo {
+    /// Whether this status (by [`digest`]) was written for the model within [`WINDOW`].
+    pub fn written_recently(&self, uid: &str, digest: u64, now: Instant) -> bool {
+        self.recent(uid, now, |w| w.status == digest)
+    }
+
+    /// Whether a status with this plan (by [`digest_of`]) was written within [`WINDOW`].
+    pub fn plan_written_recently(&self, uid: &str, plan: u64, now: Instant) -> bool {
+        self.recent(uid, now, |w| w.plan == plan)
+    }
+
+    fn recent(&self, uid: &str, now: Instant, same: impl Fn(&Written) -> bool) -> bool {
+        self.inner.lock().is_ok_and(|m| {
+            m.by_uid
+                .get(uid)
+                .is_some_and(|w| same(w) && now.duration_since(w.at) < WINDOW)
+        })
+    }
+
+    /// Records a status (and its plan) written for the model.
+    pub fn wrote(&self, uid: &str, status: u64, plan: u64, now: Instant) {
+        if let Ok(mut m) = self.inner.lock() {
+            m.by_uid.insert(
+                uid.to_string(),
+                Written {
+                    status,
+                    plan,
+                    at: now,
+                },
+            );
+            if m.by_uid.len() >= 2 * m.swept_len.max(64) {
+                m.by_uid.retain(|_, w| now.duration_since(w.at) < WINDOW);
+                m.swept_len = m.by_uid.len();
+            }
+        }
+    }
+
+    /// Entries held (for tests of the sweep).
+    pub fn len(&self) -> usize {
+        self.inner.lock().map(|m| m.by_uid.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+    fn status(ready: i32, since: i64) -> DeepSeekModelStatus {
+        DeepSeekModelStatus {
+            ready_replicas: ready,
+            conditions: vec![Condition {
+                type_: "Available".into(),
+                status: "False".into(),
+                reason: "ReplicasNotReady".into(),
+                message: "0 of 1".into(),
+                last_transition_time: Time(
+                    Timestamp::from_second(since).unwrap_or(Timestamp::UNIX_EPOCH),
+                ),
+                observed_generation: Some(1),
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_same_status_is_skipped_within_the_window_only() {
+        let m = StatusMemo::default();
+        let t0 = Instant::now();
+        let d = digest(&status(0, 100));
+        assert!(!m.written_recently("u", d, t0), "nothing written yet");
+        m.wrote("u", d, 7, t0);
+        assert!(m.written_recently("u", d, t0 + Duration::from_secs(1)));
+        assert!(!m.written_recently("u", d, t0 + WINDOW), "expired");
+        assert!(!m.written_recently("other", d, t0), "another model");
+        let changed = digest(&status(1, 100));
+        assert!(!m.written_recently("u", changed, t0), "a different status");
+        assert!(m.plan_written_recently("u", 7, t0));
+        assert!(!m.plan_written_recently("u", 8, t0), "another plan");
+        assert!(!m.plan_written_recently("u", 7, t0 + WINDOW), "expired");
+    }
+
+    #[test]
+    fn transition_times_do_not_make_a_different_status() {
+        assert_eq!(digest(&status(0, 100)), digest(&status(0, 200)));
+        assert_ne!(digest(&status(0, 100)), digest(&status(1, 100)));
+    }
+
+    #[test]
+    fn expired_entries_are_swept_as_the_map_grows() {
+        let m = StatusMemo::default();
+        let t0 = Instant::now();
+        for i in 0..100 {
+            m.wrote(&format!("old{i}"), 1, 1, t0);
+        }
+        let later = t0 + WINDOW + Duration::from_secs(1);
+        for i in 0..200 {
+            m.wrote(&format!("new{i}"), 1, 1, later);
+        }
+        assert!(m.len() <= 200, "the expired entries went: {}", m.len());
+        assert!(m.written_recently("new199", 1, later));
+    }
+}
