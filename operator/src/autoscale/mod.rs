@@ -6,7 +6,8 @@
 //! `kubectl scale` is never overwritten: a 409 means decide again next interval), records
 //! an Event per scale, and writes its own status fields with its own field manager:
 //! `queueDepth`, `lastScaleTime`, `lastScaleReason` and the `MetricsAvailable` and
-//! `CapacityLimited` conditions. The reconcile never touches those, and it never touches the reconcile's.
+//! `CapacityLimited` conditions (not before a new model's first reading, while its groups
+//! start). The reconcile never touches those, and it never touches the reconcile's.
 
 pub mod capacity;
 pub mod decide;
@@ -333,6 +334,7 @@ async fn step(
     let carry_capacity = d.direction != Direction::Up
         && cond::get(&previous.conditions, CAPACITY_LIMITED).is_some_and(|c| c.status == "True")
         && d.recommendation > current;
+    let capacity_msg_was_none = capacity_msg.is_none();
     match capacity_msg {
         Some(msg) => cond::set(
             &previous.conditions,
@@ -379,7 +381,20 @@ async fn step(
         && conditions
             .iter()
             .all(|c| cond::get(&previous.conditions, &c.type_) == Some(c));
-    if !unchanged_on_server {
+    // A new model's first steps run while its groups start: nothing can be read yet, and
+    // "metrics missing" says nothing the controller's own conditions do not. Until a
+    // leader is Ready, a model never read before gets no status from the autoscaler unless
+    // it scaled or was held back by capacity: at 1,000 new models those writes were one
+    // in six of the operator's (issue 12). Once a leader is Ready, an unreadable one is
+    // reported as before.
+    let not_yet_measurable = d.metrics_missing
+        && cond::get(&previous.conditions, METRICS_AVAILABLE).is_none()
+        && target == current
+        && capacity_msg_was_none
+        && !leaders
+            .iter()
+            .any(|p| crate::controller::groups::is_ready(p));
+    if !unchanged_on_server && !not_yet_measurable {
         let mut status = serde_json::Map::new();
         status.insert("conditions".into(), json!(conditions));
         if let Some(q) = queue_depth {
