@@ -4,13 +4,6 @@
 use clap::{Parser, Subcommand};
 use deepseek_operator::cli;
 
-/// mimalloc, not the C library's allocator. The image is a static musl binary, and musl's
-/// allocator is slow under a multi-threaded runtime; and with glibc's, the operator's
-/// resident memory at 1,000 models and 5,000 nodes was nearly twice its live heap
-/// (115 MiB against 63 MB: per-thread arenas that keep what churn freed, issue 12).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "deepseek-operator",

@@ -117,11 +117,14 @@ pub fn pod_ip(pod: &Pod) -> Option<IpAddr> {
     pod.status.as_ref()?.pod_ip.as_deref()?.parse().ok()
 }
 
-/// The one client every scrape shares (connections are pooled); each request carries its
-/// own timeout.
+/// The one client every scrape shares; each request carries its own timeout. No idle
+/// connection is kept: every leader is a host of its own, and a kept connection per leader
+/// (buffers and all) grows with the number of models, unbounded, while a new loopback or
+/// pod-network connection every few seconds per leader costs next to nothing (issue 12).
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(2))
+        .pool_max_idle_per_host(0)
         .no_proxy()
         .build()
         .unwrap_or_default()
