@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod expect;
 pub mod groups;
+pub mod heap_trim;
 pub mod http;
 pub mod leader;
 pub mod metrics;

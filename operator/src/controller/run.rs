@@ -120,6 +120,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     .await
     .with_context(|| format!("failed to bind {}", opts.metrics_bind))?;
     tracing::info!(addr = %opts.metrics_bind, "serving /healthz, /readyz and /metrics");
+    super::heap_trim::spawn(super::heap_trim::PERIOD);
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
