@@ -103,6 +103,58 @@ fn proc_stat(pid: u32, clk_tck: f64) -> Option<ProcStat> {
     })
 }
 
+/// CPU seconds so far of the operator, of each cluster component (from the cluster's pid files), of this
+/// process (the bench: model watch, leaders' metrics) and of the whole machine (busy, all
+/// cores): the deltas over a phase say whose CPU bounds it on a shared 2-core machine.
+fn cpu_breakdown(state_dir: &Path, operator: u32, clk_tck: f64) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    if let Some(s) = proc_stat(operator, clk_tck) {
+        out.insert("operator".into(), s.cpu);
+    }
+    if let Ok(dir) = std::fs::read_dir(state_dir.join("pids")) {
+        for entry in dir.flatten() {
+            let path = entry.path();
+            let Some(comp) = path.file_stem().and_then(|s| s.to_str()).map(String::from) else {
+                continue;
+            };
+            let pid = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok());
+            if let Some(s) = pid.and_then(|p| proc_stat(p, clk_tck)) {
+                out.insert(comp, s.cpu);
+            }
+        }
+    }
+    if let Some(s) = proc_stat(std::process::id(), clk_tck) {
+        out.insert("bench".into(), s.cpu);
+    }
+    // First line of /proc/stat: user nice system idle iowait irq softirq steal, in ticks.
+    let busy = std::fs::read_to_string("/proc/stat").ok().and_then(|t| {
+        let f: Vec<f64> = t
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        (f.len() == 8).then(|| (f.iter().sum::<f64>() - f[3] - f[4]) / clk_tck)
+    });
+    if let Some(b) = busy {
+        out.insert("machine (busy, all cores)".into(), b);
+    }
+    out
+}
+
+/// `after - before` per key, rounded to 0.1 s, for printing.
+fn cpu_delta(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> String {
+    after
+        .iter()
+        .map(|(k, v)| format!("{k} {:.1}", v - before.get(k).copied().unwrap_or(0.0)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn clk_tck() -> f64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")
@@ -423,6 +475,7 @@ async fn bench() -> Result<()> {
     }
 
     // Phase 1: every model at once.
+    let cpu_before = cpu_breakdown(cluster.state_dir(), pid, clk);
     let apply_from = Timestamp::now();
     let t1 = Instant::now();
     let all: Vec<DeepSeekModel> = (0..n_models).map(model).collect::<Result<_>>()?;
@@ -485,6 +538,12 @@ async fn bench() -> Result<()> {
     println!(
         "operator after convergence: RSS {:.1} MiB, peak {:.1} MiB, CPU {:.1} s",
         s.rss, s.hwm, s.cpu
+    );
+    println!(
+        "CPU seconds while converging ({:.1} s wall, {} cores): {}",
+        converge.as_secs_f64(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu_delta(&cpu_before, &cpu_breakdown(cluster.state_dir(), pid, clk))
     );
     let (verbs, resources) = audit_counts(&audit_dir, &user, apply_from, converged_to)?;
     println!("operator API requests while converging, by verb: {verbs:?}");

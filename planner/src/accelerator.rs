@@ -23,7 +23,12 @@ pub struct LabelMatcher {
 
 impl LabelMatcher {
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        let Some(value) = labels.get(&self.key) else {
+        self.matches_by(&|k| labels.get(k).map(String::as_str))
+    }
+
+    /// `matches` over any label lookup (the operator keeps node labels interned).
+    pub fn matches_by<'a>(&self, label: &dyn Fn(&str) -> Option<&'a str>) -> bool {
+        let Some(value) = label(&self.key) else {
             return false;
         };
         let hit = self.values.iter().any(|v| v == value)
@@ -31,7 +36,7 @@ impl LabelMatcher {
         hit && self
             .requires
             .iter()
-            .all(|(k, v)| labels.get(k).is_some_and(|have| have == v))
+            .all(|(k, v)| label(k).is_some_and(|have| have == v))
     }
 }
 
@@ -84,6 +89,11 @@ impl Accelerator {
     /// Whether a node with these labels carries this accelerator.
     pub fn matches_labels(&self, labels: &BTreeMap<String, String>) -> bool {
         self.node_labels.iter().any(|m| m.matches(labels))
+    }
+
+    /// `matches_labels` over any label lookup.
+    pub fn matches_labels_by<'a>(&self, label: &dyn Fn(&str) -> Option<&'a str>) -> bool {
+        self.node_labels.iter().any(|m| m.matches_by(label))
     }
 
     pub fn validate(&self) -> Result<(), String> {

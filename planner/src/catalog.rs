@@ -178,4 +178,11 @@ impl Catalog {
     pub fn identify(&self, labels: &BTreeMap<String, String>) -> Option<&Accelerator> {
         self.accelerators.iter().find(|a| a.matches_labels(labels))
     }
+
+    /// `identify` over any label lookup.
+    pub fn identify_by<'a>(&self, label: &dyn Fn(&str) -> Option<&'a str>) -> Option<&Accelerator> {
+        self.accelerators
+            .iter()
+            .find(|a| a.matches_labels_by(label))
+    }
 }

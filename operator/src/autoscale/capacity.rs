@@ -7,14 +7,14 @@
 //! name, and the pod cache keeps what pods request per node (controller/pod_cache.rs). So
 //! a check costs O(pool nodes), and [`free_groups`] O(pool nodes x log(groups)).
 
-use k8s_openapi::api::core::v1::{Node, Pod};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
 
 use crate::api::DeepSeekModel;
 use crate::build::labels;
 use crate::controller::context::Context;
+use crate::inventory::NodeFacts;
 use crate::placement::place;
 use crate::validate::validate;
 
@@ -41,19 +41,12 @@ pub fn free_groups(slots: &[u32], pods_per_group: u32) -> u32 {
     u32::try_from(lo).unwrap_or(u32::MAX)
 }
 
-/// Quantity of an extended resource (integers only: accelerators are whole devices).
-fn count(q: Option<&Quantity>) -> u32 {
-    q.and_then(|q| q.0.trim().parse::<u32>().ok()).unwrap_or(0)
-}
-
-/// A node's allocatable accelerators of `resource`.
-fn allocatable(node: &Node, resource: &str) -> u32 {
-    count(
-        node.status
-            .as_ref()
-            .and_then(|s| s.allocatable.as_ref())
-            .and_then(|a| a.get(resource)),
-    )
+/// A node's allocatable accelerators of `resource` (integers only: accelerators are
+/// whole devices).
+fn allocatable(node: &NodeFacts, resource: &str) -> u32 {
+    node.allocatable(resource)
+        .and_then(|q| q.trim().parse::<u32>().ok())
+        .unwrap_or(0)
 }
 
 /// Groups of this model that exist with every pod bound to a node.
@@ -105,7 +98,7 @@ pub async fn room(ctx: &Context, model: &DeepSeekModel, own: &[Pod], current: u3
         .nodes
         .iter()
         .filter_map(|n| {
-            let node = ctx.nodes.get(&ObjectRef::<Node>::new(n))?;
+            let node = ctx.nodes.get(&ObjectRef::<NodeFacts>::new(n))?;
             Some((n.as_str(), allocatable(&node, &pool.resource_name)))
         })
         .collect();

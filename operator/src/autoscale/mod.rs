@@ -139,7 +139,13 @@ pub async fn run(ctx: Arc<Context>, stores: Vec<Store<DeepSeekModel>>) {
             })
             .collect();
         let busy: HashSet<&String> = in_flight.values().collect();
-        states.retain(|uid, _| builtin.iter().any(|m| m.uid().as_deref() == Some(uid)));
+        // A set, not a scan per state: at 1,000 models the scan cloned half a million uids
+        // every tick (heaptrack, issue 12).
+        let live: HashSet<&str> = builtin
+            .iter()
+            .filter_map(|m| m.metadata.uid.as_deref())
+            .collect();
+        states.retain(|uid, _| live.contains(uid.as_str()));
         let mut due = Vec::new();
         for m in builtin {
             let Some(uid) = m.uid() else { continue };

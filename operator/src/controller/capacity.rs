@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Event, Node};
+use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::runtime::reflector::ObjectRef;
@@ -24,6 +24,7 @@ use super::context::Context;
 use super::groups::{FoundGroup, Partial};
 use crate::capacity::{report, retry_delay, Claim, Verdict};
 use crate::inventory::karpenter::NODEPOOL_LABEL;
+use crate::inventory::NodeFacts;
 
 /// A model whose partly placed group was removed.
 #[derive(Clone, Debug)]
@@ -109,8 +110,8 @@ fn nodeclaims() -> ApiResource {
 fn nodepool_of(ctx: &Context, group: &FoundGroup<'_>) -> Option<String> {
     group.pods.iter().find_map(|p| {
         let node = p.spec.as_ref()?.node_name.as_deref()?;
-        let node: std::sync::Arc<Node> = ctx.nodes.get(&ObjectRef::new(node))?;
-        node.metadata.labels.as_ref()?.get(NODEPOOL_LABEL).cloned()
+        let node = ctx.nodes.get(&ObjectRef::<NodeFacts>::new(node))?;
+        node.label(NODEPOOL_LABEL).map(str::to_string)
     })
 }
 

@@ -4,20 +4,20 @@
 use std::sync::Arc;
 
 use deepseek_planner::Catalog;
-use k8s_openapi::api::core::v1::Node;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::Client;
 
 use super::metrics::Metrics;
 use crate::api::DeepSeekModel;
 use crate::config::OperatorConfig;
+use crate::inventory::NodeFacts;
 
 pub struct Context {
     pub client: Client,
     pub catalog: Arc<Catalog>,
     pub config: Arc<OperatorConfig>,
     /// Nodes, kept current by a watch; planning reads it without API calls.
-    pub nodes: Store<Node>,
+    pub nodes: Store<NodeFacts>,
     /// Pods, kept current by a watch and indexed by model and node (pod_cache.rs).
     pub pods: super::pod_cache::PodCache,
     /// Pods created that the pod cache has not shown yet.

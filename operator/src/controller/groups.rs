@@ -35,7 +35,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::inventory::NodeFacts;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::build::labels;
@@ -170,23 +172,13 @@ fn restarted(pod: &Pod) -> bool {
 
 /// Since when a node is unreachable: the unreachable taint's timeAdded, else its Ready
 /// condition's last transition when Ready is not True. `None` for a healthy node.
-pub fn node_lost_since(node: &Node) -> Option<Timestamp> {
+pub fn node_lost_since(node: &NodeFacts) -> Option<Timestamp> {
     let tainted = node
-        .spec
-        .as_ref()
-        .and_then(|s| s.taints.as_ref())
-        .and_then(|ts| {
-            ts.iter()
-                .find(|t| t.key == "node.kubernetes.io/unreachable")
-        })
+        .taints()
+        .iter()
+        .find(|t| t.key == "node.kubernetes.io/unreachable")
         .map(|t| t.time_added.as_ref().map(|t| t.0));
-    let not_ready = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
-        .filter(|c| c.status != "True")
-        .map(|c| c.last_transition_time.as_ref().map(|t| t.0));
+    let not_ready = node.ready().filter(|r| !r.is_true).map(|r| r.since);
     match (tainted, not_ready) {
         (Some(Some(a)), Some(Some(b))) => Some(a.min(b)),
         (Some(Some(t)), _) | (_, Some(Some(t))) => Some(t),

@@ -153,7 +153,8 @@ fn missing_ranks_of_a_group_that_never_started_are_only_incomplete() {
 
 #[test]
 fn unreachable_nodes_are_recognised_by_taint_or_ready() {
-    let node = |v: serde_json::Value| -> Node { serde_json::from_value(v).expect("valid node") };
+    let node =
+        |v: serde_json::Value| -> NodeFacts { serde_json::from_value(v).expect("valid node") };
     let healthy = node(json!({
         "metadata": {"name": "a"},
         "status": {"conditions": [{"type": "Ready", "status": "True"}]}

@@ -6,8 +6,8 @@
 //! `DEBOUNCE` and only when some digest changed, and every model is re-planned only when the
 //! pools' fingerprint changed.
 //!
-//! Nodes are stripped before caching ([`strip`]): at thousands of nodes the image lists,
-//! managedFields and annotations (none of which inventory reads) were most of the cache.
+//! Nodes are cached as `NodeFacts` (inventory/node_facts.rs): at thousands of nodes the
+//! whole Node, even stripped, was the operator's largest item.
 //!
 //! The declared pools are the configuration's plus, when Karpenter runs, one per NodePool
 //! (controller/nodepools.rs); a NodePool change regroups like a node change.
@@ -25,93 +25,34 @@ use std::time::Duration;
 
 use deepseek_planner::Catalog;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Node;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::OperatorConfig;
-use crate::inventory::{fingerprint, pools_from_nodes, Pool};
+use crate::inventory::{fingerprint, pools_from_facts, NodeFacts, Pool};
 
 const DEBOUNCE: Duration = Duration::from_millis(250);
 
 /// Latest pools; empty until the first full list of Nodes has been grouped.
 pub type Pools = watch::Receiver<Arc<Vec<Pool>>>;
 
-/// Keeps what inventory and group judgement read of a Node: name, labels, taints,
-/// unschedulable, the extended resources and memory of allocatable, and the Ready
-/// condition's status and transition time. Drops managedFields, annotations (inventory
-/// reads none of a Node's; Karpenter's are read from NodePools), uid and resourceVersion
-/// (the watch keeps its own), images, node info, addresses, volumes, capacity, the other
-/// allocatable resources and the other conditions: at 5,000 nodes the Node cache was the
-/// operator's largest item (issue 12).
-pub fn strip(node: &mut Node) {
-    let m = &mut node.metadata;
-    m.managed_fields = None;
-    m.annotations = None;
-    m.finalizers = None;
-    m.uid = None;
-    m.resource_version = None;
-    if let Some(spec) = node.spec.as_mut() {
-        spec.config_source = None;
-        spec.pod_cidrs = None;
-        spec.pod_cidr = None;
-        spec.provider_id = None;
-    }
-    if let Some(status) = node.status.take() {
-        node.status = Some(k8s_openapi::api::core::v1::NodeStatus {
-            allocatable: status.allocatable.map(|a| {
-                a.into_iter()
-                    .filter(|(k, _)| k.contains('/') || k == "memory")
-                    .collect()
-            }),
-            conditions: status
-                .conditions
-                .map(|cs| {
-                    cs.into_iter()
-                        .filter(|c| c.type_ == "Ready")
-                        .map(|mut c| {
-                            // The heartbeat changes every few seconds and nothing reads it.
-                            c.last_heartbeat_time = None;
-                            c.reason = None;
-                            c.message = None;
-                            c
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .map(|mut cs| {
-                    // The filtering collect keeps the buffer of every condition.
-                    cs.shrink_to_fit();
-                    cs
-                }),
-            ..Default::default()
-        });
-    }
-}
-
 /// What about a node planning reads: labels, taints, allocatable, schedulability, Ready.
 /// In-process only, so the std hasher's lack of cross-version stability does not matter.
-pub fn relevance_digest(node: &Node) -> u64 {
+pub fn relevance_digest(node: &NodeFacts) -> u64 {
     let mut h = DefaultHasher::new();
-    node.metadata.labels.hash(&mut h);
-    if let Some(spec) = &node.spec {
-        spec.unschedulable.hash(&mut h);
-        for t in spec.taints.iter().flatten() {
-            (&t.key, &t.value, &t.effect).hash(&mut h);
-        }
+    for l in node.labels().iter() {
+        l.hash(&mut h);
     }
-    if let Some(status) = &node.status {
-        for (k, v) in status.allocatable.iter().flatten() {
-            (k, &v.0).hash(&mut h);
-        }
-        let ready = status
-            .conditions
-            .iter()
-            .flatten()
-            .any(|c| c.type_ == "Ready" && c.status == "True");
-        ready.hash(&mut h);
+    node.unschedulable().hash(&mut h);
+    for t in node.taints() {
+        (&t.key, &t.value, &t.effect).hash(&mut h);
     }
+    for a in node.allocatable_all() {
+        a.hash(&mut h);
+    }
+    node.ready().is_some_and(|r| r.is_true).hash(&mut h);
     h.finish()
 }
 
@@ -132,12 +73,12 @@ pub struct Change {
 
 impl SeenNodes {
     /// Records a node as seen.
-    pub fn observe(&mut self, node: &Node) -> Change {
+    pub fn observe(&mut self, node: &NodeFacts) -> Change {
         let now = (
             relevance_digest(node),
             super::groups::node_lost_since(node).is_some(),
         );
-        let was = self.0.insert(node.name_any(), now);
+        let was = self.0.insert(node.name().to_string(), now);
         Change {
             relevant: was.is_none_or(|(d, _)| d != now.0),
             lost: was.is_some_and(|(_, l)| l != now.1),
@@ -159,15 +100,18 @@ pub fn watch_nodes(
     config: Arc<OperatorConfig>,
     trigger: mpsc::Sender<()>,
     lost: mpsc::Sender<String>,
-) -> (Store<Node>, Pools) {
-    let (reader, writer) = reflector::store::<Node>();
+) -> (Store<NodeFacts>, Pools) {
+    let (reader, writer) = reflector::store::<NodeFacts>();
     let (pools_tx, pools_rx) = watch::channel(Arc::new(Vec::new()));
     let store = reader.clone();
     let mut nodepools = super::nodepools::watch_nodepools(client.clone(), catalog.clone());
     let mut nodepools_open = true;
     let stream = reflector::reflector(
         writer,
-        watcher(Api::<Node>::all(client), super::watch::config()).modify(strip),
+        // NodeFacts keeps only what planning reads (inventory/node_facts.rs); the
+        // resourceVersion the watcher needed is dropped once it has read it.
+        watcher(Api::<NodeFacts>::all(client), super::watch::config())
+            .modify(|n| n.meta_mut().resource_version = None),
     )
     .backoff(super::watch::CappedBackoff::default());
     tokio::spawn(async move {
@@ -213,14 +157,14 @@ pub fn watch_nodes(
                     }
                     dirty = false;
                     let nodes = reader.state();
-                    let refs: Vec<&Node> = nodes.iter().map(|n| n.as_ref()).collect();
+                    let refs: Vec<&NodeFacts> = nodes.iter().map(|n| n.as_ref()).collect();
                     let declared: Vec<_> = config
                         .declared_pools
                         .iter()
                         .chain(nodepools.borrow_and_update().iter())
                         .cloned()
                         .collect();
-                    let pools = pools_from_nodes(&refs, &catalog, &declared);
+                    let pools = pools_from_facts(&refs, &catalog, &declared);
                     let fp = fingerprint(&pools);
                     let _ = pools_tx.send(Arc::new(pools));
                     if last_fingerprint.as_ref() != Some(&fp) {
@@ -240,7 +184,7 @@ pub fn watch_nodes(
 mod tests {
     use super::*;
 
-    fn node(yaml: &str) -> Node {
+    fn node(yaml: &str) -> NodeFacts {
         serde_yaml::from_str(yaml).expect("node")
     }
 
@@ -266,24 +210,6 @@ mod tests {
         assert!(relevant(fresh.observe(&ready)), "a new node is relevant");
         assert!(l.forget("n"), "deleted");
         assert!(!l.forget("n"), "already forgotten");
-    }
-
-    #[test]
-    fn stripping_keeps_what_inventory_reads() {
-        let full = node(
-            "metadata: {name: n, labels: {a: b}, annotations: {big: x}, managedFields: [{manager: m}]}\nspec: {unschedulable: true, taints: [{key: k, effect: NoSchedule}], providerID: p}\nstatus:\n  allocatable: {nvidia.com/gpu: '8'}\n  capacity: {nvidia.com/gpu: '8'}\n  images: [{names: [a], sizeBytes: 1}]\n  conditions: [{type: Ready, status: 'True', lastHeartbeatTime: '2026-01-01T00:00:00Z'}, {type: DiskPressure, status: 'False'}]\n",
-        );
-        let mut s = full.clone();
-        strip(&mut s);
-        assert_eq!(relevance_digest(&s), relevance_digest(&full));
-        assert!(s.metadata.annotations.is_none() && s.metadata.managed_fields.is_none());
-        let st = s.status.clone().unwrap_or_default();
-        assert!(st.images.is_none() && st.capacity.is_none());
-        assert_eq!(st.conditions.map(|c| c.len()), Some(1));
-        let spec = s.spec.clone().unwrap_or_default();
-        assert_eq!(spec.unschedulable, Some(true));
-        assert_eq!(spec.taints.map(|t| t.len()), Some(1));
-        assert_eq!(s.metadata.labels, full.metadata.labels);
     }
 
     #[test]

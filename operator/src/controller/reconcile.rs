@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
 use kube::runtime::controller::Action;
@@ -34,6 +34,7 @@ use super::status_memo;
 use crate::api::{DeepSeekModel, DeepSeekModelStatus, ServingMode};
 use crate::build::{labels, services, workload};
 use crate::capacity::Verdict;
+use crate::inventory::NodeFacts;
 use crate::placement::place;
 use crate::rollout::{self, Fault, RolloutLimits};
 use crate::validate::validate;
@@ -454,7 +455,7 @@ fn lost_nodes(ctx: &Context, pods: &[Pod]) -> BTreeMap<String, Timestamp> {
         .collect::<BTreeSet<&str>>()
         .into_iter()
         .filter_map(|n| {
-            let node = ctx.nodes.get(&ObjectRef::<Node>::new(n))?;
+            let node = ctx.nodes.get(&ObjectRef::<NodeFacts>::new(n))?;
             Some((n.to_string(), node_lost_since(&node)?))
         })
         .collect()

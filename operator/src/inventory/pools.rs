@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use deepseek_planner::Catalog;
 use k8s_openapi::api::core::v1::{Node, Taint};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use sha2::{Digest, Sha256};
 
 use super::karpenter::NODEPOOL_LABEL;
+use super::node_facts::{LabelSet, NodeFacts};
 use crate::api::Vendor;
 use crate::config::DeclaredPool;
 
@@ -63,8 +63,9 @@ pub struct Pool {
     /// Labels every node of the pool carries (for matching a manifest's nodeSelector).
     pub common_labels: BTreeMap<String, String>,
     /// Per node of `nodes` (same order), its labels that are not common: a manifest's
-    /// nodeSelector may pick some nodes of a pool (`narrowed`).
-    pub member_labels: Arc<[BTreeMap<String, String>]>,
+    /// nodeSelector may pick some nodes of a pool (`narrowed`). Their strings are the Node
+    /// cache's: at 5,000 nodes owned maps of them were 3.5 MB.
+    pub member_labels: Arc<[LabelSet]>,
     pub taints: Vec<Taint>,
     /// From the operator config rather than live nodes.
     pub declared: bool,
@@ -91,23 +92,34 @@ impl Pool {
             .filter(|&i| {
                 selector.iter().all(|(k, v)| {
                     self.common_labels.get(k) == Some(v)
-                        || self.member_labels.get(i).and_then(|m| m.get(k)) == Some(v)
+                        || self.member_labels.get(i).and_then(|m| m.get(k)) == Some(v.as_str())
                 })
             })
             .collect();
         let first = *picked.first()?;
-        let mut shared = self.member_labels.get(first).cloned().unwrap_or_default();
+        let mut shared: BTreeMap<String, String> = self
+            .member_labels
+            .get(first)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
         for &i in &picked[1..] {
-            shared.retain(|k, v| self.member_labels.get(i).and_then(|m| m.get(k)) == Some(v));
+            shared.retain(|k, v| {
+                self.member_labels.get(i).and_then(|m| m.get(k)) == Some(v.as_str())
+            });
         }
         let mut pool = self.clone();
         pool.nodes = picked.iter().map(|&i| self.nodes[i].clone()).collect();
         pool.member_labels = picked
             .iter()
             .map(|&i| {
-                let mut m = self.member_labels.get(i).cloned().unwrap_or_default();
-                m.retain(|k, _| !shared.contains_key(k));
-                m
+                self.member_labels
+                    .get(i)
+                    .map(|m| m.filtered(|k| !shared.contains_key(k)))
+                    .unwrap_or_default()
             })
             .collect();
         pool.max_nodes = picked.len() as u32;
@@ -138,53 +150,16 @@ impl Pool {
 
 /// A node as grouping needs it: borrowed, so grouping thousands of nodes copies little.
 struct NodeView<'a> {
-    name: &'a str,
-    labels: &'a BTreeMap<String, String>,
+    node: &'a NodeFacts,
     taints: Vec<&'a Taint>,
-    allocatable: Option<&'a BTreeMap<String, Quantity>>,
 }
 
-impl NodeView<'_> {
-    fn allocatable(&self, resource: &str) -> Option<&str> {
-        self.allocatable?.get(resource).map(|q| q.0.as_str())
-    }
-}
-
-static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
-
-fn usable(node: &Node) -> bool {
-    let schedulable = !node
-        .spec
-        .as_ref()
-        .and_then(|s| s.unschedulable)
-        .unwrap_or(false);
-    let ready = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .map(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        .unwrap_or(false);
-    schedulable && ready
-}
-
-fn view(node: &Node) -> Option<NodeView<'_>> {
-    let name = node.metadata.name.as_deref()?;
-    let allocatable = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
-    let mut taints: Vec<&Taint> = node
-        .spec
-        .as_ref()
-        .and_then(|s| s.taints.as_ref())
-        .map(|t| t.iter().collect())
-        .unwrap_or_default();
+fn view(node: &NodeFacts) -> NodeView<'_> {
+    let mut taints: Vec<&Taint> = node.taints().iter().collect();
     // Taints the node lifecycle adds transiently say nothing about the pool.
     taints.retain(|t| !t.key.starts_with("node.kubernetes.io/"));
     taints.sort_by(|a, b| (&a.key, &a.effect).cmp(&(&b.key, &b.effect)));
-    Some(NodeView {
-        name,
-        labels: node.metadata.labels.as_ref().unwrap_or(&NO_LABELS),
-        taints,
-        allocatable,
-    })
+    NodeView { node, taints }
 }
 
 /// The taints as one comparable string, the grouping key's taint part.
@@ -240,12 +215,12 @@ fn taint_suffix(signature: &str) -> String {
 }
 
 /// The NodePool a node was created for, when a declared pool reads that NodePool.
-fn nodepool_of<'a>(node: &'a Node, declared: &[DeclaredPool]) -> Option<&'a str> {
-    let np = node.metadata.labels.as_ref()?.get(NODEPOOL_LABEL)?;
+fn nodepool_of<'a>(node: &'a NodeFacts, declared: &[DeclaredPool]) -> Option<&'a str> {
+    let np = node.label(NODEPOOL_LABEL)?;
     declared
         .iter()
-        .any(|d| d.nodepool.as_deref() == Some(np.as_str()))
-        .then_some(np.as_str())
+        .any(|d| d.nodepool.as_deref() == Some(np))
+        .then_some(np)
 }
 
 /// Groups live nodes into pools and appends the declared pools. Nodes a Karpenter NodePool
@@ -257,36 +232,43 @@ pub fn pools_from_nodes(
     catalog: &Catalog,
     declared: &[DeclaredPool],
 ) -> Vec<Pool> {
+    let facts: Vec<NodeFacts> = nodes.iter().map(|n| NodeFacts::from(*n)).collect();
+    let refs: Vec<&NodeFacts> = facts.iter().collect();
+    pools_from_facts(&refs, catalog, declared)
+}
+
+/// `pools_from_nodes` over the operator's cached form of Nodes.
+pub fn pools_from_facts(
+    nodes: &[&NodeFacts],
+    catalog: &Catalog,
+    declared: &[DeclaredPool],
+) -> Vec<Pool> {
     let mut groups: BTreeMap<(&str, u32, String), Vec<NodeView<'_>>> = BTreeMap::new();
     let mut by_nodepool: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     // Control-plane nodes never serve models, whatever their labels and taints say.
     for node in nodes
         .iter()
         .copied()
-        .filter(|n| usable(n) && !super::taints::is_control_plane(n))
+        .filter(|n| n.usable() && !super::taints::is_control_plane(n) && !n.name().is_empty())
     {
         if let Some(np) = nodepool_of(node, declared) {
-            if let Some(name) = node.metadata.name.as_ref() {
-                by_nodepool.entry(np).or_default().push(name.clone());
-            }
+            by_nodepool
+                .entry(np)
+                .or_default()
+                .push(node.name().to_string());
             continue;
         }
-        let Some(v) = view(node) else { continue };
-        let (accel, per_node) = match catalog.identify(v.labels) {
+        let v = view(node);
+        let (accel, per_node) = match catalog.identify_by(&|k| node.label(k)) {
             Some(a) if a.resource.is_some() => {
                 let resource = a.resource.as_deref().unwrap_or_default();
-                match v.allocatable(resource).and_then(count) {
+                match node.allocatable(resource).and_then(count) {
                     Some(n) if n > 0 => (a.id.as_str(), n),
                     _ => continue,
                 }
             }
             // Nodes with no accelerator labels serve as CPU nodes.
-            None if !CPU_EXCLUDED_LABELS
-                .iter()
-                .any(|k| v.labels.contains_key(*k)) =>
-            {
-                ("cpu", 1)
-            }
+            None if !CPU_EXCLUDED_LABELS.iter().any(|k| node.label(k).is_some()) => ("cpu", 1),
             _ => continue,
         };
         let signature = taint_signature(&v.taints);
@@ -302,9 +284,14 @@ pub fn pools_from_nodes(
         let Some(a) = catalog.accelerator(accel) else {
             continue;
         };
-        let mut common = members[0].labels.clone();
+        let mut common: BTreeMap<String, String> = members[0]
+            .node
+            .labels()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         for m in &members[1..] {
-            common.retain(|k, v| m.labels.get(k) == Some(v));
+            common.retain(|k, v| m.node.label(k) == Some(v.as_str()));
         }
         let selector: BTreeMap<String, String> = common
             .iter()
@@ -313,17 +300,11 @@ pub fn pools_from_nodes(
             .collect();
         let node_memory_gib = members
             .iter()
-            .filter_map(|m| m.allocatable("memory").and_then(memory_gib))
+            .filter_map(|m| m.node.allocatable("memory").and_then(memory_gib))
             .reduce(f64::min);
         let member_labels = members
             .iter()
-            .map(|m| {
-                m.labels
-                    .iter()
-                    .filter(|(k, _)| !common.contains_key(*k))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect()
-            })
+            .map(|m| m.node.labels().filtered(|k| !common.contains_key(k)))
             .collect();
         pools.push(Pool {
             name: format!("{accel}-x{per_node}{suffix}"),
@@ -332,7 +313,7 @@ pub fn pools_from_nodes(
             resource_name: a.resource.clone().unwrap_or_default(),
             per_node,
             max_nodes: members.len() as u32,
-            nodes: members.iter().map(|m| m.name.to_string()).collect(),
+            nodes: members.iter().map(|m| m.node.name().to_string()).collect(),
             selector,
             common_labels: common,
             member_labels,

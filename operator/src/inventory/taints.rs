@@ -6,7 +6,9 @@
 //! marks nodes reserved for someone: a model lands there only if its manifest tolerates
 //! the taint itself. Control-plane nodes are never a pool at all.
 
-use k8s_openapi::api::core::v1::{Node, Taint, Toleration};
+use k8s_openapi::api::core::v1::{Taint, Toleration};
+
+use super::node_facts::NodeFacts;
 
 /// Accelerator taints: `(key, value)`; `None` tolerates any value of the key.
 pub const ACCELERATOR_TAINTS: &[(&str, Option<&str>)] = &[
@@ -26,20 +28,12 @@ const CONTROL_PLANE_KEYS: &[&str] = &[
 ];
 
 /// Whether a node belongs to the control plane (by role label or taint).
-pub fn is_control_plane(node: &Node) -> bool {
-    let labelled = node
-        .metadata
-        .labels
-        .as_ref()
-        .is_some_and(|l| CONTROL_PLANE_KEYS.iter().any(|k| l.contains_key(*k)));
+pub fn is_control_plane(node: &NodeFacts) -> bool {
+    let labelled = CONTROL_PLANE_KEYS.iter().any(|k| node.label(k).is_some());
     let tainted = node
-        .spec
-        .as_ref()
-        .and_then(|s| s.taints.as_ref())
-        .is_some_and(|ts| {
-            ts.iter()
-                .any(|t| CONTROL_PLANE_KEYS.contains(&t.key.as_str()))
-        });
+        .taints()
+        .iter()
+        .any(|t| CONTROL_PLANE_KEYS.contains(&t.key.as_str()));
     labelled || tainted
 }
 

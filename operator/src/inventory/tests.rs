@@ -128,6 +128,6 @@ fn a_node_selector_narrows_a_pool_to_the_nodes_it_names() {
     // Member labels exist for every node and hold no common label.
     assert_eq!(h100.member_labels.len(), h100.nodes.len());
     for m in h100.member_labels.iter() {
-        assert!(m.keys().all(|k| !h100.common_labels.contains_key(k)));
+        assert!(m.iter().all(|(k, _)| !h100.common_labels.contains_key(k)));
     }
 }
