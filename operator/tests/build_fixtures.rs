@@ -273,6 +273,21 @@ fn services_expose_leaders_and_a_headless_rendezvous() {
 }
 
 #[test]
+fn a_one_node_group_gets_no_headless_service_and_keeps_its_subdomain() {
+    let d = build(&example("r1-distill-qwen-1.5b-l4.yaml"));
+    assert_eq!(d.placement.plan.nodes_per_replica, 1);
+    let names: Vec<_> = d
+        .services
+        .iter()
+        .filter_map(|s| s.metadata.name.as_deref())
+        .collect();
+    assert_eq!(names, ["r1-distill-1-5b"], "the API Service only");
+    // Unchanged pods: a plan that turns multi-node later adds the Service, no restart.
+    let sub = d.pods[0].spec.as_ref().and_then(|s| s.subdomain.clone());
+    assert_eq!(sub.as_deref(), Some("r1-distill-1-5b--ranks"));
+}
+
+#[test]
 fn template_hash_follows_pod_inputs_only() {
     let base = example("r1-distill-qwen-1.5b-l4.yaml");
     let h = |m: &DeepSeekModel| build(m).workload.template_hash;

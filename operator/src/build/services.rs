@@ -1,5 +1,5 @@
-//! The model's two Services: a headless one through which ranks find their leader, and
-//! one exposing the leaders' OpenAI-compatible endpoint.
+//! The model's Services: one exposing the leaders' OpenAI-compatible endpoint and, for
+//! groups of more than one node, a headless one through which ranks find their leader.
 
 use std::collections::BTreeMap;
 
@@ -46,10 +46,15 @@ pub fn services(w: &Workload) -> Vec<Service> {
         ports: Some(vec![port("launcher", LAUNCHER_PORT.into(), LAUNCHER_PORT)]),
         ..Default::default()
     };
-    vec![
-        service(w, api_service_name(&w.model_name), api),
-        service(w, ranks_service_name(&w.model_name), ranks),
-    ]
+    let mut out = vec![service(w, api_service_name(&w.model_name), api)];
+    // A one-node group has no other rank to find its leader: no headless Service, and none
+    // of the EndpointSlice churn it costs the controller manager (at 1,000 models the
+    // scale bench's largest share of writes after our own, issue 12). The pods keep their
+    // subdomain, so a plan that turns multi-node later restarts nothing to add it.
+    if w.nodes_per_group > 1 {
+        out.push(service(w, ranks_service_name(&w.model_name), ranks));
+    }
+    out
 }
 
 fn service(w: &Workload, name: String, spec: ServiceSpec) -> Service {

@@ -40,7 +40,7 @@ pub async fn sync_services(
             .map(|s| Child::from_meta(&s.metadata))
             .collect(),
     };
-    // A model has two Services; applied together, they cost one round trip.
+    // A model has one or two Services; applied together, they cost one round trip.
     let stale = desired.iter().filter(|svc| {
         let digest = svc.annotations().get(labels::SPEC_DIGEST);
         let current = live.iter().find(|l| l.name == svc.name_any());
