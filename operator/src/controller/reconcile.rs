@@ -500,10 +500,13 @@ async fn finish(
     comparable.queue_depth = previous.queue_depth;
     comparable.last_scale_time = previous.last_scale_time.clone();
     comparable.last_scale_reason = previous.last_scale_reason.clone();
-    if &comparable != previous {
-        let uid = model.uid().unwrap_or_default();
-        let digest = status_memo::digest(&status);
-        let now = std::time::Instant::now();
+    let uid = model.uid().unwrap_or_default();
+    let digest = status_memo::digest(&status);
+    let now = std::time::Instant::now();
+    // Equal to a cache that has not shown our last write yet: that write may be on the
+    // server, and this status must replace it (status_memo.rs).
+    let behind_our_write = ctx.written.other_written_recently(&uid, digest, now);
+    if &comparable != previous || behind_our_write {
         if ctx.written.written_recently(&uid, digest, now) {
             // Written already; the cache has not shown it yet (status_memo.rs).
             return Ok(());

@@ -12,6 +12,11 @@
 //! against the old status, a plan just written looked new again (755 of 1,000 models got
 //! their `Planned` Event twice). So the plan written is remembered with the status.
 //!
+//! The other way round, a status equal to the cached one is still written when the last
+//! status written within the window differs: the status went S0 -> S1 and back to S0
+//! before the cache showed S1, and the server holds S1 (status writes wake no reconcile,
+//! so nothing would correct it until a later requeue).
+//!
 //! Condition transition times are left out of the comparison: computed against the old
 //! status, a condition that changed in the write carries a later transition time, and the
 //! one already written is the right one. After the window the cache is trusted again, so
@@ -76,6 +81,12 @@ impl StatusMemo {
     /// Whether this status (by [`digest`]) was written for the model within [`WINDOW`].
     pub fn written_recently(&self, uid: &str, digest: u64, now: Instant) -> bool {
         self.recent(uid, now, |w| w.status == digest)
+    }
+
+    /// Whether a status other than this one was written for the model within [`WINDOW`]:
+    /// the cache may not show it yet, so agreeing with the cache proves nothing.
+    pub fn other_written_recently(&self, uid: &str, digest: u64, now: Instant) -> bool {
+        self.recent(uid, now, |w| w.status != digest)
     }
 
     /// Whether a status with this plan (by [`digest_of`]) was written within [`WINDOW`].
@@ -156,6 +167,24 @@ mod tests {
         assert!(m.plan_written_recently("u", 7, t0));
         assert!(!m.plan_written_recently("u", 8, t0), "another plan");
         assert!(!m.plan_written_recently("u", 7, t0 + WINDOW), "expired");
+    }
+
+    #[test]
+    fn a_status_back_to_the_cached_one_is_not_trusted_to_the_cache() {
+        let m = StatusMemo::default();
+        let t0 = Instant::now();
+        let (s0, s1) = (digest(&status(0, 100)), digest(&status(1, 100)));
+        assert!(!m.other_written_recently("u", s0, t0), "nothing written");
+        m.wrote("u", s1, 7, t0);
+        assert!(
+            m.other_written_recently("u", s0, t0),
+            "S1 written, cache may show S0"
+        );
+        assert!(!m.other_written_recently("u", s1, t0), "S1 itself");
+        assert!(
+            !m.other_written_recently("u", s0, t0 + WINDOW),
+            "the cache is trusted again"
+        );
     }
 
     #[test]
