@@ -393,14 +393,16 @@ async fn step(
     // it scaled or was held back by capacity: at 1,000 new models those writes were one
     // in six of the operator's (issue 12). Once a leader is Ready, an unreadable one is
     // reported as before.
-    let not_yet_measurable = d.metrics_missing
-        && cond::get(&previous.conditions, METRICS_AVAILABLE).is_none()
-        && target == current
-        && capacity_msg_was_none
-        && !leaders
+    let defer = status_deferred(&Deferral {
+        metrics_missing: d.metrics_missing,
+        ever_reported: cond::get(&previous.conditions, METRICS_AVAILABLE).is_some(),
+        scaled: target != current,
+        capacity_noted: !capacity_msg_was_none,
+        leader_ready: leaders
             .iter()
-            .any(|p| crate::controller::groups::is_ready(p));
-    if !unchanged_on_server && !not_yet_measurable {
+            .any(|p| crate::controller::groups::is_ready(p)),
+    });
+    if !unchanged_on_server && !defer {
         let mut status = serde_json::Map::new();
         status.insert("conditions".into(), json!(conditions));
         if let Some(q) = queue_depth {
@@ -418,6 +420,24 @@ async fn step(
         }
     }
     Ok(())
+}
+
+/// What decides whether a step's status write waits for the model's first reading.
+struct Deferral {
+    metrics_missing: bool,
+    /// The model has a MetricsAvailable condition already.
+    ever_reported: bool,
+    /// The step changed the replicas.
+    scaled: bool,
+    /// Capacity held the step back.
+    capacity_noted: bool,
+    leader_ready: bool,
+}
+
+/// A model never read, no leader of which is Ready yet, gets no status from a step that
+/// neither scaled nor was held back: see the caller.
+fn status_deferred(d: &Deferral) -> bool {
+    d.metrics_missing && !d.ever_reported && !d.scaled && !d.capacity_noted && !d.leader_ready
 }
 
 /// What one read measured: the load, and whether it is complete enough to scale down on.
@@ -480,6 +500,58 @@ async fn write_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_new_unreadable_model_without_a_ready_leader_waits_for_its_status() {
+        let new = Deferral {
+            metrics_missing: true,
+            ever_reported: false,
+            scaled: false,
+            capacity_noted: false,
+            leader_ready: false,
+        };
+        assert!(status_deferred(&new), "starting up: nothing to say yet");
+        let cases = [
+            (
+                "read",
+                Deferral {
+                    metrics_missing: false,
+                    ..new
+                },
+            ),
+            (
+                "reported before",
+                Deferral {
+                    ever_reported: true,
+                    ..new
+                },
+            ),
+            (
+                "scaled",
+                Deferral {
+                    scaled: true,
+                    ..new
+                },
+            ),
+            (
+                "held back by capacity",
+                Deferral {
+                    capacity_noted: true,
+                    ..new
+                },
+            ),
+            (
+                "a leader is Ready yet unreadable",
+                Deferral {
+                    leader_ready: true,
+                    ..new
+                },
+            ),
+        ];
+        for (why, d) in cases {
+            assert!(!status_deferred(&d), "{why}: the status is written");
+        }
+    }
 
     #[test]
     fn no_leaders_while_replicas_are_wanted_is_missing_not_zero_load() {
