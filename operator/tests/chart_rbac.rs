@@ -138,6 +138,8 @@ const KINDS: &[(&str, &str)] = &[
     ("Pod", "pods"),
     ("Service", "services"),
     ("Node", "nodes"),
+    // The Node watch's compact Node (inventory/node_facts.rs): list + watch of nodes.
+    ("NodeFacts", "nodes"),
     ("ScaledObject", "scaledobjects"),
     ("NetworkPolicy", "networkpolicies"),
     ("Deployment", "deployments"),
