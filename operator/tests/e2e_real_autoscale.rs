@@ -251,12 +251,14 @@ async fn a_real_vllm_queue_scales_the_model_from_one_to_two() -> Result<()> {
     );
 
     // Why: a reading above what the batch can hold, so waiting requests were counted.
-    let m = models_api.get(name).await?;
-    let reason = m
-        .status
-        .as_ref()
-        .and_then(|s| s.last_scale_reason.clone())
-        .unwrap_or_default();
+    // The autoscaler writes the replicas before the status that explains them: wait for it.
+    let reason = wait_for(T, "the scale-up's reason in the status", || async {
+        let m = models_api.get(name).await?;
+        Ok(m.status
+            .and_then(|s| s.last_scale_reason)
+            .filter(|r| !r.is_empty()))
+    })
+    .await?;
     let reading: f64 = reason
         .split(" queued+running requests")
         .next()

@@ -41,14 +41,6 @@ pub fn free_groups(slots: &[u32], pods_per_group: u32) -> u32 {
     u32::try_from(lo).unwrap_or(u32::MAX)
 }
 
-/// A node's allocatable accelerators of `resource` (integers only: accelerators are
-/// whole devices).
-fn allocatable(node: &NodeFacts, resource: &str) -> u32 {
-    node.allocatable(resource)
-        .and_then(|q| q.trim().parse::<u32>().ok())
-        .unwrap_or(0)
-}
-
 /// Groups of this model that exist with every pod bound to a node.
 fn bound_groups(own: &[Pod]) -> u32 {
     let mut groups: std::collections::BTreeMap<&str, bool> = Default::default();
@@ -99,7 +91,7 @@ pub async fn room(ctx: &Context, model: &DeepSeekModel, own: &[Pod], current: u3
         .iter()
         .filter_map(|n| {
             let node = ctx.nodes.get(&ObjectRef::<NodeFacts>::new(n))?;
-            Some((n.as_str(), allocatable(&node, &pool.resource_name)))
+            Some((n.as_str(), node.devices(&pool.resource_name).unwrap_or(0)))
         })
         .collect();
     let free = slots(

@@ -42,9 +42,7 @@ pub type Pools = watch::Receiver<Arc<Vec<Pool>>>;
 /// In-process only, so the std hasher's lack of cross-version stability does not matter.
 pub fn relevance_digest(node: &NodeFacts) -> u64 {
     let mut h = DefaultHasher::new();
-    for l in node.labels().iter() {
-        l.hash(&mut h);
-    }
+    node.labels().hash(&mut h);
     node.unschedulable().hash(&mut h);
     for t in node.taints() {
         (&t.key, &t.value, &t.effect).hash(&mut h);

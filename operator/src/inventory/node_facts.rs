@@ -108,6 +108,12 @@ impl NodeFacts {
         Some(&self.allocatable[i].1)
     }
 
+    /// Whole devices of an extended resource the node can allocate ("8"); `None` when the
+    /// node has none or the quantity is not a whole count.
+    pub fn devices(&self, resource: &str) -> Option<u32> {
+        self.allocatable(resource)?.trim().parse().ok()
+    }
+
     /// Allocatable extended resources and memory in name order.
     pub fn allocatable_all(&self) -> impl Iterator<Item = (&str, &str)> {
         self.allocatable.iter().map(|(k, v)| (&**k, &**v))
@@ -337,6 +343,8 @@ mod tests {
         assert_eq!(f.allocatable("nvidia.com/gpu"), Some("8"));
         assert_eq!(f.allocatable("memory"), Some("2Ti"));
         assert_eq!(f.allocatable("cpu"), None, "only what planning reads");
+        assert_eq!(f.devices("nvidia.com/gpu"), Some(8));
+        assert_eq!(f.devices("memory"), None, "2Ti is no device count");
         let ready = f.ready().expect("ready condition");
         assert!(ready.is_true);
         assert_eq!(

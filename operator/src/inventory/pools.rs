@@ -177,11 +177,6 @@ fn taint_signature(taints: &[&Taint]) -> String {
         .collect()
 }
 
-/// Parses a quantity that should be a whole count ("8").
-fn count(q: &str) -> Option<u32> {
-    q.trim().parse::<u32>().ok()
-}
-
 /// Parses a memory quantity ("512Gi", "1024Mi", "549755813888", "64G") into GiB.
 pub fn memory_gib(q: &str) -> Option<f64> {
     let q = q.trim();
@@ -262,7 +257,7 @@ pub fn pools_from_facts(
         let (accel, per_node) = match catalog.identify_by(&|k| node.label(k)) {
             Some(a) if a.resource.is_some() => {
                 let resource = a.resource.as_deref().unwrap_or_default();
-                match node.allocatable(resource).and_then(count) {
+                match node.devices(resource) {
                     Some(n) if n > 0 => (a.id.as_str(), n),
                     _ => continue,
                 }
