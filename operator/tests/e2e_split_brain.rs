@@ -4,9 +4,11 @@
 //! The leader reaches the API server through a TCP proxy in this test, which binds its
 //! upstream side to 127.0.0.77 so the API server's audit log tells the leader's requests
 //! apart. The test black-holes the proxy (open connections are cut, new ones hang) until
-//! the standby leads, then restores it, so that a leader still running would get its
-//! writes through. It then reads the audit log: no write from the old leader may arrive
-//! after its renew deadline (2/3 of the 6 s lease, counted from its last lease renewal).
+//! the standby leads. While the proxy is still black-holed, the old leader cannot see the
+//! new lease, so only its own renew deadline can stop it: it must have exited before the
+//! standby first leads. Then the proxy is restored, so that a leader still running would
+//! get its writes through, and the audit log is read: no write from the old leader may
+//! arrive after its renew deadline (2/3 of the 6 s lease, counted from its last renewal).
 //! Needs the audit log: start the cluster with `DSO_AUDIT=1 e2e/cluster up`.
 
 mod common;
@@ -236,12 +238,38 @@ async fn a_leader_cut_off_from_the_api_server_stops_writing_before_the_standby_l
     .await?;
     proxy.set_blackhole(true);
     let cut = Instant::now();
-    wait_for(T, "the standby (direct) took the lease", || async {
-        Ok((b.counter("deepseek_operator_leader").await? == 1.0).then_some(()))
-    })
-    .await
-    .with_context(|| b.log_tail())?;
-    eprintln!("standby led {:?} after the cut", cut.elapsed());
+    // While the old leader is still cut off it cannot learn of the new lease from the API
+    // server: only its own renew deadline can stop it. So it must have stopped (exited)
+    // before the standby first leads, observed here while the black-hole holds.
+    let mut old_stopped: Option<Duration> = None;
+    let standby_led = loop {
+        if old_stopped.is_none() && a.try_exit_status().is_some() {
+            old_stopped = Some(cut.elapsed());
+        }
+        if b.counter("deepseek_operator_leader").await? == 1.0 {
+            break cut.elapsed();
+        }
+        ensure!(
+            cut.elapsed() < T,
+            "the standby did not lead within {T:?}\n{}",
+            b.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!(
+        "old leader stopped {old_stopped:?} after the cut, standby led {standby_led:?} after it"
+    );
+    let stopped = old_stopped.ok_or_else(|| {
+        anyhow!(
+            "split brain: the standby leads while the old leader, cut off, still runs\n{}",
+            a.log_tail()
+        )
+    })?;
+    ensure!(
+        stopped <= RENEW_DEADLINE + Duration::from_secs(1),
+        "the old leader stopped {stopped:?} after the cut, later than its renew deadline \
+         ({RENEW_DEADLINE:?}) plus a second"
+    );
     // The old leader's writes would get through again from here on.
     proxy.set_blackhole(false);
     models

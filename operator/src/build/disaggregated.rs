@@ -45,8 +45,10 @@ pub const ROUTER_COMPONENT: &str = "router";
 pub const ROUTER_CONTAINER: &str = "router";
 /// `app.kubernetes.io/component` of the `ascend` transfer's config store.
 pub const KV_STORE_COMPONENT: &str = "kv-store";
-/// User id of the router and store pods (no root needed: they only serve TCP).
-const HELPER_UID: i64 = 1000;
+/// User id of the router and store pods (no root needed: they only serve TCP). The
+/// engines' 10001 rather than 1000: a low uid is likely to be a real user of the node,
+/// whose files a process that escaped its container could then reach.
+const HELPER_UID: i64 = 10001;
 
 pub const ROLES: [PdRole; 2] = [PdRole::Prefill, PdRole::Decode];
 
