@@ -129,6 +129,7 @@ def tables(runs, versions):
         out.append("| figure | " + " | ".join(LABEL[p] for p in peers) + " |\n|---|" + "---|" * len(peers))
         for title, fn, unit in [("API requests", lambda r: r["api_steady"]["total"], num),
                                 ("writes", lambda r: r["api_steady"]["writes"], num),
+                                ("... of which to the leader-election Lease", lambda r: lease_writes(r["api_steady"]), num),
                                 ("CPU seconds", lambda r: (r.get("proc_steady") or {}).get("cpu_s"), num),
                                 ("RSS at the end (MiB)", lambda r: (r.get("proc_steady") or {}).get("rss_end_mib"), num)]:
             om = med([fn(r) for r in steady if r["peer"] == "ours"])
@@ -188,6 +189,13 @@ def tables(runs, versions):
             for e in rep.get("events", [])[:6] or ["(no Events)"]:
                 out.append(f"  - event: {e}")
     return "\n".join(out)
+
+
+def lease_writes(api: dict) -> int:
+    """Writes to Leases (leader election's renewals) in an audit_requests result."""
+    verbs = ("create", "update", "patch", "delete")
+    return sum(n for k, n in (api.get("by_resource") or {}).items()
+               if k.split(" ", 1)[0] in verbs and k.split(" ", 1)[-1] == "leases")
 
 
 def autoscale_table(runs, versions):

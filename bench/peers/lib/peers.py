@@ -130,22 +130,70 @@ class Peer:
         return self.proc.pid
 
 
+def chart_leader_args(bin_dir: str, namespace: str) -> tuple:
+    """(replicas, lease flags) of our chart's Deployment with its default values, rendered
+    for NAMESPACE: what a default `helm install` runs."""
+    dep = next(d for d in helm_template(bin_dir, REPO / "charts" / "deepseek-operator", namespace,
+                                        "templates/deployment.yaml") if d.get("kind") == "Deployment")
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    return dep["spec"].get("replicas", 1), [a for a in args if a.startswith(("--leader-election", "--lease-"))]
+
+
 class Ours(Peer):
     name = "ours"
     version = "this repository"
 
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.standbys = []
+
     def start(self, release: bool) -> None:
         self.k.run("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
         wait_established(self.k, "deepseekmodels.inference.deepseek-operator.dev")
+        # RBAC from the chart (its lease Role in the release namespace "default" included).
         self.k.apply(bind_to_user(helm_template(self.env["BIN"], REPO / "charts" / "deepseek-operator", "default",
                                                 "templates/rbac.yaml"), IDENTITIES["ours"]))
-        port = free_port()
         binary = REPO / "target" / ("release" if release else "debug") / "deepseek-operator"
         self.version = f"this repository ({'release' if release else 'debug'} build)"
-        # The same flags as the e2e suites: no leader election (the chart's single replica
-        # does not need it), metrics and health on 127.0.0.1.
-        self.spawn([str(binary), "run", "--metrics-bind", f"127.0.0.1:{port}"], {"RUST_LOG": "info,kube=warn"})
-        wait_http(f"http://127.0.0.1:{port}/readyz", 90, self.proc, self.log)
+        # As the chart's defaults run it (issue 26): its replicas, each with leader election
+        # and the chart's lease name and duration, identity from POD_NAME as the chart sets
+        # it; metrics and health on 127.0.0.1. The first replica is the leader (its pid is
+        # the one measured); the others stand by, and their requests (a Lease read every
+        # renew period) count for ours too, as they would in a cluster.
+        replicas, lease_args = chart_leader_args(self.env["BIN"], "default")
+        self.lease_args = lease_args
+        self.replicas = replicas
+        for i in range(max(1, replicas)):
+            port = free_port()
+            env = {"RUST_LOG": "info,kube=warn", "POD_NAME": f"bench-deepseek-operator-{i}"}
+            args = [str(binary), "run", "--metrics-bind", f"127.0.0.1:{port}"] + lease_args
+            if i == 0:
+                self.spawn(args, env)
+                wait_http(f"http://127.0.0.1:{port}/readyz", 90, self.proc, self.log)
+                # A replica with leader election is ready at once; the leader reconciles
+                # once it holds the lease and has listed the cluster.
+                deadline = time.monotonic() + 90
+                while "watching models" not in self.log.read_text():
+                    if time.monotonic() > deadline or self.proc.poll() is not None:
+                        raise RuntimeError(f"ours did not take the leader lease; log {self.log}")
+                    time.sleep(0.2)
+            else:
+                leader, self.proc = self.proc, None
+                self.log, leader_log = bench_dir() / f"{self.name}-standby-{i}.log", self.log
+                self.spawn(args, env)
+                wait_http(f"http://127.0.0.1:{port}/readyz", 90, self.proc, self.log)
+                self.standbys.append(self.proc)
+                self.proc, self.log = leader, leader_log
+        if lease_args:
+            self.version += f", {replicas} replicas, " + " ".join(lease_args)
+
+    def stop(self) -> None:
+        leader = self.proc
+        for p in self.standbys:
+            self.proc = p
+            super().stop()
+        self.proc = leader
+        super().stop()
 
 
 class Lws(Peer):
