@@ -160,7 +160,8 @@ fn a_rank_not_ready_past_the_bound_breaks_a_serving_group_only() {
 /// Table: groups with no Ready rank left. (group, now, fault, recheck)
 #[test]
 fn a_rank_that_fell_from_ready_is_bounded_even_when_no_rank_is_ready() {
-    let cases: Vec<(&str, Vec<Pod>, i64, Option<Fault>, Option<u64>)> = vec![
+    type Case = (&'static str, Vec<Pod>, i64, Option<Fault>, Option<u64>);
+    let cases: Vec<Case> = vec![
         (
             "one-pod group, NotReady since 100: 20 s left",
             vec![sized(0, 1, "a", "Running", false, 100, 0)],
@@ -360,7 +361,8 @@ fn the_capacity_bound_counts_from_when_the_group_became_partial() {
             left: Duration::from_secs(s),
         })
     };
-    let cases: Vec<(&str, Vec<Pod>, i64, Option<Fault>, Option<Verdict>)> = vec![
+    type Case = (&'static str, Vec<Pod>, i64, Option<Fault>, Option<Verdict>);
+    let cases: Vec<Case> = vec![
         (
             "both pending since 0, rank 0 bound at 400 (slow node boot): 250 s left",
             vec![bound_at(0, "a", 400), unschedulable(1, 0)],
