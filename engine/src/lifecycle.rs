@@ -3,7 +3,8 @@
 //!
 //! A multi-node group serves through its leader only; the workers hold shards of the same
 //! model. So a drain must end on the leader before any worker stops: the leader's preStop
-//! calls [`DRAIN_PATH`], which makes the engine refuse new requests and blocks until the
+//! runs [`DRAIN_COMMAND`], which calls [`DRAIN_PATH`] on the group port with the group
+//! token; that makes the engine refuse new requests and blocks until the
 //! in-flight ones finish (at most the drain bound plus [`STOP_MARGIN_SECONDS`]); a worker
 //! that receives SIGTERM keeps its engine up until the leader's engine has stopped or the
 //! same bound passes. [`termination_grace_period_seconds`] covers both waits, so the
