@@ -346,6 +346,48 @@ fn unknown_model_and_vendor_mismatch_are_refused_with_reasons() {
     );
 }
 
+/// The value of the engine container's env var `name`.
+fn env_of(pod: &Pod, name: &str) -> Option<String> {
+    pod.spec.as_ref()?.containers[0]
+        .env
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == name)?
+        .value
+        .clone()
+}
+
+#[test]
+fn every_rank_of_a_group_gets_the_groups_token_and_the_group_port() {
+    let d = build(&example("r1-fp8-h100-multinode.yaml"));
+    assert!(d.pods.len() >= 2, "a multi-node group");
+    let tokens: Vec<Option<String>> = d
+        .pods
+        .iter()
+        .map(|p| env_of(p, deepseek_engine::env::GROUP_TOKEN))
+        .collect();
+    let first = tokens[0].clone().expect("the leader has a group token");
+    assert_eq!(first.len(), 64);
+    assert!(tokens.iter().all(|t| t.as_deref() == Some(first.as_str())));
+    let gid = label(&d.pods[0], labels::GROUP_ID).to_string();
+    assert_eq!(
+        first,
+        deepseek_operator::build::pods::group_token("uid-1", &gid)
+    );
+    for p in &d.pods {
+        let ports: Vec<i32> = p.spec.as_ref().expect("spec").containers[0]
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| p.container_port)
+            .collect();
+        assert!(
+            ports.contains(&i32::from(deepseek_engine::GROUP_PORT)),
+            "{ports:?}"
+        );
+    }
+}
+
 #[test]
 fn the_leader_drains_before_stopping_and_the_grace_period_covers_the_group() {
     let d = build(&example("r1-fp8-h100-multinode.yaml"));
@@ -356,11 +398,12 @@ fn the_leader_drains_before_stopping_and_the_grace_period_covers_the_group() {
             .and_then(|s| s.containers[0].lifecycle.clone())
             .and_then(|l| l.pre_stop)
     };
-    let path = pre_stop(leader)
-        .and_then(|h| h.http_get)
-        .and_then(|g| g.path)
-        .unwrap_or_default();
-    assert_eq!(path, deepseek_engine::DRAIN_PATH);
+    // The drain is on the group port with the group token: the hook runs the launcher's
+    // own `drain` in the container, never an HTTP GET to the public launcher port.
+    let hook = pre_stop(leader).expect("the leader has a preStop hook");
+    assert!(hook.http_get.is_none(), "{hook:?}");
+    let command = hook.exec.and_then(|e| e.command).unwrap_or_default();
+    assert_eq!(command, deepseek_engine::DRAIN_COMMAND);
     assert!(
         pre_stop(worker).is_none(),
         "workers wait for the leader instead"

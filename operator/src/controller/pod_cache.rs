@@ -116,6 +116,14 @@ pub fn strip(pod: &mut Pod) {
                             name: c.name,
                             restart_count: c.restart_count,
                             ready: c.ready,
+                            // When the container started running: a rank Ready and then
+                            // NotReady since is told from one still loading (groups.rs).
+                            state: c.state.and_then(|s| s.running).map(|r| {
+                                k8s_openapi::api::core::v1::ContainerState {
+                                    running: Some(r),
+                                    ..Default::default()
+                                }
+                            }),
                             ..Default::default()
                         })
                         .collect::<Vec<_>>()

@@ -22,7 +22,8 @@ fn pod(name: &str, model: Option<&str>, node: Option<&str>, phase: &str, rv: &st
                 {"type": "PodScheduled", "status": "True"},
                 {"type": "Initialized", "status": "True"}],
             "containerStatuses": [{"name": "c", "restartCount": 2, "ready": true,
-                "image": "i", "imageID": "x"}]}
+                "image": "i", "imageID": "x",
+                "state": {"running": {"startedAt": "2026-01-01T00:00:05Z"}}}]}
     }))
     .expect("pod")
 }
@@ -62,6 +63,17 @@ fn stripping_keeps_what_judgement_scraping_and_capacity_read() {
     let cs = st.container_statuses.unwrap_or_default();
     assert_eq!(cs[0].restart_count, 2);
     assert!(cs[0].image.is_empty());
+    let started = cs[0]
+        .state
+        .as_ref()
+        .and_then(|s| s.running.as_ref())
+        .and_then(|r| r.started_at.as_ref())
+        .map(|t| t.0.to_string());
+    assert_eq!(
+        started.as_deref(),
+        Some("2026-01-01T00:00:05Z"),
+        "a rank that fell from Ready is told by it"
+    );
 }
 
 #[test]
