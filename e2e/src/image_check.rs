@@ -82,6 +82,24 @@ fn env_pairs(arg: &str) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
+/// Paths a `RUN` line deletes with `rm` (a copied-in installer removed after use is
+/// not expected in the image).
+fn removed_paths(run: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut in_rm = false;
+    for w in run.split_whitespace() {
+        match w {
+            "rm" => in_rm = true,
+            "&&" | "||" | ";" | "|" => in_rm = false,
+            _ if in_rm && !w.starts_with('-') => {
+                out.insert(normalise(w.trim_end_matches(';')));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// The facts of a Dockerfile's final stage (everything after its last `FROM`).
 pub fn dockerfile_facts(text: &str) -> Result<DockerfileFacts> {
     let all = instructions(text);
@@ -108,6 +126,10 @@ pub fn dockerfile_facts(text: &str) -> Result<DockerfileFacts> {
             "ENTRYPOINT" => f.entrypoint = Some(exec_form(arg)?),
             "CMD" => f.cmd = Some(exec_form(arg)?),
             "ENV" => f.env.extend(env_pairs(arg)?),
+            "RUN" => {
+                let removed = removed_paths(arg);
+                f.copied.retain(|c| !removed.contains(&normalise(c)));
+            }
             "COPY" => {
                 let dest = arg
                     .split_whitespace()
@@ -325,6 +347,15 @@ CMD ["run"]
             f.ports,
             BTreeSet::from(["8000/tcp".to_string(), "8080/udp".to_string()])
         );
+    }
+
+    #[test]
+    fn copied_then_removed_is_not_expected() {
+        let f = dockerfile_facts(
+            "FROM x\nCOPY a /tmp/inst\nCOPY b /app\nRUN /tmp/inst/run /opt \\\n && rm -rf /tmp/inst\n",
+        )
+        .unwrap();
+        assert_eq!(f.copied, vec!["/app".to_string()]);
     }
 
     #[test]
