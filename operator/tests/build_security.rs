@@ -345,6 +345,64 @@ fn every_pod_has_requests_a_bounded_shm_and_a_tight_security_context() {
     assert_eq!(req.get("memory").map(|q| q.0.as_str()), Some("20Gi"));
 }
 
+/// The kubelet creates a missing node cache directory owned by root, mode 0755, and
+/// fsGroup does not apply to hostPath volumes: a non-root engine could not write its
+/// cache. Non-root pods on a node cache get an init container that gives the directory
+/// (only it) to the engine's user, as root with CHOWN as its only capability.
+#[test]
+fn a_non_root_engine_owns_its_node_cache_directory() {
+    let d = build(
+        &model("m", "a", small()),
+        &l4_nodes(),
+        &OperatorConfig::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(d.workload.weights, WeightsVolume::HostPath(_)));
+    for pod in &d.pods {
+        let spec = spec_of(pod);
+        let uid = spec
+            .security_context
+            .as_ref()
+            .and_then(|s| s.run_as_user)
+            .unwrap_or_default();
+        assert_eq!(uid, 10001);
+        let init = spec.init_containers.clone().unwrap_or_default();
+        assert_eq!(init.len(), 1, "{init:?}");
+        let c = &init[0];
+        assert_eq!(
+            c.command.clone().unwrap_or_default(),
+            ["chown", "10001:10001", "/models"]
+        );
+        assert_eq!(c.image, spec.containers[0].image);
+        let mounts = c.volume_mounts.clone().unwrap_or_default();
+        assert_eq!(
+            mounts
+                .iter()
+                .map(|m| (m.name.as_str(), m.mount_path.as_str()))
+                .collect::<Vec<_>>(),
+            [("models", "/models")]
+        );
+        let sc = c.security_context.clone().unwrap_or_default();
+        assert_eq!(sc.run_as_user, Some(0));
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.privileged, Some(false));
+        let caps = sc.capabilities.unwrap_or_default();
+        assert_eq!(caps.drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(caps.add, Some(vec!["CHOWN".to_string()]));
+    }
+    // A volume claim gets fsGroup instead: no init container.
+    let mut claimed = small();
+    claimed["cache"] = json!({"claimName": "weights"});
+    let d = build(
+        &model("m", "a", claimed),
+        &l4_nodes(),
+        &OperatorConfig::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!matches!(d.workload.weights, WeightsVolume::HostPath(_)));
+    assert_eq!(spec_of(&d.pods[0]).init_containers, None);
+}
+
 /// Golden template hashes of fixed manifests. A change here restarts every model of that
 /// shape the next time its spec changes: make it deliberately, and say so in the release
 /// notes. (Running models are protected anyway: they reuse `status.resolved`.)

@@ -153,6 +153,7 @@ fn pod(w: &Workload, slot: u32, rank: u32) -> Pod {
             hostname: Some(name),
             subdomain: Some(ranks_service_name(&w.model_name)),
             containers: vec![container(w, slot, rank)],
+            init_containers: cache_owner(w).map(|c| vec![c]),
             affinity: Some(affinity(w, &gid)),
             node_selector: (!w.extra_node_selector.is_empty())
                 .then(|| w.extra_node_selector.clone()),
@@ -381,15 +382,75 @@ fn volumes(w: &Workload) -> Vec<Volume> {
     v
 }
 
+/// The user (and group) a non-root engine runs as: Ascend's device owner, else ENGINE_UID.
+fn engine_uid(w: &Workload) -> i64 {
+    if w.launch.vendor == "ascend" {
+        ASCEND_UID
+    } else {
+        ENGINE_UID
+    }
+}
+
+/// For a non-root engine on a node cache, an init container that gives the cache
+/// directory to the engine's user. The kubelet creates a missing `DirectoryOrCreate`
+/// path owned by root with mode 0755, and `fsGroup` does not apply to hostPath volumes,
+/// so without it the engine cannot create `/models/hf` ("permission denied"). It runs
+/// as root with CHOWN as its only capability, changes the owner of that one directory
+/// (not recursively: files already there belong to whoever wrote them) and exits; see
+/// docs/security.md. PVC-backed caches get `fsGroup` instead, root engines need nothing.
+fn cache_owner(w: &Workload) -> Option<Container> {
+    if w.run_as_root || !matches!(w.weights, WeightsVolume::HostPath(_)) {
+        return None;
+    }
+    let uid = engine_uid(w);
+    let tiny = BTreeMap::from([
+        ("cpu".to_string(), Quantity("10m".into())),
+        ("memory".to_string(), Quantity("16Mi".into())),
+    ]);
+    Some(Container {
+        name: "cache-owner".into(),
+        image: Some(w.image.clone()),
+        command: Some(vec![
+            "chown".into(),
+            format!("{uid}:{uid}"),
+            MODELS_DIR.into(),
+        ]),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "models".into(),
+            mount_path: MODELS_DIR.into(),
+            ..Default::default()
+        }]),
+        resources: Some(ResourceRequirements {
+            limits: Some(tiny.clone()),
+            requests: Some(tiny),
+            ..Default::default()
+        }),
+        security_context: Some(SecurityContext {
+            run_as_user: Some(0),
+            run_as_group: Some(0),
+            run_as_non_root: Some(false),
+            privileged: Some(false),
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: Some(vec!["CHOWN".into()]),
+            }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                localhost_profile: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
 /// Pod-level security: seccomp RuntimeDefault, and a non-root user (with a group that
 /// owns the weight volumes) unless the vendor's devices need root.
 fn pod_security(w: &Workload) -> PodSecurityContext {
     let non_root = !w.run_as_root;
-    let uid = if w.launch.vendor == "ascend" {
-        ASCEND_UID
-    } else {
-        ENGINE_UID
-    };
+    let uid = engine_uid(w);
     PodSecurityContext {
         run_as_non_root: Some(non_root),
         run_as_user: non_root.then_some(uid),
