@@ -19,16 +19,20 @@ use crate::build::{labels, pods, Workload};
 
 /// Applies the desired Services whose digest differs from the live one and deletes the
 /// model's Services that are no longer desired. The live ones come from the child cache
-/// (child_cache.rs); only before its first list from the API server.
+/// (child_cache.rs); only before its first list from the API server. A Service the cache
+/// does not show is read before it is first applied: one of that name that the model
+/// (`owner`, its uid) does not control is left alone and reported (`apply::check_ours`).
 pub async fn sync_services(
     ctx: &Context,
     ns: &str,
     model: &str,
+    owner: &str,
     desired: &[Service],
 ) -> Result<(), Error> {
+    let api = Api::<Service>::namespaced(ctx.client.clone(), ns);
     let live = match ctx.children.services_of(ns, model) {
         Some(live) => live,
-        None => Api::<Service>::namespaced(ctx.client.clone(), ns)
+        None => api
             .list(&ListParams::default().labels(&labels::selector_string(model)))
             .await
             .map_err(|source| Error::Read {
@@ -41,15 +45,33 @@ pub async fn sync_services(
             .collect(),
     };
     // A model has one or two Services; applied together, they cost one round trip.
-    let stale = desired.iter().filter(|svc| {
+    let stale = desired.iter().filter_map(|svc| {
         let digest = svc.annotations().get(labels::SPEC_DIGEST);
         let current = live.iter().find(|l| l.name == svc.name_any());
-        current.and_then(|l| l.digest.as_ref()) != digest
+        (current.and_then(|l| l.digest.as_ref()) != digest).then_some((svc, current))
     });
-    futures::future::try_join_all(stale.map(|svc| apply::apply_service(ctx, svc))).await?;
+    let api = &api;
+    futures::future::try_join_all(stale.map(|(svc, current)| async move {
+        let name = svc.name_any();
+        let what = format!("Service {ns}/{name}");
+        let controller = match current {
+            Some(c) => Some(c.controller_uid.clone()),
+            None => api
+                .get_metadata_opt(&name)
+                .await
+                .map_err(|source| Error::Read {
+                    what: what.clone(),
+                    source,
+                })?
+                .map(|m| apply::controller_uid(&m.metadata).map(str::to_string)),
+        };
+        apply::check_ours(&what, controller.as_ref().map(Option::as_deref), owner)?;
+        apply::apply_service(ctx, svc).await
+    }))
+    .await?;
     for orphan in live
         .iter()
-        .filter(|l| !desired.iter().any(|d| d.name_any() == l.name))
+        .filter(|l| l.controlled_by(owner) && !desired.iter().any(|d| d.name_any() == l.name))
     {
         apply::delete::<Service>(ctx, ns, &orphan.name).await?;
         ctx.children.deleted(ChildKind::Service, ns, &orphan.name);

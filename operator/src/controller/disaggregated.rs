@@ -15,7 +15,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::apply::{event, write_status};
+use super::apply::{check_ours, controller_uid, event, write_status};
 use super::context::Context;
 use super::error::Error;
 use super::status::{self as cond, set};
@@ -79,8 +79,17 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
                 &message,
                 generation,
             );
+            set(
+                &previous.conditions,
+                &mut status.conditions,
+                cond::CONFLICT,
+                true,
+                "ObjectNotOwned",
+                &message,
+                generation,
+            );
             if previous.conditions != status.conditions {
-                event(&ctx, &model, true, "NameConflict", message).await;
+                event(&ctx, &model, true, "Conflict", message).await;
                 write_status(&ctx, &model, &status).await?;
             }
             // Rechecked now and then: the other object may be renamed or deleted.
@@ -333,28 +342,18 @@ where
             .and_then(|a| a.get(labels::SPEC_DIGEST))
             == Some(&digest)
     };
-    // Never take over an object of the same name that is not ours (a user's own model
-    // called `<name>-prefill`, say): force-applying would silently rewrite it.
-    let owner_uid = desired
+    let owner = desired
         .meta()
         .owner_references
         .as_ref()
         .and_then(|o| o.first())
-        .map(|o| o.uid.clone());
-    if let Some(l) = &live {
-        let ours = l
-            .meta()
-            .owner_references
-            .iter()
-            .flatten()
-            .any(|o| o.controller == Some(true) && Some(&o.uid) == owner_uid.as_ref());
-        if !ours {
-            return Err(Error::Conflict(format!(
-                "{} already exists and does not belong to this model; rename one of them",
-                what()
-            )));
-        }
-    }
+        .map(|o| o.uid.clone())
+        .unwrap_or_default();
+    check_ours(
+        &what(),
+        live.as_ref().map(|l| controller_uid(l.meta())),
+        &owner,
+    )?;
     let mut desired = desired.clone();
     match live {
         Some(live) if current(&live) => return Ok(live),

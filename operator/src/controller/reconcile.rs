@@ -41,6 +41,8 @@ use crate::validate::validate;
 
 const BUSY_REQUEUE: Duration = Duration::from_secs(5);
 const IDLE_REQUEUE: Duration = Duration::from_secs(300);
+/// How often a model whose child's name is taken looks again.
+const CONFLICT_RECHECK: Duration = Duration::from_secs(60);
 
 /// Where a reconcile read the model's pods.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -308,20 +310,6 @@ async fn reconcile_from(
     // digest matches) and the KEDA ScaledObject (when autoscaling.provider=keda; removed
     // otherwise) depend on none of each other: written at once, a new model's pods wait
     // one round trip for them, not five (issues 12 and 14). Then groups.
-    let planned_event = async {
-        if newly_planned {
-            event(&ctx, &model, false, "Planned", plan_msg.clone()).await;
-        }
-    };
-    let (services, policy, (), ()) = tokio::join!(
-        children::sync_services(&ctx, &ns, &name, &desired_services),
-        super::network_policy::sync(&ctx, &model),
-        crate::autoscale::scaled_object::sync(&ctx, &model),
-        planned_event,
-    );
-    services?;
-    policy?;
-
     let room = placement.surge_room(validated.replicas);
     let limits = RolloutLimits::resolve(
         validated.rollout.max_surge,
@@ -329,6 +317,25 @@ async fn reconcile_from(
         room,
     );
     let mut actions = rollout::step(validated.replicas, &w.template_hash, &observed, limits);
+    let planned_event = async {
+        if newly_planned {
+            event(&ctx, &model, false, "Planned", plan_msg.clone()).await;
+        }
+    };
+    let uid = model.uid().ok_or(Error::MissingField("metadata.uid"))?;
+    let (services, policy, scaled, ()) = tokio::join!(
+        children::sync_services(&ctx, &ns, &name, &uid, &desired_services),
+        super::network_policy::sync(&ctx, &model),
+        crate::autoscale::scaled_object::sync(&ctx, &model),
+        planned_event,
+    );
+    // A child's name taken by an object this model does not control: nothing is created
+    // until it is freed (pods would run without their Service or isolation).
+    let conflict = conflicts([services, policy, scaled])?;
+    if conflict.is_some() {
+        actions.create.clear();
+    }
+
     actions.delete.retain(|d| !retired.contains(d));
     if read == Read::Cache
         && children::would_delete(&children::pods_of(&actions.delete, groups), &dead_nodes)
@@ -418,6 +425,23 @@ async fn reconcile_from(
         },
         generation,
     );
+    if let Some(message) = &conflict {
+        let was = cond::get(&previous.conditions, cond::CONFLICT);
+        if was.is_none_or(|c| &c.message != message) {
+            event(&ctx, &model, true, "Conflict", message.clone()).await;
+        }
+        set(
+            &previous.conditions,
+            &mut status.conditions,
+            cond::CONFLICT,
+            true,
+            "ObjectNotOwned",
+            message,
+            generation,
+        );
+        // Rechecked now and then: the other object may be renamed or deleted.
+        retry_in = Some(CONFLICT_RECHECK);
+    }
     let (ready, desired) = (status.ready_replicas, status.desired_replicas);
 
     let labels_m = ModelLabels {
@@ -446,6 +470,19 @@ async fn reconcile_from(
                 .next(&model_key, busy_requeue::fingerprint(generation, &pods)),
         ),
     }))
+}
+
+/// The conflicts among the children's sync results, joined; any other error fails the pass.
+fn conflicts<const N: usize>(results: [Result<(), Error>; N]) -> Result<Option<String>, Error> {
+    let mut found = Vec::new();
+    for r in results {
+        match r {
+            Ok(()) => {}
+            Err(Error::Conflict(message)) => found.push(message),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((!found.is_empty()).then(|| found.join("; ")))
 }
 
 /// Since when each node of the model's pods is unreachable, from the Node cache.
@@ -483,6 +520,7 @@ async fn finish(
         cond::AVAILABLE,
         cond::PROGRESSING,
         cond::DEGRADED,
+        cond::CONFLICT,
     ];
     comparable.conditions.extend(
         previous
