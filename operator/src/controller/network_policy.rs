@@ -14,7 +14,7 @@ use super::apply;
 use super::child_cache::{Child, ChildKind, Seen};
 use super::context::Context;
 use super::error::Error;
-use crate::api::{DeepSeekModel, FIELD_MANAGER};
+use crate::api::{DeepSeekModel, ServingMode, FIELD_MANAGER};
 use crate::build::labels;
 use crate::build::network_policy::{network_policy, network_policy_name};
 
@@ -60,11 +60,17 @@ pub async fn sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), Error> {
     let owner = model
         .controller_owner_ref(&())
         .ok_or(Error::MissingField("metadata.uid"))?;
-    let parent = model
-        .labels()
-        .get(crate::build::disaggregated::DISAGGREGATED)
-        .filter(|_| crate::build::disaggregated::role_of(&model.spec).is_some());
-    let desired = network_policy(&model_name, &ns, owner, cfg, parent.map(String::as_str));
+    // A disaggregated model's own pods (router, KV store) take its roles' pods as peers,
+    // as a role's do.
+    let parent = match model.spec.serving_mode() {
+        ServingMode::Disaggregated => Some(model_name.clone()),
+        _ => model
+            .labels()
+            .get(crate::build::disaggregated::DISAGGREGATED)
+            .filter(|_| crate::build::disaggregated::role_of(&model.spec).is_some())
+            .cloned(),
+    };
+    let desired = network_policy(&model_name, &ns, owner, cfg, parent.as_deref());
     if live.as_ref().and_then(|l| l.digest.as_ref())
         == desired.annotations().get(labels::SPEC_DIGEST)
     {
