@@ -138,8 +138,7 @@ pub struct Decision {
     pub requeue: Requeue,
     /// The nearest moment a bound runs out with no watch event.
     pub recheck: Option<Duration>,
-    /// What the workload conditions are derived from; `None` while nothing is planned and
-    /// no group exists.
+    /// What the workload conditions are derived from, planned or not.
     view: View,
     previous: DeepSeekModelStatus,
 }
