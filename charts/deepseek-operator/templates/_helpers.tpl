@@ -133,7 +133,7 @@ namespace (watchNamespaces). */}}
 - apiGroups: ["keda.sh"]
   resources: ["scaledobjects"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# The model's NetworkPolicy: the operator's own are watched (metadata only; get only before
+# The model's NetworkPolicy: the operator's own are watched (metadata only; get before the first apply, to never take over another's, or before
 # that watch has listed), server-side applied when changed, deleted when
 # networkPolicy.models.enabled is false.
 - apiGroups: ["networking.k8s.io"]

@@ -8,6 +8,8 @@ pub mod capacity;
 pub mod child_cache;
 pub mod children;
 pub mod context;
+pub mod decide;
+pub mod decide_roles;
 pub mod disaggregated;
 pub mod error;
 pub mod events;

@@ -10,6 +10,8 @@ pub const SCHEDULED: &str = "Scheduled";
 pub const AVAILABLE: &str = "Available";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
+/// Present while a child's name is taken by an object the model does not control.
+pub const CONFLICT: &str = "Conflict";
 
 /// Sets condition `type_`, reusing the previous transition time when its status did not
 /// change.
