@@ -211,7 +211,7 @@ async fn reconcile_from(
 
     // Plan.
     let pools = ctx.pools.borrow().clone();
-    let placement = match place(&validated, &pools, &ctx.catalog) {
+    let placement = match place(&validated, &ns, &pools, &ctx.catalog) {
         Ok(p) => p,
         Err(u) => {
             // Groups already serving keep serving; only new placement is impossible.
