@@ -26,9 +26,13 @@ fn example(file: &str) -> DeepSeekModel {
 }
 
 fn build(m: &DeepSeekModel) -> Desired {
+    build_with(m, &OperatorConfig::default())
+}
+
+fn build_with(m: &DeepSeekModel, config: &OperatorConfig) -> Desired {
     let nodes = nodes();
     let refs: Vec<&Node> = nodes.iter().collect();
-    match desired(m, &refs, &OperatorConfig::default(), Catalog::builtin()) {
+    match desired(m, &refs, config, Catalog::builtin()) {
         Ok(d) => d,
         Err((reason, msg)) => panic!("{reason}: {msg}"),
     }
@@ -143,7 +147,27 @@ fn r1_fp8_on_h100_is_one_group_of_two_pods_on_distinct_nodes() {
 
 #[test]
 fn amd_example_requests_amd_gpus_with_a_rocm_image() {
-    let d = build(&example("v3-fp8-mi300x.yaml"));
+    // AMD pods run as root without amdRenderGroups: the node cache needs the opt-in.
+    let refused = {
+        let nodes = nodes();
+        let refs: Vec<&Node> = nodes.iter().collect();
+        desired(
+            &example("v3-fp8-mi300x.yaml"),
+            &refs,
+            &OperatorConfig::default(),
+            Catalog::builtin(),
+        )
+        .err()
+        .map(|(reason, _)| reason)
+    };
+    assert_eq!(refused, Some("RootHostPathCache"));
+    let d = build_with(
+        &example("v3-fp8-mi300x.yaml"),
+        &OperatorConfig {
+            allow_root_host_path_cache: true,
+            ..Default::default()
+        },
+    );
     assert_eq!(d.placement.pool.accelerator, "mi300x");
     assert_eq!(d.pods.len(), 1);
     // 671 GB of FP8 weights fit four 192 GiB devices: half a node per replica.

@@ -65,6 +65,13 @@ podSizing:
   {{- toYaml .Values.config.podSizing | nindent 2 }}
 amdRenderGroups:
   {{- toYaml .Values.config.amdRenderGroups | nindent 2 }}
+allowRootHostPathCache: {{ .Values.config.allowRootHostPathCache }}
+allowCustomPrometheusQueries: {{ .Values.config.allowCustomPrometheusQueries }}
+unreachableNodeTimeoutSeconds: {{ .Values.config.unreachableNodeTimeoutSeconds | int64 }}
+rankNotReadyTimeoutSeconds: {{ .Values.config.rankNotReadyTimeoutSeconds | int64 }}
+capacityPendingTimeoutSeconds: {{ .Values.config.capacityPendingTimeoutSeconds | int64 }}
+capacityRetrySeconds: {{ .Values.config.capacityRetrySeconds | int64 }}
+drainSeconds: {{ .Values.config.drainSeconds | int64 }}
 {{- with .Values.config.runtimeImageTag }}
 runtimeImageTag: {{ . | quote }}
 {{- end }}

@@ -85,6 +85,10 @@ async fn try_sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), SyncError>
             let digest = desired["metadata"]["annotations"][labels::SPEC_DIGEST].as_str();
             let same = live.as_ref().is_some_and(|l| l.digest.as_deref() == digest);
             if !same {
+                // Said when the object is (re)applied, not on every reconcile.
+                if let Some(msg) = keda::ignored_query(model, &ctx.config) {
+                    event(ctx, model, true, keda::QUERY_IGNORED_REASON, msg).await;
+                }
                 ctx.metrics.write("apply", keda::PLURAL);
                 let applied = api
                     .patch(

@@ -164,7 +164,7 @@ fn pod(w: &Workload, slot: u32, rank: u32) -> Pod {
             automount_service_account_token: Some(false),
             // Covers the leader's drain, then each worker's wait for it and its own stop.
             termination_grace_period_seconds: Some(
-                deepseek_engine::TERMINATION_GRACE_PERIOD_SECONDS,
+                deepseek_engine::termination_grace_period_seconds(w.drain_seconds),
             ),
             restart_policy: Some("Always".into()),
             ..Default::default()
@@ -213,6 +213,14 @@ fn container(w: &Workload, slot: u32, rank: u32) -> Container {
             value_from: None,
         },
     ];
+    // The configured drain bound (the launcher's default when it is the default).
+    if w.drain_seconds != deepseek_engine::DEFAULT_DRAIN_SECONDS {
+        env_vars.push(EnvVar {
+            name: env::DRAIN_SECONDS.into(),
+            value: Some(w.drain_seconds.to_string()),
+            value_from: None,
+        });
+    }
     if !w.run_as_root {
         // A non-root user with no home in the image: caches (torch, triton) go to /tmp.
         for (k, v) in [("HOME", "/tmp"), ("USER", "engine")] {

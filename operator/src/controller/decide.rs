@@ -353,11 +353,13 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
     let mut events = Vec::new();
     // Validate and place; the replicas asked for hold even without a plan.
     let validated = validate(&model.spec, i.catalog, cfg);
+    // Declared pools may be open to some namespaces only (placement.rs).
+    let namespace = model.metadata.namespace.as_deref().unwrap_or_default();
     let placed = validated
         .as_ref()
         .map_err(|e| (e.reason, e.message.clone()))
         .and_then(|v| {
-            place(v, i.pools, i.catalog)
+            place(v, namespace, i.pools, i.catalog)
                 .map(|p| (v, p))
                 .map_err(|u| (u.reason, u.message))
         });
