@@ -57,7 +57,13 @@ fn check(a: &deepseek_launcher::cli::LaunchArgs) -> anyhow::Result<i32> {
 }
 
 fn render(a: &deepseek_launcher::cli::LaunchArgs, format: &str) -> anyhow::Result<i32> {
-    let launch = Launch::from_args(a)?;
+    // Rendering serves no group port, so a multi-node group's token is not needed to
+    // print its commands (the token appears in none of them).
+    let mut a = a.clone();
+    if a.group_token.as_deref().is_none_or(|t| t.trim().is_empty()) {
+        a.group_token = Some("render".into());
+    }
+    let launch = Launch::from_args(&a)?;
     let steps = launch.steps()?;
     match format {
         "json" => println!("{}", serde_json::to_string_pretty(&steps)?),
