@@ -118,6 +118,32 @@ pub struct OperatorConfig {
     /// again; doubled per removal in a row (capacity.rs `retry_delay`). Longer than the
     /// NodePool's consolidation of an empty node, so the freed node goes first.
     pub capacity_retry_seconds: Seconds<300>,
+    /// How often a group whose rank restarted or failed is recreated (crash loops).
+    pub crash_loop_backoff: CrashLoopBackoff,
+}
+
+/// The back-off of recreating a model's crash-looping groups (controller/crash_backoff.rs):
+/// each recreation waits `baseSeconds`, doubled per recreation within the window, up to
+/// `capSeconds`, jittered down to half; and never more than `maxRecreations` in any
+/// `windowSeconds`, so a rank that fails at every start cannot flood the API server.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CrashLoopBackoff {
+    pub max_recreations: u32,
+    pub window_seconds: u64,
+    pub base_seconds: u64,
+    pub cap_seconds: u64,
+}
+
+impl Default for CrashLoopBackoff {
+    fn default() -> Self {
+        CrashLoopBackoff {
+            max_recreations: 6,
+            window_seconds: 600,
+            base_seconds: 10,
+            cap_seconds: 300,
+        }
+    }
 }
 
 /// A number of seconds whose default is `DEFAULT`, so a missing field and
@@ -260,6 +286,20 @@ images:
         let timeouts =
             OperatorConfig::from_yaml("unreachableNodeTimeoutSeconds: 5").expect("valid config");
         assert_eq!(timeouts.unreachable_node_timeout_seconds.0, 5);
+    }
+
+    #[test]
+    fn crash_loop_backoff_defaults_to_six_in_ten_minutes_and_is_configurable() {
+        let d = OperatorConfig::default().crash_loop_backoff;
+        assert_eq!((d.max_recreations, d.window_seconds), (6, 600));
+        let cfg =
+            OperatorConfig::from_yaml("crashLoopBackoff: {maxRecreations: 2, capSeconds: 60}")
+                .expect("valid config");
+        let b = cfg.crash_loop_backoff;
+        assert_eq!(
+            (b.max_recreations, b.window_seconds, b.cap_seconds),
+            (2, 600, 60)
+        );
     }
 
     #[test]
