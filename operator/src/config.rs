@@ -123,8 +123,9 @@ pub struct OperatorConfig {
 }
 
 /// The back-off of recreating a model's crash-looping groups (controller/crash_backoff.rs):
-/// each recreation waits `baseSeconds`, doubled per recreation within the window, up to
-/// `capSeconds`, jittered down to half; and never more than `maxRecreations` in any
+/// each recreation waits `baseSeconds`, doubled per recreation in a run (each less than a
+/// window after the last), up to `capSeconds`, jittered down to half; and never more than
+/// `maxRecreations` in any
 /// `windowSeconds`, so a rank that fails at every start cannot flood the API server.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", default)]

@@ -42,9 +42,10 @@ fn ms(d: Duration) -> i64 {
 }
 
 /// When the model may next recreate a crashed group; `None`: now. The pause after the
-/// last recreation grows with the recreations in the window as it was then (so it is
-/// fixed once that recreation is done); and once `maxRecreations` are recorded, the next
-/// waits until the `maxRecreations`-th latest leaves the window.
+/// last recreation grows with the length of its run: the recreations each less than a
+/// window after the one before (so a crash loop stays at the cap, and a model quiet for a
+/// window starts over); and once `maxRecreations` are recorded, the next waits until the
+/// `maxRecreations`-th latest leaves the window.
 pub fn next_allowed(
     past: &[Recreation],
     now: Timestamp,
@@ -55,10 +56,7 @@ pub fn next_allowed(
     past.sort_by_key(|r| r.at);
     let last = *past.last()?;
     let last_ms = last.at.as_millisecond();
-    let n = past
-        .iter()
-        .filter(|r| last_ms.saturating_sub(r.at.as_millisecond()) < window)
-        .count();
+    let n = run_length(&past, window);
     let mut at = last_ms.saturating_add(ms(pause(n as u32, last.jitter, cfg)));
     let max = cfg.max_recreations.max(1) as usize;
     if past.len() >= max {
@@ -68,7 +66,24 @@ pub fn next_allowed(
     (at > now.as_millisecond()).then(|| Timestamp::from_millisecond(at).unwrap_or(Timestamp::MAX))
 }
 
-/// Recreations per model (keyed by the model's uid), within the window.
+/// How many recreations end the list (sorted) each less than `window` after the one
+/// before.
+fn run_length(sorted: &[&Recreation], window: i64) -> usize {
+    let gaps = sorted.windows(2).rev();
+    1 + gaps
+        .take_while(|w| {
+            w[1].at
+                .as_millisecond()
+                .saturating_sub(w[0].at.as_millisecond())
+                < window
+        })
+        .count()
+}
+
+/// The most recreations a model remembers: the pause stops growing long before.
+const KEPT: usize = 64;
+
+/// Recreations per model (keyed by the model's uid): the current run.
 #[derive(Default)]
 pub struct CrashMemory {
     recreations: Mutex<HashMap<String, Vec<Recreation>>>,
@@ -83,13 +98,21 @@ impl CrashMemory {
             .unwrap_or_default()
     }
 
-    /// Records a recreation at `now`, forgetting those that left the window.
+    /// Records a recreation at `now`; one a window or more after the last starts a new run.
     pub fn recreated(&self, model: &str, now: Timestamp, window: Duration) {
         let Ok(mut map) = self.recreations.lock() else {
             return;
         };
         let list = map.entry(model.to_string()).or_default();
-        list.retain(|r| now.as_millisecond().saturating_sub(r.at.as_millisecond()) < ms(window));
+        let quiet = list.last().is_some_and(|r| {
+            now.as_millisecond().saturating_sub(r.at.as_millisecond()) >= ms(window)
+        });
+        if quiet {
+            list.clear();
+        }
+        if list.len() >= KEPT {
+            list.remove(0);
+        }
         list.push(Recreation {
             at: now,
             jitter: jitter(),
@@ -145,6 +168,10 @@ mod tests {
         let times = simulate(&cfg, &[1.0], 1000, 600_000);
         // 0, +10, +20, +40, +80, +160 s: six, then the window's bound holds the seventh.
         assert_eq!(times, vec![0, 10_000, 30_000, 70_000, 150_000, 310_000]);
+        // A loop that goes on stays at the cap: one recreation per 5 minutes.
+        let times = simulate(&cfg, &[1.0], 1000, 1_800_000);
+        let gaps: Vec<i64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!(gaps[5..], [300_000; 4], "{times:?}");
         assert_eq!(next_allowed(&[], at(0), &cfg), None);
     }
 
@@ -173,8 +200,8 @@ mod tests {
             let cap = (cfg.cap_seconds * 1000) as i64;
             for (i, pair) in times.windows(2).enumerate() {
                 let gap = pair[1] - pair[0];
-                // The recreations in the window at the i-th one, itself included.
-                let n = times[..=i].iter().filter(|t| times[i] - **t < window).count() as u32;
+                // The run the i-th recreation ends: each less than a window after the last.
+                let n = 1 + times[..=i].windows(2).rev().take_while(|w| w[1] - w[0] < window).count() as u32;
                 let full = ms(pause(n, 1.0, &cfg));
                 prop_assert!(full <= cap, "pause {full} beyond the cap {cap}");
                 // Jitter keeps at least half the exponential pause and adds nothing to it.
@@ -188,13 +215,17 @@ mod tests {
     }
 
     #[test]
-    fn memory_keeps_the_window_and_forgets_a_model() {
+    fn memory_keeps_the_run_and_forgets_a_model() {
         let m = CrashMemory::default();
         let w = Duration::from_secs(600);
         m.recreated("u", at(0), w);
         m.recreated("u", at(1_000), w);
         assert_eq!(m.get("u").len(), 2);
-        m.recreated("u", at(700_000), w);
+        // Less than a window after the last: the run goes on.
+        m.recreated("u", at(600_000), w);
+        assert_eq!(m.get("u").len(), 3);
+        // A window quiet: a new run.
+        m.recreated("u", at(1_200_000), w);
         assert_eq!(m.get("u").len(), 1);
         assert!(m.get("u").iter().all(|r| (0.0..=1.0).contains(&r.jitter)));
         m.forget("u");
