@@ -139,6 +139,33 @@ pub struct OperatorConfig {
     /// The drain bound: seconds in-flight requests get once a pod is stopped (the
     /// launcher's `DSO_DRAIN_SECONDS`); pods' `terminationGracePeriodSeconds` follows it.
     pub drain_seconds: Seconds<{ deepseek_engine::DEFAULT_DRAIN_SECONDS }>,
+    /// How often a group whose rank restarted or failed is recreated (crash loops).
+    pub crash_loop_backoff: CrashLoopBackoff,
+}
+
+/// The back-off of recreating a model's crash-looping groups (controller/crash_backoff.rs):
+/// each recreation waits `baseSeconds`, doubled per recreation in a run (each less than a
+/// window after the last), up to `capSeconds`, jittered down to half; and never more than
+/// `maxRecreations` in any
+/// `windowSeconds`, so a rank that fails at every start cannot flood the API server.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CrashLoopBackoff {
+    pub max_recreations: u32,
+    pub window_seconds: u64,
+    pub base_seconds: u64,
+    pub cap_seconds: u64,
+}
+
+impl Default for CrashLoopBackoff {
+    fn default() -> Self {
+        CrashLoopBackoff {
+            max_recreations: 6,
+            window_seconds: 600,
+            base_seconds: 10,
+            cap_seconds: 300,
+        }
+    }
 }
 
 /// A number of seconds whose default is `DEFAULT`, so a missing field and
@@ -281,6 +308,20 @@ images:
         let timeouts =
             OperatorConfig::from_yaml("unreachableNodeTimeoutSeconds: 5").expect("valid config");
         assert_eq!(timeouts.unreachable_node_timeout_seconds.0, 5);
+    }
+
+    #[test]
+    fn crash_loop_backoff_defaults_to_six_in_ten_minutes_and_is_configurable() {
+        let d = OperatorConfig::default().crash_loop_backoff;
+        assert_eq!((d.max_recreations, d.window_seconds), (6, 600));
+        let cfg =
+            OperatorConfig::from_yaml("crashLoopBackoff: {maxRecreations: 2, capSeconds: 60}")
+                .expect("valid config");
+        let b = cfg.crash_loop_backoff;
+        assert_eq!(
+            (b.max_recreations, b.window_seconds, b.cap_seconds),
+            (2, 600, 60)
+        );
     }
 
     #[test]

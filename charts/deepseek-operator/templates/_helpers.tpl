@@ -86,6 +86,10 @@ networkPolicy:
   operatorNamespace: {{ .Release.Namespace | quote }}
   allowFromNamespaces:
     {{- toYaml .Values.networkPolicy.models.allowFromNamespaces | nindent 4 }}
+{{- with .Values.config.crashLoopBackoff }}
+crashLoopBackoff:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end }}
 
 {{/* Rules for models and their children: in the ClusterRole, or in a Role per watched

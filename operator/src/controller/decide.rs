@@ -20,6 +20,7 @@ use kube::{Resource, ResourceExt};
 
 use super::capacity::describe;
 use super::children::{pods_of, would_delete};
+use super::crash_backoff::{next_allowed, Recreation};
 use super::groups::{find_groups, unschedulable, FoundGroup, HealthInputs};
 use super::status::{self as cond, set};
 use super::status_memo;
@@ -54,6 +55,8 @@ pub struct Recall {
     pub awaited: BTreeSet<String>,
     /// The digest of the plan written within the status memo's window.
     pub plan_written: Option<u64>,
+    /// Crashed groups recreated lately (crash_backoff.rs).
+    pub crashes: Vec<Recreation>,
 }
 
 /// Everything a decision is made from.
@@ -134,6 +137,8 @@ pub struct Decision {
     pub creation_settled: bool,
     /// Every rank found a node: earlier capacity removals are over.
     pub capacity_settled: bool,
+    /// A crashed group is deleted to be recreated: the crash memory records it.
+    pub crash_recreated: bool,
     pub converged: bool,
     pub requeue: Requeue,
     /// The nearest moment a bound runs out with no watch event.
@@ -153,6 +158,7 @@ struct View {
     unschedulable: Option<String>,
     refused: Option<String>,
     capacity: Option<String>,
+    crash_looping: Option<String>,
 }
 
 impl Decision {
@@ -226,6 +232,7 @@ fn workload(previous: &DeepSeekModelStatus, status: &mut DeepSeekModelStatus, v:
             unschedulable: v.unschedulable.clone(),
             create_refused: v.refused.clone(),
             capacity: v.capacity.clone(),
+            crash_looping: v.crash_looping.clone(),
         },
         status.observed_generation,
     )
@@ -471,6 +478,48 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
         }
     }
 
+    // Crashed groups of the current template in kept slots are recreated only as the
+    // back-off allows; until then they stay as they are (no writes) and the model says why.
+    let kept = rollout::kept_slots(replicas, &observed);
+    let crashed: Vec<&FoundGroup<'_>> = groups
+        .iter()
+        .filter(|g| {
+            matches!(
+                g.observed.broken,
+                Some(Fault::RankRestarted | Fault::RankFailed)
+            )
+        })
+        .filter(|g| g.observed.hash == hash && kept.contains(&g.observed.slot))
+        .filter(|g| would_delete(&g.pods, &dead_nodes))
+        .collect();
+    let mut crash_recreated = false;
+    let mut crash_looping = None;
+    let mut crash_wait = None;
+    if !crashed.is_empty() {
+        match next_allowed(&i.recall.crashes, i.now, &cfg.crash_loop_backoff) {
+            None => crash_recreated = true,
+            Some(until) => {
+                doomed.retain(|(s, h)| {
+                    !crashed
+                        .iter()
+                        .any(|g| g.observed.slot == *s && &g.observed.hash == h)
+                });
+                let message = crash_message(&crashed, until, cfg);
+                let was = cond::get(&previous.conditions, cond::DEGRADED);
+                if was.is_none_or(|c| c.message != message) {
+                    events.push(Note {
+                        warning: true,
+                        reason: "CrashLooping",
+                        note: message.clone(),
+                    });
+                }
+                crash_looping = Some(message);
+                let left = until.as_millisecond() - i.now.as_millisecond();
+                crash_wait = Some(Duration::from_millis(u64::try_from(left).unwrap_or(0)));
+            }
+        }
+    }
+
     let doomed_pods = pods_of(&doomed, groups);
     let mut delete = deletions(&found.orphans, &dead_nodes);
     delete.extend(deletions(&doomed_pods, &dead_nodes));
@@ -515,6 +564,7 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
             .filter(|_| creation_pending)
             .map(|r| r.0.clone()),
         capacity,
+        crash_looping,
     };
     let planned = services.is_some();
     let mut decision = Decision {
@@ -527,6 +577,7 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
         capacity_removed,
         creation_settled,
         capacity_settled,
+        crash_recreated,
         converged: false,
         requeue: Requeue::Busy,
         recheck: found.recheck,
@@ -542,7 +593,8 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
         .as_ref()
         .and_then(|r| r.1)
         .filter(|_| creation_pending)
-        .or(capacity_waiting.filter(|_| creation_pending));
+        .or(capacity_waiting.filter(|_| creation_pending))
+        .or(crash_wait);
     decision.requeue = match retry {
         Some(wait) => Requeue::After(wait.max(BUSY_REQUEUE / 5)),
         None if decision.converged => Requeue::After(IDLE_REQUEUE),
@@ -552,6 +604,50 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
         None => Requeue::Busy,
     };
     decision
+}
+
+/// The Degraded message of crashed groups held back: the last termination the kubelet
+/// reported of one of their ranks, and when the recreation may go. Stable while the
+/// group waits, so the status is written once.
+fn crash_message(crashed: &[&FoundGroup<'_>], until: Timestamp, cfg: &OperatorConfig) -> String {
+    let b = &cfg.crash_loop_backoff;
+    let ids: Vec<String> = crashed.iter().map(|g| group_id(&g.observed)).collect();
+    let last = crashed
+        .iter()
+        .flat_map(|g| g.pods.iter())
+        .find_map(|p| last_termination(p));
+    let why = match last {
+        Some((pod, reason, code)) => {
+            format!("rank {pod} last terminated with reason {reason}, exit code {code}")
+        }
+        None => "a rank restarted or failed".into(),
+    };
+    format!(
+        "group(s) {} crash-looping: {why}; recreated at most {} times in {}s, next after {}",
+        ids.join(", "),
+        b.max_recreations,
+        b.window_seconds,
+        Timestamp::from_second(until.as_second() + 1).unwrap_or(until)
+    )
+}
+
+/// The pod, reason and exit code of a rank's latest termination: its container's
+/// `state.terminated` (still down), else `lastState.terminated`.
+fn last_termination(pod: &Pod) -> Option<(String, String, i32)> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find_map(|c| {
+            let t = c
+                .state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .or_else(|| c.last_state.as_ref().and_then(|s| s.terminated.as_ref()))?;
+            let reason = t.reason.clone().unwrap_or_else(|| "Unknown".into());
+            Some((pod.name_any(), reason, t.exit_code))
+        })
 }
 
 /// The replicas a model asks for when its spec does not validate: scaling to zero, or

@@ -281,3 +281,91 @@ fn a_refusal_holds_creations_back_and_shows_until_they_go_through() {
     assert!(!converged);
     assert!(notes.iter().any(|n| n.reason == "Conflict"));
 }
+
+/// `p` failing at every start: its container restarted `restarts` times, waiting in
+/// CrashLoopBackOff, and its last run ended as the kubelet reports it.
+fn crashing(mut p: Pod, restarts: i32) -> Pod {
+    let status = p.status.get_or_insert_with(Default::default);
+    status.conditions = None;
+    status.container_statuses = Some(vec![serde_json::from_value(json!({
+        "name": "engine", "image": "i", "imageID": "", "ready": false,
+        "restartCount": restarts,
+        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "lastState": {"terminated": {"reason": "Error", "exitCode": 3}},
+    }))
+    .expect("container status")]);
+    p
+}
+
+#[test]
+fn a_crash_looping_group_is_recreated_then_held_back_then_recreated_after_the_backoff() {
+    let spec = small(1);
+    let (status, pods) = settled(spec.clone());
+    let crashed = vec![crashing(pods[0].clone(), 1)];
+    let name = crashed[0].name_any();
+
+    // First crash, nothing recreated lately: recreated at once, and remembered.
+    let mut case = Case::new(model(spec.clone(), Some(&status)), crashed.clone());
+    let first = case.decide();
+    assert_eq!(first.delete.len(), 1, "recreated at once");
+    assert!(first.crash_recreated);
+
+    // The new group crashes again 5 s later: held until 10 s after the recreation.
+    case.recall.crashes = vec![Recreation {
+        at: at(600),
+        jitter: 1.0,
+    }];
+    case.now = 605;
+    let held = case.decide();
+    assert!(held.delete.is_empty(), "held back: {:?}", held.delete);
+    assert!(!held.crash_recreated);
+    assert!(held.create.pods.is_empty());
+    assert_eq!(held.requeue, Requeue::After(Duration::from_secs(5)));
+    assert_eq!(cond(&held.status, cond::DEGRADED), ("True", "CrashLooping"));
+    let message = cond::get(&held.status.conditions, cond::DEGRADED)
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains(&name) && message.contains("Error") && message.contains("exit code 3"),
+        "{message}"
+    );
+    assert!(held.events.iter().any(|e| e.reason == "CrashLooping"));
+    every_condition(&held.status);
+
+    // Waiting: the same status, no Event, nothing written (steady state).
+    case.model = model(spec.clone(), Some(&held.status));
+    case.now = 607;
+    let again = case.decide();
+    assert!(again.delete.is_empty() && again.create.pods.is_empty());
+    assert!(again.events.is_empty(), "{:?}", again.events);
+    assert_eq!(again.status, held.status);
+
+    // The back-off over: recreated again.
+    case.now = 611;
+    let after = case.decide();
+    assert_eq!(after.delete.len(), 1, "recreated after the back-off");
+    assert!(after.crash_recreated);
+}
+
+#[test]
+fn crash_recreations_stop_at_the_window_bound() {
+    let spec = small(1);
+    let (status, pods) = settled(spec.clone());
+    let mut case = Case::new(
+        model(spec, Some(&status)),
+        vec![crashing(pods[0].clone(), 1)],
+    );
+    // Six recreations in the last 10 minutes with no pause left: the seventh waits
+    // until the oldest leaves the window.
+    case.recall.crashes = (0..6)
+        .map(|k| Recreation {
+            at: at(10 * k),
+            jitter: 0.0,
+        })
+        .collect();
+    case.now = 300;
+    let d = case.decide();
+    assert!(d.delete.is_empty(), "{:?}", d.delete);
+    assert_eq!(d.requeue, Requeue::After(Duration::from_secs(300)));
+    assert_eq!(cond(&d.status, cond::DEGRADED), ("True", "CrashLooping"));
+}

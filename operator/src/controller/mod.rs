@@ -8,6 +8,7 @@ pub mod capacity;
 pub mod child_cache;
 pub mod children;
 pub mod context;
+pub mod crash_backoff;
 pub mod decide;
 pub mod decide_roles;
 pub mod disaggregated;

@@ -154,6 +154,7 @@ async fn read(ctx: &Context, model: &DeepSeekModel, key: &str, read: Read) -> Re
         capacity: capacity.map(|r| (r.wait(), describe_backoff(&r))),
         awaited: ctx.expected.awaited(key, &seen, instant),
         plan_written: ctx.written.recent_plan(key, instant),
+        crashes: ctx.crashes.get(key),
     };
     let lost_nodes = lost_nodes(ctx, &pods);
     let now = Timestamp::now();
@@ -201,6 +202,10 @@ async fn carry_out(
     ctx.expected.forget(key, |name| {
         doomed.iter().any(|id| name.contains(id.as_str()))
     });
+    if d.crash_recreated {
+        let window = std::time::Duration::from_secs(ctx.config.crash_loop_backoff.window_seconds);
+        ctx.crashes.recreated(key, Timestamp::now(), window);
+    }
     if let Some(note) = &d.capacity_removed {
         let retry = ctx.config.capacity_retry_seconds.duration();
         let wait = ctx.capacity.removed(key, note.clone(), retry);
