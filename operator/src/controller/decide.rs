@@ -396,25 +396,7 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
         .unwrap_or_default();
     let mut creation_pending = false;
     match placed {
-        Err((reason, message)) => {
-            let was = cond::get(&previous.conditions, cond::PLANNED);
-            if was.is_none_or(|c| c.reason != reason || c.message != message) {
-                events.push(Note {
-                    warning: true,
-                    reason,
-                    note: message.clone(),
-                });
-            }
-            set(
-                &previous.conditions,
-                &mut status.conditions,
-                cond::PLANNED,
-                false,
-                reason,
-                message,
-                generation,
-            );
-        }
+        Err((reason, message)) => refuse(&previous, &mut status, &mut events, reason, &message),
         Ok((validated, placement)) => {
             let plan_status = placement.status();
             let plan_msg = plan_message(&placement);
@@ -721,3 +703,32 @@ fn creation(
 #[cfg(test)]
 #[path = "decide_tests.rs"]
 mod tests;
+
+/// `Planned` says why there is no plan (with a warning Event when that is news); the other
+/// conditions stay as the groups that exist make them.
+pub(super) fn refuse(
+    previous: &DeepSeekModelStatus,
+    status: &mut DeepSeekModelStatus,
+    events: &mut Vec<Note>,
+    reason: &'static str,
+    message: &str,
+) {
+    let was = cond::get(&previous.conditions, cond::PLANNED);
+    if was.is_none_or(|c| c.reason != reason || c.message != message) {
+        events.push(Note {
+            warning: true,
+            reason,
+            note: message.to_string(),
+        });
+    }
+    let g = status.observed_generation;
+    set(
+        &previous.conditions,
+        &mut status.conditions,
+        cond::PLANNED,
+        false,
+        reason,
+        message,
+        g,
+    );
+}

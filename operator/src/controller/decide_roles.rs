@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::apply::{check_ours, controller_uid};
-use super::decide::Note;
+use super::decide::{refuse, Note};
 use super::status::{self as cond, set};
 use crate::api::{
     DeepSeekModel, DeepSeekModelStatus, KvTransferChoice, RoleStatus, RolesStatus, Vendor,
@@ -228,34 +228,6 @@ pub fn decide(
     decision.status = status;
     decision.events = events;
     decision
-}
-
-/// `Planned` says why nothing is kept as built; the other conditions stay.
-fn refuse(
-    previous: &DeepSeekModelStatus,
-    status: &mut DeepSeekModelStatus,
-    events: &mut Vec<Note>,
-    reason: &'static str,
-    message: &str,
-) {
-    let was = cond::get(&previous.conditions, cond::PLANNED);
-    if was.is_none_or(|c| c.reason != reason || c.message != message) {
-        events.push(Note {
-            warning: true,
-            reason,
-            note: message.to_string(),
-        });
-    }
-    let g = status.observed_generation;
-    set(
-        &previous.conditions,
-        &mut status.conditions,
-        cond::PLANNED,
-        false,
-        reason,
-        message,
-        g,
-    );
 }
 
 /// Whether a role model's spec puts it on Ascend before any plan: its vendor, or its
