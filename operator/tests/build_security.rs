@@ -516,7 +516,8 @@ fn affinity_terms(p: &Pod) -> Vec<Vec<(String, String)>> {
 
 /// Issue 26: CPU pods were kept off control-plane nodes only by the pool inventory, so a
 /// manifest tolerating every taint could reach them. Every term of every pod (CPU and
-/// accelerator) now requires a node that is not the control plane.
+/// accelerator) now requires a node that is not the control plane (except on a Karpenter
+/// NodePool's pool, whose nodes never are and which refuses the label: e2e_cloud).
 #[test]
 fn no_pod_may_land_on_a_control_plane_node() {
     let cpu = node("cpu-a", json!({}), json!([]), 0);

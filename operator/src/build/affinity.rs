@@ -140,9 +140,17 @@ pub fn pins_product(catalog: &Catalog, pool: &Pool) -> Result<(), String> {
 
 /// Control-plane nodes never run a model's pods: the pool inventory leaves them out, and
 /// every pod's node affinity says so too, so a manifest that tolerates every taint
-/// still cannot reach them.
-fn not_control_plane() -> impl Iterator<Item = NodeSelectorRequirement> {
-    CONTROL_PLANE_KEYS.iter().map(|k| NodeSelectorRequirement {
+/// still cannot reach them. Not on a Karpenter NodePool's pool: its nodes are never the
+/// control plane, and Karpenter refuses to provision for a pod that names a label of the
+/// restricted `kubernetes.io` domain ("label is restricted"), so the group would never
+/// get its nodes.
+fn not_control_plane(w: &Workload) -> impl Iterator<Item = NodeSelectorRequirement> {
+    let keys = if w.pool.nodepool.is_some() {
+        &[][..]
+    } else {
+        CONTROL_PLANE_KEYS
+    };
+    keys.iter().map(|k| NodeSelectorRequirement {
         key: (*k).into(),
         operator: "DoesNotExist".into(),
         values: None,
@@ -161,7 +169,7 @@ fn node_affinity(w: &Workload) -> Option<NodeAffinity> {
                         operator: "DoesNotExist".into(),
                         values: None,
                     })
-                    .chain(not_control_plane())
+                    .chain(not_control_plane(w))
                     .collect(),
             ),
             match_fields: None,
@@ -180,7 +188,7 @@ fn node_affinity(w: &Workload) -> Option<NodeAffinity> {
                             operator: op.into(),
                             values: Some(vs.clone()),
                         })
-                        .chain(not_control_plane())
+                        .chain(not_control_plane(w))
                         .collect(),
                 ),
                 match_fields: None,

@@ -149,3 +149,32 @@ fn a_relist_reports_the_managed_pods_it_found_changed_new_or_gone() {
         "first list"
     );
 }
+
+#[test]
+fn stripping_keeps_the_last_termination_reason_and_exit_code() {
+    let mut p = pod("p", Some("m"), Some("n1"), "Running", "1");
+    if let Some(cs) = p
+        .status
+        .as_mut()
+        .and_then(|s| s.container_statuses.as_mut())
+    {
+        cs[0].last_state = Some(
+            serde_json::from_value(serde_json::json!(
+                {"terminated": {"exitCode": 3, "reason": "Error", "message": "long text"}}
+            ))
+            .expect("state"),
+        );
+    }
+    strip(&mut p);
+    let cs = p
+        .status
+        .and_then(|s| s.container_statuses)
+        .unwrap_or_default();
+    let t = cs[0]
+        .last_state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .expect("the last termination survives stripping");
+    assert_eq!((t.exit_code, t.reason.as_deref()), (3, Some("Error")));
+    assert!(t.message.is_none(), "only reason and exit code are kept");
+}
