@@ -38,6 +38,7 @@
 pub mod cluster;
 pub mod diagnostics;
 pub mod fixtures;
+pub mod image_check;
 pub mod namespace;
 pub mod sim;
 pub mod sim_router;

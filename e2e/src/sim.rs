@@ -5,7 +5,8 @@
 //! real readiness and queue metrics.
 //!
 //! KWOK pods have no DNS, so `DSO_LEADER_ADDRESS` is replaced by the IP of the pod with
-//! rank 0 of the same group. Only loopback pod IPs are served. A process stops when its
+//! rank 0 of the same group. The pod's group token (`DSO_GROUP_TOKEN`) is passed as the
+//! pod spec carries it, so ranks join over the launchers' group port as in a cluster. Only loopback pod IPs are served. A process stops when its
 //! pod goes away; [`SimFleet::set_paused`] stops them all (a metrics outage) until resumed;
 //! dropping the fleet kills every process (each runs in its own process group, so the sim
 //! engine the launcher started goes too). [`SimOptions::hold_rank`] keeps the launchers of
@@ -274,15 +275,16 @@ fn plan_launch(pod: &Pod, leaders: &BTreeMap<String, Ipv4Addr>) -> Option<Launch
     let rank = env_value(pod, "DSO_RANK")
         .or_else(|| pod.labels().get(RANK).cloned())
         .unwrap_or_else(|| "0".into());
-    Some(Launch {
-        ip,
-        env: vec![
-            ("DSO_LAUNCH_CONFIG".into(), config),
-            ("DSO_RANK".into(), rank),
-            ("DSO_POD_IP".into(), ip.to_string()),
-            ("DSO_LEADER_ADDRESS".into(), leader.to_string()),
-        ],
-    })
+    let mut env = vec![
+        ("DSO_LAUNCH_CONFIG".into(), config),
+        ("DSO_RANK".into(), rank),
+        ("DSO_POD_IP".into(), ip.to_string()),
+        ("DSO_LEADER_ADDRESS".into(), leader.to_string()),
+    ];
+    if let Some(token) = env_value(pod, deepseek_engine::env::GROUP_TOKEN) {
+        env.push((deepseek_engine::env::GROUP_TOKEN.into(), token));
+    }
+    Some(Launch { ip, env })
 }
 
 fn spawn(opts: &SimOptions, pod: &str, launch: &Launch) -> Result<Child> {
@@ -421,7 +423,10 @@ async fn probe_one(http: &reqwest::Client, url: Option<&str>) -> (bool, String) 
 
 /// The strategic-merge patch of a pod's status setting Ready and ContainersReady (both
 /// merged by type into the existing conditions, as the kubelet's status manager writes).
-pub fn readiness_patch(ready: bool, message: &str) -> serde_json::Value {
+/// As the kubelet does, `lastTransitionTime` moves only when the status `flipped`: a
+/// changed message alone keeps it (the controller tells a rank that fell from Ready from
+/// one still loading by it).
+pub fn readiness_patch(ready: bool, message: &str, flipped: bool) -> serde_json::Value {
     let status = if ready { "True" } else { "False" };
     let reason = if ready {
         "ProbeSucceeded"
@@ -431,10 +436,13 @@ pub fn readiness_patch(ready: bool, message: &str) -> serde_json::Value {
     let now =
         k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
     let condition = |type_: &str| {
-        serde_json::json!({
+        let mut c = serde_json::json!({
             "type": type_, "status": status, "reason": reason, "message": message,
-            "lastTransitionTime": now,
-        })
+        });
+        if flipped {
+            c["lastTransitionTime"] = serde_json::json!(now);
+        }
+        c
     };
     serde_json::json!({"status": {"conditions": [condition("ContainersReady"), condition("Ready")]}})
 }
@@ -486,7 +494,8 @@ async fn probe(
             continue;
         }
         let name = &t.name;
-        let patch = readiness_patch(ready, &message);
+        let flipped = t.reported.as_ref().map(|(r, _)| *r) != Some(ready);
+        let patch = readiness_patch(ready, &message, flipped);
         if let Err(e) = api
             .patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
             .await
@@ -624,6 +633,7 @@ mod tests {
                 "app.kubernetes.io/managed-by": "deepseek-operator"}},
             "spec": {"containers": [{"name": "engine", "env": [
                 {"name": "DSO_LAUNCH_CONFIG", "value": "{}"},
+                {"name": "DSO_GROUP_TOKEN", "value": format!("token-{gid}")},
                 {"name": "DSO_RANK", "value": rank},
                 {"name": "DSO_LEADER_ADDRESS", "value": "r1-ranks.ns.svc"},
                 {"name": "DSO_POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
@@ -645,6 +655,9 @@ mod tests {
             .contains(&("DSO_LEADER_ADDRESS".into(), "127.1.0.5".into())));
         assert!(l.env.contains(&("DSO_POD_IP".into(), "127.1.0.6".into())));
         assert!(l.env.contains(&("DSO_RANK".into(), "1".into())));
+        assert!(l
+            .env
+            .contains(&("DSO_GROUP_TOKEN".into(), "token-g".into())));
         assert!(plan_launch(&leader, &leaders).is_some());
         // No leader IP yet: wait.
         assert!(plan_launch(&worker, &BTreeMap::new()).is_none());
@@ -659,7 +672,7 @@ mod tests {
 
     #[test]
     fn readiness_patch_sets_both_conditions_and_reads_back() {
-        let patch = readiness_patch(false, "not ready: missing ranks [1]");
+        let patch = readiness_patch(false, "not ready: missing ranks [1]", true);
         let conditions = patch["status"]["conditions"]
             .as_array()
             .cloned()
@@ -678,9 +691,17 @@ mod tests {
             ready_condition(&p),
             Some((false, "not ready: missing ranks [1]".to_string()))
         );
-        let ok = readiness_patch(true, "ready");
+        let ok = readiness_patch(true, "ready", true);
         assert!(ok["status"]["conditions"]
             .as_array()
             .is_some_and(|cs| cs.iter().all(|c| c["status"] == "True")));
+        assert!(conditions
+            .iter()
+            .all(|c| c.get("lastTransitionTime").is_some()));
+        // A new message with the same status keeps the transition time.
+        let same = readiness_patch(false, "not ready: the engine is not running", false);
+        assert!(same["status"]["conditions"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().all(|c| c.get("lastTransitionTime").is_none())));
     }
 }

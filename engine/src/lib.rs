@@ -32,8 +32,9 @@ pub use command::{CommandLine, LaunchSteps};
 pub use config::{LaunchConfig, RenderError, Role, SimProfile};
 pub use expert::ExpertLayout;
 pub use lifecycle::{
-    termination_grace_period_seconds, DEFAULT_DRAIN_SECONDS, DRAIN_PATH, RANK_HEALTH_PATH,
-    READINESS_PATH, READINESS_PROBE_TIMEOUT_SECONDS, STOP_MARGIN_SECONDS,
+    termination_grace_period_seconds, DEFAULT_DRAIN_SECONDS, DRAIN_COMMAND, DRAIN_PATH, JOIN_PATH,
+    LIVENESS_ENGINE_TIMEOUT_MS, LIVENESS_PATH, LIVENESS_PROBE_TIMEOUT_SECONDS, RANK_HEALTH_PATH,
+    READINESS_PATH, READINESS_PROBE_TIMEOUT_SECONDS, RENDEZVOUS_PATH, STOP_MARGIN_SECONDS,
     TERMINATION_GRACE_PERIOD_SECONDS,
 };
 pub use order::Stage;
@@ -43,8 +44,13 @@ pub use render::{render, render_with, validate, RenderOptions};
 
 /// The engine's OpenAI-compatible HTTP port (the Service targets it).
 pub const ENGINE_PORT: u16 = 8000;
-/// The launcher's port: `/metrics` (normalised), `/healthz`, `/readyz`, rendezvous.
+/// The launcher's public port: `/metrics` (normalised), `/healthz`, `/readyz`. Opened
+/// by the model's NetworkPolicy to the namespaces allowed to call the model.
 pub const LAUNCHER_PORT: u16 = 8080;
+/// The launcher's group port: the rendezvous, `/rankz` and `/drain`, each refused
+/// without the group token ([`env::GROUP_TOKEN`]). Opened by the NetworkPolicy only to
+/// the model's own pods.
+pub const GROUP_PORT: u16 = 8081;
 /// Ray head port (vllm-ascend multi-node; vLLM on NVIDIA/AMD no longer uses Ray).
 pub const RAY_PORT: u16 = 6379;
 /// The leader's distributed-init port: SGLang `--dist-init-addr`, vLLM `--master-port`
@@ -65,6 +71,10 @@ pub mod env {
     pub const HF_TOKEN_FILE: &str = "DSO_HF_TOKEN_FILE";
     /// Drain bound in seconds ([`crate::DEFAULT_DRAIN_SECONDS`] when unset).
     pub const DRAIN_SECONDS: &str = "DSO_DRAIN_SECONDS";
+    /// The group token: every call to a launcher's group port carries it as a bearer
+    /// token. The operator derives it per group; a multi-node launcher refuses to start
+    /// without it.
+    pub const GROUP_TOKEN: &str = "DSO_GROUP_TOKEN";
     /// Placeholder in rendered command lines for this pod's IP; the launcher (or
     /// Kubernetes, for container args) substitutes it.
     pub const POD_IP_PLACEHOLDER: &str = "$(DSO_POD_IP)";

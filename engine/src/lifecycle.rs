@@ -3,7 +3,8 @@
 //!
 //! A multi-node group serves through its leader only; the workers hold shards of the same
 //! model. So a drain must end on the leader before any worker stops: the leader's preStop
-//! calls [`DRAIN_PATH`], which makes the engine refuse new requests and blocks until the
+//! runs [`DRAIN_COMMAND`], which calls [`DRAIN_PATH`] on the group port with the group
+//! token; that makes the engine refuse new requests and blocks until the
 //! in-flight ones finish (at most the drain bound plus [`STOP_MARGIN_SECONDS`]); a worker
 //! that receives SIGTERM keeps its engine up until the leader's engine has stopped or the
 //! same bound passes. [`termination_grace_period_seconds`] covers both waits, so the
@@ -16,9 +17,33 @@ pub const DEFAULT_DRAIN_SECONDS: u64 = 30;
 /// Seconds a process gets to exit after its drain bound before it is killed.
 pub const STOP_MARGIN_SECONDS: u64 = 5;
 
-/// HTTP path on the launcher port that starts a drain and answers once this rank's
-/// engine has stopped: the leader pod's `lifecycle.preStop.httpGet.path`.
+/// HTTP path on the group port ([`crate::GROUP_PORT`]) that starts a drain and answers
+/// once this rank's engine has stopped. The leader pod's preStop hook runs
+/// [`DRAIN_COMMAND`], which calls it with the group token; a client cannot reach it.
 pub const DRAIN_PATH: &str = "/drain";
+
+/// The leader pod's `lifecycle.preStop.exec.command`: the launcher's `drain` subcommand
+/// calls [`DRAIN_PATH`] on this pod's group port with the group token from the
+/// environment, and exits once the engine has stopped.
+pub const DRAIN_COMMAND: [&str; 2] = ["deepseek-launcher", "drain"];
+
+/// HTTP path on the group port where a worker joins the leader's rendezvous.
+pub const JOIN_PATH: &str = "/rendezvous/join";
+
+/// HTTP path on the group port of the leader's rendezvous status (workers poll it).
+pub const RENDEZVOUS_PATH: &str = "/rendezvous";
+
+/// HTTP path on the launcher port of the liveness (and startup) probe: 200 while the
+/// rank starts (until its engine first answered its health endpoint) and while it
+/// drains; afterwards 200 only if the engine answers its own health endpoint within
+/// [`LIVENESS_ENGINE_TIMEOUT_MS`], so the kubelet restarts a hung engine.
+pub const LIVENESS_PATH: &str = "/healthz";
+
+/// How long the liveness check waits for the engine's health endpoint.
+pub const LIVENESS_ENGINE_TIMEOUT_MS: u64 = 3000;
+
+/// `timeoutSeconds` of the liveness probe: the engine's bound plus a second.
+pub const LIVENESS_PROBE_TIMEOUT_SECONDS: i32 = (LIVENESS_ENGINE_TIMEOUT_MS / 1000) as i32 + 1;
 
 /// HTTP path on the launcher port of the readiness probe: 200 when this rank is joined and
 /// healthy and (leader) every rank of the group is.
@@ -28,7 +53,7 @@ pub const READINESS_PATH: &str = "/readyz";
 /// then every worker (0.7 s each at most), which can exceed the kubelet's default of 1 s.
 pub const READINESS_PROBE_TIMEOUT_SECONDS: i32 = 2;
 
-/// HTTP path on the launcher port that reports one rank's own state (joined, engine up)
+/// HTTP path on the group port that reports one rank's own state (joined, engine up)
 /// without asking the rest of the group; the leader reads it from every worker.
 pub const RANK_HEALTH_PATH: &str = "/rankz";
 

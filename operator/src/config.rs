@@ -27,6 +27,13 @@ pub struct DeclaredPool {
     pub node_selector: BTreeMap<String, String>,
     #[serde(default)]
     pub taints: Vec<DeclaredTaint>,
+    /// Namespaces whose models may use the pool; empty: every namespace. Models of other
+    /// namespaces are never planned on it, so they never get its taints' tolerations, and
+    /// their pods keep off its nodes where the pool's nodes can be told apart (a
+    /// Karpenter NodePool's `karpenter.sh/nodepool` label); taint the pool's nodes so the
+    /// scheduler keeps every other pod off too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
     /// The Karpenter NodePool this pool was read from (never from the configuration file):
     /// nodes labelled `karpenter.sh/nodepool=<it>` belong to this pool.
     #[serde(skip)]
@@ -99,6 +106,17 @@ pub struct OperatorConfig {
     /// run as a non-root user in these groups; otherwise as root, with every capability
     /// dropped, since the ids differ from host to host.
     pub amd_render_groups: Vec<i64>,
+    /// Let pods that run as root (AMD without `amdRenderGroups`) mount a node cache (a
+    /// writable host path). Off: such a model is refused with the reason, and must use a
+    /// PersistentVolumeClaim (`cache.claimName`, `source.volume`) or wait for the groups
+    /// to be configured. A root process writing a host directory can plant files that
+    /// every later pod on the node (of any namespace sharing the cache) loads.
+    pub allow_root_host_path_cache: bool,
+    /// Honour a model's `autoscaling.deepseek-operator.dev/prometheus-query` annotation.
+    /// Off: the operator's own query is used (and an Event says the annotation was
+    /// ignored), since a tenant's query runs on the shared Prometheus and its result shows
+    /// in the tenant's HPA status, so it could read other namespaces' series.
+    pub allow_custom_prometheus_queries: bool,
     /// Catalog overrides (YAML files) for models and accelerators.
     pub catalog_models_file: Option<String>,
     pub catalog_accelerators_file: Option<String>,
@@ -118,6 +136,36 @@ pub struct OperatorConfig {
     /// again; doubled per removal in a row (capacity.rs `retry_delay`). Longer than the
     /// NodePool's consolidation of an empty node, so the freed node goes first.
     pub capacity_retry_seconds: Seconds<300>,
+    /// The drain bound: seconds in-flight requests get once a pod is stopped (the
+    /// launcher's `DSO_DRAIN_SECONDS`); pods' `terminationGracePeriodSeconds` follows it.
+    pub drain_seconds: Seconds<{ deepseek_engine::DEFAULT_DRAIN_SECONDS }>,
+    /// How often a group whose rank restarted or failed is recreated (crash loops).
+    pub crash_loop_backoff: CrashLoopBackoff,
+}
+
+/// The back-off of recreating a model's crash-looping groups (controller/crash_backoff.rs):
+/// each recreation waits `baseSeconds`, doubled per recreation in a run (each less than a
+/// window after the last), up to `capSeconds`, jittered down to half; and never more than
+/// `maxRecreations` in any
+/// `windowSeconds`, so a rank that fails at every start cannot flood the API server.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CrashLoopBackoff {
+    pub max_recreations: u32,
+    pub window_seconds: u64,
+    pub base_seconds: u64,
+    pub cap_seconds: u64,
+}
+
+impl Default for CrashLoopBackoff {
+    fn default() -> Self {
+        CrashLoopBackoff {
+            max_recreations: 6,
+            window_seconds: 600,
+            base_seconds: 10,
+            cap_seconds: 300,
+        }
+    }
 }
 
 /// A number of seconds whose default is `DEFAULT`, so a missing field and
@@ -260,6 +308,20 @@ images:
         let timeouts =
             OperatorConfig::from_yaml("unreachableNodeTimeoutSeconds: 5").expect("valid config");
         assert_eq!(timeouts.unreachable_node_timeout_seconds.0, 5);
+    }
+
+    #[test]
+    fn crash_loop_backoff_defaults_to_six_in_ten_minutes_and_is_configurable() {
+        let d = OperatorConfig::default().crash_loop_backoff;
+        assert_eq!((d.max_recreations, d.window_seconds), (6, 600));
+        let cfg =
+            OperatorConfig::from_yaml("crashLoopBackoff: {maxRecreations: 2, capSeconds: 60}")
+                .expect("valid config");
+        let b = cfg.crash_loop_backoff;
+        assert_eq!(
+            (b.max_recreations, b.window_seconds, b.cap_seconds),
+            (2, 600, 60)
+        );
     }
 
     #[test]

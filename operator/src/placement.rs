@@ -7,7 +7,7 @@ use deepseek_planner::{plan, Catalog, Plan, PlanError, PlanRequest};
 use crate::api::{MemoryStatus, PlanStatus};
 use crate::inventory::taints::untolerated;
 use crate::inventory::Pool;
-use crate::validate::ValidatedModel;
+use crate::validate::{root_host_path_message, ValidatedModel, ROOT_HOST_PATH_REASON};
 
 /// A pool and the plan for it.
 #[derive(Clone, Debug)]
@@ -122,8 +122,10 @@ pub fn plan_on(v: &ValidatedModel, pool: &Pool, catalog: &Catalog) -> Result<Pla
     })
 }
 
+/// Chooses the pool and plan for a model of `namespace`.
 pub fn place(
     v: &ValidatedModel,
+    namespace: &str,
     pools: &[Pool],
     catalog: &Catalog,
 ) -> Result<Placement, Unplaceable> {
@@ -131,7 +133,48 @@ pub fn place(
         .iter()
         .filter_map(|p| p.narrowed(&v.node_selector))
         .collect();
-    let candidates: Vec<&Pool> = narrowed.iter().filter(|p| matches(v, p)).collect();
+    let matching: Vec<&Pool> = narrowed.iter().filter(|p| matches(v, p)).collect();
+    // Pools that match but may not take the model, each with the reason.
+    let mut refused: Vec<(&'static str, String)> = Vec::new();
+    let candidates: Vec<&Pool> = matching
+        .iter()
+        .copied()
+        .filter(|p| {
+            if !p.open_to(namespace) {
+                refused.push((
+                    "PoolNotOpenToNamespace",
+                    format!(
+                        "pool {} is declared for namespaces {} only",
+                        p.name,
+                        p.namespaces.join(", ")
+                    ),
+                ));
+                return false;
+            }
+            if v.refuse_root_pods && p.vendor == crate::api::Vendor::Amd {
+                refused.push((
+                    ROOT_HOST_PATH_REASON,
+                    format!("pool {}: {}", p.name, root_host_path_message()),
+                ));
+                return false;
+            }
+            if let Err(why) = crate::build::affinity::pins_product(catalog, p) {
+                refused.push(("ProductNotPinned", why));
+                return false;
+            }
+            true
+        })
+        .collect();
+    if let (true, Some((reason, _))) = (candidates.is_empty(), refused.first()) {
+        return Err(Unplaceable {
+            reason,
+            message: refused
+                .iter()
+                .map(|(_, m)| m.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        });
+    }
     if candidates.is_empty() {
         let wanted = match (&v.product, v.vendor) {
             (Some(p), _) => format!("accelerator {p}"),
@@ -241,7 +284,7 @@ mod tests {
     fn place_yaml(yaml: &str, cfg: &OperatorConfig) -> Result<Placement, Unplaceable> {
         let spec = serde_yaml::from_str(yaml).expect("spec");
         let v = validate(&spec, Catalog::builtin(), &Default::default()).expect("valid");
-        place(&v, &pools(cfg), Catalog::builtin())
+        place(&v, "ai", &pools(cfg), Catalog::builtin())
     }
 
     #[test]
@@ -313,7 +356,7 @@ mod tests {
         )
         .expect("spec");
         let v = validate(&spec, Catalog::builtin(), &Default::default()).expect("valid");
-        let e = place(&v, &pools, Catalog::builtin()).expect_err("2 nodes needed, 1 allowed");
+        let e = place(&v, "ai", &pools, Catalog::builtin()).expect_err("2 nodes needed, 1 allowed");
         assert_eq!(e.reason, "InsufficientAccelerators");
         assert!(
             e.message.contains(
@@ -322,5 +365,148 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    /// Issue 26: a declared pool named the namespaces that may use it, and others were
+    /// still planned on it and tolerated its taint.
+    #[test]
+    fn a_declared_pool_serves_only_its_namespaces() {
+        let cfg = OperatorConfig::from_yaml(
+            "declaredPools: [{name: team-a-b200, product: b200, acceleratorsPerNode: 8, maxNodes: 2, nodeSelector: {dedicated: team-a}, taints: [{key: dedicated, value: team-a, effect: NoSchedule}], namespaces: [team-a]}]",
+        )
+        .expect("config");
+        let spec = serde_yaml::from_str(
+            "model: deepseek-r1\nquantization: fp8\naccelerator: {product: b200}",
+        )
+        .expect("spec");
+        let v = validate(&spec, Catalog::builtin(), &cfg).expect("valid");
+        let ours = place(&v, "team-a", &pools(&cfg), Catalog::builtin()).expect("team-a's pool");
+        assert_eq!(ours.pool.name, "team-a-b200");
+        let e = place(&v, "team-b", &pools(&cfg), Catalog::builtin()).expect_err("not team-b's");
+        assert_eq!(e.reason, "PoolNotOpenToNamespace");
+        assert!(e.message.contains("team-a-b200"), "{}", e.message);
+        // Open to all by default, as before.
+        let open = OperatorConfig::from_yaml(
+            "declaredPools: [{name: any-b200, product: b200, acceleratorsPerNode: 8, maxNodes: 2}]",
+        )
+        .expect("config");
+        assert!(place(&v, "team-b", &pools(&open), Catalog::builtin()).is_ok());
+    }
+
+    /// A tenant whose model could go to the live pools or to another team's declared pool
+    /// never gets the declared pool's taint tolerated.
+    #[test]
+    fn other_tenants_never_tolerate_a_declared_pools_taints() {
+        use crate::build::desired::desired;
+        let cfg = OperatorConfig::from_yaml(
+            "declaredPools: [{name: team-a-h100, product: h100-80gb, acceleratorsPerNode: 8, maxNodes: 4, nodeSelector: {dedicated: team-a}, taints: [{key: dedicated, value: team-a, effect: NoSchedule}], namespaces: [team-a]}]",
+        )
+        .expect("config");
+        let nodes: Vec<k8s_openapi::api::core::v1::Node> =
+            serde_yaml::from_str(include_str!("../tests/fixtures/nodes-mixed.yaml"))
+                .expect("fixture");
+        let refs: Vec<&k8s_openapi::api::core::v1::Node> = nodes.iter().collect();
+        let model = |ns: &str, selector: serde_json::Value| -> crate::api::DeepSeekModel {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "inference.deepseek-operator.dev/v1alpha1",
+                "kind": "DeepSeekModel",
+                "metadata": {"name": "r1", "namespace": ns, "uid": "u"},
+                "spec": {"model": "deepseek-r1", "quantization": "fp8", "accelerator": {"product": "h100-80gb", "nodeSelector": selector}},
+            }))
+            .expect("model")
+        };
+        let tolerates_team = |ns: &str, selector: serde_json::Value| {
+            desired(&model(ns, selector), &refs, &cfg, Catalog::builtin()).map(|d| {
+                d.workload
+                    .tolerations
+                    .iter()
+                    .any(|t| t.key.as_deref() == Some("dedicated"))
+            })
+        };
+        let team_pool = serde_json::json!({"dedicated": "team-a"});
+        assert_eq!(
+            tolerates_team("team-a", team_pool.clone()),
+            Ok(true),
+            "the pool's own namespace"
+        );
+        let refused = tolerates_team("team-b", team_pool).expect_err("another namespace");
+        assert_eq!(refused.0, "PoolNotOpenToNamespace");
+        // Placed on the live pool instead, without the declared pool's toleration.
+        assert_eq!(tolerates_team("team-b", serde_json::json!({})), Ok(false));
+    }
+
+    /// Issue 26: a declared pool of a product no node label identifies gave pods no node
+    /// affinity; the model is now refused, saying why.
+    #[test]
+    fn a_pool_that_cannot_be_pinned_is_refused() {
+        let cfg = OperatorConfig::from_yaml(
+            "declaredPools: [{name: orin, product: jetson-orin, acceleratorsPerNode: 1, maxNodes: 4}]",
+        )
+        .expect("config");
+        let e = place_yaml(
+            "model: deepseek-r1-distill-qwen-1.5b\naccelerator: {product: jetson-orin}",
+            &cfg,
+        )
+        .expect_err("no pin");
+        assert_eq!(e.reason, "ProductNotPinned");
+        assert!(e.message.contains("nodeSelector"), "{}", e.message);
+        let cfg = OperatorConfig::from_yaml(
+            "declaredPools: [{name: orin, product: jetson-orin, acceleratorsPerNode: 1, maxNodes: 4, nodeSelector: {board: agx-orin}}]",
+        )
+        .expect("config");
+        assert!(place_yaml(
+            "model: deepseek-r1-distill-qwen-1.5b\naccelerator: {product: jetson-orin}",
+            &cfg,
+        )
+        .is_ok());
+    }
+
+    /// Issue 26: AMD pods run as root unless the render groups are configured, and got a
+    /// writable node cache. Such a model is refused unless the administrator opts in.
+    #[test]
+    fn root_pods_get_no_host_path_cache_unless_the_administrator_allows_it() {
+        let amd_by_label =
+            "model: deepseek-r1-distill-qwen-7b\naccelerator: {nodeSelector: {amd.com/gpu.product-name: AMD_Instinct_MI300X_OAM}}";
+        let place_with = |yaml: &str, cfg: &OperatorConfig| {
+            let spec = serde_yaml::from_str(yaml).expect("spec");
+            validate(&spec, Catalog::builtin(), cfg)
+                .map_err(|i| i.reason)
+                .and_then(|v| {
+                    place(&v, "ai", &pools(cfg), Catalog::builtin()).map_err(|u| u.reason)
+                })
+        };
+        let closed = OperatorConfig::default();
+        assert_eq!(
+            place_with(amd_by_label, &closed).err(),
+            Some(ROOT_HOST_PATH_REASON)
+        );
+        // An explicit AMD choice is refused at validation, with the same reason.
+        assert_eq!(
+            place_with(
+                "model: deepseek-r1-distill-qwen-7b\naccelerator: {vendor: amd}",
+                &closed
+            )
+            .err(),
+            Some(ROOT_HOST_PATH_REASON)
+        );
+        // A claim instead of the node cache, non-root pods, or the administrator's opt-in.
+        let claim = format!("{amd_by_label}\ncache: {{claimName: weights}}");
+        assert!(place_with(&claim, &closed).is_ok());
+        let groups = OperatorConfig {
+            amd_render_groups: vec![44, 110],
+            ..Default::default()
+        };
+        assert!(place_with(amd_by_label, &groups).is_ok());
+        let opted_in = OperatorConfig {
+            allow_root_host_path_cache: true,
+            ..Default::default()
+        };
+        assert!(place_with(amd_by_label, &opted_in).is_ok());
+        // Other vendors run as non-root: their node cache is unaffected.
+        assert!(place_with(
+            "model: deepseek-r1-distill-qwen-7b\naccelerator: {product: h100-80gb}",
+            &closed
+        )
+        .is_ok());
     }
 }

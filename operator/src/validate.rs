@@ -61,6 +61,20 @@ pub struct ValidatedModel {
     /// The role of a role model of a disaggregated model (`serving.mode` prefill/decode).
     pub role: Option<deepseek_engine::PdRole>,
     pub kv_transfer: Option<crate::api::KvTransferChoice>,
+    /// Pods that would run as root (AMD, since no `amdRenderGroups` are configured) may
+    /// not be planned for this model: it caches weights on a node (a writable host path)
+    /// and the administrator has not set `allowRootHostPathCache`. Placement leaves AMD
+    /// pools out, saying why ([`ROOT_HOST_PATH_REASON`]).
+    pub refuse_root_pods: bool,
+}
+
+/// Condition reason of a model refused because its pods would run as root with a
+/// writable host path.
+pub const ROOT_HOST_PATH_REASON: &str = "RootHostPathCache";
+
+/// Why a model whose pods would run as root cannot use a node cache, and what to change.
+pub fn root_host_path_message() -> String {
+    "AMD pods run as root unless the operator configuration sets amdRenderGroups, and this model caches weights in a node directory (a writable host path) that a root process could plant files in; use a PersistentVolumeClaim (cache.claimName or source.volume), or ask the administrator to set amdRenderGroups (non-root pods) or allowRootHostPathCache".into()
 }
 
 /// Why a spec was refused; `reason` is the condition reason.
@@ -239,6 +253,14 @@ pub fn validate(
         None => hf.repo.clone().unwrap_or_else(|| arch.hf_repo.clone()),
     };
     let cache = resolve_cache(&spec.cache.clone().unwrap_or_default(), config)?;
+    // Only AMD pods run as root (build/workload.rs `runs_as_root`).
+    let refuse_root_pods = source.volume.is_none()
+        && matches!(cache, CacheChoice::Node(_))
+        && config.amd_render_groups.is_empty()
+        && !config.allow_root_host_path_cache;
+    if refuse_root_pods && vendor == Some(Vendor::Amd) {
+        return Err(invalid(ROOT_HOST_PATH_REASON, root_host_path_message()));
+    }
     let auto_upgrade = spec.image.as_deref() == Some(AUTO_UPGRADE);
     let replicas = match (&spec.autoscaling, spec.replicas) {
         // min <= max is checked above; `max(lo)` keeps this panic-free regardless.
@@ -283,6 +305,7 @@ pub fn validate(
         },
         role: crate::build::disaggregated::role_of(spec),
         kv_transfer: serving.kv_transfer,
+        refuse_root_pods,
     })
 }
 
@@ -295,7 +318,36 @@ mod tests {
     }
 
     fn check(yaml: &str) -> Result<ValidatedModel, Invalid> {
-        validate(&spec(yaml), Catalog::builtin(), &OperatorConfig::default())
+        // Non-root AMD pods, so AMD specs are checked for what these tests are about
+        // (root pods with a node cache: `root_pods_need_the_administrators_opt_in`).
+        let cfg = OperatorConfig {
+            amd_render_groups: vec![44],
+            ..Default::default()
+        };
+        validate(&spec(yaml), Catalog::builtin(), &cfg)
+    }
+
+    #[test]
+    fn root_pods_need_the_administrators_opt_in_for_a_node_cache() {
+        let amd = "model: deepseek-r1\naccelerator: {vendor: amd}";
+        let root = OperatorConfig::default();
+        let e = validate(&spec(amd), Catalog::builtin(), &root).expect_err("root + host path");
+        assert_eq!(e.reason, ROOT_HOST_PATH_REASON);
+        assert!(
+            e.message.contains("allowRootHostPathCache"),
+            "{}",
+            e.message
+        );
+        let claim = format!("{amd}\ncache: {{claimName: w}}");
+        assert!(validate(&spec(&claim), Catalog::builtin(), &root).is_ok());
+        let opted = OperatorConfig {
+            allow_root_host_path_cache: true,
+            ..Default::default()
+        };
+        assert!(validate(&spec(amd), Catalog::builtin(), &opted).is_ok());
+        // Any vendor: refused only where pods would run as root (placement, for AMD).
+        let any = validate(&spec("model: deepseek-r1"), Catalog::builtin(), &root).expect("valid");
+        assert!(any.refuse_root_pods);
     }
 
     #[test]

@@ -26,9 +26,13 @@ fn example(file: &str) -> DeepSeekModel {
 }
 
 fn build(m: &DeepSeekModel) -> Desired {
+    build_with(m, &OperatorConfig::default())
+}
+
+fn build_with(m: &DeepSeekModel, config: &OperatorConfig) -> Desired {
     let nodes = nodes();
     let refs: Vec<&Node> = nodes.iter().collect();
-    match desired(m, &refs, &OperatorConfig::default(), Catalog::builtin()) {
+    match desired(m, &refs, config, Catalog::builtin()) {
         Ok(d) => d,
         Err((reason, msg)) => panic!("{reason}: {msg}"),
     }
@@ -143,7 +147,27 @@ fn r1_fp8_on_h100_is_one_group_of_two_pods_on_distinct_nodes() {
 
 #[test]
 fn amd_example_requests_amd_gpus_with_a_rocm_image() {
-    let d = build(&example("v3-fp8-mi300x.yaml"));
+    // AMD pods run as root without amdRenderGroups: the node cache needs the opt-in.
+    let refused = {
+        let nodes = nodes();
+        let refs: Vec<&Node> = nodes.iter().collect();
+        desired(
+            &example("v3-fp8-mi300x.yaml"),
+            &refs,
+            &OperatorConfig::default(),
+            Catalog::builtin(),
+        )
+        .err()
+        .map(|(reason, _)| reason)
+    };
+    assert_eq!(refused, Some("RootHostPathCache"));
+    let d = build_with(
+        &example("v3-fp8-mi300x.yaml"),
+        &OperatorConfig {
+            allow_root_host_path_cache: true,
+            ..Default::default()
+        },
+    );
     assert_eq!(d.placement.pool.accelerator, "mi300x");
     assert_eq!(d.pods.len(), 1);
     // 671 GB of FP8 weights fit four 192 GiB devices: half a node per replica.
@@ -346,6 +370,48 @@ fn unknown_model_and_vendor_mismatch_are_refused_with_reasons() {
     );
 }
 
+/// The value of the engine container's env var `name`.
+fn env_of(pod: &Pod, name: &str) -> Option<String> {
+    pod.spec.as_ref()?.containers[0]
+        .env
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == name)?
+        .value
+        .clone()
+}
+
+#[test]
+fn every_rank_of_a_group_gets_the_groups_token_and_the_group_port() {
+    let d = build(&example("r1-fp8-h100-multinode.yaml"));
+    assert!(d.pods.len() >= 2, "a multi-node group");
+    let tokens: Vec<Option<String>> = d
+        .pods
+        .iter()
+        .map(|p| env_of(p, deepseek_engine::env::GROUP_TOKEN))
+        .collect();
+    let first = tokens[0].clone().expect("the leader has a group token");
+    assert_eq!(first.len(), 64);
+    assert!(tokens.iter().all(|t| t.as_deref() == Some(first.as_str())));
+    let gid = label(&d.pods[0], labels::GROUP_ID).to_string();
+    assert_eq!(
+        first,
+        deepseek_operator::build::pods::group_token("uid-1", &gid)
+    );
+    for p in &d.pods {
+        let ports: Vec<i32> = p.spec.as_ref().expect("spec").containers[0]
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| p.container_port)
+            .collect();
+        assert!(
+            ports.contains(&i32::from(deepseek_engine::GROUP_PORT)),
+            "{ports:?}"
+        );
+    }
+}
+
 #[test]
 fn the_leader_drains_before_stopping_and_the_grace_period_covers_the_group() {
     let d = build(&example("r1-fp8-h100-multinode.yaml"));
@@ -356,11 +422,12 @@ fn the_leader_drains_before_stopping_and_the_grace_period_covers_the_group() {
             .and_then(|s| s.containers[0].lifecycle.clone())
             .and_then(|l| l.pre_stop)
     };
-    let path = pre_stop(leader)
-        .and_then(|h| h.http_get)
-        .and_then(|g| g.path)
-        .unwrap_or_default();
-    assert_eq!(path, deepseek_engine::DRAIN_PATH);
+    // The drain is on the group port with the group token: the hook runs the launcher's
+    // own `drain` in the container, never an HTTP GET to the public launcher port.
+    let hook = pre_stop(leader).expect("the leader has a preStop hook");
+    assert!(hook.http_get.is_none(), "{hook:?}");
+    let command = hook.exec.and_then(|e| e.command).unwrap_or_default();
+    assert_eq!(command, deepseek_engine::DRAIN_COMMAND);
     assert!(
         pre_stop(worker).is_none(),
         "workers wait for the leader instead"

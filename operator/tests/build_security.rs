@@ -345,6 +345,64 @@ fn every_pod_has_requests_a_bounded_shm_and_a_tight_security_context() {
     assert_eq!(req.get("memory").map(|q| q.0.as_str()), Some("20Gi"));
 }
 
+/// The kubelet creates a missing node cache directory owned by root, mode 0755, and
+/// fsGroup does not apply to hostPath volumes: a non-root engine could not write its
+/// cache. Non-root pods on a node cache get an init container that gives the directory
+/// (only it) to the engine's user, as root with CHOWN as its only capability.
+#[test]
+fn a_non_root_engine_owns_its_node_cache_directory() {
+    let d = build(
+        &model("m", "a", small()),
+        &l4_nodes(),
+        &OperatorConfig::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(d.workload.weights, WeightsVolume::HostPath(_)));
+    for pod in &d.pods {
+        let spec = spec_of(pod);
+        let uid = spec
+            .security_context
+            .as_ref()
+            .and_then(|s| s.run_as_user)
+            .unwrap_or_default();
+        assert_eq!(uid, 10001);
+        let init = spec.init_containers.clone().unwrap_or_default();
+        assert_eq!(init.len(), 1, "{init:?}");
+        let c = &init[0];
+        assert_eq!(
+            c.command.clone().unwrap_or_default(),
+            ["chown", "10001:10001", "/models"]
+        );
+        assert_eq!(c.image, spec.containers[0].image);
+        let mounts = c.volume_mounts.clone().unwrap_or_default();
+        assert_eq!(
+            mounts
+                .iter()
+                .map(|m| (m.name.as_str(), m.mount_path.as_str()))
+                .collect::<Vec<_>>(),
+            [("models", "/models")]
+        );
+        let sc = c.security_context.clone().unwrap_or_default();
+        assert_eq!(sc.run_as_user, Some(0));
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.privileged, Some(false));
+        let caps = sc.capabilities.unwrap_or_default();
+        assert_eq!(caps.drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(caps.add, Some(vec!["CHOWN".to_string()]));
+    }
+    // A volume claim gets fsGroup instead: no init container.
+    let mut claimed = small();
+    claimed["cache"] = json!({"claimName": "weights"});
+    let d = build(
+        &model("m", "a", claimed),
+        &l4_nodes(),
+        &OperatorConfig::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!matches!(d.workload.weights, WeightsVolume::HostPath(_)));
+    assert_eq!(spec_of(&d.pods[0]).init_containers, None);
+}
+
 /// Golden template hashes of fixed manifests. A change here restarts every model of that
 /// shape the next time its spec changes: make it deliberately, and say so in the release
 /// notes. (Running models are protected anyway: they reuse `status.resolved`.)
@@ -429,4 +487,136 @@ fn an_operator_upgrade_reuses_the_resolved_image_and_launch() {
     auto.spec.image = Some("auto-upgrade".into());
     let a = build(&auto, &l4_nodes(), &new_cfg).unwrap_or_else(|e| panic!("{e}"));
     assert!(a.workload.image.ends_with(":0.2.0"), "{}", a.workload.image);
+}
+
+/// The node-affinity requirements of a pod, per ORed term: (key, operator).
+fn affinity_terms(p: &Pod) -> Vec<Vec<(String, String)>> {
+    spec_of(p)
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .map(|s| {
+            s.node_selector_terms
+                .iter()
+                .map(|t| {
+                    t.match_expressions
+                        .iter()
+                        .flatten()
+                        .map(|e| (e.key.clone(), e.operator.clone()))
+                        .collect()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Issue 26: CPU pods were kept off control-plane nodes only by the pool inventory, so a
+/// manifest tolerating every taint could reach them. Every term of every pod (CPU and
+/// accelerator) now requires a node that is not the control plane (except on a Karpenter
+/// NodePool's pool, whose nodes never are and which refuses the label: e2e_cloud).
+#[test]
+fn no_pod_may_land_on_a_control_plane_node() {
+    let cpu = node("cpu-a", json!({}), json!([]), 0);
+    let cpu_model = model(
+        "small",
+        "a",
+        json!({"model": "deepseek-r1-distill-qwen-1.5b", "quantization": "gguf-q4_k_m"}),
+    );
+    let cases = [
+        build(&cpu_model, &[cpu], &OperatorConfig::default()),
+        build(
+            &model("m", "a", small()),
+            &l4_nodes(),
+            &OperatorConfig::default(),
+        ),
+    ];
+    for d in cases {
+        let d = d.unwrap_or_else(|e| panic!("{e}"));
+        let terms = affinity_terms(&d.pods[0]);
+        assert!(
+            !terms.is_empty(),
+            "{}: no node affinity",
+            d.placement.pool.name
+        );
+        for t in &terms {
+            for key in [
+                "node-role.kubernetes.io/control-plane",
+                "node-role.kubernetes.io/master",
+            ] {
+                assert!(
+                    t.contains(&(key.to_string(), "DoesNotExist".to_string())),
+                    "{}: {t:?}",
+                    d.placement.pool.name
+                );
+            }
+        }
+    }
+}
+
+/// Golden resolution keys (`status.resolved.key`) of fixed manifests. A change here
+/// re-resolves every running model of that shape on upgrade (new default image: a
+/// restart): the key must stay what the operator recorded before.
+#[test]
+fn golden_resolution_keys() {
+    let cfg = OperatorConfig {
+        runtime_image_tag: Some("golden".into()),
+        ..Default::default()
+    };
+    let key = |spec: serde_json::Value| {
+        build(&model("m", "ns", spec), &l4_nodes(), &cfg)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .workload
+            .resolved
+            .key
+    };
+    let got = [
+        key(small()),
+        key(
+            json!({"model": "deepseek-r1-distill-qwen-7b", "accelerator": {"product": "l4"}, "serving": {"maxModelLen": 4096}}),
+        ),
+    ];
+    assert_eq!(got, GOLDEN_KEYS, "resolution keys changed");
+}
+
+const GOLDEN_KEYS: [&str; 2] = ["e6f5933c5d", "8b41a82239"];
+
+/// Issue 26: the key hashed the spec's JSON whole, so a field added to the spec in a
+/// later version (serialized as `null`, `[]` or `{}` while unset) would change every
+/// model's key, and a real upgrade would restart every model. Unset fields, at any
+/// depth, now leave the key as it was.
+#[test]
+fn an_unset_optional_field_leaves_the_resolution_key_unchanged() {
+    use deepseek_operator::build::workload::{key_spec, key_spec_json};
+    let m = model(
+        "m",
+        "ns",
+        json!({"model": "deepseek-r1-distill-qwen-7b", "accelerator": {"product": "l4"}, "serving": {"maxModelLen": 4096}}),
+    );
+    let before = key_spec(&m.spec);
+    let mut grown = serde_json::to_value(&m.spec).unwrap_or_default();
+    grown["futureOption"] = json!(null);
+    grown["futureList"] = json!([]);
+    grown["futureMap"] = json!({});
+    grown["futureGroup"] = json!({"inner": null, "list": []});
+    grown["serving"]["futureFlag"] = json!(null);
+    grown["accelerator"]["futureTolerations"] = json!([]);
+    assert_eq!(key_spec_json(grown.clone()), before);
+    // A set field still changes it.
+    grown["serving"]["futureFlag"] = json!(true);
+    assert_ne!(key_spec_json(grown), before);
+
+    // And through the whole build: a manifest spelling an empty optional resolves with
+    // the key of one that leaves it out.
+    let cfg = OperatorConfig::default();
+    let plain = build(&m, &l4_nodes(), &cfg).unwrap_or_else(|e| panic!("{e}"));
+    let mut spelled = m.clone();
+    if let Some(a) = spelled.spec.accelerator.as_mut() {
+        a.node_selector = Some(Default::default());
+    }
+    let spelled = build(&spelled, &l4_nodes(), &cfg).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(spelled.workload.resolved.key, plain.workload.resolved.key);
 }

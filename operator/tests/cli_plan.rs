@@ -424,7 +424,8 @@ fn disaggregated_mode_plans_both_roles_with_their_memory() {
     for role in ["prefill", "decode"] {
         let p = &v[role];
         assert_eq!(p["accelerator"], "h200", "{role}");
-        assert_eq!(p["objective"], "throughput", "{role}");
+        // The operator's default for a role model that names no objective.
+        assert_eq!(p["objective"], "cheapest", "{role}");
         let m = &p["memory"];
         let parts = [
             "denseWeightsGiB",
@@ -444,6 +445,22 @@ fn disaggregated_mode_plans_both_roles_with_their_memory() {
     assert_eq!(v["decode"]["concurrency"], 64);
     assert_eq!(v["prefill"]["concurrency"], 16);
     assert!(v["reason"].as_str().is_some_and(|r| r.contains("prefill")));
+    let v = json(&[
+        "--model",
+        "deepseek-r1",
+        "--accelerator",
+        "h200",
+        "--mode",
+        "disaggregated",
+        "--concurrency",
+        "64",
+        "--layout-objective",
+        "throughput",
+        "--decode-data-parallel",
+        "16",
+    ]);
+    assert_eq!(v["prefill"]["objective"], "throughput");
+    assert_eq!(v["decode"]["layout"], "DP16xEP16", "{v}");
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! TP x PP layout, or the best per-GPU throughput among all layouts; and the
 //! `DoesNotFit` error that says what would be needed when nothing fits.
 
+use crate::expert_rule;
 use crate::layout::{self, Layout};
 use crate::memory::MemoryBreakdown;
 use crate::plan::Resolved;
@@ -110,6 +111,9 @@ pub(crate) fn choose_layout(r: &Resolved) -> Result<(Layout, MemoryBreakdown, St
                     r.expert_slots(),
                 ));
             }
+            // Only splits the engine loads: an EP that does not divide the experts
+            // crashes every rank at load on SGLang and vllm-ascend.
+            all.retain(|l| r.check_ep(l).is_ok());
             let mut ranked: Vec<(Layout, MemoryBreakdown, f64)> = all
                 .iter()
                 .filter_map(|l| {
@@ -189,6 +193,14 @@ fn chosen_ep(
             req.max_nodes.unwrap_or(0)
         )));
     }
+    if let Err(why) = r.check_ep(&l) {
+        return Err(PlanError::InvalidOverride(format!(
+            "{} spreads the experts over EP{}, but {why}; {}",
+            l.name(),
+            l.expert_parallel,
+            nearest_valid(r, &l, within_nodes)
+        )));
+    }
     let mem = r.memory(&l);
     if !mem.fits() {
         return Err(does_not_fit(r, &[l]));
@@ -201,6 +213,67 @@ fn chosen_ep(
         l.expert_parallel
     );
     Ok((l, mem, reason))
+}
+
+/// The requested EP layout's nearest neighbours the engine accepts: the closest data
+/// parallel sizes below and above with the same TP that fill whole nodes, and the
+/// redundant experts that would make the requested size divide the expert slots.
+fn nearest_valid(r: &Resolved, asked: &Layout, within_nodes: &dyn Fn(&Layout) -> bool) -> String {
+    let tp = asked.tensor_parallel;
+    let dp = asked.data_parallel;
+    let routed = r
+        .req
+        .model
+        .moe
+        .as_ref()
+        .map(|m| m.routed_experts)
+        .unwrap_or(0);
+    let redundant = r.req.parallel.redundant_experts;
+    // Past the expert slots every rank would hold less than one expert.
+    let slots = routed.saturating_add(redundant);
+    let top = (slots / tp.max(1)).max(2);
+    let valid = |d: u32| {
+        layout::place_ep(tp, d, r.gpus_per_node)
+            .ok()
+            .filter(|l| within_nodes(l) && r.check_ep(l).is_ok())
+    };
+    // Bounded by the slots: a request of billions of ranks must not be walked down.
+    let below = (2..dp.min(top.saturating_add(1))).rev().find_map(valid);
+    let above = (dp.saturating_add(1)..=top).find_map(valid);
+    let show = |l: &Layout| {
+        format!(
+            "data parallel {} ({}, {} node(s))",
+            l.data_parallel,
+            l.name(),
+            l.nodes
+        )
+    };
+    let sizes: Vec<String> = below.iter().chain(above.iter()).map(show).collect();
+    let mut out = if sizes.is_empty() {
+        format!("no DP size with TP{tp} both fills these nodes and divides the experts")
+    } else {
+        format!("nearest valid: {}", sizes.join(" or "))
+    };
+    // At most as many copies as the routed experts: the engines' balancers replicate
+    // each expert at most a few times.
+    if let Some(extra) =
+        expert_rule::redundant_for(routed, redundant, asked.expert_parallel, routed)
+    {
+        if extra != redundant {
+            out.push_str(&format!(
+                ", or {extra} redundant experts ({} slots = EP{} x {})",
+                u64::from(routed) + u64::from(extra),
+                asked.expert_parallel,
+                (u64::from(routed) + u64::from(extra)) / u64::from(asked.expert_parallel)
+            ));
+        }
+    }
+    if r.engine == crate::Engine::Vllm && redundant > 0 {
+        out.push_str(
+            ", or no redundant experts (vLLM splits experts unevenly without its load balancer)",
+        );
+    }
+    out
 }
 
 fn does_not_fit(r: &Resolved, tried: &[Layout]) -> PlanError {

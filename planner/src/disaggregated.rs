@@ -2,23 +2,36 @@
 //!
 //! Prefill computes prompts and hands each sequence's KV cache to decode, so a prefill
 //! rank holds KV only for the prompts it is working on; decode holds the KV of every
-//! running sequence and is sized for the requested concurrency. Both roles are planned
-//! with the throughput objective (TP x PP, DP attention x EP and the hybrids compete on
-//! tokens/s per accelerator), as the published PD deployments are: SGLang's 96-GPU H100
-//! deployment and llm-d's wide-EP guide put both roles on DP attention + EP, and mixed
+//! running sequence and is sized for the requested concurrency. Each role is planned with
+//! the request's objective, `cheapest` unless asked otherwise: the same default as the
+//! operator's role models, so `plan --mode disaggregated` shows what the operator deploys
+//! ([`role_concurrency`] is the one split of the load both use). The published PD
+//! deployments (SGLang's 96-GPU H100 one, llm-d's wide-EP guide) put both roles on DP
+//! attention + EP: ask for it with `throughput` or a data parallel size per role. Mixed
 //! fleets put prefill and decode on different accelerators (prefill on H200, decode on
 //! H20), so decode may name its own accelerator.
 
 use serde::Serialize;
 
 use crate::support::{auto_engine_disaggregated, check_disaggregated_engine};
-use crate::{
-    plan, Accelerator, LayoutObjective, Plan, PlanError, PlanRequest, DEFAULT_CONCURRENCY,
-};
+use deepseek_engine::PdRole;
+
+use crate::{plan, Accelerator, Plan, PlanError, PlanRequest, DEFAULT_CONCURRENCY};
 
 /// Sequences in flight on prefill per sequence decoding: a prompt stays on prefill only
 /// while it is computed, a short share of a sequence's life.
 pub const PREFILL_SHARE: u32 = 4;
+
+/// The sequences a role is sized for, given the model's `concurrency`: decode holds every
+/// running sequence, prefill 1 in [`PREFILL_SHARE`] of them (at least 1). `None` stays
+/// `None` (the planner's default). The operator's role models and
+/// [`plan_disaggregated`] both take their load from here.
+pub fn role_concurrency(role: PdRole, concurrency: Option<u32>) -> Option<u32> {
+    match role {
+        PdRole::Prefill => concurrency.map(|c| c.div_ceil(PREFILL_SHARE).max(1)),
+        PdRole::Decode => concurrency,
+    }
+}
 
 /// The two roles' plans.
 #[derive(Serialize, Clone, Debug, PartialEq)]
@@ -55,9 +68,9 @@ pub struct RoleOverrides<'a> {
     pub tensor_parallel: Option<u32>,
 }
 
-/// Plans prefill and decode for `base` (its model, quantization, context and
-/// concurrency). Decode takes `base.concurrency`; prefill `ceil(concurrency /
-/// PREFILL_SHARE)` unless overridden. Both use the throughput objective. An open engine
+/// Plans prefill and decode for `base` (its model, quantization, context, concurrency and
+/// objective). Decode takes `base.concurrency`; prefill `ceil(concurrency /
+/// PREFILL_SHARE)` unless overridden ([`role_concurrency`]). An open engine
 /// becomes SGLang ([`auto_engine_disaggregated`]: the router fronts SGLang only, so on
 /// Ascend too), and an engine whose roles cannot be routed is refused
 /// ([`check_disaggregated_engine`]).
@@ -67,8 +80,11 @@ pub fn plan_disaggregated(
     decode: RoleOverrides<'_>,
 ) -> Result<DisaggregatedPlan, RoleError> {
     let concurrency = base.concurrency.unwrap_or(DEFAULT_CONCURRENCY).max(1);
-    let prefill_default = concurrency.div_ceil(PREFILL_SHARE).max(1);
-    let role = |name: &'static str, o: RoleOverrides<'_>, default_concurrency: u32| {
+    let role = |pd: PdRole, o: RoleOverrides<'_>| {
+        let name = match pd {
+            PdRole::Prefill => "prefill",
+            PdRole::Decode => "decode",
+        };
         let accelerator = o.accelerator.unwrap_or(base.accelerator);
         let mut req = base.clone();
         req.accelerator = accelerator;
@@ -77,8 +93,9 @@ pub fn plan_disaggregated(
         } else {
             base.gpus_per_node
         });
-        req.concurrency = Some(o.concurrency.unwrap_or(default_concurrency));
-        req.parallel.objective = LayoutObjective::Throughput;
+        req.concurrency = o
+            .concurrency
+            .or_else(|| role_concurrency(pd, Some(concurrency)));
         req.parallel.data_parallel = o.data_parallel.or(base.parallel.data_parallel);
         req.tensor_parallel = o.tensor_parallel.or(base.tensor_parallel);
         let fail = |error| RoleError { role: name, error };
@@ -96,12 +113,18 @@ pub fn plan_disaggregated(
         p.notes.extend(auto);
         Ok(p)
     };
-    let p = role("prefill", prefill, prefill_default)?;
-    let d = role("decode", decode, concurrency)?;
+    let p = role(PdRole::Prefill, prefill)?;
+    let d = role(PdRole::Decode, decode)?;
     let reason = format!(
-        "prefill holds KV only for prompts in flight ({} sequences: 1 in {PREFILL_SHARE} of the {concurrency} decoding unless set) and decode for every running sequence ({}); each role takes the layout with the most estimated tokens/s per accelerator (prefill ranked by the same memory-bound estimate: its compute-bound speed is not modelled): prefill {} on {} x {}, decode {} on {} x {}",
+        "prefill holds KV only for prompts in flight ({} sequences: 1 in {PREFILL_SHARE} of the {concurrency} decoding unless set) and decode for every running sequence ({}); each role takes its layout by the {} objective{}: prefill {} on {} x {}, decode {} on {} x {}",
         p.concurrency,
         d.concurrency,
+        base.parallel.objective,
+        if base.parallel.objective == crate::LayoutObjective::Throughput {
+            " (prefill ranked by the same memory-bound estimate as decode: its compute-bound speed is not modelled)"
+        } else {
+            ""
+        },
         p.layout,
         p.gpus_per_replica,
         p.accelerator,

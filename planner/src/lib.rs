@@ -9,6 +9,7 @@
 //! - [`plan`]: sizes one replica from a [`PlanRequest`] into a [`Plan`] or a
 //!   [`PlanError`] that says why not and what would be needed.
 //! - [`plan_disaggregated`]: prefill and decode roles, each sized for its own load.
+//! - [`expert_rule`]: which expert-parallel sizes each engine loads.
 //! - [`rule_of_thumb`]: the seed article's `params x bytes x 1.15` estimate.
 //! - [`report`]: table and JSON renderings for the CLI.
 
@@ -16,6 +17,7 @@ mod accelerator;
 mod catalog;
 mod choose;
 mod disaggregated;
+pub mod expert_rule;
 pub mod layout;
 pub mod memory;
 mod model;
@@ -29,7 +31,8 @@ mod types;
 pub use accelerator::{Accelerator, LabelMatcher};
 pub use catalog::{Catalog, CatalogError};
 pub use disaggregated::{
-    plan_disaggregated, DisaggregatedPlan, RoleError, RoleOverrides, PREFILL_SHARE,
+    plan_disaggregated, role_concurrency, DisaggregatedPlan, RoleError, RoleOverrides,
+    PREFILL_SHARE,
 };
 pub use memory::MemoryBreakdown;
 pub use model::{Attention, ModelArch, Moe};

@@ -6,6 +6,7 @@ use deepseek_engine::Engine;
 use serde::Serialize;
 
 use crate::choose;
+use crate::expert_rule;
 use crate::layout::{self, Layout};
 use crate::memory::{self, MemoryBreakdown, MemoryInput};
 use crate::{
@@ -259,6 +260,23 @@ impl Resolved<'_> {
                     .saturating_add(self.req.parallel.redundant_experts)
             })
             .unwrap_or(0)
+    }
+
+    /// Whether the engine loads this layout's expert split (`expert_rule`).
+    pub(crate) fn check_ep(&self, layout: &Layout) -> Result<(), String> {
+        let routed = self
+            .req
+            .model
+            .moe
+            .as_ref()
+            .map(|m| m.routed_experts)
+            .unwrap_or(0);
+        expert_rule::check_ep(
+            self.engine,
+            routed,
+            self.req.parallel.redundant_experts,
+            layout.expert_parallel,
+        )
     }
 
     pub(crate) fn auto(&self, max_nodes: Option<u32>) -> Vec<Layout> {

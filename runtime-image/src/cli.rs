@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use deepseek_engine::{
-    SimProfile, DEFAULT_DRAIN_SECONDS, DIST_INIT_PORT, ENGINE_PORT, LAUNCHER_PORT,
+    SimProfile, DEFAULT_DRAIN_SECONDS, DIST_INIT_PORT, ENGINE_PORT, GROUP_PORT, LAUNCHER_PORT,
 };
 
 #[derive(Parser, Debug)]
@@ -32,6 +32,25 @@ pub enum Command {
     Check(LaunchArgs),
     /// Run the GPU-free sim engine.
     Sim(SimArgs),
+    /// Drain this pod's rank through its group port and wait until the engine stopped
+    /// (the leader pod's preStop hook).
+    Drain(DrainArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DrainArgs {
+    /// Address the launcher binds (the pod IP); loopback when unset.
+    #[arg(long, env = "DSO_POD_IP")]
+    pub bind: Option<IpAddr>,
+    /// The launcher's group port.
+    #[arg(long, default_value_t = GROUP_PORT)]
+    pub group_port: u16,
+    /// The group token (bearer token of the group port).
+    #[arg(long, env = "DSO_GROUP_TOKEN", hide_env_values = true)]
+    pub group_token: Option<String>,
+    /// Drain bound in seconds: how long to wait (plus the stop margin).
+    #[arg(long, env = "DSO_DRAIN_SECONDS", default_value_t = DEFAULT_DRAIN_SECONDS as f64)]
+    pub drain_seconds: f64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -51,14 +70,21 @@ pub struct LaunchArgs {
     /// Force an engine (e.g. `sim`), overriding the config's.
     #[arg(long)]
     pub engine: Option<String>,
-    /// Port of this launcher's HTTP server.
+    /// Port of this launcher's public HTTP server (probes, metrics).
     #[arg(long, default_value_t = LAUNCHER_PORT)]
     pub launcher_port: u16,
+    /// Port of this launcher's group server (rendezvous, rank health, drain).
+    #[arg(long, default_value_t = GROUP_PORT)]
+    pub group_port: u16,
+    /// The group token: calls to the group port carry it. Required for a multi-node
+    /// group; a single-node launcher without one makes up its own.
+    #[arg(long, env = "DSO_GROUP_TOKEN", hide_env_values = true)]
+    pub group_token: Option<String>,
     /// Port of the engine's HTTP server.
     #[arg(long, default_value_t = ENGINE_PORT)]
     pub engine_port: u16,
-    /// Port of the leader's launcher (rendezvous).
-    #[arg(long, default_value_t = LAUNCHER_PORT)]
+    /// The leader launcher's group port (rendezvous).
+    #[arg(long, default_value_t = GROUP_PORT)]
     pub leader_port: u16,
     /// Port of the leader's distributed-init endpoint (SGLang, sim).
     #[arg(long, default_value_t = DIST_INIT_PORT)]

@@ -33,6 +33,9 @@ pub struct Launch {
     pub leader: String,
     pub bind: IpAddr,
     pub launcher_port: u16,
+    pub group_port: u16,
+    /// The group token (see `server::group_router`).
+    pub group_token: String,
     pub engine_port: u16,
     pub leader_port: u16,
     pub dist_port: u16,
@@ -75,12 +78,25 @@ impl Launch {
             }
             None => loopback_if_unspecified(bind).to_string(),
         };
+        let group_token = match a.group_token.as_deref().map(str::trim) {
+            Some(t) if !t.is_empty() => t.to_string(),
+            _ if cfg.nodes > 1 => bail!(
+                "a {}-node group needs its group token in {} or --group-token",
+                cfg.nodes,
+                env::GROUP_TOKEN
+            ),
+            // A single rank has no peers: a token of its own keeps the group port closed
+            // (a drain then comes by SIGTERM).
+            _ => random_token()?,
+        };
         Ok(Launch {
             cfg,
             rank: a.rank,
             leader,
             bind,
             launcher_port: a.launcher_port,
+            group_port: a.group_port,
+            group_token,
             engine_port: a.engine_port,
             leader_port: a.leader_port,
             dist_port: a.dist_port,
@@ -127,7 +143,18 @@ impl Launch {
     }
 }
 
-fn loopback_if_unspecified(ip: IpAddr) -> IpAddr {
+/// 32 random bytes from the kernel, hex-encoded.
+fn random_token() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").context("opening /dev/urandom")?,
+        &mut bytes,
+    )
+    .context("reading /dev/urandom")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+pub fn loopback_if_unspecified(ip: IpAddr) -> IpAddr {
     if ip.is_unspecified() {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     } else {
@@ -135,7 +162,7 @@ fn loopback_if_unspecified(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn url(host: &str, port: u16) -> String {
+pub fn url(host: &str, port: u16) -> String {
     if host.contains(':') && !host.starts_with('[') {
         format!("http://[{host}]:{port}")
     } else {
@@ -170,13 +197,16 @@ pub async fn run(launch: Launch) -> anyhow::Result<i32> {
     let local_host = loopback_if_unspecified(launch.bind).to_string();
     let engine_url =
         (leader && steps.serve.is_some()).then(|| url(&local_host, launch.engine_port));
-    let state = Arc::new(LauncherState::new(
-        launch.rank,
-        launch.cfg.nodes,
-        engine_url,
-        Some(url(&launch.leader, launch.leader_port)),
-        launch.trace_stages.clone(),
-    ));
+    let state = Arc::new(
+        LauncherState::new(
+            launch.rank,
+            launch.cfg.nodes,
+            engine_url,
+            Some(url(&launch.leader, launch.leader_port)),
+            launch.trace_stages.clone(),
+        )
+        .with_group_token(launch.group_token.clone()),
+    );
     drain_on_signals(state.clone())?;
 
     let listener =
@@ -188,20 +218,44 @@ pub async fn run(launch: Launch) -> anyhow::Result<i32> {
                     launch.bind, launch.launcher_port
                 )
             })?;
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let group_listener =
+        tokio::net::TcpListener::bind(SocketAddr::new(launch.bind, launch.group_port))
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot bind the launcher's group port to {}:{}",
+                    launch.bind, launch.group_port
+                )
+            })?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let drain_wait = launch.drain + stop_margin();
-    let server = tokio::spawn(
-        axum::serve(listener, server::router(state.clone(), drain_wait))
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.wait_for(|s| *s).await;
-            })
-            .into_future(),
+    let serve = |listener, router, mut stop: tokio::sync::watch::Receiver<bool>| {
+        tokio::spawn(
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .into_future(),
+        )
+    };
+    let public = serve(
+        listener,
+        server::router(state.clone(), drain_wait),
+        stop_rx.clone(),
+    );
+    let group = serve(
+        group_listener,
+        server::group_router(state.clone(), drain_wait),
+        stop_rx,
     );
     let code = supervise(&launch, &steps, &state).await;
     state.mark_stopped();
     let _ = stop_tx.send(true);
-    // A pending `/drain` (the preStop hook) gets its answer before the server stops.
-    let _ = tokio::time::timeout(stop_margin(), server).await;
+    // A pending `/drain` (the preStop hook) gets its answer before the servers stop.
+    let _ = tokio::time::timeout(stop_margin(), async {
+        let _ = tokio::join!(public, group);
+    })
+    .await;
     code
 }
 
@@ -220,7 +274,7 @@ async fn supervise(
     let env = launch.child_env();
     let own_url = url(
         &loopback_if_unspecified(launch.bind).to_string(),
-        launch.launcher_port,
+        launch.group_port,
     );
     let mut serve: Option<Child> = None;
     for stage in steps.order(Role::of_rank(launch.rank)) {
@@ -312,7 +366,7 @@ async fn drain(launch: &Launch, state: &LauncherState, child: &mut Child) {
         // The leader may take its whole bound plus margin; one poll more covers the gap.
         let bound = launch.drain + stop_margin() + Duration::from_secs(1);
         tokio::select! {
-            done = rendezvous::leader_drained(&leader_url, bound) => {
+            done = rendezvous::leader_drained(&leader_url, &state.group_token, bound) => {
                 if done {
                     state.trace("leader drained");
                 } else {

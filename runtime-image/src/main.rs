@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use deepseek_launcher::cli::{Cli, Command, SimArgs};
+use deepseek_launcher::cli::{Cli, Command, DrainArgs, SimArgs};
 use deepseek_launcher::launch::Launch;
 use deepseek_launcher::sim::{self, Ended, GroupSpec, SimSettings};
 
@@ -23,6 +23,7 @@ fn main() {
         Some(Command::Check(a)) => check(&a),
         Some(Command::Render(r)) => render(&r.launch, &r.format),
         Some(Command::Sim(s)) => run_sim(s),
+        Some(Command::Drain(d)) => drain(&d),
     };
     match result {
         Ok(code) => std::process::exit(code),
@@ -56,7 +57,13 @@ fn check(a: &deepseek_launcher::cli::LaunchArgs) -> anyhow::Result<i32> {
 }
 
 fn render(a: &deepseek_launcher::cli::LaunchArgs, format: &str) -> anyhow::Result<i32> {
-    let launch = Launch::from_args(a)?;
+    // Rendering serves no group port, so a multi-node group's token is not needed to
+    // print its commands (the token appears in none of them).
+    let mut a = a.clone();
+    if a.group_token.as_deref().is_none_or(|t| t.trim().is_empty()) {
+        a.group_token = Some("render".into());
+    }
+    let launch = Launch::from_args(&a)?;
     let steps = launch.steps()?;
     match format {
         "json" => println!("{}", serde_json::to_string_pretty(&steps)?),
@@ -64,6 +71,43 @@ fn render(a: &deepseek_launcher::cli::LaunchArgs, format: &str) -> anyhow::Resul
         other => anyhow::bail!("unknown format {other:?} (shell or json)"),
     }
     Ok(0)
+}
+
+/// The leader's preStop hook: asks this pod's group server to drain, with the group
+/// token, and waits for its answer (sent once the engine has stopped).
+fn drain(a: &DrainArgs) -> anyhow::Result<i32> {
+    use deepseek_launcher::launch::{loopback_if_unspecified, url};
+    let token = a
+        .group_token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no group token: set {} or --group-token",
+                deepseek_engine::env::GROUP_TOKEN
+            )
+        })?;
+    let host = loopback_if_unspecified(
+        a.bind
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+    );
+    let target = format!(
+        "{}{}",
+        url(&host.to_string(), a.group_port),
+        deepseek_engine::DRAIN_PATH
+    );
+    // The launcher answers after the drain bound plus the stop margin at the latest.
+    let wait = Duration::try_from_secs_f64(a.drain_seconds)?
+        + Duration::from_secs(deepseek_engine::STOP_MARGIN_SECONDS + 1);
+    let client = deepseek_launcher::server::local_client(wait);
+    runtime()?.block_on(async move {
+        let r = client.post(&target).bearer_auth(token).send().await?;
+        let status = r.status();
+        let body = r.text().await.unwrap_or_default();
+        println!("{target}: {status} {body}");
+        Ok(if status.is_success() { 0 } else { 1 })
+    })
 }
 
 fn run_sim(s: SimArgs) -> anyhow::Result<i32> {

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use deepseek_engine::{JOIN_PATH, RENDEZVOUS_PATH};
+
 use crate::server::{local_client, JoinRequest, RendezvousStatus};
 use crate::state::LauncherState;
 
@@ -77,8 +79,8 @@ where
     }
 }
 
-/// Worker: registers with the leader at `leader_url` (giving `own_url`, where the leader
-/// checks this rank's health), retrying until the leader has opened the rendezvous or
+/// Worker: registers with the leader's group server at `leader_url` (giving `own_url`,
+/// its own group server, where the leader checks this rank's health), retrying until the leader has opened the rendezvous or
 /// `timeout` passes.
 pub async fn join_leader(
     state: Arc<LauncherState>,
@@ -86,7 +88,7 @@ pub async fn join_leader(
     own_url: &str,
     timeout: Duration,
 ) -> Result<(), RendezvousError> {
-    let url = format!("{leader_url}/rendezvous/join");
+    let url = format!("{leader_url}{JOIN_PATH}");
     let client = local_client(Duration::from_secs(2));
     let request = JoinRequest {
         rank: state.rank,
@@ -95,6 +97,7 @@ pub async fn join_leader(
     let joined = retry(timeout, || async {
         let r = client
             .post(&url)
+            .bearer_auth(&state.group_token)
             .json(&request)
             .send()
             .await
@@ -123,8 +126,17 @@ pub async fn join_leader(
 }
 
 /// The leader's rendezvous status, or why it could not be read.
-async fn leader_status(client: &reqwest::Client, url: &str) -> Result<RendezvousStatus, String> {
-    let r = client.get(url).send().await.map_err(|e| e.to_string())?;
+async fn leader_status(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+) -> Result<RendezvousStatus, String> {
+    let r = client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
     if !r.status().is_success() {
         return Err(format!("HTTP {}", r.status()));
     }
@@ -139,10 +151,10 @@ pub async fn await_group(
     leader_url: &str,
     timeout: Duration,
 ) -> Result<(), RendezvousError> {
-    let url = format!("{leader_url}/rendezvous");
+    let url = format!("{leader_url}{RENDEZVOUS_PATH}");
     let client = local_client(Duration::from_secs(2));
     let joined = retry(timeout, || async {
-        let s = leader_status(&client, &url).await?;
+        let s = leader_status(&client, &url, &state.group_token).await?;
         Ok((s.joined.len() as u32 >= s.group_size).then_some(s.joined))
     })
     .await
@@ -159,12 +171,12 @@ pub async fn await_group(
 
 /// Worker, draining: resolves once the leader's engine has stopped or its launcher is
 /// gone (nothing answers), or after `bound`. Returns whether the leader was seen done.
-pub async fn leader_drained(leader_url: &str, bound: Duration) -> bool {
-    let url = format!("{leader_url}/rendezvous");
+pub async fn leader_drained(leader_url: &str, token: &str, bound: Duration) -> bool {
+    let url = format!("{leader_url}{RENDEZVOUS_PATH}");
     let client = local_client(Duration::from_secs(1));
     let start = Instant::now();
     loop {
-        match client.get(&url).send().await {
+        match client.get(&url).bearer_auth(token).send().await {
             Err(e) if e.is_connect() => return true,
             Ok(r) => {
                 if let Ok(s) = r.json::<RendezvousStatus>().await {

@@ -1,19 +1,32 @@
-//! The launcher's own HTTP server on `LAUNCHER_PORT`: `/healthz`, `/readyz` (this rank,
-//! and on the leader the whole group), `/rankz` (this rank only), normalised `/metrics`,
-//! the leader's rendezvous (`POST /rendezvous/join`, `GET /rendezvous`) and `/drain`
-//! (the leader pod's preStop hook).
+//! The launcher's two HTTP servers.
+//!
+//! Public, on `LAUNCHER_PORT` (the NetworkPolicy opens it to the namespaces allowed to
+//! call the model): `/healthz` (liveness: the engine answers its own health endpoint
+//! within a bound, once it has started), `/readyz` (this rank, and on the leader the
+//! whole group) and normalised `/metrics`. Nothing there changes the rank's state.
+//!
+//! Group, on `GROUP_PORT` (opened only to the model's own pods): `/rankz` (this rank
+//! only), the leader's rendezvous (`POST /rendezvous/join`, `GET /rendezvous`) and
+//! `/drain` (the leader pod's preStop hook, through `deepseek-launcher drain`). Every
+//! call must carry the group token as a bearer token, or it is refused with 403: a pod
+//! of another model, or a forged join that would point the leader at a URL of the
+//! caller's choosing, gets nothing.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use deepseek_engine::metrics::{map_engine_metrics, NormalisedMetrics};
-use deepseek_engine::{DRAIN_PATH, RANK_HEALTH_PATH, READINESS_PATH};
+use deepseek_engine::{
+    DRAIN_PATH, JOIN_PATH, LIVENESS_ENGINE_TIMEOUT_MS, LIVENESS_PATH, RANK_HEALTH_PATH,
+    READINESS_PATH, RENDEZVOUS_PATH,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::reading::{Readings, ENGINE_READ_TIMEOUT, FRESH_WAIT, REFRESH};
@@ -24,7 +37,7 @@ use crate::state::LauncherState;
 #[serde(rename_all = "camelCase")]
 pub struct JoinRequest {
     pub rank: u32,
-    /// The worker's launcher base URL, where the leader checks its health.
+    /// The base URL of the worker's group server, where the leader checks its health.
     #[serde(default)]
     pub launcher_url: Option<String>,
 }
@@ -50,6 +63,8 @@ const RANK_CHECK_TIMEOUT: Duration = Duration::from_millis(700);
 struct Ctx {
     state: Arc<LauncherState>,
     client: reqwest::Client,
+    /// Asks the engine's health endpoint for the liveness probe.
+    liveness: reqwest::Client,
     /// What `/metrics` serves, refreshed in the background (reading.rs).
     readings: Arc<Readings>,
     /// How long `/drain` may block: the drain bound plus the stop margin.
@@ -65,39 +80,108 @@ pub fn local_client(timeout: Duration) -> reqwest::Client {
         .unwrap_or_default()
 }
 
-pub fn router(state: Arc<LauncherState>, drain_wait: Duration) -> Router {
-    let ctx = Ctx {
+fn context(state: Arc<LauncherState>, drain_wait: Duration) -> Ctx {
+    Ctx {
         state,
         client: local_client(RANK_CHECK_TIMEOUT),
+        liveness: local_client(Duration::from_millis(LIVENESS_ENGINE_TIMEOUT_MS)),
         readings: Arc::default(),
         drain_wait,
-    };
+    }
+}
+
+/// The public server: probes and metrics, nothing that changes the rank's state.
+pub fn router(state: Arc<LauncherState>, drain_wait: Duration) -> Router {
+    let ctx = context(state, drain_wait);
     // The refresh lives as long as the runtime: a launcher serves until it exits.
     if tokio::runtime::Handle::try_current().is_ok() {
         tokio::spawn(refresh(ctx.clone()));
     }
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route(LIVENESS_PATH, get(healthz))
         .route(READINESS_PATH, get(readyz))
-        .route(RANK_HEALTH_PATH, get(rankz))
         .route("/metrics", get(metrics))
-        .route("/rendezvous/join", post(join))
-        .route("/rendezvous", get(status))
-        .route(DRAIN_PATH, get(drain).post(drain))
         .with_state(ctx)
+}
+
+/// The group server: rank health, rendezvous and drain, for callers with the token.
+pub fn group_router(state: Arc<LauncherState>, drain_wait: Duration) -> Router {
+    let ctx = context(state, drain_wait);
+    Router::new()
+        .route(RANK_HEALTH_PATH, get(rankz))
+        .route(JOIN_PATH, post(join))
+        .route(RENDEZVOUS_PATH, get(status))
+        .route(DRAIN_PATH, post(drain))
+        .route_layer(axum::middleware::from_fn_with_state(ctx.clone(), authorize))
+        .with_state(ctx)
+}
+
+/// Refuses (403) a call to the group port without the group token.
+async fn authorize(State(ctx): State<Ctx>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given.is_some_and(|t| ctx.state.token_matches(t)) {
+        next.run(req).await
+    } else {
+        (
+            StatusCode::FORBIDDEN,
+            "the group port answers only the group's own ranks (bearer token)",
+        )
+            .into_response()
+    }
+}
+
+/// Whether the local engine answers its health endpoint with success (through `client`,
+/// so within its timeout). Marks the engine up the first time it does.
+async fn engine_answers(state: &LauncherState, client: &reqwest::Client) -> bool {
+    let Some(url) = &state.engine_url else {
+        return true;
+    };
+    let ok = client
+        .get(format!("{url}/health"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success());
+    if ok {
+        state.engine_up.store(true, Ordering::SeqCst);
+    }
+    ok
 }
 
 /// Whether the local engine answers its health endpoint.
 async fn engine_healthy(ctx: &Ctx) -> bool {
-    match &ctx.state.engine_url {
-        None => true,
-        Some(url) => ctx
-            .client
-            .get(format!("{url}/health"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success()),
+    engine_answers(&ctx.state, &ctx.client).await
+}
+
+/// Liveness: alive while starting (the serve process not started yet, or its engine not
+/// answering yet: loading weights can take long, and the startup is bounded by the
+/// rendezvous and the group's own rules) and while draining. Once the engine has
+/// answered, the engine must answer its health endpoint within the bound, or the kubelet
+/// restarts the container (and the controller recreates the group).
+async fn healthz(State(ctx): State<Ctx>) -> (StatusCode, String) {
+    let s = &ctx.state;
+    if s.draining() || s.engine_stopped() {
+        return (StatusCode::OK, "ok: draining".into());
     }
+    let Some(url) = &s.engine_url else {
+        return (StatusCode::OK, "ok".into());
+    };
+    if !s.serving.load(Ordering::SeqCst) {
+        return (StatusCode::OK, "ok: starting".into());
+    }
+    if engine_answers(s, &ctx.liveness).await {
+        return (StatusCode::OK, "ok".into());
+    }
+    if !s.engine_up.load(Ordering::SeqCst) {
+        return (StatusCode::OK, "ok: the engine is starting".into());
+    }
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the engine did not answer {url}/health within {LIVENESS_ENGINE_TIMEOUT_MS} ms"),
+    )
 }
 
 /// Why this rank alone is not ready, if it is not: draining, not yet a member, the group
@@ -134,11 +218,13 @@ async fn group_not_ready(ctx: &Ctx) -> Option<String> {
     if !ctx.state.is_leader() {
         return None;
     }
+    let token = &ctx.state.group_token;
     let checks = ctx.state.worker_urls().into_iter().map(|(rank, url)| {
         let client = ctx.client.clone();
         async move {
             let ok = client
                 .get(format!("{url}{RANK_HEALTH_PATH}"))
+                .bearer_auth(token)
                 .send()
                 .await
                 .is_ok_and(|r| r.status().is_success());

@@ -24,6 +24,12 @@ pub struct LauncherState {
     pub group_complete: AtomicBool,
     /// The serve process (if any) is running.
     pub serving: AtomicBool,
+    /// The engine has answered its health endpoint at least once: start-up is over, so
+    /// liveness now follows the engine.
+    pub engine_up: AtomicBool,
+    /// Bearer token of the group port: the leader accepts joins, and every rank serves
+    /// its rank health and drain, only from callers that present it. Empty: refuse all.
+    pub group_token: String,
     /// Base URL of the local engine's HTTP server, if this rank serves HTTP.
     pub engine_url: Option<String>,
     /// Worker: the leader launcher's base URL.
@@ -57,12 +63,28 @@ impl LauncherState {
             member: AtomicBool::new(leader),
             group_complete: AtomicBool::new(false),
             serving: AtomicBool::new(false),
+            engine_up: AtomicBool::new(false),
+            group_token: String::new(),
             engine_url,
             leader_url: if leader { None } else { leader_url },
             drain: watch::Sender::new(false),
             stopped: watch::Sender::new(false),
             trace,
         }
+    }
+
+    /// The same state with the group token `token`.
+    pub fn with_group_token(mut self, token: impl Into<String>) -> Self {
+        self.group_token = token.into();
+        self
+    }
+
+    /// Whether `given` is the group token (compared in constant time).
+    pub fn token_matches(&self, given: &str) -> bool {
+        let (a, b) = (self.group_token.as_bytes(), given.as_bytes());
+        !a.is_empty()
+            && a.len() == b.len()
+            && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
 
     pub fn is_leader(&self) -> bool {

@@ -150,16 +150,24 @@ async fn the_leaders_prestop_drain_answers_once_the_engine_stopped() {
             .is_some_and(|(_, t)| t.contains("dso_requests_running 1"))
     })
     .await;
-    // The kubelet's preStop: an HTTP GET that blocks until the drain is over.
-    let drained = get(
-        &c,
-        &format!("{}{}", l.launcher_url(), deepseek_engine::DRAIN_PATH),
-    )
-    .await;
+    // The leader's preStop hook: `deepseek-launcher drain`, which posts to the group
+    // port with the group token and blocks until the drain is over.
+    let (bind, group_port) = (l.ip.clone(), l.group_port.to_string());
+    let hook = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(common::BIN)
+            .args(["drain", "--bind", &bind, "--group-port", &group_port])
+            .args(["--drain-seconds", "30"])
+            .env(deepseek_engine::env::GROUP_TOKEN, common::GROUP_TOKEN)
+            .output()
+            .expect("run deepseek-launcher drain")
+    });
     let (status, text) = s.await.expect("task").expect("the stream completes");
     assert_eq!(status, 200);
     assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
-    assert_eq!(drained, Some((200, "drained".to_string())));
+    let hook = hook.await.expect("hook task");
+    let out = String::from_utf8_lossy(&hook.stdout);
+    assert!(hook.status.success(), "{out}");
+    assert!(out.contains("200 OK drained"), "{out}");
     let (status, err) = l.wait_exit(Duration::from_secs(30));
     assert!(status.success(), "{status}: {err}");
 }

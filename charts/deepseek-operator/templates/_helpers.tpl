@@ -65,6 +65,13 @@ podSizing:
   {{- toYaml .Values.config.podSizing | nindent 2 }}
 amdRenderGroups:
   {{- toYaml .Values.config.amdRenderGroups | nindent 2 }}
+allowRootHostPathCache: {{ .Values.config.allowRootHostPathCache }}
+allowCustomPrometheusQueries: {{ .Values.config.allowCustomPrometheusQueries }}
+unreachableNodeTimeoutSeconds: {{ .Values.config.unreachableNodeTimeoutSeconds | int64 }}
+rankNotReadyTimeoutSeconds: {{ .Values.config.rankNotReadyTimeoutSeconds | int64 }}
+capacityPendingTimeoutSeconds: {{ .Values.config.capacityPendingTimeoutSeconds | int64 }}
+capacityRetrySeconds: {{ .Values.config.capacityRetrySeconds | int64 }}
+drainSeconds: {{ .Values.config.drainSeconds | int64 }}
 {{- with .Values.config.runtimeImageTag }}
 runtimeImageTag: {{ . | quote }}
 {{- end }}
@@ -79,6 +86,10 @@ networkPolicy:
   operatorNamespace: {{ .Release.Namespace | quote }}
   allowFromNamespaces:
     {{- toYaml .Values.networkPolicy.models.allowFromNamespaces | nindent 4 }}
+{{- with .Values.config.crashLoopBackoff }}
+crashLoopBackoff:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end }}
 
 {{/* Rules for models and their children: in the ClusterRole, or in a Role per watched
@@ -133,7 +144,7 @@ namespace (watchNamespaces). */}}
 - apiGroups: ["keda.sh"]
   resources: ["scaledobjects"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# The model's NetworkPolicy: the operator's own are watched (metadata only; get only before
+# The model's NetworkPolicy: the operator's own are watched (metadata only; get before the first apply, to never take over another's, or before
 # that watch has listed), server-side applied when changed, deleted when
 # networkPolicy.models.enabled is false.
 - apiGroups: ["networking.k8s.io"]

@@ -78,7 +78,7 @@ pub fn slots<'a>(
 pub async fn room(ctx: &Context, model: &DeepSeekModel, own: &[Pod], current: u32) -> Option<u32> {
     let validated = validate(&model.spec, &ctx.catalog, &ctx.config).ok()?;
     let pools = ctx.pools.borrow().clone();
-    let placement = place(&validated, &pools, &ctx.catalog).ok()?;
+    let placement = place(&validated, &model.namespace()?, &pools, &ctx.catalog).ok()?;
     let pool = &placement.pool;
     if pool.declared || pool.resource_name.is_empty() {
         return None;

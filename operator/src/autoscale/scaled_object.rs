@@ -10,51 +10,85 @@ use kube::{Api, ResourceExt};
 
 use crate::api::{DeepSeekModel, FIELD_MANAGER};
 use crate::build::{keda, labels};
-use crate::controller::apply::event;
+use crate::controller::apply::{self, event};
 use crate::controller::child_cache::{Child, ChildKind, Seen};
 use crate::controller::context::Context;
+use crate::controller::error::Error;
 
-/// Applies or removes the ScaledObject; failures are logged and reported as an Event.
-pub async fn sync(ctx: &Context, model: &DeepSeekModel) {
-    if let Err(e) = try_sync(ctx, model).await {
-        tracing::warn!(model = %model.name_any(), error = %e, "KEDA ScaledObject");
-        if model
-            .spec
-            .autoscaling
-            .as_ref()
-            .is_some_and(|a| a.provider == crate::api::AutoscalingProvider::Keda)
-        {
-            event(ctx, model, true, "ScaledObjectFailed", format!("{e}")).await;
+/// Applies or removes the ScaledObject; failures are logged and reported as an Event. A
+/// ScaledObject of that name that the model does not control is left alone: the only
+/// error returned is that conflict (`apply::check_ours`).
+pub async fn sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), Error> {
+    match try_sync(ctx, model).await {
+        Ok(()) => Ok(()),
+        Err(SyncError::Conflict(e)) => Err(e),
+        Err(SyncError::Kube(e)) => {
+            tracing::warn!(model = %model.name_any(), error = %e, "KEDA ScaledObject");
+            if model
+                .spec
+                .autoscaling
+                .as_ref()
+                .is_some_and(|a| a.provider == crate::api::AutoscalingProvider::Keda)
+            {
+                event(ctx, model, true, "ScaledObjectFailed", format!("{e}")).await;
+            }
+            Ok(())
         }
     }
 }
 
-async fn try_sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), kube::Error> {
+enum SyncError {
+    Kube(kube::Error),
+    Conflict(Error),
+}
+
+impl From<kube::Error> for SyncError {
+    fn from(e: kube::Error) -> SyncError {
+        SyncError::Kube(e)
+    }
+}
+
+async fn try_sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), SyncError> {
     let Some(ns) = model.namespace() else {
         return Ok(());
     };
     let name = model.name_any();
+    let uid = model.uid().unwrap_or_default();
     let api: Api<DynamicObject> =
         Api::namespaced_with(ctx.client.clone(), &ns, &keda::api_resource());
     let desired = keda::scaled_object(model, &ctx.config);
-    // Live from the child cache; from the API server only while it has not listed.
+    // Live from the child cache; from the API server only while it has not listed, or
+    // before the first apply (the cache shows only the operator's own ScaledObjects).
     let live = match ctx.children.scaled_object(&ns, &name) {
-        Seen::Listed(live) => live,
+        Seen::Listed(Some(live)) => Some(live),
+        Seen::Listed(None) if desired.is_none() => None,
         // No KEDA API: nothing of ours to delete (applying is still tried, and its
         // failure reported, for a model that asks for KEDA).
         Seen::Absent if desired.is_none() => return Ok(()),
-        Seen::Absent | Seen::Unknown => match api.get_opt(&name).await {
-            Ok(l) => l.map(|o| Child::from_meta(&o.metadata)),
-            // No KEDA in the cluster: nothing to delete.
-            Err(kube::Error::Api(s)) if s.code == 404 => None,
-            Err(e) => return Err(e),
-        },
+        Seen::Listed(None) | Seen::Absent | Seen::Unknown => {
+            match api.get_metadata_opt(&name).await {
+                Ok(l) => l.map(|o| Child::from_meta(&o.metadata)),
+                // No KEDA in the cluster: nothing to delete.
+                Err(kube::Error::Api(s)) if s.code == 404 => None,
+                Err(e) => return Err(e.into()),
+            }
+        }
     };
     match desired {
         Some(desired) => {
+            apply::check_ours(
+                &format!("ScaledObject {ns}/{name}"),
+                live.as_ref().map(|l| l.controller_uid.as_deref()),
+                &uid,
+            )
+            .map_err(SyncError::Conflict)?;
             let digest = desired["metadata"]["annotations"][labels::SPEC_DIGEST].as_str();
             let same = live.as_ref().is_some_and(|l| l.digest.as_deref() == digest);
             if !same {
+                // Said when the object is (re)applied, not on every reconcile.
+                if let Some(msg) = keda::ignored_query(model, &ctx.config) {
+                    event(ctx, model, true, keda::QUERY_IGNORED_REASON, msg).await;
+                }
                 ctx.metrics.write("apply", keda::PLURAL);
                 let applied = api
                     .patch(
@@ -68,13 +102,15 @@ async fn try_sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), kube::Erro
             }
         }
         None => {
-            let ours = live.as_ref().is_some_and(|l| l.managed);
+            let ours = live
+                .as_ref()
+                .is_some_and(|l| l.managed && l.controlled_by(&uid));
             if ours {
                 ctx.metrics.write("delete", keda::PLURAL);
                 match api.delete(&name, &DeleteParams::background()).await {
                     Ok(_) => {}
                     Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(e.into()),
                 }
                 ctx.children.deleted(ChildKind::ScaledObject, &ns, &name);
             }

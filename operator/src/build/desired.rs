@@ -38,7 +38,7 @@ pub fn desired(
         .unwrap_or_else(|| "default".into());
     let v = validate(&model.spec, catalog, config).map_err(|i| (i.reason, i.message))?;
     let pools = pools_from_nodes(nodes, catalog, &config.declared_pools);
-    let placement = place(&v, &pools, catalog).map_err(|u| (u.reason, u.message))?;
+    let placement = place(&v, &namespace, &pools, catalog).map_err(|u| (u.reason, u.message))?;
     let owner = OwnerReference {
         api_version: "inference.deepseek-operator.dev/v1alpha1".into(),
         kind: "DeepSeekModel".into(),

@@ -165,13 +165,8 @@ pub fn role_model(model: &DeepSeekModel, role: PdRole) -> Result<DeepSeekModel, 
     }
     let serving = spec.serving.unwrap_or_default();
     // Decode holds the KV cache of every running sequence; prefill only of the prompts in
-    // flight, 1 in PREFILL_SHARE of them (the planner's disaggregated sizing).
-    let concurrency = match role {
-        PdRole::Prefill => serving
-            .concurrency
-            .map(|c| c.div_ceil(deepseek_planner::PREFILL_SHARE).max(1)),
-        PdRole::Decode => serving.concurrency,
-    };
+    // flight: the planner's split, the one `plan --mode disaggregated` uses too.
+    let concurrency = deepseek_planner::role_concurrency(role, serving.concurrency);
     spec.serving = Some(Serving {
         mode: Some(match role {
             PdRole::Prefill => ServingMode::Prefill,

@@ -25,8 +25,11 @@ pub const PLURAL: &str = "scaledobjects";
 /// configuration (`prometheusAddress`) only.
 pub const PROMETHEUS_ADDRESS_ANNOTATION: &str =
     "autoscaling.deepseek-operator.dev/prometheus-address";
-/// Annotation overriding the whole PromQL query.
+/// Annotation overriding the whole PromQL query; honoured only when the operator
+/// configuration sets `allowCustomPrometheusQueries` ([`ignored_query`]).
 pub const PROMETHEUS_QUERY_ANNOTATION: &str = "autoscaling.deepseek-operator.dev/prometheus-query";
+/// Event reason when the query annotation is ignored.
+pub const QUERY_IGNORED_REASON: &str = "CustomQueryIgnored";
 /// Default server: the Service the Prometheus Operator creates in `monitoring`.
 pub const DEFAULT_PROMETHEUS_ADDRESS: &str = "http://prometheus-operated.monitoring.svc:9090";
 
@@ -60,6 +63,25 @@ pub fn default_query(namespace: &str, model: &str, metric: ScaleMetric) -> Strin
     }
 }
 
+/// The message of the Event saying that the model's query annotation was ignored, when
+/// it was: a KEDA model with the annotation, under a configuration that does not allow
+/// custom queries.
+pub fn ignored_query(model: &DeepSeekModel, config: &OperatorConfig) -> Option<String> {
+    let keda = model
+        .spec
+        .autoscaling
+        .as_ref()
+        .is_some_and(|a| a.provider == AutoscalingProvider::Keda);
+    (keda
+        && !config.allow_custom_prometheus_queries
+        && model.annotations().contains_key(PROMETHEUS_QUERY_ANNOTATION))
+    .then(|| {
+        format!(
+            "annotation {PROMETHEUS_QUERY_ANNOTATION} ignored: the operator configuration does not allow custom queries (allowCustomPrometheusQueries), so the ScaledObject uses the operator's own query"
+        )
+    })
+}
+
 /// The ScaledObject for a model with `provider: keda`; `None` otherwise.
 pub fn scaled_object(model: &DeepSeekModel, config: &OperatorConfig) -> Option<Value> {
     let a = model.spec.autoscaling.as_ref()?;
@@ -74,8 +96,11 @@ pub fn scaled_object(model: &DeepSeekModel, config: &OperatorConfig) -> Option<V
         .prometheus_address
         .clone()
         .unwrap_or_else(|| DEFAULT_PROMETHEUS_ADDRESS.to_string());
+    // A tenant's query would run on the shared Prometheus with its result in the
+    // tenant's HPA status: only the administrator can allow one.
     let query = ann
         .get(PROMETHEUS_QUERY_ANNOTATION)
+        .filter(|_| config.allow_custom_prometheus_queries)
         .cloned()
         .unwrap_or_else(|| default_query(&namespace, &name, model.spec.scale_metric()));
     let interval = p.interval.as_secs();
@@ -256,6 +281,40 @@ mod tests {
         assert!(prefill.contains("dso_queue_depth") && !prefill.contains("running"));
         let decode = default_query("ai", "r1-decode", ScaleMetric::Running);
         assert!(decode.contains("dso_requests_running") && !decode.contains("queue_depth"));
+    }
+
+    #[test]
+    fn a_tenants_query_is_used_only_when_the_administrator_allows_it() {
+        let mut m = model("keda");
+        let tenant = r#"sum(dso_queue_depth{namespace="other-team"})"#;
+        m.metadata.annotations =
+            Some([(PROMETHEUS_QUERY_ANNOTATION.to_string(), tenant.to_string())].into());
+        let query = |cfg: &OperatorConfig| {
+            scaled_object(&m, cfg).expect("keda")["spec"]["triggers"][0]["metadata"]["query"]
+                .clone()
+        };
+        let closed = OperatorConfig::default();
+        assert_eq!(
+            query(&closed),
+            json!(default_query("ai", "r1", ScaleMetric::Queue)),
+            "the operator's own query by default"
+        );
+        let msg = ignored_query(&m, &closed).expect("an Event says it was ignored");
+        assert!(msg.contains("allowCustomPrometheusQueries"), "{msg}");
+        let open = OperatorConfig {
+            allow_custom_prometheus_queries: true,
+            ..Default::default()
+        };
+        assert_eq!(query(&open), json!(tenant));
+        assert_eq!(ignored_query(&m, &open), None);
+        assert_eq!(
+            ignored_query(&model("keda"), &closed),
+            None,
+            "no annotation"
+        );
+        let mut builtin = model("builtin");
+        builtin.metadata.annotations = m.metadata.annotations.clone();
+        assert_eq!(ignored_query(&builtin, &closed), None, "no ScaledObject");
     }
 
     #[test]

@@ -43,8 +43,8 @@ pub struct Workload {
     pub owner: OwnerReference,
     pub image: String,
     pub pool: Pool,
-    /// Node affinity terms (ORed) that pin pods to the planned product: key -> values.
-    pub product_terms: Vec<BTreeMap<String, Vec<String>>>,
+    /// Node affinity terms (ORed) that pin pods to the planned product.
+    pub product_terms: Vec<affinity::ProductTerm>,
     pub nodes_per_group: u32,
     /// The group's ranks must share one NVLink domain (`nvidia.com/gpu.clique`): the
     /// accelerator's NVLink domain spans nodes (GB200/GB300 NVL72) and the plan's
@@ -62,6 +62,9 @@ pub struct Workload {
     /// AMD without configured device groups: root, every capability still dropped.
     pub run_as_root: bool,
     pub supplemental_groups: Vec<i64>,
+    /// The drain bound (operator configuration `drainSeconds`): the launcher's
+    /// `DSO_DRAIN_SECONDS` and, from it, the pods' termination grace period.
+    pub drain_seconds: u64,
     /// What `status.resolved` records for this workload.
     pub resolved: ResolvedStatus,
 }

@@ -6,10 +6,13 @@
 //! ports), SGLang's `--dist-init-addr` (`DIST_INIT_PORT`). Because most of those ports are
 //! chosen at run time, ranks of one model may reach each other on every port: a port list
 //! would break multi-node groups. Clients call the engine's API (`ENGINE_PORT`), and the
-//! operator scrapes the launcher's `/metrics` (`LAUNCHER_PORT`): those two ports are open
-//! to the model's own namespace, the operator's namespace and the namespaces the
-//! administrator selects. Nothing else reaches the pods, so another tenant cannot reach
-//! Ray's GCS, the dist-init port or (from a namespace not allowed) the rendezvous.
+//! operator scrapes the launcher's `/metrics` (`LAUNCHER_PORT`, which serves probes and
+//! metrics only): those two ports are open to the model's own namespace, the operator's
+//! namespace and the namespaces the administrator selects. The launcher's group port
+//! (`GROUP_PORT`: rendezvous, rank health, drain) is not among them: only the model's own
+//! pods reach it, and the launcher also demands the group token there. Nothing else
+//! reaches the pods, so another tenant cannot reach Ray's GCS, the dist-init port, the
+//! rendezvous or the drain.
 //!
 //! Pure: configuration and names in, the object out. Only ingress is restricted; engines
 //! still download weights.
@@ -136,7 +139,7 @@ pub fn network_policy(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use deepseek_engine::{DIST_INIT_PORT, RAY_PORT};
+    use deepseek_engine::{DIST_INIT_PORT, GROUP_PORT, RAY_PORT};
 
     fn owner() -> OwnerReference {
         OwnerReference {
@@ -200,7 +203,7 @@ mod tests {
             Some(labels::base("r1"))
         );
         assert_eq!(s.policy_types, Some(vec!["Ingress".to_string()]));
-        for port in [RAY_PORT, DIST_INIT_PORT, 29400, 45000] {
+        for port in [RAY_PORT, DIST_INIT_PORT, GROUP_PORT, 29400, 45000] {
             assert_eq!(who_reaches(&s, port), (Vec::new(), true), "port {port}");
         }
         for port in [ENGINE_PORT, LAUNCHER_PORT] {
@@ -229,6 +232,10 @@ mod tests {
             vec!["gateway".to_string(), "team-a".to_string()]
         );
         assert!(who_reaches(&s, RAY_PORT).0.is_empty());
+        // The group's own endpoints (rendezvous, drain) are on a port no client reaches.
+        assert_ne!(GROUP_PORT, LAUNCHER_PORT);
+        assert_ne!(GROUP_PORT, ENGINE_PORT);
+        assert_eq!(who_reaches(&s, GROUP_PORT), (Vec::new(), true));
     }
 
     #[test]

@@ -1,11 +1,17 @@
 //! The pods of one replica group: `nodesPerReplica` pods, rank 0 the leader, each taking
 //! every accelerator of one node of the chosen pool, on distinct nodes.
+//!
+//! Each group's pods carry the group token (`DSO_GROUP_TOKEN`) that the launcher's group
+//! port (rendezvous, rank health, drain) demands: [`group_token`] derives it from the
+//! model's UID and the group id, so it is the same for every rank of a group, different
+//! for every group, and recomputed identically by any operator replica or version
+//! (docs/security.md says why it is not a Secret).
 
 use std::collections::BTreeMap;
 
-use deepseek_engine::{env, render, ENGINE_PORT, LAUNCHER_PORT};
+use deepseek_engine::{env, render, ENGINE_PORT, GROUP_PORT, LAUNCHER_PORT};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction,
     HTTPGetAction, HostPathVolumeSource, Lifecycle, LifecycleHandler, ObjectFieldSelector,
     PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, Probe,
     ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
@@ -33,6 +39,20 @@ pub fn pod_name(w: &Workload, slot: u32, rank: u32) -> String {
         &w.model_name,
         &format!("{}-{rank}", group_id(&w.template_hash, slot)),
     )
+}
+
+/// The token of group `gid` of the model whose UID is `model_uid`: SHA-256 over a fixed
+/// label, the UID and the group id, hex-encoded. The UID is random (the API server's
+/// UUID), so a caller that cannot read the model's objects cannot compute it.
+pub fn group_token(model_uid: &str, gid: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in ["deepseek-operator group token v1", model_uid, gid] {
+        h.update(part.as_bytes());
+        // A separator no UID or group id contains: no two inputs hash alike.
+        h.update([0u8]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Headless Service through which ranks find their leader.
@@ -133,6 +153,7 @@ fn pod(w: &Workload, slot: u32, rank: u32) -> Pod {
             hostname: Some(name),
             subdomain: Some(ranks_service_name(&w.model_name)),
             containers: vec![container(w, slot, rank)],
+            init_containers: cache_owner(w).map(|c| vec![c]),
             affinity: Some(affinity(w, &gid)),
             node_selector: (!w.extra_node_selector.is_empty())
                 .then(|| w.extra_node_selector.clone()),
@@ -143,7 +164,7 @@ fn pod(w: &Workload, slot: u32, rank: u32) -> Pod {
             automount_service_account_token: Some(false),
             // Covers the leader's drain, then each worker's wait for it and its own stop.
             termination_grace_period_seconds: Some(
-                deepseek_engine::TERMINATION_GRACE_PERIOD_SECONDS,
+                deepseek_engine::termination_grace_period_seconds(w.drain_seconds),
             ),
             restart_policy: Some("Always".into()),
             ..Default::default()
@@ -182,11 +203,24 @@ fn container(w: &Workload, slot: u32, rank: u32) -> Container {
             }),
         },
         EnvVar {
+            name: env::GROUP_TOKEN.into(),
+            value: Some(group_token(&w.owner.uid, &group_id(&w.template_hash, slot))),
+            value_from: None,
+        },
+        EnvVar {
             name: "HF_HOME".into(),
             value: Some(format!("{MODELS_DIR}/hf")),
             value_from: None,
         },
     ];
+    // The configured drain bound (the launcher's default when it is the default).
+    if w.drain_seconds != deepseek_engine::DEFAULT_DRAIN_SECONDS {
+        env_vars.push(EnvVar {
+            name: env::DRAIN_SECONDS.into(),
+            value: Some(w.drain_seconds.to_string()),
+            value_from: None,
+        });
+    }
     if !w.run_as_root {
         // A non-root user with no home in the image: caches (torch, triton) go to /tmp.
         for (k, v) in [("HOME", "/tmp"), ("USER", "engine")] {
@@ -235,7 +269,7 @@ fn container(w: &Workload, slot: u32, rank: u32) -> Container {
     requests.insert("cpu".into(), Quantity(w.size.cpu.clone()));
     requests.insert("memory".into(), Quantity(w.size.memory.clone()));
 
-    let probe = |path: &str, period: i32, failures: i32| Probe {
+    let probe = |path: &str, period: i32, failures: i32, timeout: i32| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
             port: IntOrString::Int(LAUNCHER_PORT.into()),
@@ -243,10 +277,13 @@ fn container(w: &Workload, slot: u32, rank: u32) -> Container {
         }),
         period_seconds: Some(period),
         failure_threshold: Some(failures),
-        // The leader's /readyz asks every rank: more than the kubelet's default 1 s.
-        timeout_seconds: Some(deepseek_engine::READINESS_PROBE_TIMEOUT_SECONDS),
+        timeout_seconds: Some(timeout),
         ..Default::default()
     };
+    // Liveness asks the engine's health endpoint within its bound; the leader's /readyz
+    // asks every rank: both more than the kubelet's default 1 s.
+    let live = deepseek_engine::LIVENESS_PROBE_TIMEOUT_SECONDS;
+    let ready = deepseek_engine::READINESS_PROBE_TIMEOUT_SECONDS;
 
     Container {
         name: "engine".into(),
@@ -264,6 +301,11 @@ fn container(w: &Workload, slot: u32, rank: u32) -> Container {
                 container_port: LAUNCHER_PORT.into(),
                 ..Default::default()
             },
+            ContainerPort {
+                name: Some("group".into()),
+                container_port: GROUP_PORT.into(),
+                ..Default::default()
+            },
         ]),
         resources: Some(ResourceRequirements {
             limits: (!limits.is_empty()).then_some(limits),
@@ -274,21 +316,27 @@ fn container(w: &Workload, slot: u32, rank: u32) -> Container {
         // Loading hundreds of GB of weights takes minutes: allow an hour to start.
         security_context: Some(container_security(w)),
         // The leader stops taking requests and finishes those in flight before its
-        // container gets SIGTERM; workers wait for the leader on their own.
+        // container gets SIGTERM; workers wait for the leader on their own. The drain is
+        // on the group port with the group token, so the hook runs the launcher's own
+        // `drain` command in the container instead of an HTTP GET the kubelet would send
+        // without the token.
         lifecycle: (rank == 0).then(|| Lifecycle {
             pre_stop: Some(LifecycleHandler {
-                http_get: Some(HTTPGetAction {
-                    path: Some(deepseek_engine::DRAIN_PATH.into()),
-                    port: IntOrString::Int(LAUNCHER_PORT.into()),
-                    ..Default::default()
+                exec: Some(ExecAction {
+                    command: Some(
+                        deepseek_engine::DRAIN_COMMAND
+                            .iter()
+                            .map(|s| s.to_string())
+                            .collect(),
+                    ),
                 }),
                 ..Default::default()
             }),
             ..Default::default()
         }),
-        startup_probe: Some(probe("/healthz", 10, 360)),
-        liveness_probe: Some(probe("/healthz", 10, 6)),
-        readiness_probe: Some(probe("/readyz", 5, 3)),
+        startup_probe: Some(probe(deepseek_engine::LIVENESS_PATH, 10, 360, live)),
+        liveness_probe: Some(probe(deepseek_engine::LIVENESS_PATH, 10, 6, live)),
+        readiness_probe: Some(probe(deepseek_engine::READINESS_PATH, 5, 3, ready)),
         ..Default::default()
     }
 }
@@ -342,15 +390,75 @@ fn volumes(w: &Workload) -> Vec<Volume> {
     v
 }
 
+/// The user (and group) a non-root engine runs as: Ascend's device owner, else ENGINE_UID.
+fn engine_uid(w: &Workload) -> i64 {
+    if w.launch.vendor == "ascend" {
+        ASCEND_UID
+    } else {
+        ENGINE_UID
+    }
+}
+
+/// For a non-root engine on a node cache, an init container that gives the cache
+/// directory to the engine's user. The kubelet creates a missing `DirectoryOrCreate`
+/// path owned by root with mode 0755, and `fsGroup` does not apply to hostPath volumes,
+/// so without it the engine cannot create `/models/hf` ("permission denied"). It runs
+/// as root with CHOWN as its only capability, changes the owner of that one directory
+/// (not recursively: files already there belong to whoever wrote them) and exits; see
+/// docs/security.md. PVC-backed caches get `fsGroup` instead, root engines need nothing.
+fn cache_owner(w: &Workload) -> Option<Container> {
+    if w.run_as_root || !matches!(w.weights, WeightsVolume::HostPath(_)) {
+        return None;
+    }
+    let uid = engine_uid(w);
+    let tiny = BTreeMap::from([
+        ("cpu".to_string(), Quantity("10m".into())),
+        ("memory".to_string(), Quantity("16Mi".into())),
+    ]);
+    Some(Container {
+        name: "cache-owner".into(),
+        image: Some(w.image.clone()),
+        command: Some(vec![
+            "chown".into(),
+            format!("{uid}:{uid}"),
+            MODELS_DIR.into(),
+        ]),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "models".into(),
+            mount_path: MODELS_DIR.into(),
+            ..Default::default()
+        }]),
+        resources: Some(ResourceRequirements {
+            limits: Some(tiny.clone()),
+            requests: Some(tiny),
+            ..Default::default()
+        }),
+        security_context: Some(SecurityContext {
+            run_as_user: Some(0),
+            run_as_group: Some(0),
+            run_as_non_root: Some(false),
+            privileged: Some(false),
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: Some(vec!["CHOWN".into()]),
+            }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                localhost_profile: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
 /// Pod-level security: seccomp RuntimeDefault, and a non-root user (with a group that
 /// owns the weight volumes) unless the vendor's devices need root.
 fn pod_security(w: &Workload) -> PodSecurityContext {
     let non_root = !w.run_as_root;
-    let uid = if w.launch.vendor == "ascend" {
-        ASCEND_UID
-    } else {
-        ENGINE_UID
-    };
+    let uid = engine_uid(w);
     PodSecurityContext {
         run_as_non_root: Some(non_root),
         run_as_user: non_root.then_some(uid),
@@ -382,5 +490,30 @@ fn container_security(w: &Workload) -> SecurityContext {
             localhost_profile: None,
         }),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_tokens_are_per_group_per_model_and_stable() {
+        let t = group_token("0f6c6a1e-uid", "abcdef0123-0");
+        assert_eq!(t.len(), 64, "{t}");
+        assert!(t.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(t, group_token("0f6c6a1e-uid", "abcdef0123-0"), "stable");
+        assert_ne!(
+            t,
+            group_token("0f6c6a1e-uid", "abcdef0123-1"),
+            "another group"
+        );
+        assert_ne!(
+            t,
+            group_token("another-uid", "abcdef0123-0"),
+            "another model"
+        );
+        // The separator keeps the parts apart.
+        assert_ne!(group_token("ab", "c"), group_token("a", "bc"));
     }
 }

@@ -64,6 +64,10 @@ struct KeyInputs<'a> {
     /// that sizes differently must not re-resolve (and so restart) running models.
     sizing: &'a crate::config::PodSizing,
     amd_groups: &'a [i64],
+    /// A drain bound other than the default (absent at the default, so keys recorded
+    /// before it was configurable still match).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drain_seconds: Option<u64>,
     /// Only with `auto-upgrade`: this operator's version and default image.
     auto_upgrade: Option<String>,
 }
@@ -82,6 +86,9 @@ struct HashInputs<'a> {
     weights: &'a WeightsVolume,
     size: &'a PodSize,
     run_as_root: bool,
+    /// As in `KeyInputs`: only a drain bound other than the default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drain_seconds: Option<u64>,
 }
 
 /// The launch configuration every pod of the model gets. `bandwidth_tbps` feeds the
@@ -244,15 +251,51 @@ fn runs_as_root(vendor: Vendor, config: &OperatorConfig) -> bool {
     vendor == Vendor::Amd && config.amd_render_groups.is_empty()
 }
 
-fn key_of(i: &WorkloadInputs<'_>, weights: &WeightsVolume) -> String {
-    let mut spec = serde_json::to_value(i.spec).unwrap_or_default();
+/// The spec as it enters the resolution key: scaling fields removed, and every null,
+/// empty list and empty object dropped (recursively), so a field added to the spec in a
+/// later version, unset in the manifest, leaves the key as it was (whatever its serde
+/// attributes), and so does spelling an empty optional (`nodeSelector: {}`).
+pub fn key_spec(spec: &DeepSeekModelSpec) -> serde_json::Value {
+    key_spec_json(serde_json::to_value(spec).unwrap_or_default())
+}
+
+/// [`key_spec`] over the spec's JSON form.
+pub fn key_spec_json(mut spec: serde_json::Value) -> serde_json::Value {
     if let Some(obj) = spec.as_object_mut() {
         // Scaling never changes what a pod runs.
         for k in ["replicas", "autoscaling", "rollout"] {
             obj.remove(k);
         }
     }
+    prune_empty(&mut spec);
+    spec
+}
+
+/// Drops nulls, empty arrays and empty objects from `v`'s objects, innermost first
+/// (array elements stay: their positions mean something).
+fn prune_empty(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            for child in map.values_mut() {
+                prune_empty(child);
+            }
+            map.retain(|_, child| match child {
+                Value::Null => false,
+                Value::Array(a) => !a.is_empty(),
+                Value::Object(o) => !o.is_empty(),
+                _ => true,
+            });
+        }
+        Value::Array(items) => items.iter_mut().for_each(prune_empty),
+        _ => {}
+    }
+}
+
+/// The resolution key over a given form of the spec.
+fn key_with(i: &WorkloadInputs<'_>, weights: &WeightsVolume, spec: serde_json::Value) -> String {
     let pool = &i.placement.pool;
+    let drain = i.config.drain_seconds.0;
     template_hash(&KeyInputs {
         spec,
         accelerator: &pool.accelerator,
@@ -265,6 +308,7 @@ fn key_of(i: &WorkloadInputs<'_>, weights: &WeightsVolume) -> String {
         weights,
         sizing: &i.config.pod_sizing,
         amd_groups: &i.config.amd_render_groups,
+        drain_seconds: (drain != deepseek_engine::DEFAULT_DRAIN_SECONDS).then_some(drain),
         auto_upgrade: i.validated.auto_upgrade.then(|| {
             let plan = &i.placement.plan;
             format!(
@@ -273,6 +317,24 @@ fn key_of(i: &WorkloadInputs<'_>, weights: &WeightsVolume) -> String {
             )
         }),
     })
+}
+
+fn key_of(i: &WorkloadInputs<'_>, weights: &WeightsVolume) -> String {
+    key_with(i, weights, key_spec(i.spec))
+}
+
+/// The key as versions up to 0.1 computed it: the spec minus scaling fields, not pruned.
+/// It differs from [`key_of`] only for a manifest that spells an empty optional; a
+/// resolution recorded under it is still reused (and recorded again under the new key),
+/// so upgrading restarts no model.
+fn legacy_key_of(i: &WorkloadInputs<'_>, weights: &WeightsVolume) -> String {
+    let mut spec = serde_json::to_value(i.spec).unwrap_or_default();
+    if let Some(obj) = spec.as_object_mut() {
+        for k in ["replicas", "autoscaling", "rollout"] {
+            obj.remove(k);
+        }
+    }
+    key_with(i, weights, spec)
 }
 
 fn taint_tuples(taints: &[Taint]) -> Vec<TaintTuple> {
@@ -294,10 +356,16 @@ pub fn workload(i: &WorkloadInputs<'_>) -> Workload {
 
     let reused = i
         .previous
-        .filter(|r| r.key == key)
+        .filter(|r| r.key == key || r.key == legacy_key_of(i, &weights))
         .and_then(|r| Some((r, LaunchConfig::from_json(&r.launch_config).ok()?)));
     let resolved = match reused {
-        Some((r, launch)) => (r.clone(), launch),
+        Some((r, launch)) => (
+            ResolvedStatus {
+                key: key.clone(),
+                ..r.clone()
+            },
+            launch,
+        ),
         None => {
             let bandwidth = i
                 .catalog
@@ -319,6 +387,8 @@ pub fn workload(i: &WorkloadInputs<'_>) -> Workload {
                 weights: &weights,
                 size: &size,
                 run_as_root,
+                drain_seconds: (i.config.drain_seconds.0 != deepseek_engine::DEFAULT_DRAIN_SECONDS)
+                    .then_some(i.config.drain_seconds.0),
             });
             let r = ResolvedStatus {
                 key,
@@ -358,6 +428,7 @@ pub fn workload(i: &WorkloadInputs<'_>) -> Workload {
         } else {
             Vec::new()
         },
+        drain_seconds: i.config.drain_seconds.0,
         resolved,
     }
 }

@@ -50,9 +50,10 @@ pub struct PlanArgs {
     pub kv_cache_dtype: String,
     /// How the layout is chosen: cheapest (fewest accelerators, TP x PP) or
     /// throughput (most decode tokens/s per accelerator at --concurrency, also
-    /// trying DP attention x EP and hybrid layouts). Default: cheapest.
-    #[arg(long, default_value = "cheapest")]
-    pub layout_objective: String,
+    /// trying DP attention x EP and hybrid layouts). Default: cheapest, for both roles
+    /// of --mode disaggregated too (as the operator plans a manifest that names none).
+    #[arg(long)]
+    pub layout_objective: Option<String>,
     /// aggregated (one group type serves whole requests) or disaggregated (prefill and
     /// decode roles, each planned for its own load). Default: aggregated.
     #[arg(long, default_value = "aggregated")]
@@ -63,6 +64,18 @@ pub struct PlanArgs {
     /// Disaggregated only: prompts in flight on prefill. Default: concurrency / 4.
     #[arg(long)]
     pub prefill_concurrency: Option<u32>,
+    /// Disaggregated only: the prefill role's TP (a manifest's prefill.parallelism.tensor).
+    #[arg(long)]
+    pub prefill_tensor_parallel: Option<u32>,
+    /// Disaggregated only: the prefill role's DP-attention groups (prefill.parallelism.data).
+    #[arg(long)]
+    pub prefill_data_parallel: Option<u32>,
+    /// Disaggregated only: the decode role's TP (decode.parallelism.tensor).
+    #[arg(long)]
+    pub decode_tensor_parallel: Option<u32>,
+    /// Disaggregated only: the decode role's DP-attention groups (decode.parallelism.data).
+    #[arg(long)]
+    pub decode_data_parallel: Option<u32>,
     /// Context length to plan KV cache for. Default: 8192 (capped by the model).
     #[arg(long)]
     pub max_model_len: Option<u32>,
@@ -241,10 +254,10 @@ pub fn run(args: &PlanArgs) -> Result<String, String> {
         }
     };
     let parallel = ParallelOptions {
-        // Empty when PlanArgs comes from Default rather than clap.
-        objective: match args.layout_objective.as_str() {
-            "" => LayoutObjective::default(),
-            o => o.parse::<LayoutObjective>()?,
+        // The operator's default too (validate.rs): one default for both.
+        objective: match args.layout_objective.as_deref() {
+            None | Some("") => LayoutObjective::default(),
+            Some(o) => o.parse::<LayoutObjective>()?,
         },
         data_parallel: args.data_parallel,
         redundant_experts: args.redundant_experts,
@@ -275,9 +288,17 @@ pub fn run(args: &PlanArgs) -> Result<String, String> {
             ))
         }
     }
-    if args.decode_accelerator.is_some() || args.prefill_concurrency.is_some() {
+    let role_flags = [
+        args.prefill_concurrency,
+        args.prefill_tensor_parallel,
+        args.prefill_data_parallel,
+        args.decode_tensor_parallel,
+        args.decode_data_parallel,
+    ];
+    if args.decode_accelerator.is_some() || role_flags.iter().any(Option::is_some) {
         return Err(
-            "--decode-accelerator and --prefill-concurrency need --mode disaggregated".into(),
+            "--decode-accelerator and the --prefill-*/--decode-* flags need --mode disaggregated"
+                .into(),
         );
     }
     let mut plan: Plan = deepseek_planner::plan(&req).map_err(one_line)?;
@@ -330,10 +351,14 @@ fn run_disaggregated(
     };
     let prefill = RoleOverrides {
         concurrency: args.prefill_concurrency,
+        tensor_parallel: args.prefill_tensor_parallel,
+        data_parallel: args.prefill_data_parallel,
         ..RoleOverrides::default()
     };
     let decode = RoleOverrides {
         accelerator: decode_acc,
+        tensor_parallel: args.decode_tensor_parallel,
+        data_parallel: args.decode_data_parallel,
         ..RoleOverrides::default()
     };
     let mut both = plan_disaggregated(req, prefill, decode).map_err(one_line)?;

@@ -3,6 +3,7 @@
 //! steady state writes nothing.
 
 use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
@@ -10,6 +11,30 @@ use serde_json::json;
 use super::context::Context;
 use super::error::Error;
 use crate::api::{DeepSeekModel, DeepSeekModelStatus, FIELD_MANAGER};
+
+/// The uid of an object's controlling owner, if it has one.
+pub fn controller_uid(meta: &ObjectMeta) -> Option<&str> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+        .map(|o| o.uid.as_str())
+}
+
+/// Never take over: the one check before a model's child is first applied or deleted.
+/// `live` is what exists under the child's name: `None` when nothing does, else the uid of
+/// its controlling owner. An object that the model (`owner`) does not control is someone
+/// else's (an administrator's `deny-all` NetworkPolicy, a user's own model called
+/// `<name>-prefill`): force-applying would silently rewrite it, and deleting the model
+/// would garbage-collect it. It is left untouched and reported as a conflict.
+pub fn check_ours(what: &str, live: Option<Option<&str>>, owner: &str) -> Result<(), Error> {
+    match live {
+        Some(controller) if controller != Some(owner) => Err(Error::Conflict(format!(
+            "{what} already exists and does not belong to this model; rename one of them"
+        ))),
+        _ => Ok(()),
+    }
+}
 
 fn params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
@@ -125,5 +150,28 @@ pub async fn event(
     };
     if let Err(e) = ctx.events.publish(&model.object_ref(&()), n).await {
         tracing::warn!(error = %e, "failed to publish event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_child_name_held_by_an_object_the_model_does_not_control_is_a_conflict() {
+        assert!(check_ours("Service ns/m", None, "u1").is_ok(), "absent");
+        assert!(
+            check_ours("Service ns/m", Some(Some("u1")), "u1").is_ok(),
+            "ours"
+        );
+        let admin = check_ours("NetworkPolicy ns/deny-all", Some(None), "u1");
+        assert!(
+            matches!(&admin, Err(Error::Conflict(m)) if m.starts_with("NetworkPolicy ns/deny-all already exists")),
+            "{admin:?}"
+        );
+        assert!(
+            check_ours("Service ns/m", Some(Some("u2")), "u1").is_err(),
+            "another model's"
+        );
     }
 }

@@ -86,6 +86,9 @@ pub struct Child {
     instance: Option<String>,
     /// The controlling DeepSeekModel owner's name.
     owner: Option<String>,
+    /// The controlling owner's uid, whatever its kind: a model applies or deletes only the
+    /// children it controls (`apply::check_ours`).
+    pub controller_uid: Option<String>,
 }
 
 impl Child {
@@ -108,7 +111,13 @@ impl Child {
                 .flatten()
                 .find(|o| o.controller == Some(true) && o.kind == kind)
                 .map(|o| o.name.clone()),
+            controller_uid: super::apply::controller_uid(meta).map(str::to_string),
         }
+    }
+
+    /// Whether the model with uid `owner` controls this child.
+    pub fn controlled_by(&self, owner: &str) -> bool {
+        self.controller_uid.as_deref() == Some(owner)
     }
 
     fn key(&self) -> Key {

@@ -1,6 +1,6 @@
-//! Writing a model's children: Services applied only when their digest changed, pods
-//! deleted group by group (force-deleted when stranded on a lost node), groups created
-//! rank by rank (only the ranks missing), each decision an Event.
+//! Writing a model's children as decide.rs decided: Services applied only when their
+//! digest changed (never over one the model does not control), pods deleted
+//! (force-deleted when stranded on a lost node) and created, a few writes at once.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -9,26 +9,30 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
-use super::apply::{self, event};
+use super::apply;
 use super::child_cache::{Child, ChildKind};
 use super::context::Context;
+use super::decide::Deletion;
 use super::error::Error;
 use super::groups::FoundGroup;
-use crate::api::DeepSeekModel;
-use crate::build::{labels, pods, Workload};
+use crate::build::labels;
 
 /// Applies the desired Services whose digest differs from the live one and deletes the
 /// model's Services that are no longer desired. The live ones come from the child cache
-/// (child_cache.rs); only before its first list from the API server.
+/// (child_cache.rs); only before its first list from the API server. A Service the cache
+/// does not show is read before it is first applied: one of that name that the model
+/// (`owner`, its uid) does not control is left alone and reported (`apply::check_ours`).
 pub async fn sync_services(
     ctx: &Context,
     ns: &str,
     model: &str,
+    owner: &str,
     desired: &[Service],
 ) -> Result<(), Error> {
+    let api = Api::<Service>::namespaced(ctx.client.clone(), ns);
     let live = match ctx.children.services_of(ns, model) {
         Some(live) => live,
-        None => Api::<Service>::namespaced(ctx.client.clone(), ns)
+        None => api
             .list(&ListParams::default().labels(&labels::selector_string(model)))
             .await
             .map_err(|source| Error::Read {
@@ -41,15 +45,33 @@ pub async fn sync_services(
             .collect(),
     };
     // A model has one or two Services; applied together, they cost one round trip.
-    let stale = desired.iter().filter(|svc| {
+    let stale = desired.iter().filter_map(|svc| {
         let digest = svc.annotations().get(labels::SPEC_DIGEST);
         let current = live.iter().find(|l| l.name == svc.name_any());
-        current.and_then(|l| l.digest.as_ref()) != digest
+        (current.and_then(|l| l.digest.as_ref()) != digest).then_some((svc, current))
     });
-    futures::future::try_join_all(stale.map(|svc| apply::apply_service(ctx, svc))).await?;
+    let api = &api;
+    futures::future::try_join_all(stale.map(|(svc, current)| async move {
+        let name = svc.name_any();
+        let what = format!("Service {ns}/{name}");
+        let controller = match current {
+            Some(c) => Some(c.controller_uid.clone()),
+            None => api
+                .get_metadata_opt(&name)
+                .await
+                .map_err(|source| Error::Read {
+                    what: what.clone(),
+                    source,
+                })?
+                .map(|m| apply::controller_uid(&m.metadata).map(str::to_string)),
+        };
+        apply::check_ours(&what, controller.as_ref().map(Option::as_deref), owner)?;
+        apply::apply_service(ctx, svc).await
+    }))
+    .await?;
     for orphan in live
         .iter()
-        .filter(|l| !desired.iter().any(|d| d.name_any() == l.name))
+        .filter(|l| l.controlled_by(owner) && !desired.iter().any(|d| d.name_any() == l.name))
     {
         apply::delete::<Service>(ctx, ns, &orphan.name).await?;
         ctx.children.deleted(ChildKind::Service, ns, &orphan.name);
@@ -88,108 +110,18 @@ where
     first_error.map_or(Ok(()), Err)
 }
 
-/// Deletes pods: those on a node lost past the bound with grace period 0 (even if already
-/// terminating: no kubelet will finish it), the others gracefully unless already
-/// terminating.
-pub async fn delete_pods(
-    ctx: &Arc<Context>,
-    ns: &str,
-    pods: &[&Pod],
-    dead_nodes: &BTreeSet<String>,
-) -> Result<(), Error> {
-    let names: Vec<(String, String, bool)> = pods
-        .iter()
-        .filter_map(|p| {
-            let stranded = p
-                .spec
-                .as_ref()
-                .and_then(|s| s.node_name.as_ref())
-                .is_some_and(|n| dead_nodes.contains(n));
-            (stranded || p.metadata.deletion_timestamp.is_none())
-                .then(|| (ns.to_string(), p.name_any(), stranded))
-        })
-        .collect();
-    run_bounded(ctx, names, |ctx, (ns, name, force)| async move {
-        if force {
-            apply::force_delete_pod(&ctx, &ns, &name).await
+/// Deletes pods: those on a node lost past the bound with grace period 0 (no kubelet will
+/// finish a graceful deletion), the others gracefully.
+pub async fn delete_pods(ctx: &Arc<Context>, ns: &str, pods: &[Deletion]) -> Result<(), Error> {
+    let items: Vec<(String, Deletion)> = pods.iter().map(|d| (ns.to_string(), d.clone())).collect();
+    run_bounded(ctx, items, |ctx, (ns, d)| async move {
+        if d.force {
+            apply::force_delete_pod(&ctx, &ns, &d.name).await
         } else {
-            apply::delete::<Pod>(&ctx, &ns, &name).await
+            apply::delete::<Pod>(&ctx, &ns, &d.name).await
         }
     })
     .await
-}
-
-/// Deletes whole groups. One Event per kind of decision, naming every group it touched,
-/// so a large step is not an Event storm.
-pub async fn delete_groups(
-    ctx: &Arc<Context>,
-    model: &DeepSeekModel,
-    ns: &str,
-    doomed: &[(u32, String)],
-    groups: &[FoundGroup<'_>],
-    dead_nodes: &BTreeSet<String>,
-) -> Result<(), Error> {
-    let doomed: Vec<&FoundGroup<'_>> = doomed
-        .iter()
-        .filter_map(|(slot, hash)| {
-            groups
-                .iter()
-                .find(|g| g.observed.slot == *slot && &g.observed.hash == hash)
-        })
-        .collect();
-    let doomed_pods: Vec<&Pod> = doomed.iter().flat_map(|g| g.pods.iter().copied()).collect();
-    delete_pods(ctx, ns, &doomed_pods, dead_nodes).await?;
-    // Pod names end in `<hash>-<slot>-<rank>` (build/pods.rs): a group recreated under the
-    // same names is created at once, not after the expectation window.
-    let model_key = model
-        .uid()
-        .unwrap_or_else(|| format!("{ns}/{}", model.name_any()));
-    let ids: Vec<String> = doomed
-        .iter()
-        .map(|g| format!("-{}-{}-", g.observed.hash, g.observed.slot))
-        .collect();
-    ctx.expected.forget(&model_key, |name| {
-        ids.iter().any(|id| name.contains(id.as_str()))
-    });
-    // Only groups with a pod still to delete are news; a group already terminating was
-    // reported when its deletion started.
-    let mut notes: Vec<(bool, String)> = Vec::new();
-    let mut kinds: Vec<Option<&str>> = doomed
-        .iter()
-        .map(|g| g.observed.broken.map(|f| f.describe()))
-        .collect();
-    kinds.sort_unstable();
-    kinds.dedup();
-    for kind in kinds {
-        let ids: Vec<String> = doomed
-            .iter()
-            .filter(|g| g.observed.broken.map(|f| f.describe()) == kind)
-            .filter(|g| {
-                g.pods.iter().any(|p| {
-                    p.metadata.deletion_timestamp.is_none()
-                        || p.spec
-                            .as_ref()
-                            .and_then(|s| s.node_name.as_ref())
-                            .is_some_and(|n| dead_nodes.contains(n))
-                })
-            })
-            .map(|g| format!("{}-{}", g.observed.hash, g.observed.slot))
-            .collect();
-        if !ids.is_empty() {
-            let why = match kind {
-                Some(fault) => format!("{fault}; recreating the group whole"),
-                None => "replaced or scaled down".into(),
-            };
-            notes.push((
-                kind.is_some(),
-                format!("group(s) {}: {why}", ids.join(", ")),
-            ));
-        }
-    }
-    for (broken, note) in notes {
-        event(ctx, model, broken, "GroupDeleted", note).await;
-    }
-    Ok(())
 }
 
 /// Pod creations the API server refused this round.
@@ -225,32 +157,13 @@ pub fn would_delete(pods: &[&Pod], dead_nodes: &BTreeSet<String>) -> bool {
     })
 }
 
-/// Creates the groups of `slots` at the current template: only the pods not already
-/// there (nor created moments ago and not yet in the pod cache: `awaited`), so a group
-/// created in part is completed, not recreated. Refusals are returned, not raised, so
-/// reconcile can report them and back off.
-pub async fn create_groups(
+/// Creates pods, at most `PARALLEL_WRITES` at once. Refusals are returned, not raised,
+/// so reconcile can report them and back off.
+pub async fn create_pods(
     ctx: &Arc<Context>,
-    model: &DeepSeekModel,
-    slots: &[u32],
-    groups: &[FoundGroup<'_>],
-    w: &Workload,
     model_key: &str,
-    awaited: &BTreeSet<String>,
+    pods: &[Pod],
 ) -> Option<CreateRefused> {
-    if slots.is_empty() {
-        return None;
-    }
-    let existing: BTreeSet<String> = groups
-        .iter()
-        .flat_map(|g| g.pods.iter().map(|p| p.name_any()))
-        .chain(awaited.iter().cloned())
-        .collect();
-    let new_pods: Vec<Pod> = slots
-        .iter()
-        .flat_map(|slot| pods::group_pods(w, *slot))
-        .filter(|p| !existing.contains(&p.name_any()))
-        .collect();
     let mut set = tokio::task::JoinSet::new();
     let mut refused = CreateRefused {
         groups: BTreeSet::new(),
@@ -274,7 +187,8 @@ pub async fn create_groups(
             refused.groups.insert(gid);
         }
     };
-    for pod in new_pods {
+    for pod in pods {
+        let pod = pod.clone();
         if set.len() >= PARALLEL_WRITES {
             if let Some(done) = set.join_next().await {
                 note(done);
@@ -293,20 +207,6 @@ pub async fn create_groups(
     }
     while let Some(done) = set.join_next().await {
         note(done);
-    }
-    let ids: Vec<String> = slots
-        .iter()
-        .map(|slot| format!("{}-{slot}", w.template_hash))
-        .filter(|id| !refused.groups.contains(id))
-        .collect();
-    if !ids.is_empty() {
-        let note = format!(
-            "group(s) {} ({} pod(s) each) on pool {}",
-            ids.join(", "),
-            w.nodes_per_group,
-            w.pool.name
-        );
-        event(ctx, model, false, "GroupCreated", note).await;
     }
     (!refused.groups.is_empty()).then_some(refused)
 }

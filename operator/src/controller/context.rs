@@ -33,6 +33,8 @@ pub struct Context {
     pub creation: super::backoff::CreationBackoff,
     /// Models whose partly placed group was removed, and when to create it again.
     pub capacity: super::capacity::CapacityRetry,
+    /// Models' recent recreations of crashed groups (crash_backoff.rs).
+    pub crashes: super::crash_backoff::CrashMemory,
     /// Models to reconcile that no watch of theirs wakes: disaggregated models whose role
     /// models' status changed (controller/disaggregated.rs), models with pods on a node
     /// that was just lost or came back (nodes.rs). Every controller listens, each finds

@@ -8,13 +8,22 @@
 //! - failed, completed or is being deleted;
 //! - had a container restart (`restartCount > 0`: a fresh group starts at zero);
 //! - stayed NotReady longer than `rankNotReadyTimeoutSeconds` (from its Ready condition's
-//!   lastTransitionTime) while another rank of the group was Ready. A group whose ranks
-//!   are all still loading weights is never cut short: loading can take many minutes.
+//!   lastTransitionTime) after it had served: another rank of the group is Ready, or this
+//!   rank itself was Ready since its container started (its Ready condition turned False
+//!   after the container's `startedAt`; a rank still loading has had Ready False since
+//!   before its container started). So a one-pod group and a group whose ranks all went
+//!   NotReady are recreated too, while a group whose ranks are all still loading weights
+//!   is never cut short: loading can take many minutes (a hung engine is the liveness
+//!   probe's to catch, docs/launcher.md).
 //! - is missing from a group that already started;
-//! - (CapacityPending) stayed unschedulable longer than `capacityPendingTimeoutSeconds`
-//!   (from its PodScheduled=False transition) while another rank of the group holds a
-//!   node: a node autoscaler provided part of the group (NodePool limits, no offering),
-//!   and the placed ranks would hold accelerators that serve nothing. The rule is
+//! - (CapacityPending) stayed unschedulable while another rank of the group holds a node,
+//!   for longer than `capacityPendingTimeoutSeconds` counted from the moment the group
+//!   became partial: the later of the first rank's binding (its PodScheduled=True
+//!   transition) and the unplaced rank's PodScheduled=False transition. A node
+//!   autoscaler provided part of the group (NodePool limits, no offering), and the placed
+//!   ranks would hold accelerators that serve nothing. Counting from pod creation instead
+//!   would remove a group the moment its first node registered whenever nodes take
+//!   longer than the bound to boot (common for GPU nodes). The rule is
 //!   `capacity::verdict`; [`FoundGroup::partial`] carries what the condition reports
 //!   while the group waits.
 //!
@@ -148,6 +157,44 @@ fn unschedulable_since(pod: &Pod) -> Option<Timestamp> {
         .map(|t| t.0)
 }
 
+/// When a placed rank was bound to its node (PodScheduled turned True), falling back to
+/// its Ready condition's transition (written when the kubelet first saw the pod).
+fn bound_since(pod: &Pod) -> Option<Timestamp> {
+    if !placed(pod) {
+        return None;
+    }
+    let conditions = pod.status.as_ref()?.conditions.as_ref()?;
+    let time = |type_: &str, status: Option<&str>| {
+        conditions
+            .iter()
+            .find(|c| c.type_ == type_ && status.is_none_or(|s| c.status == s))
+            .and_then(|c| c.last_transition_time.as_ref())
+            .map(|t| t.0)
+    };
+    time("PodScheduled", Some("True")).or_else(|| time("Ready", None))
+}
+
+/// Whether a NotReady rank had been Ready since its container started: its Ready
+/// condition turned not True after the container's `startedAt`. A rank still loading
+/// has had Ready False since the kubelet first saw the pod, before its container started.
+fn fell_from_ready(pod: &Pod) -> bool {
+    let Some(since) = not_ready_since(pod) else {
+        return false;
+    };
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.state
+                    .as_ref()
+                    .and_then(|s| s.running.as_ref())
+                    .and_then(|r| r.started_at.as_ref())
+                    .is_some_and(|started| since > started.0)
+            })
+        })
+}
+
 fn placed(pod: &Pod) -> bool {
     pod.spec
         .as_ref()
@@ -196,13 +243,16 @@ struct Judged {
     partial: Option<Partial>,
 }
 
-/// Whether the group is partly placed, and its capacity verdict.
+/// Whether the group is partly placed, and its capacity verdict. The bound counts from
+/// the moment the group became partial: one rank bound while another is not.
 fn partial(pods: &[&Pod], size: usize, h: &HealthInputs<'_>) -> Option<Partial> {
     let on_nodes = pods.iter().filter(|p| placed(p)).count();
-    let (pod, since) = pods
+    let (pod, unplaced_since) = pods
         .iter()
         .filter_map(|p| Some((*p, unschedulable_since(p)?)))
         .min_by_key(|(_, t)| *t)?;
+    let first_bound = pods.iter().filter_map(|p| bound_since(p)).min();
+    let since = first_bound.map_or(unplaced_since, |b| b.max(unplaced_since));
     let v = verdict(
         on_nodes,
         Some(since.as_millisecond()),
@@ -237,8 +287,12 @@ fn judge(gid: &str, pods: &[&Pod], size: usize, h: &HealthInputs<'_>) -> Judged 
     }
     let any_ready = pods.iter().any(|p| is_ready(p));
     let mut not_ready_too_long = false;
-    if any_ready {
-        for since in pods.iter().filter_map(|p| not_ready_since(p)) {
+    for p in pods {
+        // Only a rank of a group that served: loading weights is not bounded here.
+        if !(any_ready || fell_from_ready(p)) {
+            continue;
+        }
+        if let Some(since) = not_ready_since(p) {
             let overdue = h.overdue(since, h.not_ready_timeout);
             not_ready_too_long |= overdue >= 0;
             wait(overdue);

@@ -12,8 +12,22 @@ fn at(secs: i64) -> Timestamp {
 }
 
 /// A rank of group `h-0` of 2 on `node`: phase, Ready (with its transition second) and
-/// restarts.
+/// restarts. Its container started at second -1 (before any `since` of these tests: a
+/// NotReady rank with `since >= 0` fell from Ready; see [`loading`]).
 fn pod(rank: u32, node: &str, phase: &str, ready: bool, since: i64, restarts: i32) -> Pod {
+    sized(rank, 2, node, phase, ready, since, restarts)
+}
+
+/// [`pod`] of a group of `size`.
+fn sized(
+    rank: u32,
+    size: u32,
+    node: &str,
+    phase: &str,
+    ready: bool,
+    since: i64,
+    restarts: i32,
+) -> Pod {
     serde_json::from_value(json!({
         "metadata": {
             "name": format!("m-h-0-{rank}"),
@@ -21,7 +35,7 @@ fn pod(rank: u32, node: &str, phase: &str, ready: bool, since: i64, restarts: i3
                 labels::GROUP: "0",
                 labels::GROUP_ID: "h-0",
                 labels::TEMPLATE_HASH: "h",
-                labels::GROUP_SIZE: "2",
+                labels::GROUP_SIZE: size.to_string(),
             }
         },
         "spec": {"nodeName": node, "containers": []},
@@ -35,10 +49,28 @@ fn pod(rank: u32, node: &str, phase: &str, ready: bool, since: i64, restarts: i3
             "containerStatuses": [{
                 "name": "engine", "image": "i", "imageID": "", "ready": ready,
                 "restartCount": restarts,
+                "state": {"running": {"startedAt": at(-1).to_string()}},
             }]
         }
     }))
     .expect("valid pod")
+}
+
+/// A rank still loading: NotReady since the kubelet first saw it (second `since`), its
+/// container started a second later, never Ready since.
+fn loading(rank: u32, size: u32, node: &str, since: i64) -> Pod {
+    let mut p = sized(rank, size, node, "Running", false, since, 0);
+    if let Some(cs) = p
+        .status
+        .as_mut()
+        .and_then(|s| s.container_statuses.as_mut())
+    {
+        cs[0].state = serde_json::from_value(json!({
+            "running": {"startedAt": at(since + 1).to_string()}
+        }))
+        .expect("state");
+    }
+    p
 }
 
 fn running(rank: u32, node: &str) -> Pod {
@@ -119,13 +151,62 @@ fn a_rank_not_ready_past_the_bound_breaks_a_serving_group_only() {
     let (g, _) = World::at(220).judge(&serving);
     assert_eq!(g.broken, Some(Fault::RankNotReady));
     // Every rank still loading its weights, for a long time: not a fault.
-    let loading = [
-        pod(0, "a", "Running", false, 0, 0),
-        pod(1, "b", "Running", false, 0, 0),
-    ];
-    let (g, recheck) = World::at(3600).judge(&loading);
+    let still_loading = [loading(0, 2, "a", 0), loading(1, 2, "b", 0)];
+    let (g, recheck) = World::at(3600).judge(&still_loading);
     assert_eq!(g.broken, None);
     assert_eq!(recheck, None);
+}
+
+/// Table: groups with no Ready rank left. (group, now, fault, recheck)
+#[test]
+fn a_rank_that_fell_from_ready_is_bounded_even_when_no_rank_is_ready() {
+    type Case = (&'static str, Vec<Pod>, i64, Option<Fault>, Option<u64>);
+    let cases: Vec<Case> = vec![
+        (
+            "one-pod group, NotReady since 100: 20 s left",
+            vec![sized(0, 1, "a", "Running", false, 100, 0)],
+            200,
+            None,
+            Some(20),
+        ),
+        (
+            "one-pod group, NotReady past the bound",
+            vec![sized(0, 1, "a", "Running", false, 100, 0)],
+            220,
+            Some(Fault::RankNotReady),
+            None,
+        ),
+        (
+            "every rank fell from Ready",
+            vec![
+                pod(0, "a", "Running", false, 100, 0),
+                pod(1, "b", "Running", false, 150, 0),
+            ],
+            230,
+            Some(Fault::RankNotReady),
+            Some(40),
+        ),
+        (
+            "one rank fell, the other still loads",
+            vec![pod(0, "a", "Running", false, 100, 0), loading(1, 2, "b", 0)],
+            210,
+            None,
+            Some(10),
+        ),
+        (
+            "one-pod group still loading after an hour",
+            vec![loading(0, 1, "a", 0)],
+            3600,
+            None,
+            None,
+        ),
+    ];
+    for (what, pods, now, fault, recheck) in cases {
+        let (g, r) = World::at(now).judge(&pods);
+        assert_eq!(g.broken, fault, "{what}");
+        assert!(!g.ready, "{what}");
+        assert_eq!(r, recheck.map(Duration::from_secs), "{what}");
+    }
 }
 
 #[test]
@@ -202,7 +283,7 @@ fn unschedulable(rank: u32, since: i64) -> Pod {
 #[test]
 fn a_group_only_partly_placed_past_the_bound_is_capacity_pending() {
     // Rank 0 got a node and waits for its peer; rank 1 found none since t=100.
-    let half = [pod(0, "a", "Running", false, 90, 0), unschedulable(1, 100)];
+    let half = [loading(0, 2, "a", 90), unschedulable(1, 100)];
     let (g, recheck) = World::at(200).judge(&half);
     assert_eq!(g.broken, None);
     assert!(!g.ready);
@@ -223,17 +304,14 @@ fn a_group_only_partly_placed_past_the_bound_is_capacity_pending() {
     assert_eq!(recheck, None);
 
     // Both placed (the second after a wait): nothing pending, nothing to bound.
-    let whole = [
-        pod(0, "a", "Running", false, 90, 0),
-        pod(1, "b", "Running", false, 500, 0),
-    ];
+    let whole = [loading(0, 2, "a", 90), loading(1, 2, "b", 500)];
     let (g, _) = World::at(3600).judge(&whole);
     assert_eq!(g.broken, None);
 }
 
 #[test]
 fn a_partly_placed_group_reports_its_waiting_rank() {
-    let half = [pod(0, "a", "Running", false, 90, 0), unschedulable(1, 100)];
+    let half = [loading(0, 2, "a", 90), unschedulable(1, 100)];
     let w = World::at(200);
     let found = find_groups(&half, &w.inputs());
     let p = found.groups[0].partial.clone().expect("partial");
@@ -253,4 +331,85 @@ fn a_partly_placed_group_reports_its_waiting_rank() {
     // Nothing placed: not partial.
     let none = [unschedulable(0, 0), unschedulable(1, 0)];
     assert!(find_groups(&none, &w.inputs()).groups[0].partial.is_none());
+}
+
+/// A rank the scheduler bound to `node` at second `bound` (PodScheduled turned True then),
+/// loading since.
+fn bound_at(rank: u32, node: &str, bound: i64) -> Pod {
+    let mut p = loading(rank, 2, node, bound);
+    if let Some(cs) = p.status.as_mut().and_then(|s| s.conditions.as_mut()) {
+        cs.push(
+            serde_json::from_value(json!({
+                "type": "PodScheduled", "status": "True",
+                "lastTransitionTime": at(bound).to_string(),
+            }))
+            .expect("condition"),
+        );
+    }
+    p
+}
+
+/// Table: the capacity bound counts from the moment the group became partial (one rank
+/// bound while another is not), not from the pods' creation. Nodes that take longer than
+/// the bound to boot must not get the group removed as its first rank binds.
+/// (case, pods, now, fault, verdict)
+#[test]
+fn the_capacity_bound_counts_from_when_the_group_became_partial() {
+    use crate::capacity::Verdict;
+    let wait = |s: u64| {
+        Some(Verdict::Waiting {
+            left: Duration::from_secs(s),
+        })
+    };
+    type Case = (&'static str, Vec<Pod>, i64, Option<Fault>, Option<Verdict>);
+    let cases: Vec<Case> = vec![
+        (
+            "both pending since 0, rank 0 bound at 400 (slow node boot): 250 s left",
+            vec![bound_at(0, "a", 400), unschedulable(1, 0)],
+            450,
+            None,
+            wait(250),
+        ),
+        (
+            "the same group 300 s after the bind",
+            vec![bound_at(0, "a", 400), unschedulable(1, 0)],
+            700,
+            Some(Fault::CapacityPending),
+            Some(Verdict::Remove),
+        ),
+        (
+            "rank 1 found unschedulable after rank 0 bound: counts from rank 1",
+            vec![bound_at(0, "a", 50), unschedulable(1, 100)],
+            350,
+            None,
+            wait(50),
+        ),
+        (
+            "the earliest bind counts when several ranks hold nodes",
+            [
+                bound_at(0, "a", 400),
+                bound_at(1, "b", 420),
+                unschedulable(2, 0),
+            ]
+            .into_iter()
+            .map(|mut p| {
+                if let Some(l) = p.metadata.labels.as_mut() {
+                    l.insert(labels::GROUP_SIZE.into(), "3".into());
+                }
+                p
+            })
+            .collect(),
+            710,
+            Some(Fault::CapacityPending),
+            Some(Verdict::Remove),
+        ),
+    ];
+    for (what, pods, now, fault, verdict) in cases {
+        let w = World::at(now);
+        let found = find_groups(&pods, &w.inputs());
+        assert_eq!(found.groups.len(), 1, "{what}");
+        let g = &found.groups[0];
+        assert_eq!(g.observed.broken, fault, "{what}");
+        assert_eq!(g.partial.as_ref().map(|p| p.verdict), verdict, "{what}");
+    }
 }

@@ -2,7 +2,9 @@
 //! reconcile before any pod is created): enabled, the policy is applied with server-side
 //! apply when the live one's digest (read from the child cache) differs, so a steady state writes nothing; disabled,
 //! the operator's policy is deleted if it exists. A failure fails the reconcile: pods of a
-//! model are not started without the isolation the administrator asked for.
+//! model are not started without the isolation the administrator asked for. A policy of
+//! that name that the model does not control (an administrator's `deny-all`) is never
+//! applied over nor deleted: the reconcile reports the conflict (`apply::check_ours`).
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Patch, PatchParams};
@@ -12,7 +14,7 @@ use super::apply;
 use super::child_cache::{Child, ChildKind, Seen};
 use super::context::Context;
 use super::error::Error;
-use crate::api::{DeepSeekModel, FIELD_MANAGER};
+use crate::api::{DeepSeekModel, ServingMode, FIELD_MANAGER};
 use crate::build::labels;
 use crate::build::network_policy::{network_policy, network_policy_name};
 
@@ -23,35 +25,52 @@ pub async fn sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), Error> {
     let model_name = model.name_any();
     let name = network_policy_name(&model_name);
     let api = Api::<NetworkPolicy>::namespaced(ctx.client.clone(), &ns);
-    // Live from the child cache; from the API server only before its first list.
+    let uid = model.uid().ok_or(Error::MissingField("metadata.uid"))?;
+    let what = format!("NetworkPolicy {ns}/{name}");
+    let cfg = &ctx.config.network_policy;
+    // The cache watches only the operator's own policies: a policy it does not show may
+    // still exist (an administrator's), so it is read before the first apply.
     let live = match ctx.children.network_policy(&ns, &name) {
-        Seen::Listed(live) => live,
-        Seen::Unknown | Seen::Absent => api
-            .get_opt(&name)
+        Seen::Listed(Some(live)) => Some(live),
+        Seen::Listed(None) if !cfg.enabled => None,
+        Seen::Listed(None) | Seen::Unknown | Seen::Absent => api
+            .get_metadata_opt(&name)
             .await
             .map_err(|source| Error::Read {
-                what: format!("network policy {ns}/{name}"),
+                what: what.clone(),
                 source,
             })?
             .map(|p| Child::from_meta(&p.metadata)),
     };
-    let cfg = &ctx.config.network_policy;
     if !cfg.enabled {
-        let ours = live.as_ref().is_some_and(|l| l.managed);
-        if ours {
+        if live
+            .as_ref()
+            .is_some_and(|l| l.managed && l.controlled_by(&uid))
+        {
             apply::delete::<NetworkPolicy>(ctx, &ns, &name).await?;
             ctx.children.deleted(ChildKind::NetworkPolicy, &ns, &name);
         }
         return Ok(());
     }
+    apply::check_ours(
+        &what,
+        live.as_ref().map(|l| l.controller_uid.as_deref()),
+        &uid,
+    )?;
     let owner = model
         .controller_owner_ref(&())
         .ok_or(Error::MissingField("metadata.uid"))?;
-    let parent = model
-        .labels()
-        .get(crate::build::disaggregated::DISAGGREGATED)
-        .filter(|_| crate::build::disaggregated::role_of(&model.spec).is_some());
-    let desired = network_policy(&model_name, &ns, owner, cfg, parent.map(String::as_str));
+    // A disaggregated model's own pods (router, KV store) take its roles' pods as peers,
+    // as a role's do.
+    let parent = match model.spec.serving_mode() {
+        ServingMode::Disaggregated => Some(model_name.clone()),
+        _ => model
+            .labels()
+            .get(crate::build::disaggregated::DISAGGREGATED)
+            .filter(|_| crate::build::disaggregated::role_of(&model.spec).is_some())
+            .cloned(),
+    };
+    let desired = network_policy(&model_name, &ns, owner, cfg, parent.as_deref());
     if live.as_ref().and_then(|l| l.digest.as_ref())
         == desired.annotations().get(labels::SPEC_DIGEST)
     {
@@ -65,8 +84,5 @@ pub async fn sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), Error> {
     )
     .await
     .map(|p| ctx.children.applied(ChildKind::NetworkPolicy, &p.metadata))
-    .map_err(|source| Error::Apply {
-        what: format!("network policy {ns}/{name}"),
-        source,
-    })
+    .map_err(|source| Error::Apply { what, source })
 }

@@ -22,7 +22,8 @@ fn pod(name: &str, model: Option<&str>, node: Option<&str>, phase: &str, rv: &st
                 {"type": "PodScheduled", "status": "True"},
                 {"type": "Initialized", "status": "True"}],
             "containerStatuses": [{"name": "c", "restartCount": 2, "ready": true,
-                "image": "i", "imageID": "x"}]}
+                "image": "i", "imageID": "x",
+                "state": {"running": {"startedAt": "2026-01-01T00:00:05Z"}}}]}
     }))
     .expect("pod")
 }
@@ -62,6 +63,17 @@ fn stripping_keeps_what_judgement_scraping_and_capacity_read() {
     let cs = st.container_statuses.unwrap_or_default();
     assert_eq!(cs[0].restart_count, 2);
     assert!(cs[0].image.is_empty());
+    let started = cs[0]
+        .state
+        .as_ref()
+        .and_then(|s| s.running.as_ref())
+        .and_then(|r| r.started_at.as_ref())
+        .map(|t| t.0.to_string());
+    assert_eq!(
+        started.as_deref(),
+        Some("2026-01-01T00:00:05Z"),
+        "a rank that fell from Ready is told by it"
+    );
 }
 
 #[test]
@@ -136,4 +148,33 @@ fn a_relist_reports_the_managed_pods_it_found_changed_new_or_gone() {
         relist_changes(&Shard::default(), &new).is_empty(),
         "first list"
     );
+}
+
+#[test]
+fn stripping_keeps_the_last_termination_reason_and_exit_code() {
+    let mut p = pod("p", Some("m"), Some("n1"), "Running", "1");
+    if let Some(cs) = p
+        .status
+        .as_mut()
+        .and_then(|s| s.container_statuses.as_mut())
+    {
+        cs[0].last_state = Some(
+            serde_json::from_value(serde_json::json!(
+                {"terminated": {"exitCode": 3, "reason": "Error", "message": "long text"}}
+            ))
+            .expect("state"),
+        );
+    }
+    strip(&mut p);
+    let cs = p
+        .status
+        .and_then(|s| s.container_statuses)
+        .unwrap_or_default();
+    let t = cs[0]
+        .last_state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .expect("the last termination survives stripping");
+    assert_eq!((t.exit_code, t.reason.as_deref()), (3, Some("Error")));
+    assert!(t.message.is_none(), "only reason and exit code are kept");
 }

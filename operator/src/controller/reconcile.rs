@@ -1,18 +1,20 @@
-//! Reconcile: read the world -> validate -> retire -> plan -> build -> apply -> write
-//! status. Only reading, retiring and the last two steps touch the API server.
+//! Reconcile of a model that runs its own groups: read -> decide -> apply -> status.
 //!
-//! Retiring (orphans, broken groups, groups beyond `replicas`) needs no plan, so it runs
-//! before placement: a model that cannot be placed still scales down and still clears
-//! its broken groups.
-//!
-//! Pods are read from the pod cache (pod_cache.rs). Every deletion comes before every
-//! creation, and before the first deletion a reconcile that read the cache starts over
-//! from a quorum list of the model's pods: a stale cache may cause a repeated (idempotent)
-//! creation, never the deletion of a group that has healed since (pod_cache.rs says why).
+//! - read: the model's pods (pod cache, or a quorum list), since when their nodes are
+//!   unreachable (Node cache), the pools, what the controller remembers of the model, and
+//!   only while a group is partly placed, what the node autoscaler says about it.
+//! - decide (decide.rs): pure, one `Decision`. If it deletes anything and the pods came
+//!   from the cache, the pods are read again from a quorum list and the pass decides
+//!   again, before any write: a stale cache may cause a repeated (idempotent) creation,
+//!   never the deletion of a group that has healed since (pod_cache.rs says why).
+//! - apply: every deletion, then the children (Services, NetworkPolicy, ScaledObject,
+//!   never one another controls: `apply::check_ours`), then the creations (none while a
+//!   child's name is taken).
+//! - status: written once, from the decision and what applying it met.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
@@ -23,26 +25,22 @@ use kube::{Api, Resource, ResourceExt};
 
 use super::apply::{self, event};
 use super::busy_requeue;
-use super::capacity::{autoscaler_state, describe, describe_backoff};
+use super::capacity::{autoscaler_state, describe_backoff};
 use super::children;
 use super::context::Context;
+use super::decide::{decide, health_inputs, Decision, Inputs, Outcome, Recall, Requeue};
+use super::decide::{BUSY_REQUEUE, CONFLICT_RECHECK};
 use super::error::Error;
-use super::groups::{find_groups, node_lost_since, unschedulable, HealthInputs};
+use super::groups::{find_groups, node_lost_since};
 use super::metrics::{ModelLabels, Timer};
-use super::status::{self as cond, set};
+use super::status as cond;
 use super::status_memo;
 use crate::api::{DeepSeekModel, DeepSeekModelStatus, ServingMode};
-use crate::build::{labels, services, workload};
+use crate::build::labels;
 use crate::capacity::Verdict;
-use crate::inventory::NodeFacts;
-use crate::placement::place;
-use crate::rollout::{self, Fault, RolloutLimits};
-use crate::validate::validate;
+use crate::inventory::{NodeFacts, Pool};
 
-const BUSY_REQUEUE: Duration = Duration::from_secs(5);
-const IDLE_REQUEUE: Duration = Duration::from_secs(300);
-
-/// Where a reconcile read the model's pods.
+/// Where a pass read the model's pods.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Read {
     /// The pod cache: enough for everything but deleting.
@@ -56,44 +54,83 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
     if model.spec.serving_mode() == ServingMode::Disaggregated {
         return super::disaggregated::reconcile(model, ctx).await;
     }
-    if let Some(done) = reconcile_from(&model, &ctx, Read::Cache).await? {
-        return Ok(done);
+    let key = model.uid().ok_or(Error::MissingField("metadata.uid"))?;
+    let mut world = read(&ctx, &model, &key, Read::Cache).await?;
+    let mut decision = decide(&world.inputs(&ctx, &model));
+    if decision.deletes() {
+        ctx.metrics.fresh_reads.inc();
+        world = read(&ctx, &model, &key, Read::Fresh).await?;
+        decision = decide(&world.inputs(&ctx, &model));
     }
-    ctx.metrics.fresh_reads.inc();
-    reconcile_from(&model, &ctx, Read::Fresh)
-        .await
-        .map(|done| done.unwrap_or_else(|| Action::requeue(BUSY_REQUEUE)))
+    let (outcome, retry) = carry_out(&ctx, &model, &key, &decision).await?;
+    let (status, notes, _) = decision.status(&outcome);
+    for n in decision.events.iter().chain(&notes) {
+        event(&ctx, &model, n.warning, n.reason, n.note.clone()).await;
+    }
+    let labels_m = ModelLabels {
+        namespace: model.namespace().unwrap_or_default(),
+        model: model.name_any(),
+    };
+    let m = &ctx.metrics;
+    let desired = status.desired_replicas.into();
+    m.desired_replicas.get_or_create(&labels_m).set(desired);
+    let ready = status.ready_replicas.into();
+    m.ready_replicas.get_or_create(&labels_m).set(ready);
+    finish(&ctx, &model, status).await?;
+
+    // Not converged: pod events move the model on; the requeue backs off (busy_requeue.rs).
+    if decision.converged {
+        ctx.busy.settled(&key);
+    }
+    let wait = match (outcome.conflict.is_some(), retry, decision.requeue) {
+        (true, _, _) => CONFLICT_RECHECK,
+        (false, Some(wait), _) => wait.max(BUSY_REQUEUE / 5),
+        (false, None, Requeue::After(d)) => d,
+        (false, None, Requeue::Busy) => {
+            let fp = busy_requeue::fingerprint(model.metadata.generation, &world.pods);
+            ctx.busy.next(&key, fp)
+        }
+    };
+    // A bound running out (lost node, NotReady rank) comes with no watch event.
+    let at = |r: Duration| wait.min(r + Duration::from_secs(1));
+    Ok(Action::requeue(decision.recheck.map_or(wait, at)))
 }
 
-/// One pass. `Ok(None)`: the pass read the cache and would delete; read fresh and start over.
-async fn reconcile_from(
-    model: &Arc<DeepSeekModel>,
-    ctx: &Arc<Context>,
-    read: Read,
-) -> Result<Option<Action>, Error> {
-    let (model, ctx) = (model.clone(), ctx.clone());
+/// What one pass read.
+struct World {
+    pods: Vec<Pod>,
+    lost_nodes: BTreeMap<String, Timestamp>,
+    pools: Arc<Vec<Pool>>,
+    recall: Recall,
+    autoscaler_state: Option<String>,
+    now: Timestamp,
+}
+
+impl World {
+    fn inputs<'a>(&'a self, ctx: &'a Context, model: &'a DeepSeekModel) -> Inputs<'a> {
+        Inputs {
+            model,
+            pods: &self.pods,
+            lost_nodes: &self.lost_nodes,
+            pools: &self.pools,
+            catalog: &ctx.catalog,
+            config: &ctx.config,
+            recall: &self.recall,
+            autoscaler_state: self.autoscaler_state.as_deref(),
+            now: self.now,
+        }
+    }
+}
+
+async fn read(ctx: &Context, model: &DeepSeekModel, key: &str, read: Read) -> Result<World, Error> {
     let ns = model
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let name = model.name_any();
-    let previous = model.status.clone().unwrap_or_default();
-    let generation = model.metadata.generation;
-    // queueDepth and lastScale* belong to the autoscaler's field manager; reconcile
-    // neither writes nor compares them.
-    let mut status = DeepSeekModelStatus {
-        observed_generation: generation,
-        selector: Some(labels::leader_selector_string(&name)),
-        // Kept while the model cannot be planned, so an upgrade during a shortage still
-        // finds what the pods run.
-        resolved: previous.resolved.clone(),
-        ..Default::default()
-    };
-
-    // Read the world.
-    let lp = ListParams::default().labels(&labels::selector_string(&name));
     let pods = match read {
         Read::Cache => ctx.pods.model_pods(&ns, &name),
         Read::Fresh => {
+            let lp = ListParams::default().labels(&labels::selector_string(&name));
             Api::<Pod>::namespaced(ctx.client.clone(), &ns)
                 .list(&lp)
                 .await
@@ -104,348 +141,148 @@ async fn reconcile_from(
                 .items
         }
     };
-    let model_key = model.uid().unwrap_or_else(|| format!("{ns}/{name}"));
-    // Every reconcile forgets the created names the cache now shows, not only one that
+    // Every pass forgets the created names the cache now shows, not only one that
     // creates: otherwise a group recreated soon after its creation (same pod names) would
     // find its names still awaited and wait out the window (expect.rs).
     let seen: BTreeSet<String> = pods.iter().map(|p| p.name_any()).collect();
-    let awaited = ctx
-        .expected
-        .awaited(&model_key, &seen, std::time::Instant::now());
-    let refused = ctx.creation.get(&model_key);
-    let lost_nodes = lost_nodes(&ctx, &pods);
-    let no_partial = BTreeSet::new();
-    let health = HealthInputs {
-        now: Timestamp::now(),
-        lost_nodes: &lost_nodes,
-        unreachable_timeout: ctx.config.unreachable_node_timeout_seconds.duration(),
-        not_ready_timeout: ctx.config.rank_not_ready_timeout_seconds.duration(),
-        capacity_pending_timeout: ctx.config.capacity_pending_timeout_seconds.duration(),
-        partially_created: refused.as_ref().map_or(&no_partial, |r| &r.partial),
+    let instant = Instant::now();
+    let refused = ctx.creation.get(key);
+    let capacity = ctx.capacity.get(key);
+    let recall = Recall {
+        refused: refused.as_ref().map(|r| (r.message.clone(), r.wait())),
+        partially_created: refused.map(|r| r.partial).unwrap_or_default(),
+        capacity: capacity.map(|r| (r.wait(), describe_backoff(&r))),
+        awaited: ctx.expected.awaited(key, &seen, instant),
+        plan_written: ctx.written.recent_plan(key, instant),
+        crashes: ctx.crashes.get(key),
     };
-    let found = find_groups(&pods, &health);
-    let dead_nodes = health.dead_nodes();
-    let groups = &found.groups;
-    // A group only partly on nodes (one past the bound first): what the node autoscaler
-    // says about it, read before the group is removed.
-    let bound = ctx.config.capacity_pending_timeout_seconds.duration();
-    let partial = groups
-        .iter()
-        .filter(|g| g.partial.is_some())
-        .max_by_key(|g| g.partial.as_ref().map(|p| p.verdict == Verdict::Remove));
-    let capacity_note = match partial {
-        Some(g) => {
-            let state = autoscaler_state(&ctx, &ns, g).await;
-            g.partial.as_ref().map(|p| {
-                let id = format!("{}-{}", g.observed.hash, g.observed.slot);
-                describe(&id, p, bound, state.as_deref())
-            })
-        }
-        None => None,
-    };
-    // A bound running out (lost node, NotReady rank) comes with no watch event.
-    let requeue = |d: Duration| {
-        Action::requeue(
-            found
-                .recheck
-                .map_or(d, |r| d.min(r + Duration::from_secs(1))),
-        )
-    };
-    status.replicas = groups
-        .iter()
-        .filter(|g| g.observed.broken.is_none())
-        .count() as i32;
-    status.ready_replicas = groups.iter().filter(|g| g.observed.ready).count() as i32;
-
-    // Validate.
-    let validated = match validate(&model.spec, &ctx.catalog, &ctx.config) {
-        Ok(v) => v,
-        Err(invalid) => {
-            set(
-                &previous.conditions,
-                &mut status.conditions,
-                cond::PLANNED,
-                false,
-                invalid.reason,
-                &invalid.message,
-                generation,
-            );
-            status.plan = previous.plan.clone();
-            finish(
-                &ctx,
-                &model,
-                &previous,
-                status,
-                Some((invalid.reason, invalid.message)),
-            )
-            .await?;
-            return Ok(Some(Action::await_change()));
+    let lost_nodes = lost_nodes(ctx, &pods);
+    let now = Timestamp::now();
+    // Only while a group is partly placed: what the node autoscaler says about it (the
+    // group past its bound first, read before the group is removed).
+    let partial_group = {
+        let health = health_inputs(&ctx.config, now, &lost_nodes, &recall.partially_created);
+        let found = find_groups(&pods, &health);
+        let partial = found
+            .groups
+            .into_iter()
+            .filter(|g| g.partial.is_some())
+            .max_by_key(|g| g.partial.as_ref().map(|p| p.verdict == Verdict::Remove));
+        match partial {
+            Some(g) => autoscaler_state(ctx, &ns, &g).await,
+            None => None,
         }
     };
-    status.desired_replicas = validated.replicas as i32;
+    Ok(World {
+        pools: ctx.pools.borrow().clone(),
+        pods,
+        lost_nodes,
+        recall,
+        autoscaler_state: partial_group,
+        now,
+    })
+}
 
-    // Retire what no plan is needed for: orphans, broken groups, surplus slots.
-    let observed: Vec<_> = groups.iter().map(|g| g.observed.clone()).collect();
-    let retired = rollout::retire(validated.replicas, &observed);
-    if read == Read::Cache
-        && (children::would_delete(&found.orphans, &dead_nodes)
-            || children::would_delete(&children::pods_of(&retired, groups), &dead_nodes))
-    {
-        return Ok(None);
-    }
-    children::delete_pods(&ctx, &ns, &found.orphans, &dead_nodes).await?;
-    children::delete_groups(&ctx, &model, &ns, &retired, groups, &dead_nodes).await?;
-    let capacity_removed = retired.iter().any(|(slot, hash)| {
-        groups.iter().any(|g| {
-            g.observed.slot == *slot
-                && &g.observed.hash == hash
-                && g.observed.broken == Some(Fault::CapacityPending)
-        })
+/// Carries the decision out: deletions, children, creations. Returns what it met and,
+/// after a refused creation, the wait before the next attempt.
+async fn carry_out(
+    ctx: &Arc<Context>,
+    model: &DeepSeekModel,
+    key: &str,
+    d: &Decision,
+) -> Result<(Outcome, Option<Duration>), Error> {
+    let ns = model
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let mut outcome = Outcome::default();
+    children::delete_pods(ctx, &ns, &d.delete).await?;
+    // Pod names end in `<hash>-<slot>-<rank>` (build/pods.rs): a group recreated under
+    // the same names is created at once, not after the expectation window.
+    let doomed = &d.deleted_groups;
+    ctx.expected.forget(key, |name| {
+        doomed.iter().any(|id| name.contains(id.as_str()))
     });
-    if let Some(note) = capacity_note.as_ref().filter(|_| capacity_removed) {
+    if d.crash_recreated {
+        let window = std::time::Duration::from_secs(ctx.config.crash_loop_backoff.window_seconds);
+        ctx.crashes.recreated(key, Timestamp::now(), window);
+    }
+    if let Some(note) = &d.capacity_removed {
         let retry = ctx.config.capacity_retry_seconds.duration();
-        let wait = ctx.capacity.removed(&model_key, note.clone(), retry);
+        let wait = ctx.capacity.removed(key, note.clone(), retry);
         let msg = format!("{note}; creating it again in {}s", wait.as_secs());
-        event(&ctx, &model, true, "CapacityPending", msg).await;
+        event(ctx, model, true, "CapacityPending", msg).await;
     }
-
-    // Plan.
-    let pools = ctx.pools.borrow().clone();
-    let placement = match place(&validated, &pools, &ctx.catalog) {
-        Ok(p) => p,
-        Err(u) => {
-            // Groups already serving keep serving; only new placement is impossible.
-            set(
-                &previous.conditions,
-                &mut status.conditions,
-                cond::PLANNED,
-                false,
-                u.reason,
-                &u.message,
-                generation,
-            );
-            set(
-                &previous.conditions,
-                &mut status.conditions,
-                cond::AVAILABLE,
-                status.ready_replicas > 0,
-                if status.ready_replicas > 0 {
-                    "ServingExistingGroups"
-                } else {
-                    "NotPlanned"
-                },
-                format!(
-                    "{} of {} replica groups ready",
-                    status.ready_replicas, status.desired_replicas
-                ),
-                generation,
-            );
-            status.plan = previous.plan.clone();
-            finish(&ctx, &model, &previous, status, Some((u.reason, u.message))).await?;
-            return Ok(Some(requeue(IDLE_REQUEUE)));
-        }
-    };
-    let plan_status = placement.status();
-    // A pool read from a Karpenter NodePool says so: that NodePool creates the nodes.
-    let source = match &placement.pool.nodepool {
-        Some(np) => format!(" (nodes from Karpenter NodePool {np})"),
-        None => String::new(),
-    };
-    let layout = match plan_status.expert_parallel {
-        Some(_) => plan_status.layout.clone(),
-        None => format!(
-            "TP{} x PP{}",
-            plan_status.tensor_parallel, plan_status.pipeline_parallel
-        ),
-    };
-    let plan_msg = format!(
-        "{} x {} per replica ({} node(s) x {}), {layout}, {} on pool {}{source}",
-        plan_status.gpus_per_replica,
-        placement.plan.accelerator,
-        plan_status.nodes_per_replica,
-        plan_status.gpus_per_node,
-        plan_status.engine,
-        placement.pool.name
-    );
-    set(
-        &previous.conditions,
-        &mut status.conditions,
-        cond::PLANNED,
-        true,
-        "Planned",
-        &plan_msg,
-        generation,
-    );
-    // Against a cache that has not shown the last status write yet, a plan just written
-    // looks new again: its Event is not written twice (status_memo.rs).
-    let newly_planned = previous.plan.as_ref() != Some(&plan_status)
-        && !ctx.written.plan_written_recently(
-            &model.uid().unwrap_or_default(),
-            status_memo::digest_of(&Some(&plan_status)),
-            std::time::Instant::now(),
+    if let Some(services) = &d.services {
+        let name = model.name_any();
+        // Independent of each other: written at once, a new model's pods wait one round
+        // trip for them, not three (issues 12 and 14).
+        let (s, p, k) = tokio::join!(
+            children::sync_services(ctx, &ns, &name, key, services),
+            super::network_policy::sync(ctx, model),
+            crate::autoscale::scaled_object::sync(ctx, model),
         );
-    status.plan = Some(plan_status);
-
-    // Build.
-    let owner = model
-        .controller_owner_ref(&())
-        .ok_or(Error::MissingField("metadata.uid"))?;
-    let w = workload::workload(&workload::WorkloadInputs {
-        model_name: &name,
-        namespace: &ns,
-        owner,
-        spec: &model.spec,
-        validated: &validated,
-        placement: &placement,
-        config: &ctx.config,
-        catalog: &ctx.catalog,
-        previous: previous.resolved.as_ref(),
-    });
-    status.resolved = Some(w.resolved.clone());
-    let desired_services = services::services(&w);
-
-    // Apply: the Planned Event, the Services and NetworkPolicy (each skipped when the live
-    // digest matches) and the KEDA ScaledObject (when autoscaling.provider=keda; removed
-    // otherwise) depend on none of each other: written at once, a new model's pods wait
-    // one round trip for them, not five (issues 12 and 14). Then groups.
-    let planned_event = async {
-        if newly_planned {
-            event(&ctx, &model, false, "Planned", plan_msg.clone()).await;
+        outcome.conflict = conflicts([s, p, k])?;
+    }
+    if d.capacity_settled {
+        ctx.capacity.settled(key);
+    }
+    if d.creation_settled {
+        ctx.creation.succeeded(key);
+    }
+    // A child's name taken by an object this model does not control: nothing is created
+    // until it is freed (pods would run without their Service or isolation).
+    if outcome.conflict.is_some() || d.create.pods.is_empty() {
+        return Ok((outcome, None));
+    }
+    let refused = children::create_pods(ctx, key, &d.create.pods).await;
+    outcome.created = true;
+    let mut retry = None;
+    let refused_groups = match refused {
+        None => {
+            ctx.creation.succeeded(key);
+            BTreeSet::new()
+        }
+        Some(r) => {
+            let wait = ctx
+                .creation
+                .failed(key, r.groups.clone(), r.message.clone());
+            let note = format!(
+                "creating pods of group(s) {} failed, retrying in {}s: {}",
+                r.groups.iter().cloned().collect::<Vec<_>>().join(", "),
+                wait.as_secs(),
+                r.message
+            );
+            event(ctx, model, true, "CreateFailed", note).await;
+            outcome.refused = Some(r.message);
+            retry = Some(wait);
+            r.groups
         }
     };
-    let (services, policy, (), ()) = tokio::join!(
-        children::sync_services(&ctx, &ns, &name, &desired_services),
-        super::network_policy::sync(&ctx, &model),
-        crate::autoscale::scaled_object::sync(&ctx, &model),
-        planned_event,
-    );
-    services?;
-    policy?;
-
-    let room = placement.surge_room(validated.replicas);
-    let limits = RolloutLimits::resolve(
-        validated.rollout.max_surge,
-        validated.rollout.max_unavailable,
-        room,
-    );
-    let mut actions = rollout::step(validated.replicas, &w.template_hash, &observed, limits);
-    actions.delete.retain(|d| !retired.contains(d));
-    if read == Read::Cache
-        && children::would_delete(&children::pods_of(&actions.delete, groups), &dead_nodes)
-    {
-        return Ok(None);
-    }
-    children::delete_groups(&ctx, &model, &ns, &actions.delete, groups, &dead_nodes).await?;
-    // After a refusal, or the removal of a partly placed group, creations wait for the
-    // backoff; deletions above never do.
-    let capacity_retry = ctx.capacity.get(&model_key);
-    let capacity_wait = capacity_retry.as_ref().and_then(|r| r.wait());
-    let backing_off = refused.as_ref().and_then(|r| r.wait()).or(capacity_wait);
-    let mut create_refused = refused.as_ref().map(|r| r.message.clone());
-    let mut retry_in = backing_off;
-    if backing_off.is_none() && !actions.create.is_empty() {
-        match children::create_groups(
-            &ctx,
-            &model,
-            &actions.create,
-            groups,
-            &w,
-            &model_key,
-            &awaited,
-        )
-        .await
-        {
-            None => {
-                ctx.creation.succeeded(&model_key);
-                create_refused = None;
-            }
-            Some(r) => {
-                let wait = ctx
-                    .creation
-                    .failed(&model_key, r.groups.clone(), r.message.clone());
-                let note = format!(
-                    "creating pods of group(s) {} failed, retrying in {}s: {}",
-                    r.groups.iter().cloned().collect::<Vec<_>>().join(", "),
-                    wait.as_secs(),
-                    r.message
-                );
-                event(&ctx, &model, true, "CreateFailed", note).await;
-                create_refused = Some(r.message);
-                retry_in = Some(wait);
-            }
-        }
-    } else if actions.create.is_empty() && backing_off.is_none() {
-        // Nothing left to create: an earlier refusal no longer matters.
-        ctx.creation.succeeded(&model_key);
-        create_refused = None;
-    }
-
-    // Every rank found a node and nothing waits to be created: earlier removals are over.
-    let all_placed = pods
+    let ids: Vec<&str> = d
+        .create
+        .groups
         .iter()
-        .all(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some()));
-    if capacity_retry.is_some()
-        && capacity_wait.is_none()
-        && capacity_note.is_none()
-        && actions.create.is_empty()
-        && all_placed
-    {
-        ctx.capacity.settled(&model_key);
-    }
-    let capacity = capacity_note.or_else(|| {
-        let r = capacity_retry.as_ref()?;
-        r.wait()?;
-        Some(describe_backoff(r))
-    });
-
-    // Status.
-    let current_pods: Vec<&Pod> = groups
-        .iter()
-        .filter(|g| g.observed.hash == w.template_hash)
-        .flat_map(|g| g.pods.iter().copied())
+        .filter(|id| !refused_groups.contains(*id))
+        .map(String::as_str)
         .collect();
-    let converged = cond::workload_conditions(
-        &previous.conditions,
-        &mut status.conditions,
-        &cond::WorkloadView {
-            groups: &observed,
-            hash: &w.template_hash,
-            replicas: validated.replicas,
-            actions_pending: !actions.is_empty() || !retired.is_empty(),
-            unschedulable: unschedulable(&current_pods),
-            create_refused,
-            capacity,
-        },
-        generation,
-    );
-    let (ready, desired) = (status.ready_replicas, status.desired_replicas);
-
-    let labels_m = ModelLabels {
-        namespace: ns.clone(),
-        model: name.clone(),
-    };
-    ctx.metrics
-        .desired_replicas
-        .get_or_create(&labels_m)
-        .set(desired.into());
-    ctx.metrics
-        .ready_replicas
-        .get_or_create(&labels_m)
-        .set(ready.into());
-
-    finish(&ctx, &model, &previous, status, None).await?;
-    // Not converged: pod events move the model on; the requeue backs off (busy_requeue.rs).
-    if converged {
-        ctx.busy.settled(&model_key);
+    if !ids.is_empty() {
+        let note = format!("group(s) {}{}", ids.join(", "), d.create.detail);
+        event(ctx, model, false, "GroupCreated", note).await;
     }
-    Ok(Some(match retry_in {
-        Some(wait) => requeue(wait.max(BUSY_REQUEUE / 5)),
-        None if converged => requeue(IDLE_REQUEUE),
-        None => requeue(
-            ctx.busy
-                .next(&model_key, busy_requeue::fingerprint(generation, &pods)),
-        ),
-    }))
+    Ok((outcome, retry))
+}
+
+/// The conflicts among the children's sync results, joined; any other error fails the pass.
+fn conflicts<const N: usize>(results: [Result<(), Error>; N]) -> Result<Option<String>, Error> {
+    let mut found = Vec::new();
+    for r in results {
+        match r {
+            Ok(()) => {}
+            Err(Error::Conflict(message)) => found.push(message),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((!found.is_empty()).then(|| found.join("; ")))
 }
 
 /// Since when each node of the model's pods is unreachable, from the Node cache.
@@ -461,20 +298,14 @@ fn lost_nodes(ctx: &Context, pods: &[Pod]) -> BTreeMap<String, Timestamp> {
         .collect()
 }
 
-/// Writes status only when it changed, and an Event when a refusal is new.
-async fn finish(
+/// Writes the status when it differs from the cached one (or from what this operator
+/// wrote moments ago that the cache does not show yet: status_memo.rs).
+pub(super) async fn finish(
     ctx: &Context,
     model: &DeepSeekModel,
-    previous: &DeepSeekModelStatus,
     status: DeepSeekModelStatus,
-    refusal: Option<(&str, String)>,
 ) -> Result<(), Error> {
-    if let Some((reason, message)) = refusal {
-        let was = cond::get(&previous.conditions, cond::PLANNED);
-        if was.is_none_or(|c| c.reason != reason || c.message != message) {
-            event(ctx, model, true, reason, message).await;
-        }
-    }
+    let previous = model.status.clone().unwrap_or_default();
     let mut comparable = status.clone();
     // Conditions of other field managers (e.g. the autoscaler's) are theirs to keep.
     let own = [
@@ -483,6 +314,7 @@ async fn finish(
         cond::AVAILABLE,
         cond::PROGRESSING,
         cond::DEGRADED,
+        cond::CONFLICT,
     ];
     comparable.conditions.extend(
         previous
@@ -492,21 +324,18 @@ async fn finish(
             .cloned(),
     );
     comparable.conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
-    let mut previous_sorted = previous.clone();
-    previous_sorted
-        .conditions
-        .sort_by(|a, b| a.type_.cmp(&b.type_));
-    let previous = &previous_sorted;
+    let mut previous = previous;
+    previous.conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
     comparable.queue_depth = previous.queue_depth;
     comparable.last_scale_time = previous.last_scale_time.clone();
     comparable.last_scale_reason = previous.last_scale_reason.clone();
     let uid = model.uid().unwrap_or_default();
     let digest = status_memo::digest(&status);
-    let now = std::time::Instant::now();
+    let now = Instant::now();
     // Equal to a cache that has not shown our last write yet: that write may be on the
     // server, and this status must replace it (status_memo.rs).
     let behind_our_write = ctx.written.other_written_recently(&uid, digest, now);
-    if &comparable != previous || behind_our_write {
+    if comparable != previous || behind_our_write {
         if ctx.written.written_recently(&uid, digest, now) {
             // Written already; the cache has not shown it yet (status_memo.rs).
             return Ok(());

@@ -212,6 +212,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         scope: opts.scope.clone(),
         creation: Default::default(),
         capacity: Default::default(),
+        crashes: Default::default(),
         wake,
         children,
         busy: Default::default(),

@@ -10,6 +10,8 @@ pub const SCHEDULED: &str = "Scheduled";
 pub const AVAILABLE: &str = "Available";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
+/// Present while a child's name is taken by an object the model does not control.
+pub const CONFLICT: &str = "Conflict";
 
 /// Sets condition `type_`, reusing the previous transition time when its status did not
 /// change.
@@ -58,6 +60,9 @@ pub struct WorkloadView<'a> {
     /// A group the node autoscaler provides only partly, or its recreation waiting after
     /// its removal (controller/capacity.rs): reason CapacityPending.
     pub capacity: Option<String>,
+    /// Crashed groups whose recreation waits for the back-off (crash_backoff.rs): reason
+    /// CrashLooping, with the last termination the kubelet reported.
+    pub crash_looping: Option<String>,
 }
 
 /// Sets Scheduled, Available, Progressing and Degraded from what was observed, and
@@ -137,8 +142,9 @@ pub fn workload_conditions(
 
     let broken: Vec<_> = v.groups.iter().filter_map(|g| g.broken).collect();
     let other_faults = broken.iter().any(|f| *f != Fault::CapacityPending);
-    let (degraded, reason, msg) = if let Some(note) = v.capacity.as_ref().filter(|_| !other_faults)
-    {
+    let (degraded, reason, msg) = if let Some(note) = &v.crash_looping {
+        (true, "CrashLooping", note.clone())
+    } else if let Some(note) = v.capacity.as_ref().filter(|_| !other_faults) {
         (true, "CapacityPending", note.clone())
     } else if let Some(first) = broken.first() {
         let mut kinds: Vec<&str> = broken.iter().map(|f| f.describe()).collect();
@@ -209,6 +215,7 @@ mod tests {
             unschedulable: None,
             create_refused: None,
             capacity: None,
+            crash_looping: None,
         };
         let (c, converged) = conditions(&v);
         assert!(converged);
@@ -230,6 +237,7 @@ mod tests {
             unschedulable: None,
             create_refused: None,
             capacity: None,
+            crash_looping: None,
         };
         let (c, converged) = conditions(&v);
         assert!(!converged);
@@ -245,6 +253,7 @@ mod tests {
             unschedulable: None,
             create_refused: None,
             capacity: None,
+            crash_looping: None,
         };
         let (c, _) = conditions(&v);
         assert_eq!(reason(&c, DEGRADED), ("True", "RankRestarted"));
@@ -258,6 +267,7 @@ mod tests {
             unschedulable: Some("0/13 nodes are available".into()),
             create_refused: None,
             capacity: None,
+            crash_looping: None,
         };
         let (c, _) = conditions(&v);
         assert_eq!(reason(&c, SCHEDULED), ("False", "Unschedulable"));
@@ -275,6 +285,7 @@ mod tests {
             unschedulable: None,
             create_refused: None,
             capacity: None,
+            crash_looping: None,
         };
         let (c, converged) = conditions(&v);
         assert!(converged);
@@ -314,6 +325,7 @@ mod tests {
             unschedulable: None,
             create_refused: Some("exceeded quota: pods=1".into()),
             capacity: None,
+            crash_looping: None,
         };
         let (c, converged) = conditions(&v);
         assert!(!converged);
@@ -332,6 +344,7 @@ mod tests {
             unschedulable: None,
             create_refused: None,
             capacity: None,
+            crash_looping: None,
         };
         let (c, _) = conditions(&v);
         assert_eq!(reason(&c, DEGRADED), ("True", "NodeLost"));
@@ -353,6 +366,7 @@ mod tests {
             unschedulable: Some("0/3 nodes are available".into()),
             create_refused: None,
             capacity: Some(note.into()),
+            crash_looping: None,
         };
         let (c, _) = conditions(&v);
         assert_eq!(reason(&c, SCHEDULED), ("False", "CapacityPending"));
@@ -365,6 +379,7 @@ mod tests {
         let v = WorkloadView {
             groups: &groups,
             capacity: Some(note.into()),
+            crash_looping: None,
             ..v
         };
         let (c, _) = conditions(&v);

@@ -94,6 +94,13 @@ impl StatusMemo {
         self.recent(uid, now, |w| w.plan == plan)
     }
 
+    /// The digest of the plan written for the model within [`WINDOW`], if any.
+    pub fn recent_plan(&self, uid: &str, now: Instant) -> Option<u64> {
+        let m = self.inner.lock().ok()?;
+        let w = m.by_uid.get(uid)?;
+        (now.duration_since(w.at) < WINDOW).then_some(w.plan)
+    }
+
     fn recent(&self, uid: &str, now: Instant, same: impl Fn(&Written) -> bool) -> bool {
         self.inner.lock().is_ok_and(|m| {
             m.by_uid

@@ -23,6 +23,9 @@ use crate::config::{DeclaredPool, DeclaredTaint};
 pub const NODEPOOL_LABEL: &str = "karpenter.sh/nodepool";
 /// Accelerators per node for instance types this module does not know.
 pub const PER_NODE_ANNOTATION: &str = "inference.deepseek-operator.dev/accelerators-per-node";
+/// NodePool annotation naming the namespaces (comma-separated) whose models may use it,
+/// as a declared pool's `namespaces`; absent: every namespace.
+pub const NAMESPACES_ANNOTATION: &str = "inference.deepseek-operator.dev/namespaces";
 /// Nodes assumed when a NodePool sets no limit on its accelerators (Karpenter would add
 /// nodes without bound; the planner needs some ceiling for one replica's span).
 pub const UNLIMITED_NODES: u32 = 64;
@@ -186,6 +189,16 @@ pub fn pool_from_nodepool(
         max_nodes,
         node_selector: labels,
         taints: spec.template.spec.taints.clone(),
+        namespaces: annotations
+            .get(NAMESPACES_ANNOTATION)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
         nodepool: Some(name.to_string()),
     })
 }

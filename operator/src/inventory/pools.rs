@@ -73,6 +73,9 @@ pub struct Pool {
     pub node_memory_gib: Option<f64>,
     /// The Karpenter NodePool that provides the nodes, for a pool read from one.
     pub nodepool: Option<String>,
+    /// Namespaces whose models may use the pool (a declared pool's `namespaces`); empty:
+    /// every namespace.
+    pub namespaces: Vec<String>,
 }
 
 impl Pool {
@@ -125,6 +128,11 @@ impl Pool {
         pool.max_nodes = picked.len() as u32;
         pool.common_labels.extend(shared);
         Some(pool)
+    }
+
+    /// Whether models of `namespace` may use the pool.
+    pub fn open_to(&self, namespace: &str) -> bool {
+        self.namespaces.is_empty() || self.namespaces.iter().any(|n| n == namespace)
     }
 
     /// Human description, e.g. "2 nodes of 8 x NVIDIA H100 SXM".
@@ -316,6 +324,7 @@ pub fn pools_from_facts(
             declared: false,
             node_memory_gib,
             nodepool: None,
+            namespaces: Vec::new(),
         });
     }
 
@@ -353,6 +362,7 @@ pub fn pools_from_facts(
             declared: true,
             node_memory_gib: None,
             nodepool: d.nodepool.clone(),
+            namespaces: d.namespaces.clone(),
         });
     }
     pools
@@ -369,6 +379,10 @@ pub fn fingerprint(pools: &[Pool]) -> String {
             "{}|{}|{}|{:?}|{:?};",
             p.name, p.per_node, p.max_nodes, p.selector, p.member_labels
         ));
+        // Who may use a pool decides where models go too.
+        if !p.namespaces.is_empty() {
+            h.update(format!("ns{:?};", p.namespaces));
+        }
     }
     format!("{:x}", h.finalize())
 }

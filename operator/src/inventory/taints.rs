@@ -22,7 +22,7 @@ pub const ACCELERATOR_TAINTS: &[(&str, Option<&str>)] = &[
 ];
 
 /// Labels and taint keys that mark a control-plane node.
-const CONTROL_PLANE_KEYS: &[&str] = &[
+pub const CONTROL_PLANE_KEYS: &[&str] = &[
     "node-role.kubernetes.io/control-plane",
     "node-role.kubernetes.io/master",
 ];

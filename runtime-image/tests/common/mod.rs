@@ -12,6 +12,10 @@ use deepseek_engine::{Engine, LaunchConfig, SimProfile};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_deepseek-launcher");
 
+/// The group token every launcher of these tests gets (`DSO_GROUP_TOKEN`), unless a test
+/// sets its own.
+pub const GROUP_TOKEN: &str = "test-group-token-0123456789abcdef";
+
 /// A free port on 127.0.0.1 (bound then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -34,12 +38,17 @@ pub struct Launcher {
     pub child: Child,
     pub ip: String,
     pub launcher_port: u16,
+    /// The group port (rendezvous, rank health, drain).
+    pub group_port: u16,
     pub engine_port: u16,
 }
 
 impl Launcher {
     pub fn launcher_url(&self) -> String {
         format!("http://{}:{}", self.ip, self.launcher_port)
+    }
+    pub fn group_url(&self) -> String {
+        format!("http://{}:{}", self.ip, self.group_port)
     }
     pub fn engine_url(&self) -> String {
         format!("http://{}:{}", self.ip, self.engine_port)
@@ -108,7 +117,8 @@ fn dist_port_of(leader_port: u16) -> u16 {
     *ports.entry(leader_port).or_insert_with(free_port)
 }
 
-/// Starts `deepseek-launcher` for `rank` with `extra` flags; stderr is captured.
+/// Starts `deepseek-launcher` for `rank` with `extra` flags; stderr is captured. The
+/// leader's group port (where workers join) is `leader_port`.
 pub fn spawn_launcher(
     cfg: &LaunchConfig,
     rank: u32,
@@ -130,7 +140,8 @@ pub fn spawn_launcher_at(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> Launcher {
-    let launcher_port = if rank == 0 {
+    let launcher_port = free_port_on(ip);
+    let group_port = if rank == 0 {
         leader_port
     } else {
         free_port_on(ip)
@@ -142,12 +153,14 @@ pub fn spawn_launcher_at(
         .args(["--rank", &rank.to_string()])
         .args(["--leader", leader_ip, "--bind", ip])
         .args(["--launcher-port", &launcher_port.to_string()])
+        .args(["--group-port", &group_port.to_string()])
         .args(["--engine-port", &engine_port.to_string()])
         .args(["--leader-port", &leader_port.to_string()])
         .args(["--dist-port", &dist_port_of(leader_port).to_string()])
         .args(extra)
         .env_remove("DSO_LAUNCH_CONFIG")
         .env("RUST_LOG", "info")
+        .env(deepseek_engine::env::GROUP_TOKEN, GROUP_TOKEN)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -161,6 +174,7 @@ pub fn spawn_launcher_at(
         child,
         ip: ip.to_string(),
         launcher_port,
+        group_port,
         engine_port,
     }
 }

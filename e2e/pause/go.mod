@@ -1,0 +1,3 @@
+module dso.local/pause
+
+go 1.26
