@@ -171,8 +171,9 @@ pub async fn create_pods(
     };
     let mut note = |done: Result<(String, String, Result<(), Error>), tokio::task::JoinError>| {
         if let Ok((_, name, Ok(()))) = &done {
-            ctx.expected
-                .created(model_key, [name.clone()], std::time::Instant::now());
+            let now = std::time::Instant::now();
+            ctx.memory
+                .with(model_key, |m| m.expected.created([name.clone()], now));
         }
         if let Ok((gid, _, Err(e))) = done {
             if refused.groups.is_empty() {

@@ -19,6 +19,7 @@ pub mod groups;
 pub mod heap_trim;
 pub mod http;
 pub mod leader;
+pub mod memory;
 pub mod metrics;
 pub mod network_policy;
 pub mod nodepools;

@@ -118,11 +118,25 @@ pub fn strip(pod: &mut Pod) {
                             ready: c.ready,
                             // When the container started running: a rank Ready and then
                             // NotReady since is told from one still loading (groups.rs).
-                            state: c.state.and_then(|s| s.running).map(|r| {
-                                k8s_openapi::api::core::v1::ContainerState {
-                                    running: Some(r),
-                                    ..Default::default()
-                                }
+                            // And the reason and exit code of the last termination: a
+                            // crash-looping group's Degraded message names them
+                            // (decide.rs `last_termination`).
+                            state: c.state.and_then(|s| {
+                                let terminated = s.terminated.map(termination);
+                                (s.running.is_some() || terminated.is_some()).then(|| {
+                                    k8s_openapi::api::core::v1::ContainerState {
+                                        running: s.running,
+                                        terminated,
+                                        ..Default::default()
+                                    }
+                                })
+                            }),
+                            last_state: c.last_state.and_then(|s| {
+                                s.terminated
+                                    .map(|t| k8s_openapi::api::core::v1::ContainerState {
+                                        terminated: Some(termination(t)),
+                                        ..Default::default()
+                                    })
                             }),
                             ..Default::default()
                         })
@@ -131,6 +145,17 @@ pub fn strip(pod: &mut Pod) {
                 .map(shrunk),
             ..Default::default()
         });
+    }
+}
+
+/// A container's termination as the cache keeps it: reason and exit code only.
+fn termination(
+    t: k8s_openapi::api::core::v1::ContainerStateTerminated,
+) -> k8s_openapi::api::core::v1::ContainerStateTerminated {
+    k8s_openapi::api::core::v1::ContainerStateTerminated {
+        reason: t.reason,
+        exit_code: t.exit_code,
+        ..Default::default()
     }
 }
 

@@ -80,7 +80,7 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
 
     // Not converged: pod events move the model on; the requeue backs off (busy_requeue.rs).
     if decision.converged {
-        ctx.busy.settled(&key);
+        ctx.memory.with(&key, |m| m.busy.settled());
     }
     let wait = match (outcome.conflict.is_some(), retry, decision.requeue) {
         (true, _, _) => CONFLICT_RECHECK,
@@ -88,7 +88,7 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
         (false, None, Requeue::After(d)) => d,
         (false, None, Requeue::Busy) => {
             let fp = busy_requeue::fingerprint(model.metadata.generation, &world.pods);
-            ctx.busy.next(&key, fp)
+            ctx.memory.with(&key, |m| m.busy.next(fp))
         }
     };
     // A bound running out (lost node, NotReady rank) comes with no watch event.
@@ -146,16 +146,17 @@ async fn read(ctx: &Context, model: &DeepSeekModel, key: &str, read: Read) -> Re
     // find its names still awaited and wait out the window (expect.rs).
     let seen: BTreeSet<String> = pods.iter().map(|p| p.name_any()).collect();
     let instant = Instant::now();
-    let refused = ctx.creation.get(key);
-    let capacity = ctx.capacity.get(key);
-    let recall = Recall {
-        refused: refused.as_ref().map(|r| (r.message.clone(), r.wait())),
-        partially_created: refused.map(|r| r.partial).unwrap_or_default(),
-        capacity: capacity.map(|r| (r.wait(), describe_backoff(&r))),
-        awaited: ctx.expected.awaited(key, &seen, instant),
-        plan_written: ctx.written.recent_plan(key, instant),
-        crashes: ctx.crashes.get(key),
-    };
+    let recall = ctx.memory.with(key, |m| {
+        let refused = m.creation.get();
+        Recall {
+            refused: refused.map(|r| (r.message.clone(), r.wait())),
+            partially_created: refused.map(|r| r.partial.clone()).unwrap_or_default(),
+            capacity: m.capacity.get().map(|r| (r.wait(), describe_backoff(r))),
+            awaited: m.expected.awaited(&seen, instant),
+            plan_written: m.written.recent_plan(instant),
+            crashes: m.crashes.get().to_vec(),
+        }
+    });
     let lost_nodes = lost_nodes(ctx, &pods);
     let now = Timestamp::now();
     // Only while a group is partly placed: what the node autoscaler says about it (the
@@ -169,7 +170,7 @@ async fn read(ctx: &Context, model: &DeepSeekModel, key: &str, read: Read) -> Re
             .filter(|g| g.partial.is_some())
             .max_by_key(|g| g.partial.as_ref().map(|p| p.verdict == Verdict::Remove));
         match partial {
-            Some(g) => autoscaler_state(ctx, &ns, &g).await,
+            Some(g) => autoscaler_state(&ctx.client, &ctx.nodes, &ns, &g).await,
             None => None,
         }
     };
@@ -199,16 +200,18 @@ async fn carry_out(
     // Pod names end in `<hash>-<slot>-<rank>` (build/pods.rs): a group recreated under
     // the same names is created at once, not after the expectation window.
     let doomed = &d.deleted_groups;
-    ctx.expected.forget(key, |name| {
-        doomed.iter().any(|id| name.contains(id.as_str()))
+    let crash_window = Duration::from_secs(ctx.config.crash_loop_backoff.window_seconds);
+    let retry = ctx.config.capacity_retry_seconds.duration();
+    let capacity_wait = ctx.memory.with(key, |m| {
+        m.expected
+            .forget(|name| doomed.iter().any(|id| name.contains(id.as_str())));
+        if d.crash_recreated {
+            m.crashes.recreated(Timestamp::now(), crash_window);
+        }
+        let note = d.capacity_removed.as_ref()?;
+        Some((note, m.capacity.removed(note.clone(), retry)))
     });
-    if d.crash_recreated {
-        let window = std::time::Duration::from_secs(ctx.config.crash_loop_backoff.window_seconds);
-        ctx.crashes.recreated(key, Timestamp::now(), window);
-    }
-    if let Some(note) = &d.capacity_removed {
-        let retry = ctx.config.capacity_retry_seconds.duration();
-        let wait = ctx.capacity.removed(key, note.clone(), retry);
+    if let Some((note, wait)) = capacity_wait {
         let msg = format!("{note}; creating it again in {}s", wait.as_secs());
         event(ctx, model, true, "CapacityPending", msg).await;
     }
@@ -223,12 +226,14 @@ async fn carry_out(
         );
         outcome.conflict = conflicts([s, p, k])?;
     }
-    if d.capacity_settled {
-        ctx.capacity.settled(key);
-    }
-    if d.creation_settled {
-        ctx.creation.succeeded(key);
-    }
+    ctx.memory.with(key, |m| {
+        if d.capacity_settled {
+            m.capacity.settled();
+        }
+        if d.creation_settled {
+            m.creation.succeeded();
+        }
+    });
     // A child's name taken by an object this model does not control: nothing is created
     // until it is freed (pods would run without their Service or isolation).
     if outcome.conflict.is_some() || d.create.pods.is_empty() {
@@ -239,13 +244,13 @@ async fn carry_out(
     let mut retry = None;
     let refused_groups = match refused {
         None => {
-            ctx.creation.succeeded(key);
+            ctx.memory.with(key, |m| m.creation.succeeded());
             BTreeSet::new()
         }
         Some(r) => {
-            let wait = ctx
-                .creation
-                .failed(key, r.groups.clone(), r.message.clone());
+            let wait = ctx.memory.with(key, |m| {
+                m.creation.failed(r.groups.clone(), r.message.clone())
+            });
             let note = format!(
                 "creating pods of group(s) {} failed, retrying in {}s: {}",
                 r.groups.iter().cloned().collect::<Vec<_>>().join(", "),
@@ -334,15 +339,17 @@ pub(super) async fn finish(
     let now = Instant::now();
     // Equal to a cache that has not shown our last write yet: that write may be on the
     // server, and this status must replace it (status_memo.rs).
-    let behind_our_write = ctx.written.other_written_recently(&uid, digest, now);
+    let memo = ctx.memory.with(&uid, |m| m.written);
+    let behind_our_write = memo.other_written_recently(digest, now);
     if comparable != previous || behind_our_write {
-        if ctx.written.written_recently(&uid, digest, now) {
+        if memo.written_recently(digest, now) {
             // Written already; the cache has not shown it yet (status_memo.rs).
             return Ok(());
         }
         apply::write_status(ctx, model, &status).await?;
         let plan = status_memo::digest_of(&status.plan);
-        ctx.written.wrote(&uid, digest, plan, now);
+        ctx.memory
+            .with(&uid, |m| m.written.wrote(digest, plan, now));
         wake_parent(ctx, model);
     }
     Ok(())
