@@ -115,6 +115,27 @@ impl Child {
         }
     }
 
+    /// What exists under `name`, read from the API server: for a child the cache cannot
+    /// vouch for (not listed yet, or possibly someone else's, which the cache does not
+    /// watch), before `apply::check_ours`. `what` names it in the error.
+    pub async fn read<K>(
+        api: &kube::Api<K>,
+        name: &str,
+        what: &str,
+    ) -> Result<Option<Child>, super::error::Error>
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let meta =
+            api.get_metadata_opt(name)
+                .await
+                .map_err(|source| super::error::Error::Read {
+                    what: what.to_string(),
+                    source,
+                })?;
+        Ok(meta.map(|m| Child::from_meta(&m.metadata)))
+    }
+
     /// Whether the model with uid `owner` controls this child.
     pub fn controlled_by(&self, owner: &str) -> bool {
         self.controller_uid.as_deref() == Some(owner)

@@ -56,14 +56,9 @@ pub async fn sync_services(
         let what = format!("Service {ns}/{name}");
         let controller = match current {
             Some(c) => Some(c.controller_uid.clone()),
-            None => api
-                .get_metadata_opt(&name)
-                .await
-                .map_err(|source| Error::Read {
-                    what: what.clone(),
-                    source,
-                })?
-                .map(|m| apply::controller_uid(&m.metadata).map(str::to_string)),
+            None => Child::read(api, &name, &what)
+                .await?
+                .map(|c| c.controller_uid),
         };
         apply::check_ours(&what, controller.as_ref().map(Option::as_deref), owner)?;
         apply::apply_service(ctx, svc).await

@@ -24,7 +24,7 @@
 //!   ranks would hold accelerators that serve nothing. Counting from pod creation instead
 //!   would remove a group the moment its first node registered whenever nodes take
 //!   longer than the bound to boot (common for GPU nodes). The rule is
-//!   `capacity::verdict`; [`FoundGroup::partial`] carries what the condition reports
+//!   `whole_groups::verdict`; [`FoundGroup::partial`] carries what the condition reports
 //!   while the group waits.
 //!
 //! A group that is missing ranks but never started (no rank ever Ready or Running, none
@@ -50,8 +50,8 @@ use crate::inventory::NodeFacts;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::build::labels;
-use crate::capacity::{verdict, Verdict};
 use crate::rollout::{Fault, ObservedGroup};
+use crate::whole_groups::{verdict, Verdict};
 
 /// A group and its pods as found.
 pub struct FoundGroup<'a> {

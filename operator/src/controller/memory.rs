@@ -7,7 +7,7 @@
 //! - busy_requeue.rs: the requeue of an unconverged model, backing off;
 //! - expect.rs: pods created that the pod cache does not show yet;
 //! - backoff.rs: pod creations the API server refused, and when to try again;
-//! - capacity.rs: partly placed groups removed, and when to create them again;
+//! - capacity_pending.rs: partly placed groups removed, and when to create them again;
 //! - crash_backoff.rs: crashed groups recreated lately;
 //! - status_memo.rs: the status written that the model cache may not show yet.
 //!
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use super::backoff::CreationBackoff;
 use super::busy_requeue::BusyRequeue;
-use super::capacity::CapacityRetry;
+use super::capacity_pending::CapacityRetry;
 use super::crash_backoff::CrashMemory;
 use super::expect::Expectations;
 use super::status_memo::StatusMemo;

@@ -4,7 +4,7 @@
 pub mod apply;
 pub mod backoff;
 pub mod busy_requeue;
-pub mod capacity;
+pub mod capacity_pending;
 pub mod child_cache;
 pub mod children;
 pub mod context;
@@ -27,6 +27,7 @@ pub mod nodes;
 pub mod pod_cache;
 pub mod reconcile;
 pub mod run;
+pub mod scaled_object;
 pub mod scope;
 pub mod status;
 pub mod status_memo;

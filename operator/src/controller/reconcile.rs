@@ -25,7 +25,7 @@ use kube::{Api, Resource, ResourceExt};
 
 use super::apply::{self, event};
 use super::busy_requeue;
-use super::capacity::{autoscaler_state, describe_backoff};
+use super::capacity_pending::{autoscaler_state, describe_backoff};
 use super::children;
 use super::context::Context;
 use super::decide::{decide, health_inputs, Decision, Inputs, Outcome, Recall, Requeue};
@@ -37,8 +37,8 @@ use super::status as cond;
 use super::status_memo;
 use crate::api::{DeepSeekModel, DeepSeekModelStatus, ServingMode};
 use crate::build::labels;
-use crate::capacity::Verdict;
 use crate::inventory::{NodeFacts, Pool};
+use crate::whole_groups::Verdict;
 
 /// Where a pass read the model's pods.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -222,7 +222,7 @@ async fn carry_out(
         let (s, p, k) = tokio::join!(
             children::sync_services(ctx, &ns, &name, key, services),
             super::network_policy::sync(ctx, model),
-            crate::autoscale::scaled_object::sync(ctx, model),
+            super::scaled_object::sync(ctx, model),
         );
         outcome.conflict = conflicts([s, p, k])?;
     }

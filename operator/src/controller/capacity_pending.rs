@@ -1,4 +1,5 @@
-//! The controller's side of `capacity.rs` (whole groups or nothing): reading what the node
+//! The controller's side of `whole_groups.rs` (whole groups or nothing; the condition reason
+//! `CapacityPending`): reading what the node
 //! autoscaler says about a group it provided only partly, and remembering removals so the
 //! group is recreated only after a backoff.
 //!
@@ -19,9 +20,9 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
 
 use super::groups::{FoundGroup, Partial};
-use crate::capacity::{report, retry_delay, Claim, Verdict};
 use crate::inventory::karpenter::NODEPOOL_LABEL;
 use crate::inventory::NodeFacts;
+use crate::whole_groups::{report, retry_delay, Claim, Verdict};
 
 /// A model whose partly placed group was removed.
 #[derive(Clone, Debug)]
