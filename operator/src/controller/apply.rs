@@ -12,23 +12,19 @@
 //!   written by [`write_status_block`] here.
 
 use k8s_openapi::api::core::v1::{Pod, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
+use std::time::Instant;
+
+use kube::runtime::reflector::ObjectRef;
+
 use super::context::Context;
 use super::error::Error;
+use super::status as cond;
+use super::status_memo;
 use crate::api::{DeepSeekModel, DeepSeekModelStatus, FIELD_MANAGER};
-
-/// The uid of an object's controlling owner, if it has one.
-pub fn controller_uid(meta: &ObjectMeta) -> Option<&str> {
-    meta.owner_references
-        .iter()
-        .flatten()
-        .find(|o| o.controller == Some(true))
-        .map(|o| o.uid.as_str())
-}
 
 /// Never take over: the one check before a model's child is first applied or deleted.
 /// `live` is what exists under the child's name: `None` when nothing does, else the uid of
@@ -186,6 +182,74 @@ pub async fn write_status_block(
     api.patch_status(&model.name_any(), &params, &Patch::Apply(patch))
         .await
         .map(|_| ())
+}
+
+/// Writes the status when it differs from the cached one (or from what this operator
+/// wrote moments ago that the cache does not show yet: status_memo.rs).
+pub async fn write_changed_status(
+    ctx: &Context,
+    model: &DeepSeekModel,
+    status: DeepSeekModelStatus,
+) -> Result<(), Error> {
+    let previous = model.status.clone().unwrap_or_default();
+    let mut comparable = status.clone();
+    // Conditions of other field managers (e.g. the autoscaler's) are theirs to keep.
+    let own = [
+        cond::PLANNED,
+        cond::SCHEDULED,
+        cond::AVAILABLE,
+        cond::PROGRESSING,
+        cond::DEGRADED,
+        cond::CONFLICT,
+    ];
+    comparable.conditions.extend(
+        previous
+            .conditions
+            .iter()
+            .filter(|c| !own.contains(&c.type_.as_str()))
+            .cloned(),
+    );
+    comparable.conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
+    let mut previous = previous;
+    previous.conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
+    comparable.queue_depth = previous.queue_depth;
+    comparable.last_scale_time = previous.last_scale_time.clone();
+    comparable.last_scale_reason = previous.last_scale_reason.clone();
+    let uid = model.uid().unwrap_or_default();
+    let (digest, plan) = status_memo::digests(&status);
+    let now = Instant::now();
+    // Equal to a cache that has not shown our last write yet: that write may be on the
+    // server, and this status must replace it (status_memo.rs).
+    let memo = ctx.memory.with(&uid, |m| m.written);
+    let behind_our_write = memo.other_written_recently(digest, now);
+    if comparable != previous || behind_our_write {
+        if memo.written_recently(digest, now) {
+            // Written already; the cache has not shown it yet (status_memo.rs).
+            return Ok(());
+        }
+        write_status(ctx, model, &status).await?;
+        ctx.memory
+            .with(&uid, |m| m.written.wrote(digest, plan, now));
+        wake_parent(ctx, model);
+    }
+    Ok(())
+}
+
+/// A role model's status changed: its disaggregated model reports it.
+fn wake_parent(ctx: &Context, model: &DeepSeekModel) {
+    if crate::build::disaggregated::role_of(&model.spec).is_none() {
+        return;
+    }
+    let owner = model
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == DeepSeekModel::kind(&()));
+    if let (Some(o), Some(ns)) = (owner, model.namespace()) {
+        // No receiver only while shutting down.
+        let _ = ctx
+            .wake
+            .send(ObjectRef::<DeepSeekModel>::new(&o.name).within(&ns));
+    }
 }
 
 /// Publishes an Event about a model. A failed event never fails the reconcile.

@@ -91,6 +91,15 @@ pub struct Child {
     pub controller_uid: Option<String>,
 }
 
+/// The uid of an object's controlling owner, if it has one.
+pub fn controller_uid(meta: &ObjectMeta) -> Option<&str> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+        .map(|o| o.uid.as_str())
+}
+
 impl Child {
     pub fn from_meta(meta: &ObjectMeta) -> Child {
         let label = |key: &str| meta.labels.as_ref().and_then(|l| l.get(key)).cloned();
@@ -111,7 +120,7 @@ impl Child {
                 .flatten()
                 .find(|o| o.controller == Some(true) && o.kind == kind)
                 .map(|o| o.name.clone()),
-            controller_uid: super::apply::controller_uid(meta).map(str::to_string),
+            controller_uid: controller_uid(meta).map(str::to_string),
         }
     }
 

@@ -14,7 +14,6 @@ use super::child_cache::{Child, ChildKind};
 use super::context::Context;
 use super::decide::Deletion;
 use super::error::Error;
-use super::groups::FoundGroup;
 use crate::build::labels;
 
 /// Applies the desired Services whose digest differs from the live one and deletes the
@@ -125,31 +124,6 @@ pub struct CreateRefused {
     pub groups: BTreeSet<String>,
     /// The first refusal, as the API server worded it.
     pub message: String,
-}
-
-/// The pods of the groups named by (slot, template hash).
-pub fn pods_of<'a>(doomed: &[(u32, String)], groups: &[FoundGroup<'a>]) -> Vec<&'a Pod> {
-    groups
-        .iter()
-        .filter(|g| {
-            doomed
-                .iter()
-                .any(|(slot, hash)| g.observed.slot == *slot && &g.observed.hash == hash)
-        })
-        .flat_map(|g| g.pods.iter().copied())
-        .collect()
-}
-
-/// Whether deleting these pods would write: some pod is not terminating yet, or sits on a
-/// node lost past the bound (force-deleted even while terminating).
-pub fn would_delete(pods: &[&Pod], dead_nodes: &BTreeSet<String>) -> bool {
-    pods.iter().any(|p| {
-        p.metadata.deletion_timestamp.is_none()
-            || p.spec
-                .as_ref()
-                .and_then(|s| s.node_name.as_ref())
-                .is_some_and(|n| dead_nodes.contains(n))
-    })
 }
 
 /// Creates pods, at most `PARALLEL_WRITES` at once. Refusals are returned, not raised,

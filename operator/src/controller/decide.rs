@@ -19,9 +19,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::{Resource, ResourceExt};
 
 use super::capacity_pending::describe;
-use super::children::{pods_of, would_delete};
 use super::crash_backoff::{next_allowed, Recreation};
-use super::groups::{find_groups, unschedulable, FoundGroup, HealthInputs};
+use super::groups::{find_groups, pods_of, unschedulable, would_delete, FoundGroup, HealthInputs};
 use super::status::{self as cond, set};
 use super::status_memo;
 use crate::api::{DeepSeekModel, DeepSeekModelStatus};
@@ -108,6 +107,9 @@ pub struct Outcome {
     pub refused: Option<String>,
     /// Creations were tried.
     pub created: bool,
+    /// Events about what applying met (a removal for capacity, refused or created
+    /// groups), published with the decision's.
+    pub notes: Vec<Note>,
 }
 
 /// When to look at the model again.

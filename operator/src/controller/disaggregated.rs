@@ -85,7 +85,7 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
             g,
         );
     }
-    super::reconcile::finish(&ctx, &model, status).await?;
+    super::apply::write_changed_status(&ctx, &model, status).await?;
     // Role models wake this reconcile through a bounded broadcast that drops wake-ups when
     // a controller lags: a slow recheck bounds how stale status.roles can get. A taken
     // name is rechecked sooner: the other object may be renamed or deleted.

@@ -10,7 +10,9 @@
 //! - apply: every deletion, then the children (Services, NetworkPolicy, ScaledObject,
 //!   never one another controls: `apply::check_ours`), then the creations (none while a
 //!   child's name is taken).
-//! - status: written once, from the decision and what applying it met.
+//! - events and status: published and written once, after applying, from the decision
+//!   and what applying it met (apply.rs `write_changed_status`, shared with the
+//!   disaggregated path).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -21,21 +23,19 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 
 use super::apply::{self, event};
 use super::busy_requeue;
 use super::capacity_pending::{autoscaler_state, describe_backoff};
 use super::children;
 use super::context::Context;
-use super::decide::{decide, health_inputs, Decision, Inputs, Outcome, Recall, Requeue};
+use super::decide::{decide, health_inputs, Decision, Inputs, Note, Outcome, Recall, Requeue};
 use super::decide::{BUSY_REQUEUE, CONFLICT_RECHECK};
 use super::error::Error;
 use super::groups::{find_groups, node_lost_since};
 use super::metrics::{ModelLabels, Timer};
-use super::status as cond;
-use super::status_memo;
-use crate::api::{DeepSeekModel, DeepSeekModelStatus, ServingMode};
+use crate::api::{DeepSeekModel, ServingMode};
 use crate::build::labels;
 use crate::inventory::{NodeFacts, Pool};
 use crate::whole_groups::Verdict;
@@ -64,7 +64,9 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
     }
     let (outcome, retry) = carry_out(&ctx, &model, &key, &decision).await?;
     let (status, notes, _) = decision.status(&outcome);
-    for n in decision.events.iter().chain(&notes) {
+    // Every Event of the pass, once applying is done: the decision's, what applying met,
+    // and the status's news.
+    for n in decision.events.iter().chain(&outcome.notes).chain(&notes) {
         event(&ctx, &model, n.warning, n.reason, n.note.clone()).await;
     }
     let labels_m = ModelLabels {
@@ -76,7 +78,7 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
     m.desired_replicas.get_or_create(&labels_m).set(desired);
     let ready = status.ready_replicas.into();
     m.ready_replicas.get_or_create(&labels_m).set(ready);
-    finish(&ctx, &model, status).await?;
+    apply::write_changed_status(&ctx, &model, status).await?;
 
     // Not converged: pod events move the model on; the requeue backs off (busy_requeue.rs).
     if decision.converged {
@@ -213,7 +215,11 @@ async fn carry_out(
     });
     if let Some((note, wait)) = capacity_wait {
         let msg = format!("{note}; creating it again in {}s", wait.as_secs());
-        event(ctx, model, true, "CapacityPending", msg).await;
+        outcome.notes.push(Note {
+            warning: true,
+            reason: "CapacityPending",
+            note: msg,
+        });
     }
     if let Some(services) = &d.services {
         let name = model.name_any();
@@ -257,7 +263,11 @@ async fn carry_out(
                 wait.as_secs(),
                 r.message
             );
-            event(ctx, model, true, "CreateFailed", note).await;
+            outcome.notes.push(Note {
+                warning: true,
+                reason: "CreateFailed",
+                note,
+            });
             outcome.refused = Some(r.message);
             retry = Some(wait);
             r.groups
@@ -272,7 +282,11 @@ async fn carry_out(
         .collect();
     if !ids.is_empty() {
         let note = format!("group(s) {}{}", ids.join(", "), d.create.detail);
-        event(ctx, model, false, "GroupCreated", note).await;
+        outcome.notes.push(Note {
+            warning: false,
+            reason: "GroupCreated",
+            note,
+        });
     }
     Ok((outcome, retry))
 }
@@ -303,58 +317,6 @@ fn lost_nodes(ctx: &Context, pods: &[Pod]) -> BTreeMap<String, Timestamp> {
         .collect()
 }
 
-/// Writes the status when it differs from the cached one (or from what this operator
-/// wrote moments ago that the cache does not show yet: status_memo.rs).
-pub(super) async fn finish(
-    ctx: &Context,
-    model: &DeepSeekModel,
-    status: DeepSeekModelStatus,
-) -> Result<(), Error> {
-    let previous = model.status.clone().unwrap_or_default();
-    let mut comparable = status.clone();
-    // Conditions of other field managers (e.g. the autoscaler's) are theirs to keep.
-    let own = [
-        cond::PLANNED,
-        cond::SCHEDULED,
-        cond::AVAILABLE,
-        cond::PROGRESSING,
-        cond::DEGRADED,
-        cond::CONFLICT,
-    ];
-    comparable.conditions.extend(
-        previous
-            .conditions
-            .iter()
-            .filter(|c| !own.contains(&c.type_.as_str()))
-            .cloned(),
-    );
-    comparable.conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
-    let mut previous = previous;
-    previous.conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
-    comparable.queue_depth = previous.queue_depth;
-    comparable.last_scale_time = previous.last_scale_time.clone();
-    comparable.last_scale_reason = previous.last_scale_reason.clone();
-    let uid = model.uid().unwrap_or_default();
-    let digest = status_memo::digest(&status);
-    let now = Instant::now();
-    // Equal to a cache that has not shown our last write yet: that write may be on the
-    // server, and this status must replace it (status_memo.rs).
-    let memo = ctx.memory.with(&uid, |m| m.written);
-    let behind_our_write = memo.other_written_recently(digest, now);
-    if comparable != previous || behind_our_write {
-        if memo.written_recently(digest, now) {
-            // Written already; the cache has not shown it yet (status_memo.rs).
-            return Ok(());
-        }
-        apply::write_status(ctx, model, &status).await?;
-        let plan = status_memo::digest_of(&status.plan);
-        ctx.memory
-            .with(&uid, |m| m.written.wrote(digest, plan, now));
-        wake_parent(ctx, model);
-    }
-    Ok(())
-}
-
 pub fn error_policy(model: Arc<DeepSeekModel>, err: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(model = %model.name_any(), error = %err, "reconcile failed");
     ctx.metrics
@@ -364,21 +326,4 @@ pub fn error_policy(model: Arc<DeepSeekModel>, err: &Error, ctx: Arc<Context>) -
         })
         .inc();
     Action::requeue(Duration::from_secs(10))
-}
-
-/// A role model's status changed: its disaggregated model reports it.
-fn wake_parent(ctx: &Context, model: &DeepSeekModel) {
-    if crate::build::disaggregated::role_of(&model.spec).is_none() {
-        return;
-    }
-    let owner = model
-        .owner_references()
-        .iter()
-        .find(|o| o.controller == Some(true) && o.kind == DeepSeekModel::kind(&()));
-    if let (Some(o), Some(ns)) = (owner, model.namespace()) {
-        // No receiver only while shutting down.
-        let _ = ctx
-            .wake
-            .send(ObjectRef::<DeepSeekModel>::new(&o.name).within(&ns));
-    }
 }

@@ -45,6 +45,11 @@ pub fn digest(status: &DeepSeekModelStatus) -> u64 {
     digest_of(&s)
 }
 
+/// The digests a write is remembered by: the status's ([`digest`]) and its plan's.
+pub fn digests(status: &DeepSeekModelStatus) -> (u64, u64) {
+    (digest(status), digest_of(&status.plan))
+}
+
 /// A digest of any serializable value (a plan, say).
 pub fn digest_of<T: serde::Serialize>(value: &T) -> u64 {
     let mut h = DefaultHasher::new();
