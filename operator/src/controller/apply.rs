@@ -1,6 +1,8 @@
 //! The reconcile's writes go through here: server-side apply with the one field manager,
-//! deletes, the model's status and its Events. Each write is counted in
-//! `deepseek_operator_api_writes`, so a test can show that a steady state writes nothing.
+//! deletes, the model's status (only when it changed, [`write_changed_status`], with
+//! status_memo.rs; both the aggregated and the disaggregated pass) and its Events. Each
+//! write is counted in `deepseek_operator_api_writes`, so a test can show that a steady
+//! state writes nothing.
 //!
 //! Writes that do not come through here, and why:
 //! - the leader Lease (leader.rs): leader election runs before any reconcile and apart
