@@ -20,6 +20,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::gauge::Gauge;
+
 use super::backoff::CreationBackoff;
 use super::busy_requeue::BusyRequeue;
 use super::capacity_pending::CapacityRetry;
@@ -62,9 +64,23 @@ impl Remembered {
 #[derive(Default)]
 pub struct Memory {
     models: Mutex<HashMap<String, Remembered>>,
+    /// How many models are remembered (`deepseek_operator_remembered_models`).
+    size: Gauge,
 }
 
 impl Memory {
+    /// A memory that reports its size to `size`.
+    pub fn reporting_to(size: Gauge) -> Self {
+        Memory {
+            models: Mutex::default(),
+            size,
+        }
+    }
+
+    fn report(&self, len: usize) {
+        self.size.set(i64::try_from(len).unwrap_or(i64::MAX));
+    }
+
     /// Runs `f` on the model's memory (created empty if there is none). `f` must not
     /// block: every model's pass goes through this lock.
     pub fn with<R>(&self, uid: &str, f: impl FnOnce(&mut Remembered) -> R) -> R {
@@ -76,15 +92,16 @@ impl Memory {
             .entry(uid.to_string())
             .or_insert_with(|| Remembered::new(now));
         entry.touched = now;
-        f(entry)
+        let out = f(entry);
+        self.report(models.len());
+        out
     }
 
     /// The model is gone.
     pub fn forget(&self, uid: &str) {
-        self.models
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(uid);
+        let mut models = self.models.lock().unwrap_or_else(PoisonError::into_inner);
+        models.remove(uid);
+        self.report(models.len());
     }
 
     /// Drops the memory of every model not in `live` (the uids the model caches held at
@@ -93,6 +110,7 @@ impl Memory {
         let mut models = self.models.lock().unwrap_or_else(PoisonError::into_inner);
         let before = models.len();
         models.retain(|uid, m| live.contains(uid) || m.touched >= listed_at);
+        self.report(models.len());
         before - models.len()
     }
 
@@ -144,6 +162,7 @@ mod tests {
         m.forget("a");
         m.forget("c");
         assert_eq!(m.len(), 1, "deleted models' entries are gone");
+        assert_eq!(m.size.get(), 1, "the gauge follows");
         assert!(
             m.with("a", |r| r.creation.get().is_none()
                 && r.capacity.get().is_none()

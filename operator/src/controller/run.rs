@@ -199,6 +199,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     // A lagging receiver loses wake-ups; every model is still rechecked by its own requeue.
     let (wake, _) = tokio::sync::broadcast::channel(1024);
+    let memory = super::memory::Memory::reporting_to(metrics.remembered_models.clone());
     let ctx = Arc::new(Context {
         client: client.clone(),
         catalog,
@@ -211,7 +212,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         scope: opts.scope.clone(),
         wake,
         children,
-        memory: Default::default(),
+        memory,
     });
 
     // Losing the lease (or passing the renew deadline) ends `run` at once, with no
