@@ -248,19 +248,6 @@ pub(crate) fn eligible(pod: &Pod) -> Option<Ipv4Addr> {
     loopback_ip(pod)
 }
 
-fn env_value(pod: &Pod, name: &str) -> Option<String> {
-    pod.spec
-        .as_ref()?
-        .containers
-        .first()?
-        .env
-        .as_ref()?
-        .iter()
-        .find(|e| e.name == name)?
-        .value
-        .clone()
-}
-
 /// What to start for a pod: its IP, leader IP and environment.
 struct Launch {
     ip: Ipv4Addr,
@@ -271,8 +258,8 @@ fn plan_launch(pod: &Pod, leaders: &BTreeMap<String, Ipv4Addr>) -> Option<Launch
     let ip = eligible(pod)?;
     let gid = pod.labels().get(GROUP_ID)?;
     let leader = *leaders.get(gid)?;
-    let config = env_value(pod, "DSO_LAUNCH_CONFIG")?;
-    let rank = env_value(pod, "DSO_RANK")
+    let config = crate::fixtures::env_value(pod, "DSO_LAUNCH_CONFIG")?;
+    let rank = crate::fixtures::env_value(pod, "DSO_RANK")
         .or_else(|| pod.labels().get(RANK).cloned())
         .unwrap_or_else(|| "0".into());
     let mut env = vec![
@@ -281,7 +268,7 @@ fn plan_launch(pod: &Pod, leaders: &BTreeMap<String, Ipv4Addr>) -> Option<Launch
         ("DSO_POD_IP".into(), ip.to_string()),
         ("DSO_LEADER_ADDRESS".into(), leader.to_string()),
     ];
-    if let Some(token) = env_value(pod, deepseek_engine::env::GROUP_TOKEN) {
+    if let Some(token) = crate::fixtures::env_value(pod, deepseek_engine::env::GROUP_TOKEN) {
         env.push((deepseek_engine::env::GROUP_TOKEN.into(), token));
     }
     Some(Launch { ip, env })

@@ -58,13 +58,13 @@ fn running(p: &Pod) -> bool {
     p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
 }
 
-/// Plays the kubelet for the crashing rank: every rank 0 seen running for the first time
-/// is reported restarted, waiting in CrashLoopBackOff, its last run ended with exit code
-/// 3. Records when each was first seen.
-async fn crash_fresh_leaders(
+/// Plays the kubelet for every rank 0 running without restarts: reports it restarted,
+/// waiting in CrashLoopBackOff, its last run ended with exit code 3. Records when each was
+/// first seen running (by pod uid) in `started`.
+async fn crash_new_leaders(
     pods: &Api<Pod>,
     started: &mut BTreeMap<String, Duration>,
-    now: Duration,
+    start: Instant,
 ) -> Result<()> {
     for p in model_pods(pods, "crash").await? {
         if rank(&p) != Some("0") || p.metadata.deletion_timestamp.is_some() {
@@ -73,7 +73,9 @@ async fn crash_fresh_leaders(
         if !running(&p) || restarts(&p) > 0 {
             continue;
         }
-        started.entry(p.uid().unwrap_or_default()).or_insert(now);
+        started
+            .entry(p.uid().unwrap_or_default())
+            .or_insert(start.elapsed());
         let mut status = running_status(&p, false, 1);
         if let Some(cs) = status["status"]["containerStatuses"].as_array_mut() {
             for c in cs {
@@ -115,7 +117,7 @@ async fn a_rank_crashing_at_every_start_is_recreated_within_the_backoff_bound() 
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     while start.elapsed() < observe {
         tick.tick().await;
-        crash_fresh_leaders(&pods, &mut started, start.elapsed()).await?;
+        crash_new_leaders(&pods, &mut started, start).await?;
     }
     let minutes = start.elapsed().as_secs_f64() / 60.0;
     let writes = all_writes(&op.metrics().await?) - writes_at_start;
@@ -139,14 +141,10 @@ async fn a_rank_crashing_at_every_start_is_recreated_within_the_backoff_bound() 
             w[MAX] - w[0]
         );
     }
-    // The kubelet's part goes on while waiting: a group recreated just now crashes too.
-    let seen = std::sync::Mutex::new(started.clone());
+    // The kubelet goes on reporting crashes: a group recreated as the observation ended
+    // crashes too (it is not counted above).
     let degraded = wait_for(T, "Degraded=CrashLooping naming the exit code", || async {
-        let mut s = seen.lock().map(|s| s.clone()).unwrap_or_default();
-        crash_fresh_leaders(&pods, &mut s, start.elapsed()).await?;
-        if let Ok(mut g) = seen.lock() {
-            *g = s;
-        }
+        crash_new_leaders(&pods, &mut BTreeMap::new(), start).await?;
         let m = models.get("crash").await?;
         let c = m
             .status

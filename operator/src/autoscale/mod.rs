@@ -9,9 +9,8 @@
 //! `CapacityLimited` conditions (not before a new model's first reading, while its groups
 //! start). The reconcile never touches those, and it never touches the reconcile's.
 
-pub mod capacity;
 pub mod decide;
-pub mod scaled_object;
+pub mod room;
 pub mod scrape;
 
 use std::collections::{HashMap, HashSet};
@@ -22,7 +21,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::Store;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -252,7 +251,7 @@ async fn step(
     let mut target = d.replicas;
     let mut capacity_msg = None;
     if d.direction == Direction::Up && d.replicas > current.max(p.min) {
-        let room = capacity::room(ctx, model, &pods, current).await;
+        let room = room::room(ctx, model, &pods, current).await;
         (target, capacity_msg) =
             limit_by_capacity(current, d.replicas, room, a.allow_node_provisioning);
     }
@@ -481,19 +480,7 @@ async fn write_status(
     ns: &str,
     status: &serde_json::Value,
 ) -> anyhow::Result<()> {
-    let api = Api::<DeepSeekModel>::namespaced(ctx.client.clone(), ns);
-    let patch = json!({
-        "apiVersion": DeepSeekModel::api_version(&()),
-        "kind": DeepSeekModel::kind(&()),
-        "status": status,
-    });
-    ctx.metrics.write("apply", "deepseekmodels/status");
-    api.patch_status(
-        &model.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(patch),
-    )
-    .await?;
+    crate::controller::apply::write_status_block(ctx, model, ns, FIELD_MANAGER, status).await?;
     Ok(())
 }
 
