@@ -28,7 +28,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodStatus, ResourceRequirements};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerState, ContainerStateTerminated, Pod, PodSpec, PodStatus,
+    ResourceRequirements,
+};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, ResourceExt};
 use tokio::sync::{mpsc, watch};
@@ -47,8 +50,8 @@ fn is_extended(resource: &str) -> bool {
 
 /// Keeps only what the operator reads of a pod: name, namespace, labels, owner
 /// references, creation and deletion timestamps; nodeName and the containers' extended
-/// resource requests and limits; phase, pod IP, the Ready and PodScheduled conditions
-/// and the restart counts.
+/// resource requests and limits; phase, pod IP, the Ready and PodScheduled conditions,
+/// the restart counts and each container's last termination (reason and exit code).
 /// Everything else (env, command, volumes, managedFields, annotations) can be large and is
 /// read by no one here.
 pub fn strip(pod: &mut Pod) {
@@ -118,9 +121,23 @@ pub fn strip(pod: &mut Pod) {
                             ready: c.ready,
                             // When the container started running: a rank Ready and then
                             // NotReady since is told from one still loading (groups.rs).
-                            state: c.state.and_then(|s| s.running).map(|r| {
-                                k8s_openapi::api::core::v1::ContainerState {
+                            state: c.state.and_then(|s| match (s.running, s.terminated) {
+                                (Some(r), _) => Some(ContainerState {
                                     running: Some(r),
+                                    ..Default::default()
+                                }),
+                                (None, Some(t)) => Some(ContainerState {
+                                    terminated: Some(termination(t)),
+                                    ..Default::default()
+                                }),
+                                (None, None) => None,
+                            }),
+                            // How the last run ended: a crash loop's Degraded message
+                            // names it (decide.rs `crash_message`), and a held crash
+                            // loop is decided on this cache, never on a quorum list.
+                            last_state: c.last_state.and_then(|s| s.terminated).map(|t| {
+                                ContainerState {
+                                    terminated: Some(termination(t)),
                                     ..Default::default()
                                 }
                             }),
@@ -131,6 +148,17 @@ pub fn strip(pod: &mut Pod) {
                 .map(shrunk),
             ..Default::default()
         });
+    }
+}
+
+/// A termination as judgement reads it: its reason and exit code (the kubelet's message,
+/// up to 4 KiB of log, is left out).
+fn termination(t: ContainerStateTerminated) -> ContainerStateTerminated {
+    ContainerStateTerminated {
+        reason: t.reason,
+        exit_code: t.exit_code,
+        signal: t.signal,
+        ..Default::default()
     }
 }
 
