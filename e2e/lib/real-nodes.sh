@@ -230,13 +230,15 @@ node_ready() {
   [[ "$(kubectl_admin get node "$1" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]
 }
 
-# start_real_nodes N: real-0 .. real-(N-1), each Ready; nodes beyond N are removed.
+# start_real_nodes N: real-0 .. real-(N-1), each Ready; nodes beyond N are removed (with
+# N = 0, the bridge too).
 start_real_nodes() {
   local n="$1" i node
   for node in $(real_nodes_present); do
     ((${node#real-} < n)) || stop_real_node "$node"
   done
-  ((n > 0)) || return 0
+  # No real node wanted: the bridge goes too (e2e/real-nodes-suite's teardown).
+  ((n > 0)) || { stop_real_nodes; return 0; }
   ((n <= 200)) || die "--real-nodes $n: at most 200"
   command -v runc >/dev/null || die "runc is not installed (apt-get install runc)"
   ((EUID == 0)) || die "real nodes need root (bridge, mounts, cgroups)"

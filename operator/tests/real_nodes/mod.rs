@@ -53,26 +53,34 @@ pub fn bridge_ip(pod: &Pod) -> Result<Ipv4Addr> {
 }
 
 /// The node, Ready, with the image `prefix:<version>` that `scripts/images` imported.
+/// The kubelet lists a node's images in its status a while after an import: waited for.
 pub async fn real_node_with_image(cluster: &Cluster, name: &str, prefix: &str) -> Result<String> {
     let nodes: Api<Node> = Api::all(cluster.client());
-    let node = wait::wait_for(
-        Duration::from_secs(120),
-        &format!("node {name} is Ready"),
-        || async { Ok(nodes.get_opt(name).await?.filter(wait::node_is_ready)) },
+    let image_of = |node: &Node| {
+        node.status
+            .as_ref()
+            .and_then(|s| s.images.as_ref())
+            .into_iter()
+            .flatten()
+            .flat_map(|i| i.names.iter().flatten())
+            .find(|n| n.starts_with(&format!("{prefix}:")))
+            .cloned()
+    };
+    wait::wait_for(
+        Duration::from_secs(180),
+        &format!("node {name} is Ready and lists the {prefix} image"),
+        || async {
+            Ok(nodes
+                .get_opt(name)
+                .await?
+                .filter(wait::node_is_ready)
+                .and_then(|n| image_of(&n)))
+        },
     )
     .await
-    .context("start the cluster with `e2e/cluster up --real-nodes 2`")?;
-    node.status
-        .as_ref()
-        .and_then(|s| s.images.as_ref())
-        .into_iter()
-        .flatten()
-        .flat_map(|i| i.names.iter().flatten())
-        .find(|n| n.starts_with(&format!("{prefix}:")))
-        .cloned()
-        .with_context(|| {
-            format!("{name} has no {prefix} image: run scripts/images with the real nodes up")
-        })
+    .context(
+        "start the real nodes (`e2e/cluster up --real-nodes 2`) and run scripts/images, or e2e/real-nodes-suite",
+    )
 }
 
 /// The tiny GGUF checkpoint that runtime-image/real-engines/run writes
