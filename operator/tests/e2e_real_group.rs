@@ -7,7 +7,9 @@
 //! sim). The worker finds its leader through the headless Service's DNS name, answered by
 //! the run's CoreDNS on the bridge. The leader turns Ready through the kubelet's own
 //! readiness probe of the port the pod spec names, and not before the worker's engine
-//! started; it then streams a chat.
+//! started; it then streams a chat. Then the leader is deleted with streams in flight:
+//! the kubelet runs its preStop hook (`deepseek-launcher drain`) and then sends the
+//! container a real SIGTERM; every stream ends complete, and new requests meanwhile get 503.
 //!
 //! `cargo test -p deepseek-operator --features real-nodes --test e2e_real_group`.
 
@@ -97,8 +99,8 @@ fn rank(p: &Pod) -> Option<&str> {
 }
 
 #[tokio::test]
-async fn a_two_rank_h100_group_on_two_real_nodes_is_ready_through_the_kubelets_probes() -> Result<()>
-{
+async fn a_two_rank_h100_group_on_two_real_nodes_is_ready_by_the_kubelets_probes_and_drains(
+) -> Result<()> {
     let _serial = SERIAL.lock().await;
     let cluster = Cluster::ensure().await?;
     let mut image = String::new();
@@ -205,6 +207,7 @@ async fn run(cluster: &Cluster, nodes: &Api<Node>, image: &str) -> Result<()> {
          {leader_ready} (the kubelet's probe); streamed {} deltas through the leader at {ip}",
         chat.deltas
     );
+    drain_on_leader_deletion(&pods, &leader, ip).await?;
     models.delete("r1", &Default::default()).await?;
     wait_for(T, "the model's pods are gone", || async {
         Ok(model_pods(&pods, "r1").await?.is_empty().then_some(()))
@@ -235,4 +238,95 @@ async fn pod_logs(cluster: &Cluster, pods: &Api<Pod>) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Streams in flight through the leader, then the leader's pod deleted: the preStop drain
+/// refuses new requests with 503 and lets every stream finish before the SIGTERM.
+async fn drain_on_leader_deletion(
+    pods: &Api<Pod>,
+    leader: &Pod,
+    ip: std::net::Ipv4Addr,
+) -> Result<()> {
+    const STREAMS: usize = 3;
+    let (tx, mut rx) = tokio::sync::mpsc::channel(STREAMS);
+    let streams: Vec<_> = (0..STREAMS)
+        .map(|_| {
+            let tx = tx.clone();
+            tokio::spawn(real_nodes::stream_chat_in_flight(
+                ip,
+                deepseek_engine::ENGINE_PORT,
+                "r1",
+                12000,
+                tx,
+            ))
+        })
+        .collect();
+    for _ in 0..STREAMS {
+        tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .context("a stream never started")?;
+    }
+    let name = leader.name_any();
+    pods.delete(&name, &Default::default()).await?;
+    // New requests while the leader drains: 503 (then, once its engine stopped, refused).
+    let mut statuses = Vec::new();
+    let refused = wait_for(
+        Duration::from_secs(60),
+        "a new request refused with 503",
+        || async {
+            let s = real_nodes::chat_status(ip, deepseek_engine::ENGINE_PORT, "r1").await?;
+            Ok((s == 503).then_some(s))
+        },
+    )
+    .await;
+    if let Err(e) = &refused {
+        statuses.push(format!("{e:#}"));
+    }
+    let mut results = Vec::new();
+    for s in streams {
+        results.push(s.await?);
+    }
+    let cut: Vec<String> = results
+        .iter()
+        .filter_map(|r| match r {
+            Ok(s) if s.done => None,
+            Ok(s) => Some(format!("ended without [DONE] after {} deltas", s.deltas)),
+            Err(e) => Some(format!("{e:#}")),
+        })
+        .collect();
+    ensure!(
+        cut.is_empty(),
+        "{} of {STREAMS} streams cut: {cut:?}",
+        cut.len()
+    );
+    refused.with_context(|| format!("no 503 while the leader drained: {statuses:?}"))?;
+    // The drain was the preStop hook's: the kubelet reports no failure of it.
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(
+        pods.clone().into_client(),
+        &leader.namespace().unwrap_or_default(),
+    );
+    let seen = events
+        .list(&kube::api::ListParams::default().fields(&format!("involvedObject.name={name}")))
+        .await?
+        .items;
+    // "Killing": the kubelet stopped the engine container (preStop, then SIGTERM).
+    ensure!(
+        seen.iter().any(|e| e.reason.as_deref() == Some("Killing")),
+        "no Killing event from the kubelet for {name}"
+    );
+    let failed: Vec<String> = seen
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("FailedPreStopHook"))
+        .map(|e| e.message.unwrap_or_default())
+        .collect();
+    ensure!(
+        failed.is_empty(),
+        "the leader's preStop hook failed: {failed:?}"
+    );
+    let deltas: Vec<usize> = results.iter().flatten().map(|s| s.deltas).collect();
+    eprintln!(
+        "leader {name} deleted with {STREAMS} streams in flight: 0 cut ({deltas:?} deltas each), \
+         new requests got 503 during its preStop drain"
+    );
+    Ok(())
 }

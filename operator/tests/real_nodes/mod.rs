@@ -228,3 +228,84 @@ pub fn last_exit(pod: &Pod, container: &str) -> Option<String> {
         )
     })
 }
+
+/// A streamed chat that reports its first content delta on `first` (so a caller knows it
+/// is in flight), then reads to the end.
+pub async fn stream_chat_in_flight(
+    ip: Ipv4Addr,
+    port: u16,
+    model: &str,
+    max_tokens: u32,
+    first: tokio::sync::mpsc::Sender<()>,
+) -> Result<Streamed> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(180))
+        .build()?;
+    let mut r = http
+        .post(format!("http://{ip}:{port}/v1/chat/completions"))
+        .json(&serde_json::json!({
+            "model": model,
+            "messages": [{"role": "user", "content": "Tell a long story."}],
+            "max_tokens": max_tokens,
+            "stream": true,
+        }))
+        .send()
+        .await?;
+    let status = r.status();
+    if !status.is_success() {
+        bail!(
+            "chat answered {status}: {}",
+            r.text().await.unwrap_or_default()
+        );
+    }
+    let mut body = String::new();
+    let mut told = false;
+    while let Some(chunk) = r.chunk().await? {
+        body.push_str(&String::from_utf8_lossy(&chunk));
+        if !told && body.contains("\"content\"") {
+            told = true;
+            let _ = first.send(()).await;
+        }
+    }
+    let mut out = Streamed {
+        deltas: 0,
+        text: String::new(),
+        done: false,
+    };
+    for data in body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(str::trim)
+    {
+        if data == "[DONE]" {
+            out.done = true;
+            continue;
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(data).with_context(|| format!("event {data}"))?;
+        if let Some(c) = v["choices"][0]["delta"]["content"].as_str() {
+            out.deltas += 1;
+            out.text.push_str(c);
+        }
+    }
+    Ok(out)
+}
+
+/// One non-streamed chat request: its HTTP status, or the connection error.
+pub async fn chat_status(ip: Ipv4Addr, port: u16, model: &str) -> Result<u16> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let r = http
+        .post(format!("http://{ip}:{port}/v1/chat/completions"))
+        .json(&serde_json::json!({
+            "model": model,
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 4,
+        }))
+        .send()
+        .await?;
+    Ok(r.status().as_u16())
+}
