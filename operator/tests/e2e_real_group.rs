@@ -7,7 +7,10 @@
 //! sim). The worker finds its leader through the headless Service's DNS name, answered by
 //! the run's CoreDNS on the bridge. The leader turns Ready through the kubelet's own
 //! readiness probe of the port the pod spec names, and not before the worker's engine
-//! started; it then streams a chat. Then the leader is deleted with streams in flight:
+//! started; it then streams a chat. Then the worker's engine process is killed (SIGKILL,
+//! found in the host's process table by its pod's hostname): the kubelet restarts the
+//! container, the operator recreates the whole group and `Degraded` names the reason; the
+//! new group turns Ready. Then the new group's leader is deleted with streams in flight:
 //! the kubelet runs its preStop hook (`deepseek-launcher drain`) and then sends the
 //! container a real SIGTERM; every stream ends complete, and new requests meanwhile get 503.
 //!
@@ -207,6 +210,7 @@ async fn run(cluster: &Cluster, nodes: &Api<Node>, image: &str) -> Result<()> {
          {leader_ready} (the kubelet's probe); streamed {} deltas through the leader at {ip}",
         chat.deltas
     );
+    let (leader, ip) = engine_killed(&models, &pods, &worker).await?;
     drain_on_leader_deletion(&pods, &leader, ip).await?;
     models.delete("r1", &Default::default()).await?;
     wait_for(T, "the model's pods are gone", || async {
@@ -329,4 +333,94 @@ async fn drain_on_leader_deletion(
          new requests got 503 during its preStop drain"
     );
     Ok(())
+}
+
+/// The sim engine process of a pod's container: a `deepseek-launcher sim` whose
+/// environment names the pod as its hostname.
+fn engine_pid(pod: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        let is_sim = args.first()?.ends_with(b"deepseek-launcher") && args.get(1)? == b"sim";
+        let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+        let host = format!("HOSTNAME={pod}");
+        (is_sim && env.split(|b| *b == 0).any(|v| v == host.as_bytes())).then_some(pid)
+    })
+}
+
+/// Kills the worker's engine process: the kubelet restarts its container, the operator
+/// recreates the whole group (every pod new) with `Degraded` naming the reason, and the new
+/// group's leader turns Ready. Returns the new leader and its IP.
+async fn engine_killed(
+    models: &Api<DeepSeekModel>,
+    pods: &Api<Pod>,
+    worker: &Pod,
+) -> Result<(Pod, std::net::Ipv4Addr)> {
+    let name = worker.name_any();
+    let pid = wait_for(T, &format!("the engine process of {name}"), || async {
+        Ok(engine_pid(&name))
+    })
+    .await?;
+    let old: std::collections::BTreeSet<String> = model_pods(pods, "r1")
+        .await?
+        .iter()
+        .map(|p| p.uid().unwrap_or_default())
+        .collect();
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()?;
+    ensure!(killed.success(), "kill -KILL {pid} failed");
+    let mut restarted = false;
+    let mut degraded: Option<(String, String)> = None;
+    let deadline = tokio::time::Instant::now() + T;
+    let leader = loop {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the group was not recreated and Ready within {T:?} (kubelet restart seen: {restarted}, Degraded: {degraded:?})"
+        );
+        let ps = model_pods(pods, "r1").await?;
+        if let Some(w) = ps
+            .iter()
+            .find(|p| p.uid().as_deref() == worker.uid().as_deref())
+        {
+            let restarts = w
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .map(|cs| cs.iter().map(|c| c.restart_count).max().unwrap_or(0))
+                .unwrap_or(0);
+            restarted |= restarts > 0;
+        }
+        let m = models.get("r1").await?;
+        if let Some(c) = m
+            .status
+            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Degraded"))
+            .filter(|c| c.status == "True")
+        {
+            degraded.get_or_insert((c.reason, c.message));
+        }
+        let fresh = ps.len() == 2
+            && ps
+                .iter()
+                .all(|p| !old.contains(&p.uid().unwrap_or_default()));
+        if let Some(l) = ps.iter().find(|p| rank(p) == Some("0")) {
+            if fresh && ready_since(l).is_some() {
+                break l.clone();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    ensure!(restarted, "the kubelet never restarted {name}'s container");
+    let (reason, message) = degraded.context("Degraded never turned True")?;
+    ensure!(
+        reason == "RankRestarted" || reason == "RankFailed",
+        "Degraded does not name the restart: {reason}: {message}"
+    );
+    let ip = real_nodes::bridge_ip(&leader)?;
+    eprintln!(
+        "killed the engine (pid {pid}) of {name}: the kubelet restarted it, Degraded={reason} \
+         ({message}), the group was recreated whole and its new leader is Ready at {ip}"
+    );
+    Ok((leader, ip))
 }
