@@ -173,5 +173,6 @@ async fn an_engine_that_exits_at_start_is_recreated_with_backoff_on_real_nodes()
         Ok(model_pods(&pods, "crash").await?.is_empty().then_some(()))
     })
     .await?;
+    real_nodes::remove_node_cache(ns.name());
     ns.finish().await
 }

@@ -217,6 +217,7 @@ async fn run(cluster: &Cluster, nodes: &Api<Node>, image: &str) -> Result<()> {
         Ok(model_pods(&pods, "r1").await?.is_empty().then_some(()))
     })
     .await?;
+    real_nodes::remove_node_cache(ns.name());
     ns.finish().await
 }
 

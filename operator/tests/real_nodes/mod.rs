@@ -309,3 +309,14 @@ pub async fn chat_status(ip: Ipv4Addr, port: u16, model: &str) -> Result<u16> {
         .await?;
     Ok(r.status().as_u16())
 }
+
+/// Removes a namespace's default node cache directory: every real node is this machine,
+/// so the kubelet created it here (`DirectoryOrCreate`), and nothing else removes it.
+pub fn remove_node_cache(namespace: &str) {
+    let dir = Path::new(deepseek_operator::config::DEFAULT_CACHE_HOST_PATH).join(namespace);
+    if let Err(e) = std::fs::remove_dir_all(&dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            eprintln!("could not remove {}: {e}", dir.display());
+        }
+    }
+}
