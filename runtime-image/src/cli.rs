@@ -67,8 +67,10 @@ pub struct LaunchArgs {
     /// Address this pod's servers bind (the pod IP); also substituted for $(DSO_POD_IP).
     #[arg(long, env = "DSO_POD_IP")]
     pub bind: Option<IpAddr>,
-    /// Force an engine (e.g. `sim`), overriding the config's.
-    #[arg(long)]
+    /// Force an engine (e.g. `sim`), overriding the config's. `DSO_ENGINE` is set by an
+    /// image, never by the operator: the runtime-sim image of `scripts/images` runs the
+    /// sim engine in real containers on real test nodes.
+    #[arg(long, env = "DSO_ENGINE")]
     pub engine: Option<String>,
     /// Port of this launcher's public HTTP server (probes, metrics).
     #[arg(long, default_value_t = LAUNCHER_PORT)]

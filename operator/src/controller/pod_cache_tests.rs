@@ -23,7 +23,10 @@ fn pod(name: &str, model: Option<&str>, node: Option<&str>, phase: &str, rv: &st
                 {"type": "Initialized", "status": "True"}],
             "containerStatuses": [{"name": "c", "restartCount": 2, "ready": true,
                 "image": "i", "imageID": "x",
-                "state": {"running": {"startedAt": "2026-01-01T00:00:05Z"}}}]}
+                "state": {"running": {"startedAt": "2026-01-01T00:00:05Z"}},
+                "lastState": {"terminated": {"reason": "Error", "exitCode": 1,
+                    "message": "error: invalid argument: --no-such-flag",
+                    "containerID": "containerd://x"}}}]}
     }))
     .expect("pod")
 }
@@ -74,6 +77,21 @@ fn stripping_keeps_what_judgement_scraping_and_capacity_read() {
         Some("2026-01-01T00:00:05Z"),
         "a rank that fell from Ready is told by it"
     );
+    // A crash loop's Degraded message names the last termination (seen missing on a
+    // real node: "a rank restarted or failed" instead of the reason and exit code).
+    let last = cs[0]
+        .last_state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .map(|t| {
+            (
+                t.reason.as_deref(),
+                t.exit_code,
+                t.message.as_deref(),
+                t.container_id.as_deref(),
+            )
+        });
+    assert_eq!(last, Some((Some("Error"), 1, None, None)));
 }
 
 #[test]
