@@ -201,4 +201,7 @@ pub struct FrontArgs {
     pub probe_interval_ms: u64,
     #[arg(long, value_enum, default_value = "least-outstanding")]
     pub balance: crate::front::Balance,
+    /// Bearer token the operator's backend pushes carry (`POST /front/backends`).
+    #[arg(long, env = "DSO_FRONT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }

@@ -123,6 +123,7 @@ fn run_front(a: FrontArgs) -> anyhow::Result<i32> {
             fixed: a.backends,
             file: a.backends_file,
         },
+        token: a.token,
     };
     // Many connections at once (every held request is one): use the machine's cores.
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -74,6 +74,7 @@ fn config(queue_size: usize, max_wait: Duration, source: Source) -> FrontConfig 
         probe_every: Duration::from_millis(100),
         balance: Balance::LeastOutstanding,
         source,
+        token: Some("front-token".into()),
     }
 }
 
@@ -372,4 +373,29 @@ async fn a_group_that_refuses_is_not_the_answer() {
         assert_eq!(streamed_chat(&c, &f.url, 2).await, (200, 2, true));
     }
     assert_eq!(answered(&c, &serving).await, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_pushes_groups_with_the_token_and_reads_the_held_count() {
+    let f = start_front(config(5, Duration::from_secs(20), Source::default())).await;
+    let c = client();
+    let held = {
+        let (c, url) = (c.clone(), f.url.clone());
+        tokio::spawn(async move { streamed_chat(&c, &url, 3).await })
+    };
+    wait_status(&c, &f.url, "one held", |s| s["held"] == 1).await;
+    let e = engine(200.0, Duration::ZERO).await;
+    let push = |token: &'static str| {
+        c.post(format!("{}/front/backends", f.url))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"backends": [e.url.clone()]}))
+            .send()
+    };
+    assert_eq!(push("wrong").await.expect("push").status().as_u16(), 401);
+    let r = push("front-token").await.expect("push");
+    assert_eq!(r.status().as_u16(), 200);
+    let answer: serde_json::Value = r.json().await.expect("status JSON");
+    assert_eq!(answer["held"], 1, "the push answers the held count");
+    assert_eq!(held.await.expect("held request"), (200, 3, true));
+    assert_eq!(answered(&c, &e).await, 1);
 }

@@ -11,6 +11,7 @@
 
 pub mod capacity;
 pub mod decide;
+pub mod front;
 pub mod scaled_object;
 pub mod scrape;
 
@@ -238,6 +239,28 @@ async fn step(
         max_age: p.staleness().max(Duration::from_secs(3)),
         pending_grace: scrape::pending_grace(p.stabilization),
     };
+    // A front (holdRequests) gets the leaders and tells what it holds: held requests are
+    // demand, and a model at zero or holding requests is stepped again soon.
+    let held = match crate::controller::front::holding(model) {
+        None => 0,
+        Some(_) => {
+            let uid = model.uid().unwrap_or_default();
+            let leaders = &leaders;
+            match front::sync(&ctx.client, http, &ns, &name, &uid, leaders).await {
+                Ok(f) => {
+                    if current == 0 || f.held > 0 {
+                        st.next_due = at + front::FAST_STEP.min(p.interval);
+                    }
+                    f.held
+                }
+                Err(e) => {
+                    tracing::warn!(model = %name, namespace = %ns, error = %e, "autoscaler: reading the front failed");
+                    0
+                }
+            }
+        }
+    };
+    let demand = demand + held as f64;
     let read = scrape::scrape(http, &leaders, limits).await;
     let obs = observe(
         at,

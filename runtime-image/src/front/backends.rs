@@ -240,13 +240,13 @@ impl Backends {
 pub struct Source {
     /// Given on the command line; always part of the set.
     pub fixed: Vec<BackendSpec>,
-    /// Re-read at every probe round (the operator keeps it current); a missing or
-    /// unreadable file counts as no backend from it.
+    /// Re-read at every probe round; a missing or unreadable file counts as no backend
+    /// from it.
     pub file: Option<PathBuf>,
 }
 
 impl Source {
-    fn load(&self) -> Vec<BackendSpec> {
+    fn load(&self, pushed: &[BackendSpec]) -> Vec<BackendSpec> {
         let mut specs = self.fixed.clone();
         if let Some(path) = &self.file {
             match std::fs::read_to_string(path)
@@ -257,18 +257,44 @@ impl Source {
                 Err(e) => tracing::debug!("front: backends file {}: {e}", path.display()),
             }
         }
-        specs.dedup();
+        specs.extend(pushed.iter().cloned());
+        let mut seen = std::collections::HashSet::new();
+        specs.retain(|s| seen.insert(s.url.clone()));
         specs
     }
 }
 
-/// Re-reads the source and probes every backend each `every`, forever.
-pub async fn probe_loop(set: Arc<Backends>, source: Source, every: Duration) {
+/// The backends the operator pushed last (`POST /front/backends`), and a bell that starts
+/// a probe round at once, so a new group is tried without waiting out the interval.
+#[derive(Default)]
+pub struct Pushed {
+    list: RwLock<Vec<BackendSpec>>,
+    bell: tokio::sync::Notify,
+}
+
+impl Pushed {
+    /// Replaces the pushed list; a change rings the bell.
+    pub fn replace(&self, specs: Vec<BackendSpec>) {
+        let mut l = self.list.write().unwrap_or_else(|e| e.into_inner());
+        if *l != specs {
+            *l = specs;
+            self.bell.notify_one();
+        }
+    }
+
+    fn get(&self) -> Vec<BackendSpec> {
+        self.list.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Re-reads the sources and probes every backend each `every` (or at once when the
+/// pushed list changes), forever.
+pub async fn probe_loop(set: Arc<Backends>, source: Source, pushed: Arc<Pushed>, every: Duration) {
     let client = crate::server::local_client(
         every.clamp(Duration::from_millis(200), Duration::from_secs(2)),
     );
     loop {
-        set.set(source.load());
+        set.set(source.load(&pushed.get()));
         let probes = set.read().into_iter().map(|b| {
             let (client, set) = (client.clone(), set.clone());
             async move {
@@ -280,7 +306,7 @@ pub async fn probe_loop(set: Arc<Backends>, source: Source, every: Duration) {
             }
         });
         futures::future::join_all(probes).await;
-        tokio::time::sleep(every).await;
+        let _ = tokio::time::timeout(every, pushed.bell.notified()).await;
     }
 }
 

@@ -35,6 +35,8 @@ pub struct FrontConfig {
     pub probe_every: Duration,
     pub balance: Balance,
     pub source: Source,
+    /// Bearer token of `POST /front/backends` (the operator's push); unset: no push.
+    pub token: Option<String>,
 }
 
 impl Default for FrontConfig {
@@ -46,6 +48,7 @@ impl Default for FrontConfig {
             probe_every: Duration::from_millis(500),
             balance: Balance::LeastOutstanding,
             source: Source::default(),
+            token: None,
         }
     }
 }
@@ -56,6 +59,7 @@ pub struct Front {
     pub backends: Arc<backends::Backends>,
     pub hold: hold::Hold,
     pub metrics: metrics::Metrics,
+    pub pushed: Arc<backends::Pushed>,
     client: proxy::Client,
 }
 
@@ -67,6 +71,7 @@ impl Front {
             hold: hold::Hold::new(cfg.queue_size, metrics.held.clone()),
             metrics,
             client: proxy::client(),
+            pushed: Arc::default(),
             cfg,
         })
     }
@@ -83,8 +88,50 @@ struct Status {
     backends: Vec<backends::BackendView>,
 }
 
-/// The front's routes: its own `/metrics`, `/healthz` and `/front/status`; every other
-/// path is forwarded.
+/// What the operator pushes: the model's group leaders, `URL[,READY_URL]` each.
+#[derive(serde::Deserialize)]
+struct Push {
+    backends: Vec<String>,
+}
+
+fn status(f: &Front) -> Status {
+    Status {
+        held: f.hold.held(),
+        queue_size: f.cfg.queue_size,
+        max_wait_seconds: f.cfg.max_wait.as_secs_f64(),
+        backends: f.backends.view(),
+    }
+}
+
+/// `POST /front/backends` (bearer token): replaces the pushed backends and answers the
+/// status, so the operator reads the held count in the same round trip.
+async fn push(
+    State(f): State<Arc<Front>>,
+    headers: axum::http::HeaderMap,
+    axum::Json(p): axum::Json<Push>,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match (&f.cfg.token, given) {
+        (Some(t), Some(g)) if !t.is_empty() && t == g => {}
+        _ => return (StatusCode::UNAUTHORIZED, "a valid front token is required").into_response(),
+    }
+    let specs: Result<Vec<BackendSpec>, String> = p.backends.iter().map(|b| b.parse()).collect();
+    match specs {
+        Ok(specs) => {
+            f.pushed.replace(specs);
+            axum::Json(status(&f)).into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
+    }
+}
+
+/// The front's routes: its own `/metrics`, `/healthz`, `/front/status` and
+/// `/front/backends`; every other path is forwarded.
 pub fn router(front: Arc<Front>) -> Router {
     Router::new()
         .route(
@@ -94,15 +141,9 @@ pub fn router(front: Arc<Front>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/front/status",
-            get(|State(f): State<Arc<Front>>| async move {
-                axum::Json(Status {
-                    held: f.hold.held(),
-                    queue_size: f.cfg.queue_size,
-                    max_wait_seconds: f.cfg.max_wait.as_secs_f64(),
-                    backends: f.backends.view(),
-                })
-            }),
+            get(|State(f): State<Arc<Front>>| async move { axum::Json(status(&f)) }),
         )
+        .route("/front/backends", axum::routing::post(push))
         .fallback(proxy::forward)
         .with_state(front)
 }
@@ -116,6 +157,7 @@ pub async fn serve(
     let probe = tokio::spawn(backends::probe_loop(
         front.backends.clone(),
         front.cfg.source.clone(),
+        front.pushed.clone(),
         front.cfg.probe_every,
     ));
     let served = axum::serve(listener, router(front))
