@@ -100,18 +100,6 @@ async fn engine_answers(c: &reqwest::Client, ip: Ipv4Addr) -> Result<u64> {
         .context("request_success_total in the engine's metrics")
 }
 
-fn condition_time(p: &Pod, type_: &str) -> Option<Timestamp> {
-    p.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == "True")?
-        .last_transition_time
-        .as_ref()
-        .map(|t| t.0)
-}
-
 /// One wake-up, phase by phase.
 struct Timeline(Vec<(&'static str, Timestamp)>);
 
@@ -272,39 +260,60 @@ async fn wakes_and_answers_every_held_request(
     let st = front_status(&c, at).await?;
     ensure!(st["held"] == 0, "still held: {st}");
 
-    // The timeline.
-    let m = models.get(&name).await?;
-    let decided: Timestamp = m
+    // The timeline, as the operator recorded it (status and Event).
+    let m = wait_for(
+        Duration::from_secs(30),
+        "status.lastScaleFromZero",
+        || async {
+            let m = models.get(&name).await?;
+            Ok(m.status
+                .as_ref()
+                .and_then(|s| s.last_scale_from_zero.clone())
+                .map(|_| m))
+        },
+    )
+    .await?;
+    let z = m
         .status
         .as_ref()
-        .and_then(|s| s.last_scale_time.clone())
-        .context("lastScaleTime")?
-        .parse()?;
-    let scheduled = group
-        .iter()
-        .filter_map(|p| condition_time(p, "PodScheduled"))
-        .max()
-        .context("PodScheduled")?;
-    let joined = group
-        .iter()
-        .filter(|p| !leaders.iter().any(|l| Some(*l) == ip(p)) || ranks == 1)
-        .filter_map(|p| condition_time(p, "Ready"))
-        .max()
-        .context("ranks Ready")?;
-    let ready = group
-        .iter()
-        .filter(|p| leaders.iter().any(|l| Some(*l) == ip(p)))
-        .filter_map(|p| condition_time(p, "Ready"))
-        .max()
-        .context("leader Ready")?;
+        .and_then(|s| s.last_scale_from_zero.clone())
+        .context("lastScaleFromZero")?;
+    let t = |s: &str| -> Result<Timestamp> { Ok(s.parse()?) };
     let timeline = Timeline(vec![
-        ("request seen", seen),
-        ("scale decision", decided),
-        ("pods scheduled", scheduled),
-        ("ranks joined", joined),
-        ("engine ready", ready),
-        ("first token", first_token.context("a first token")?),
+        ("request seen", t(&z.request_seen)?),
+        ("scale decision", t(&z.scale_decision)?),
+        ("pods scheduled", t(&z.pods_scheduled)?),
+        ("ranks joined", t(&z.ranks_joined)?),
+        ("engine ready", t(&z.engine_ready)?),
+        ("first token", t(&z.first_token)?),
     ]);
+    ensure!(
+        timeline.0[0].1.as_second() >= seen.as_second() - 1,
+        "request seen {} before the test sent it ({seen})",
+        timeline.0[0].1
+    );
+    let client_first = first_token.context("a first token")?;
+    ensure!(
+        timeline.0[5].1.as_second() <= client_first.as_second(),
+        "first token recorded at {} after the client got it ({client_first})",
+        timeline.0[5].1
+    );
+    let events: Api<k8s_openapi::api::events::v1::Event> = ns.api();
+    let note = wait_for(
+        Duration::from_secs(30),
+        "a ScaledFromZero Event",
+        || async {
+            Ok(events
+                .list(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .find(|e| e.reason.as_deref() == Some("ScaledFromZero"))
+                .and_then(|e| e.note))
+        },
+    )
+    .await?;
+    eprintln!("  Event ScaledFromZero: {note}");
     timeline.print(&format!("{file} ({ranks} pod(s) per group)"));
     eprintln!(
         "  all {HELD} held chats answered in full {:.1}s after they were sent; 21st: 503, Retry-After {:?}",

@@ -30,6 +30,10 @@ pub struct FrontRead {
     /// Front pods that answered, of those running.
     pub answered: usize,
     pub running: usize,
+    /// The earliest start of the fronts' last hold episodes, and the earliest first
+    /// answer to a held request (seconds since the epoch, the fronts' clocks).
+    pub held_since: Option<f64>,
+    pub first_answer: Option<f64>,
 }
 
 /// The backend line of a leader: its engine, and its launcher's readiness (the whole
@@ -86,7 +90,11 @@ pub async fn sync(
                 r.json::<serde_json::Value>().await
             };
             match answer.await {
-                Ok(v) => v["held"].as_u64(),
+                Ok(v) => Some((
+                    v["held"].as_u64().unwrap_or(0),
+                    v["episode"]["heldSince"].as_f64(),
+                    v["episode"]["firstAnswer"].as_f64(),
+                )),
                 Err(e) => {
                     tracing::debug!(pod = %name, error = %e, "autoscaler: front unreachable");
                     None
@@ -94,11 +102,18 @@ pub async fn sync(
             }
         }
     });
-    let answers = futures::future::join_all(calls).await;
+    let answers: Vec<_> = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let earliest = |v: Vec<f64>| v.into_iter().reduce(f64::min);
     Ok(FrontRead {
-        held: answers.iter().flatten().sum(),
-        answered: answers.iter().flatten().count(),
+        held: answers.iter().map(|a| a.0).sum(),
+        answered: answers.len(),
         running: running.len(),
+        held_since: earliest(answers.iter().filter_map(|a| a.1).collect()),
+        first_answer: earliest(answers.iter().filter_map(|a| a.2).collect()),
     })
 }
 

@@ -86,6 +86,8 @@ struct Status {
     #[serde(rename = "maxWaitSeconds")]
     max_wait_seconds: f64,
     backends: Vec<backends::BackendView>,
+    /// The last hold episode (seconds since the epoch): the operator's cold-start timeline.
+    episode: hold::Episode,
 }
 
 /// What the operator pushes: the model's group leaders, `URL[,READY_URL]` each.
@@ -100,6 +102,7 @@ fn status(f: &Front) -> Status {
         queue_size: f.cfg.queue_size,
         max_wait_seconds: f.cfg.max_wait.as_secs_f64(),
         backends: f.backends.view(),
+        episode: f.hold.episode(),
     }
 }
 

@@ -83,6 +83,7 @@ pub async fn forward(State(front): State<Arc<Front>>, req: Request) -> Response 
     };
     let mut changes = front.backends.subscribe();
     let mut held = None;
+    let mut was_held = false;
     loop {
         // Every ready backend at most once per wake: one that refuses is marked not
         // ready, so the next pick skips it.
@@ -94,6 +95,9 @@ pub async fn forward(State(front): State<Arc<Front>>, req: Request) -> Response 
             match send(&front.client, &parts, body.clone(), &lease).await {
                 Sent::Answer(r) => {
                     front.metrics.forwarded.inc();
+                    if was_held {
+                        front.hold.answered();
+                    }
                     return pass_through(r, lease);
                 }
                 Sent::NotServed(why) => {
@@ -113,6 +117,7 @@ pub async fn forward(State(front): State<Arc<Front>>, req: Request) -> Response 
                 Some(h) => {
                     front.metrics.held_total.inc();
                     held = Some(h);
+                    was_held = true;
                 }
                 None => return refuse(&front, Refusal::QueueFull),
             }
