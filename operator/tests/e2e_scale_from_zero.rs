@@ -6,7 +6,10 @@
 //! weights" for 5 s, and the namespace is probed, so a pod is Ready only once its
 //! launcher is), and every held chat is answered in full, exactly once (the engines
 //! count 20 answers in all). A 21st request beyond the queue bound of 20 gets 503 with
-//! Retry-After. The cold-start timeline is printed per shape, its phases in order.
+//! Retry-After. The cold-start timeline is printed per shape, its phases in order. Then
+//! the model is scaled to zero by hand and, as soon as its group is gone, 5 more chats
+//! are sent: held, the model woken again, each answered once (the front's forwarded count
+//! grows by 5).
 //!
 //! Shapes: an aggregated model of one node per group (DeepSeek-V3 FP8 on MI300X) and a
 //! group of two nodes (R1 INT8 on Ascend 910B, both ranks joined before Ready).
@@ -80,6 +83,22 @@ async fn front_status(c: &reqwest::Client, ip: Ipv4Addr) -> Result<serde_json::V
         .await?)
 }
 
+/// `dso_front_forwarded_total` of a front pod: answers it passed on from a group.
+async fn forwarded(c: &reqwest::Client, ip: Ipv4Addr) -> Result<u64> {
+    ensure!(ip.is_loopback(), "refusing to dial {ip}");
+    let text = c
+        .get(format!("http://{ip}:8000/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    text.lines()
+        .find(|l| l.starts_with("dso_front_forwarded_total "))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .context("dso_front_forwarded_total in the front's metrics")
+}
+
 fn ip(p: &Pod) -> Option<Ipv4Addr> {
     p.status.as_ref()?.pod_ip.as_deref()?.parse().ok()
 }
@@ -109,7 +128,7 @@ impl Timeline {
         eprintln!("cold start, {shape}:");
         for (phase, at) in &self.0 {
             let since = at.duration_since(start);
-            eprintln!("  {phase:<16} +{:>5.1}s  ({at})", since.as_secs_f64());
+            eprintln!("  {phase:<16} {:>+6.1}s  ({at})", since.as_secs_f64());
         }
     }
 
@@ -326,6 +345,66 @@ async fn wakes_and_answers_every_held_request(
         answered_after >= Duration::from_secs(load),
         "answered before the engine could have loaded"
     );
+
+    // Back to zero, then requests right after the last group went: held and answered by
+    // a new wake-up, not refused by the group that is gone.
+    let forwarded_before = forwarded(&c, at).await?;
+    let out = cluster
+        .kubectl()
+        .args([
+            "-n",
+            ns.name(),
+            "scale",
+            "deepseekmodel",
+            &name,
+            "--replicas=0",
+        ])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "kubectl scale: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(T, "the group is gone", || async {
+        Ok(model_pods(&pods, &name).await?.is_empty().then_some(()))
+    })
+    .await?;
+    // Gone for the front too: its process stopped (SimFleet polls), so no group is ready.
+    wait_for(T, "the front has no ready group", || async {
+        let st = front_status(&c, at).await?;
+        let any_ready = st["backends"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|b| b["ready"] == true));
+        Ok((!any_ready).then_some(()))
+    })
+    .await?;
+    let again: Vec<_> = (0..5)
+        .map(|_| tokio::spawn(streamed_chat(c.clone(), url.clone())))
+        .collect();
+    for (i, chat) in again.into_iter().enumerate() {
+        let (status, chunks, done, _) = chat.await??;
+        ensure!(
+            (status, chunks, done) == (200, TOKENS, true),
+            "after the scale-down, chat {i}: status {status}, {chunks} of {TOKENS} chunks, [DONE] {done}"
+        );
+    }
+    let sent_on = forwarded(&c, at).await? - forwarded_before;
+    ensure!(
+        sent_on == 5,
+        "the front forwarded {sent_on} answers for 5 requests"
+    );
+    let woke_again = models.get(&name).await?;
+    let second = woke_again
+        .status
+        .as_ref()
+        .and_then(|s| s.last_scale_time.clone())
+        .context("lastScaleTime")?;
+    let second_at: Timestamp = second.parse()?;
+    ensure!(
+        second_at > t(&z.scale_decision)?,
+        "not woken again: lastScaleTime {second} is the first wake-up's"
+    );
+    eprintln!("  after a scale to zero, 5 requests sent as the group went were held and answered (woken again at {second})");
     drop(fleet);
     drop(op);
     ns.finish().await

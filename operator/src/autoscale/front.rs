@@ -46,9 +46,28 @@ pub fn backend_line(ip: IpAddr) -> String {
     format!("http://{host}:{ENGINE_PORT},http://{host}:{LAUNCHER_PORT}{READINESS_PATH}")
 }
 
+/// The model's running front pods (name, IP), as last listed.
+#[derive(Clone, Debug, Default)]
+pub struct FrontPods {
+    pods: Vec<(String, IpAddr)>,
+    listed: Option<std::time::Instant>,
+}
+
+/// How long a listing of the front's pods is reused: the fast steps at zero would
+/// otherwise list them twice a second per model. A push that fails, or fewer pods than
+/// the Deployment's replicas, lists again at the next step.
+pub const RELIST: Duration = Duration::from_secs(10);
+
+impl FrontPods {
+    fn fresh(&self) -> bool {
+        self.pods.len() >= front::REPLICAS as usize
+            && self.listed.is_some_and(|t| t.elapsed() < RELIST)
+    }
+}
+
 /// Pushes `leaders` to every running front pod of the model and sums what they hold.
 /// The front's pods are listed from the API (label-selected; they are not in the pod
-/// cache, which holds ranks).
+/// cache, which holds ranks), at most every [`RELIST`] while all answer.
 pub async fn sync(
     kube: &kube::Client,
     http: &reqwest::Client,
@@ -56,10 +75,21 @@ pub async fn sync(
     model: &str,
     model_uid: &str,
     leaders: &[&Pod],
+    known: &mut FrontPods,
 ) -> anyhow::Result<FrontRead> {
-    let pods = Api::<Pod>::namespaced(kube.clone(), ns)
-        .list(&ListParams::default().labels(&front::selector_string(model)))
-        .await?;
+    if !known.fresh() {
+        let pods = Api::<Pod>::namespaced(kube.clone(), ns)
+            .list(&ListParams::default().labels(&front::selector_string(model)))
+            .await?;
+        known.pods = pods
+            .items
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .filter_map(|p| Some((p.name_any(), pod_ip(p)?)))
+            .collect();
+        known.listed = Some(std::time::Instant::now());
+    }
     let backends: Vec<String> = leaders
         .iter()
         .filter_map(|p| pod_ip(p))
@@ -67,13 +97,7 @@ pub async fn sync(
         .collect();
     let body = serde_json::json!({ "backends": backends });
     let token = front::token(model_uid);
-    let running: Vec<(String, IpAddr)> = pods
-        .items
-        .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-        .filter_map(|p| Some((p.name_any(), pod_ip(p)?)))
-        .collect();
+    let running = known.pods.clone();
     let calls = running.iter().map(|(name, ip)| {
         let host = match ip {
             IpAddr::V6(v6) => format!("[{v6}]"),
@@ -102,11 +126,11 @@ pub async fn sync(
             }
         }
     });
-    let answers: Vec<_> = futures::future::join_all(calls)
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
+    let answers: Vec<_> = futures::future::join_all(calls).await;
+    if answers.iter().any(Option::is_none) {
+        known.listed = None;
+    }
+    let answers: Vec<_> = answers.into_iter().flatten().collect();
     let earliest = |v: Vec<f64>| v.into_iter().reduce(f64::min);
     Ok(FrontRead {
         held: answers.iter().map(|a| a.0).sum(),

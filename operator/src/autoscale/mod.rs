@@ -68,6 +68,8 @@ struct ModelState {
     queue_written: Option<Duration>,
     /// A wake-up from zero by held requests whose timeline is not complete yet.
     wake: Option<timeline::Wake>,
+    /// The model's front pods, as last listed.
+    fronts: front::FrontPods,
 }
 
 /// A wake-up's timeline is given up (not recorded) after this long.
@@ -253,7 +255,7 @@ async fn step(
         Some(_) => {
             let uid = model.uid().unwrap_or_default();
             let leaders = &leaders;
-            match front::sync(&ctx.client, http, &ns, &name, &uid, leaders).await {
+            match front::sync(&ctx.client, http, &ns, &name, &uid, leaders, &mut st.fronts).await {
                 Ok(f) => {
                     if current == 0 || f.held > 0 || st.wake.is_some() {
                         st.next_due = at + front::FAST_STEP.min(p.interval);

@@ -146,7 +146,7 @@ impl Wake {
         let parts: Vec<String> = phases
             .iter()
             .map(|(name, t)| match t {
-                Some(t) => format!("{name} +{:.1}s", t.duration_since(self.seen).as_secs_f64()),
+                Some(t) => format!("{name} {:+.1}s", t.duration_since(self.seen).as_secs_f64()),
                 None => format!("{name} unknown"),
             })
             .collect();
