@@ -399,3 +399,30 @@ async fn the_operator_pushes_groups_with_the_token_and_reads_the_held_count() {
     assert_eq!(held.await.expect("held request"), (200, 3, true));
     assert_eq!(answered(&c, &e).await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_frees_its_place_in_the_queue() {
+    let f = start_front(config(2, Duration::from_secs(60), Source::default())).await;
+    let c = client();
+    let impatient = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .expect("client");
+    for _ in 0..2 {
+        let r = impatient
+            .post(format!("{}/v1/chat/completions", f.url))
+            .json(&chat(2, true))
+            .send()
+            .await;
+        assert!(r.is_err(), "nothing can answer: the client gives up");
+    }
+    // Both left: their places are free again, so the queue is not full.
+    wait_status(&c, &f.url, "nothing held", |s| s["held"] == 0).await;
+    let held = {
+        let (c, url) = (c.clone(), f.url.clone());
+        tokio::spawn(async move { streamed_chat(&c, &url, 2).await })
+    };
+    wait_status(&c, &f.url, "held again", |s| s["held"] == 1).await;
+    held.abort();
+}
