@@ -9,7 +9,7 @@
 //! Retry-After. The cold-start timeline is printed per shape, its phases in order. Then
 //! the model is scaled to zero by hand and, as soon as its group is gone, 5 more chats
 //! are sent: held, the model woken again, each answered once (the front's forwarded count
-//! grows by 5).
+//! grows by 5). Last, `holdRequests.enabled: false` deletes the front.
 //!
 //! Shapes: an aggregated model of one node per group (DeepSeek-V3 FP8 on MI300X) and a
 //! group of two nodes (R1 INT8 on Ascend 910B, both ranks joined before Ready).
@@ -405,6 +405,25 @@ async fn wakes_and_answers_every_held_request(
         "not woken again: lastScaleTime {second} is the first wake-up's"
     );
     eprintln!("  after a scale to zero, 5 requests sent as the group went were held and answered (woken again at {second})");
+
+    // Holding turned off: the front goes (Deployment and Service).
+    let patch = serde_json::json!({"spec": {"autoscaling": {"holdRequests": {"enabled": false}}}});
+    models
+        .patch(
+            &name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await?;
+    let front_name = front::name(&name);
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = ns.api();
+    let services: Api<k8s_openapi::api::core::v1::Service> = ns.api();
+    wait_for(T, "the front is deleted once holding is off", || async {
+        let d = deployments.get_opt(&front_name).await?;
+        let s = services.get_opt(&front_name).await?;
+        Ok((d.is_none() && s.is_none()).then_some(()))
+    })
+    .await?;
     drop(fleet);
     drop(op);
     ns.finish().await

@@ -1,7 +1,8 @@
 //! Applies a model's front (build/front.rs) when `autoscaling.holdRequests` is on and
 //! deletes it when it is turned off. Its own module so the reconcile calls one function.
-//! Read live (two GETs, only for models with `spec.autoscaling`), written only when the
-//! digest annotation differs, and never over an object the model does not control
+//! Read live (two GETs) for models with holding on, and for others only while the child
+//! cache shows a front Service left to delete; written only when the digest annotation
+//! differs, and never over an object the model does not control
 //! (`apply::check_ours`: a name taken is a conflict, reported like the other children's).
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -48,6 +49,18 @@ pub async fn sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), Error> {
     let ns = model.namespace().ok_or(Error::MissingField("namespace"))?;
     let owner = model.meta().uid.clone().unwrap_or_default();
     let name = front::name(&model.name_any());
+    // The Service is applied before the Deployment and deleted after it, so while one
+    // exists the Service does: without holding and with no front Service in the child
+    // cache (the operator's Services, watched), there is nothing to delete and nothing
+    // is read.
+    if holding(model).is_none()
+        && matches!(
+            ctx.children.service(&ns, &name),
+            super::child_cache::Seen::Listed(None)
+        )
+    {
+        return Ok(());
+    }
     let deployments = Api::<Deployment>::namespaced(ctx.client.clone(), &ns);
     let services = Api::<Service>::namespaced(ctx.client.clone(), &ns);
     let (live_d, live_s) = (
@@ -72,8 +85,8 @@ pub async fn sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), Error> {
     };
     let (mut d, mut s) = front::objects(model, h, &image(&ctx.config))
         .map_err(|_| Error::MissingField("metadata.uid"))?;
-    apply_if_changed(ctx, &deployments, &mut d, live_d.as_ref(), "deployments").await?;
-    apply_if_changed(ctx, &services, &mut s, live_s.as_ref(), "services").await
+    apply_if_changed(ctx, &services, &mut s, live_s.as_ref(), "services").await?;
+    apply_if_changed(ctx, &deployments, &mut d, live_d.as_ref(), "deployments").await
 }
 
 async fn read<K>(
