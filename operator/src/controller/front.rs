@@ -141,3 +141,66 @@ where
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Holding;
+
+    fn model(autoscaling: serde_json::Value, mode: Option<&str>) -> DeepSeekModel {
+        let mut spec =
+            serde_json::json!({"model": "deepseek-ai/DeepSeek-R1", "autoscaling": autoscaling});
+        if let Some(m) = mode {
+            spec["serving"] = serde_json::json!({"mode": m});
+        }
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "inference.deepseek-operator.dev/v1alpha1",
+            "kind": "DeepSeekModel",
+            "metadata": {"name": "m", "namespace": "ns"},
+            "spec": spec,
+        }))
+        .expect("model")
+    }
+
+    #[test]
+    fn holding_is_on_by_default_at_zero_and_only_where_the_autoscaler_can_wake_the_model() {
+        use serde_json::json;
+        let defaults = Some(Holding {
+            queue_size: 100,
+            max_wait_seconds: 600,
+        });
+        let cases = [
+            (json!({"minReplicas": 0, "maxReplicas": 2}), None, defaults),
+            (json!({"minReplicas": 1, "maxReplicas": 2}), None, None),
+            (
+                json!({"minReplicas": 1, "maxReplicas": 2, "holdRequests": {"enabled": true, "queueSize": 20}}),
+                None,
+                Some(Holding {
+                    queue_size: 20,
+                    max_wait_seconds: 600,
+                }),
+            ),
+            (
+                json!({"minReplicas": 0, "maxReplicas": 2, "holdRequests": {"enabled": false}}),
+                None,
+                None,
+            ),
+            // KEDA would not read the held count.
+            (
+                json!({"minReplicas": 0, "maxReplicas": 2, "provider": "keda"}),
+                None,
+                None,
+            ),
+            // A role of a disaggregated model: not supported yet.
+            (
+                json!({"minReplicas": 0, "maxReplicas": 2}),
+                Some("prefill"),
+                None,
+            ),
+        ];
+        for (autoscaling, mode, want) in cases {
+            let m = model(autoscaling.clone(), mode);
+            assert_eq!(holding(&m), want, "{autoscaling} {mode:?}");
+        }
+    }
+}
