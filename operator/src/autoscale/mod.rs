@@ -10,8 +10,10 @@
 //! start). The reconcile never touches those, and it never touches the reconcile's.
 
 pub mod decide;
+pub mod front;
 pub mod room;
 pub mod scrape;
+pub mod timeline;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -63,7 +65,14 @@ struct ModelState {
     next_due: Duration,
     /// When `queueDepth` was last written to status by this leader.
     queue_written: Option<Duration>,
+    /// A wake-up from zero by held requests whose timeline is not complete yet.
+    wake: Option<timeline::Wake>,
+    /// The model's front pods, as last listed.
+    fronts: front::FrontPods,
 }
+
+/// A wake-up's timeline is given up (not recorded) after this long.
+const WAKE_RECORD_LIMIT: Duration = Duration::from_secs(3600);
 
 /// Runs until the task is aborted (the leader stops or loses its lease). Models come from
 /// the controllers' reflector stores (no LIST per tick); steps run on their own tasks,
@@ -237,6 +246,31 @@ async fn step(
         max_age: p.staleness().max(Duration::from_secs(3)),
         pending_grace: scrape::pending_grace(p.stabilization),
     };
+    // A front (holdRequests) gets the leaders and tells what it holds: held requests are
+    // demand, and a model at zero or holding requests is stepped again soon.
+    let mut fronts = None;
+    let held = match crate::controller::front::holding(model) {
+        None => 0,
+        Some(_) => {
+            let uid = model.uid().unwrap_or_default();
+            let leaders = &leaders;
+            match front::sync(&ctx.client, http, &ns, &name, &uid, leaders, &mut st.fronts).await {
+                Ok(f) => {
+                    if current == 0 || f.held > 0 || st.wake.is_some() {
+                        st.next_due = at + front::FAST_STEP.min(p.interval);
+                    }
+                    let held = f.held;
+                    fronts = Some(f);
+                    held
+                }
+                Err(e) => {
+                    tracing::warn!(model = %name, namespace = %ns, error = %e, "autoscaler: reading the front failed");
+                    0
+                }
+            }
+        }
+    };
+    let demand = demand + held as f64;
     let read = scrape::scrape(http, &leaders, limits).await;
     let obs = observe(
         at,
@@ -292,6 +326,35 @@ async fn step(
         event(ctx, model, false, verb, note).await;
         last_time = Some(now_rfc3339());
         last_reason = Some(reason);
+        if current == 0 && held > 0 {
+            let now = k8s_openapi::jiff::Timestamp::now();
+            let seen = fronts
+                .as_ref()
+                .and_then(|f| f.held_since)
+                .and_then(timeline::from_epoch)
+                .unwrap_or(now);
+            st.wake = Some(timeline::Wake::new(seen, now));
+        }
+    }
+    // A wake-up's phases, from the pod cache and the fronts, until its first token.
+    let mut from_zero = previous.last_scale_from_zero.clone();
+    if let Some(w) = st.wake.as_mut() {
+        let now = k8s_openapi::jiff::Timestamp::now();
+        w.observe_pods(&pods, now);
+        w.observe_answer(
+            fronts
+                .as_ref()
+                .and_then(|f| f.first_answer)
+                .and_then(timeline::from_epoch),
+        );
+        if let Some(done) = w.done() {
+            event(ctx, model, false, "ScaledFromZero", w.note()).await;
+            from_zero = Some(done);
+            st.wake = None;
+        } else if now.duration_since(w.decided).unsigned_abs() > WAKE_RECORD_LIMIT {
+            tracing::info!(model = %name, namespace = %ns, "autoscaler: wake-up timeline incomplete after an hour: {}", w.note());
+            st.wake = None;
+        }
     }
 
     let queue = obs.load.filter(|_| obs.complete).map(|l| l.round() as u32);
@@ -367,7 +430,8 @@ async fn step(
     }
     // A new queue figure alone is written at most every QUEUE_STATUS_PERIOD; with any other
     // change it goes along.
-    let others_changed = previous.last_scale_time != last_time
+    let others_changed = previous.last_scale_from_zero != from_zero
+        || previous.last_scale_time != last_time
         || previous.last_scale_reason != last_reason
         || !conditions
             .iter()
@@ -380,7 +444,8 @@ async fn step(
     } else {
         previous.queue_depth
     };
-    let unchanged_on_server = previous.queue_depth == queue_depth
+    let unchanged_on_server = previous.last_scale_from_zero == from_zero
+        && previous.queue_depth == queue_depth
         && previous.last_scale_time == last_time
         && previous.last_scale_reason == last_reason
         && conditions
@@ -412,6 +477,10 @@ async fn step(
         }
         if let Some(r) = last_reason {
             status.insert("lastScaleReason".into(), json!(r));
+        }
+        // Always sent once known: a server-side apply without it would remove it.
+        if let Some(z) = &from_zero {
+            status.insert("lastScaleFromZero".into(), json!(z));
         }
         write_status(ctx, model, &ns, &serde_json::Value::Object(status)).await?;
         if queue_depth != previous.queue_depth {

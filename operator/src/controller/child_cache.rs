@@ -364,6 +364,11 @@ impl ChildCache {
         })?
     }
 
+    /// One Service by name (a model's front has no instance label: controller/front.rs).
+    pub fn service(&self, ns: &str, name: &str) -> Seen {
+        self.services.get(ns, name)
+    }
+
     pub fn network_policy(&self, ns: &str, name: &str) -> Seen {
         self.policies.get(ns, name)
     }

@@ -15,6 +15,7 @@ pub mod disaggregated;
 pub mod error;
 pub mod events;
 pub mod expect;
+pub mod front;
 pub mod groups;
 pub mod heap_trim;
 pub mod http;

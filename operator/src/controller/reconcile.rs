@@ -225,12 +225,13 @@ async fn carry_out(
         let name = model.name_any();
         // Independent of each other: written at once, a new model's pods wait one round
         // trip for them, not three (issues 12 and 14).
-        let (s, p, k) = tokio::join!(
+        let (s, p, k, f) = tokio::join!(
             children::sync_services(ctx, &ns, &name, key, services),
             super::network_policy::sync(ctx, model),
             super::scaled_object::sync(ctx, model),
+            super::front::sync(ctx, model),
         );
-        outcome.conflict = conflicts([s, p, k])?;
+        outcome.conflict = conflicts([s, p, k, f])?;
     }
     ctx.memory.with(key, |m| {
         if d.capacity_settled {
