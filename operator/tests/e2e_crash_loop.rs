@@ -31,15 +31,6 @@ const T: Duration = Duration::from_secs(120);
 const WINDOW: u64 = 60;
 const MAX: usize = 3;
 
-/// Every `deepseek_operator_api_writes` sample, summed.
-fn all_writes(metrics: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("deepseek_operator_api_writes"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 fn rank(p: &Pod) -> Option<&str> {
     p.labels()
         .get("inference.deepseek-operator.dev/rank")
@@ -110,7 +101,7 @@ async fn a_rank_crashing_at_every_start_is_recreated_within_the_backoff_bound() 
     apply_model(&models, &nodes.model("crash")?).await?;
 
     let start = Instant::now();
-    let writes_at_start = all_writes(&op.metrics().await?);
+    let writes_at_start = common::crash_loop::all_writes(&op.metrics().await?);
     // When each rank 0 (one per group created) was first seen running.
     let mut started: BTreeMap<String, Duration> = BTreeMap::new();
     let observe = Duration::from_secs(2 * WINDOW + 30);
@@ -120,27 +111,15 @@ async fn a_rank_crashing_at_every_start_is_recreated_within_the_backoff_bound() 
         crash_new_leaders(&pods, &mut started, start).await?;
     }
     let minutes = start.elapsed().as_secs_f64() / 60.0;
-    let writes = all_writes(&op.metrics().await?) - writes_at_start;
+    let writes = common::crash_loop::all_writes(&op.metrics().await?) - writes_at_start;
 
-    let mut times: Vec<Duration> = started.values().copied().collect();
-    times.sort();
-    // The first group is the creation; the others are recreations.
-    let recreations = &times[1.min(times.len())..];
-    ensure!(
-        recreations.len() >= MAX,
-        "the crashing group was recreated only {} time(s): {times:?}\n{}",
-        recreations.len(),
-        op.log_tail()
-    );
-    // Never more than MAX in any window (a few seconds' slack for deletion and creation).
-    for w in recreations.windows(MAX + 1) {
-        ensure!(
-            w[MAX] - w[0] >= Duration::from_secs(WINDOW - 5),
-            "{} recreations within {:?}: {times:?}",
-            MAX + 1,
-            w[MAX] - w[0]
-        );
-    }
+    let times: Vec<Duration> = started.values().copied().collect();
+    let recreations = common::crash_loop::recreations_within_bound(
+        times,
+        MAX,
+        Duration::from_secs(WINDOW),
+        &op.log_tail(),
+    )?;
     // The kubelet goes on reporting crashes: a group recreated as the observation ended
     // crashes too (it is not counted above).
     let degraded = wait_for(T, "Degraded=CrashLooping naming the exit code", || async {

@@ -38,14 +38,6 @@ const MAX: usize = 3;
 /// 5-10 s) would cost well over a hundred.
 const WRITES_PER_MINUTE: f64 = 60.0;
 
-fn all_writes(metrics: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("deepseek_operator_api_writes"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test]
 async fn an_engine_that_exits_at_start_is_recreated_with_backoff_on_real_nodes() -> Result<()> {
     let _serial = SERIAL.lock().await;
@@ -78,7 +70,7 @@ async fn an_engine_that_exits_at_start_is_recreated_with_backoff_on_real_nodes()
     apply_model(&models, &model).await?;
 
     let start = Instant::now();
-    let writes_at_start = all_writes(&op.metrics().await?);
+    let writes_at_start = common::crash_loop::all_writes(&op.metrics().await?);
     // When each pod of the group (a new one per recreation) was first seen terminated.
     let mut crashed: BTreeMap<String, Duration> = BTreeMap::new();
     let mut exits: Vec<String> = Vec::new();
@@ -107,28 +99,15 @@ async fn an_engine_that_exits_at_start_is_recreated_with_backoff_on_real_nodes()
         }
     }
     let minutes = start.elapsed().as_secs_f64() / 60.0;
-    let writes = all_writes(&op.metrics().await?) - writes_at_start;
+    let writes = common::crash_loop::all_writes(&op.metrics().await?) - writes_at_start;
 
-    let mut times: Vec<Duration> = crashed.values().copied().collect();
-    times.sort();
-    // The first group is the creation; the others are recreations.
-    let recreations = &times[1.min(times.len())..];
-    ensure!(
-        recreations.len() >= MAX,
-        "the crashing group was recreated only {} time(s): {times:?}\n{}",
-        recreations.len(),
-        op.log_tail()
-    );
-    // Never more than MAX in any window (a few seconds' slack for deletion and creation).
-    for w in recreations.windows(MAX + 1) {
-        ensure!(
-            w[MAX] - w[0] >= Duration::from_secs(WINDOW - 5),
-            "{} recreations within {:?}: {:?}",
-            MAX + 1,
-            w[MAX] - w[0],
-            times.iter().map(|d| d.as_secs()).collect::<Vec<_>>()
-        );
-    }
+    let times: Vec<Duration> = crashed.values().copied().collect();
+    let recreations = common::crash_loop::recreations_within_bound(
+        times,
+        MAX,
+        Duration::from_secs(WINDOW),
+        &op.log_tail(),
+    )?;
     let code = exits
         .first()
         .and_then(|e| e.strip_prefix("exit code "))
