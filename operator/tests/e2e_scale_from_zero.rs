@@ -567,6 +567,39 @@ async fn a_disaggregated_model_wakes_both_roles_for_held_requests() -> Result<()
         Ok((front_status(&c, at).await?["held"] == HELD).then_some(()))
     })
     .await?;
+    // Until both roles have a Ready leader, the router (running all along) is not the
+    // front's backend: watched every 200 ms while the chats wait (the front first, then the
+    // API, which is never behind the operator's pod cache).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gate = {
+        let (c, pods, stop) = (c.clone(), pods.clone(), stop.clone());
+        let roles = [prefill.clone(), decode.clone()];
+        tokio::spawn(async move {
+            let mut polls = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let st = front_status(&c, at).await?;
+                if st["backends"].as_array().is_some_and(|l| !l.is_empty()) {
+                    for role in &roles {
+                        let ready = model_pods(&pods, role).await?.iter().any(|p| {
+                            is_running_ready(p)
+                                && p.metadata
+                                    .labels
+                                    .as_ref()
+                                    .and_then(|l| l.get("inference.deepseek-operator.dev/rank"))
+                                    == Some(&"0".to_string())
+                        });
+                        ensure!(
+                            ready,
+                            "the front had a backend while {role} had no Ready leader: {st}"
+                        );
+                    }
+                }
+                polls += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            anyhow::Ok(polls)
+        })
+    };
     let r = c
         .post(&url)
         .json(&serde_json::json!({"stream": true, "model": served,
@@ -592,9 +625,26 @@ async fn a_disaggregated_model_wakes_both_roles_for_held_requests() -> Result<()
         };
     }
     let answered_after = t0.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let polls = gate.await??;
+    ensure!(polls > 0, "the front's backends were never watched");
     // Both roles woke: a group of each.
     wait_groups(&pods, &prefill, 1, 1, T).await?;
     wait_groups(&pods, &decode, 1, 2, T).await?;
+    // Now the router, and only it, is the front's backend.
+    use deepseek_operator::build::disaggregated::{COMPONENT, ROUTER_COMPONENT};
+    let routers = pods
+        .list(&ListParams::default().labels(&format!("{COMPONENT}={ROUTER_COMPONENT}")))
+        .await?;
+    let router = routers.items.iter().find_map(ip).context("router pod IP")?;
+    let st = front_status(&c, at).await?;
+    let backends = st["backends"].as_array().cloned().unwrap_or_default();
+    ensure!(
+        backends.len() == 1
+            && backends[0]["url"] == format!("http://{router}:8000")
+            && backends[0]["ready"] == true,
+        "the router ({router}) as the front's one backend: {st}"
+    );
     // Exactly once: the fronts forwarded 20 answers in all, and hold none.
     let mut sent_on = 0;
     for f in &fronts {
