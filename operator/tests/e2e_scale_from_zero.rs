@@ -11,8 +11,12 @@
 //! are sent: held, the model woken again, each answered once (the front's forwarded count
 //! grows by 5). Last, `holdRequests.enabled: false` deletes the front.
 //!
-//! Shapes: an aggregated model of one node per group (DeepSeek-V3 FP8 on MI300X) and a
-//! group of two nodes (R1 INT8 on Ascend 910B, both ranks joined before Ready).
+//! Shapes: an aggregated model of one node per group (DeepSeek-V3 FP8 on MI300X), a
+//! group of two nodes (R1 INT8 on Ascend 910B, both ranks joined before Ready), and, with
+//! `--features pd-router` (the real pinned router, as e2e_disaggregated), a disaggregated
+//! model whose roles both start at zero: its front stands before the router, the prefill
+//! role wakes on the held prompts, decode follows, and the front forwards to the router
+//! only once both roles have a Ready leader.
 
 mod common;
 
@@ -49,15 +53,24 @@ async fn streamed_chat(
     c: reqwest::Client,
     url: String,
 ) -> Result<(u16, usize, bool, Option<Timestamp>)> {
+    streamed_chat_to(c, url, None).await
+}
+
+/// A streamed chat naming `model` when given (the router picks workers by it).
+async fn streamed_chat_to(
+    c: reqwest::Client,
+    url: String,
+    model: Option<&'static str>,
+) -> Result<(u16, usize, bool, Option<Timestamp>)> {
     use futures::StreamExt;
-    let r = c
-        .post(url)
-        .json(&serde_json::json!({
-            "stream": true, "max_tokens": TOKENS,
-            "messages": [{"role": "user", "content": "wake up"}],
-        }))
-        .send()
-        .await?;
+    let mut body = serde_json::json!({
+        "stream": true, "max_tokens": TOKENS,
+        "messages": [{"role": "user", "content": "wake up"}],
+    });
+    if let Some(m) = model {
+        body["model"] = serde_json::json!(m);
+    }
+    let r = c.post(url).json(&body).send().await?;
     let status = r.status().as_u16();
     let mut first = None;
     let mut text = Vec::new();
@@ -437,4 +450,259 @@ async fn an_aggregated_one_node_model_wakes_for_held_requests() -> Result<()> {
 #[tokio::test]
 async fn a_two_node_group_wakes_whole_for_held_requests() -> Result<()> {
     wakes_and_answers_every_held_request("r1-int8-ascend.yaml", "probed-from-zero-2", 2).await
+}
+
+/// The disaggregated shape: R1 on Atlas A3 (prefill one node, decode a group of two), both
+/// roles at zero, holding on the prefill role.
+#[cfg(feature = "pd-router")]
+#[tokio::test]
+async fn a_disaggregated_model_wakes_both_roles_for_held_requests() -> Result<()> {
+    use deepseek_e2e::fixtures::kwok_node;
+    use k8s_openapi::api::core::v1::Node;
+
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::ensure().await?;
+    install_crd(&cluster).await?;
+    let nodes: Api<Node> = Api::all(cluster.client().clone());
+    let node_names = [
+        ("zero-pd-a3-prefill-0", "a3-prefill"),
+        ("zero-pd-a3-decode-0", "a3-decode"),
+        ("zero-pd-a3-decode-1", "a3-decode"),
+    ];
+    for (node, pool) in node_names {
+        let _ = nodes.delete(node, &Default::default()).await;
+        wait_for(T, &format!("old node {node} gone"), || async {
+            Ok(nodes.get_opt(node).await?.is_none().then_some(()))
+        })
+        .await?;
+        kwok_node(
+            &nodes,
+            node,
+            serde_json::json!({"accelerator": "huawei-Ascend910",
+                "node.kubernetes.io/npu.chip.name": "910C", "node-pool": pool}),
+            serde_json::json!([]),
+            serde_json::json!({"huawei.com/Ascend910": "16"}),
+            "127.0.0.1",
+        )
+        .await?;
+    }
+    let ns = cluster.namespace("probed-from-zero-pd").await?;
+    let op = Operator::start(&cluster, OperatorOptions::default()).await?;
+    let fleet = SimFleet::start(
+        ns.client(),
+        ns.name(),
+        SimOptions::new(launcher().await?)
+            .probe_readiness()
+            .router(
+                deepseek_e2e::sim_router::router_binary()?,
+                cluster.kubeconfig(),
+            )
+            .env("DSO_SIM_LOAD_SECONDS", LOAD_SECONDS)
+            .env("DSO_SIM_TIME_SCALE", "0.05"),
+    );
+
+    let mut model = example("r1-pd-ascend-a3.yaml")?;
+    let name = model.metadata.name.clone().context("name")?;
+    let scaling = |target: u32, hold: bool| -> Result<_> {
+        let mut a = serde_json::json!({
+            "minReplicas": 0, "maxReplicas": 1, "targetQueueDepth": target,
+            "intervalSeconds": 1, "scaleDownStabilizationSeconds": 3600,
+            "allowNodeProvisioning": true,
+        });
+        if hold {
+            a["holdRequests"] = serde_json::json!({"queueSize": HELD, "maxWaitSeconds": 240});
+        }
+        Ok(serde_json::from_value(a)?)
+    };
+    if let Some(p) = model.spec.prefill.as_mut() {
+        p.autoscaling = Some(scaling(4, true)?);
+    }
+    if let Some(d) = model.spec.decode.as_mut() {
+        d.autoscaling = Some(scaling(64, false)?);
+    }
+    let models: Api<DeepSeekModel> = ns.api();
+    let pods: Api<Pod> = ns.api();
+    apply_model(&models, &model).await?;
+    let c = client()?;
+    let prefill = format!("{name}-prefill");
+    let decode = format!("{name}-decode");
+
+    let selector = front::selector_string(&name);
+    let fronts: Vec<Ipv4Addr> = wait_for(T, "the model's two front pods answer", || async {
+        let list = pods.list(&ListParams::default().labels(&selector)).await?;
+        let ips: Vec<Ipv4Addr> = list
+            .items
+            .iter()
+            .filter(|p| is_running_ready(p))
+            .filter_map(ip)
+            .collect();
+        if ips.len() != front::REPLICAS as usize {
+            return Ok(None);
+        }
+        for ip in &ips {
+            if front_status(&c, *ip).await.is_err() {
+                return Ok(None);
+            }
+        }
+        Ok(Some(ips))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:#}; operator log:\n{}", op.log_tail()))?;
+    for role in [&prefill, &decode] {
+        ensure!(
+            model_pods(&pods, role).await?.is_empty(),
+            "{role}: no group at zero"
+        );
+    }
+    let at = fronts[0];
+    let url = format!("http://{at}:8000/v1/chat/completions");
+    let served: &'static str = Box::leak(name.clone().into_boxed_str());
+
+    let seen = Timestamp::now();
+    let t0 = Instant::now();
+    let chats: Vec<_> = (0..HELD)
+        .map(|_| tokio::spawn(streamed_chat_to(c.clone(), url.clone(), Some(served))))
+        .collect();
+    wait_for(Duration::from_secs(30), "20 requests held", || async {
+        Ok((front_status(&c, at).await?["held"] == HELD).then_some(()))
+    })
+    .await?;
+    // Until both roles have a Ready leader, the router (running all along) is not the
+    // front's backend: watched every 200 ms while the chats wait (the front first, then the
+    // API, which is never behind the operator's pod cache).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gate = {
+        let (c, pods, stop) = (c.clone(), pods.clone(), stop.clone());
+        let roles = [prefill.clone(), decode.clone()];
+        tokio::spawn(async move {
+            let mut polls = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let st = front_status(&c, at).await?;
+                if st["backends"].as_array().is_some_and(|l| !l.is_empty()) {
+                    for role in &roles {
+                        let ready = model_pods(&pods, role).await?.iter().any(|p| {
+                            is_running_ready(p)
+                                && p.metadata
+                                    .labels
+                                    .as_ref()
+                                    .and_then(|l| l.get("inference.deepseek-operator.dev/rank"))
+                                    == Some(&"0".to_string())
+                        });
+                        ensure!(
+                            ready,
+                            "the front had a backend while {role} had no Ready leader: {st}"
+                        );
+                    }
+                }
+                polls += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            anyhow::Ok(polls)
+        })
+    };
+    let r = c
+        .post(&url)
+        .json(&serde_json::json!({"stream": true, "model": served,
+            "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await?;
+    ensure!(r.status().as_u16() == 503, "21st: {}", r.status());
+    ensure!(
+        r.headers().get("retry-after").is_some(),
+        "21st: no Retry-After"
+    );
+
+    let mut first_token: Option<Timestamp> = None;
+    for (i, chat) in chats.into_iter().enumerate() {
+        let (status, chunks, done, first) = chat.await??;
+        ensure!(
+            (status, chunks, done) == (200, TOKENS, true),
+            "chat {i}: status {status}, {chunks} of {TOKENS} chunks, [DONE] {done}"
+        );
+        first_token = match (first_token, first) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    let answered_after = t0.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let polls = gate.await??;
+    ensure!(polls > 0, "the front's backends were never watched");
+    // Both roles woke: a group of each.
+    wait_groups(&pods, &prefill, 1, 1, T).await?;
+    wait_groups(&pods, &decode, 1, 2, T).await?;
+    // Now the router, and only it, is the front's backend.
+    use deepseek_operator::build::disaggregated::{COMPONENT, ROUTER_COMPONENT};
+    let routers = pods
+        .list(&ListParams::default().labels(&format!("{COMPONENT}={ROUTER_COMPONENT}")))
+        .await?;
+    let router = routers.items.iter().find_map(ip).context("router pod IP")?;
+    let st = front_status(&c, at).await?;
+    let backends = st["backends"].as_array().cloned().unwrap_or_default();
+    ensure!(
+        backends.len() == 1
+            && backends[0]["url"] == format!("http://{router}:8000")
+            && backends[0]["ready"] == true,
+        "the router ({router}) as the front's one backend: {st}"
+    );
+    // Exactly once: the fronts forwarded 20 answers in all, and hold none.
+    let mut sent_on = 0;
+    for f in &fronts {
+        sent_on += forwarded(&c, *f).await?;
+        let st = front_status(&c, *f).await?;
+        ensure!(st["held"] == 0, "still held: {st}");
+    }
+    ensure!(
+        sent_on == HELD as u64,
+        "the fronts forwarded {sent_on} answers for {HELD} requests"
+    );
+
+    // The prefill role's wake-up timeline.
+    let z = wait_for(
+        Duration::from_secs(30),
+        "status.lastScaleFromZero of the prefill role",
+        || async {
+            let m = models.get(&prefill).await?;
+            Ok(m.status.and_then(|s| s.last_scale_from_zero))
+        },
+    )
+    .await?;
+    let t = |s: &str| -> Result<Timestamp> { Ok(s.parse()?) };
+    let timeline = Timeline(vec![
+        ("request seen", t(&z.request_seen)?),
+        ("scale decision", t(&z.scale_decision)?),
+        ("pods scheduled", t(&z.pods_scheduled)?),
+        ("ranks joined", t(&z.ranks_joined)?),
+        ("engine ready", t(&z.engine_ready)?),
+        ("first token", t(&z.first_token)?),
+    ]);
+    ensure!(
+        timeline.0[0].1.as_second() >= seen.as_second() - 1,
+        "request seen {} before the test sent it ({seen})",
+        timeline.0[0].1
+    );
+    let client_first = first_token.context("a first token")?;
+    ensure!(
+        timeline.0[5].1.as_second() <= client_first.as_second(),
+        "first token recorded at {} after the client got it ({client_first})",
+        timeline.0[5].1
+    );
+    timeline.print("r1-pd-ascend-a3.yaml (prefill 1 pod, decode 2 pods per group)");
+    eprintln!(
+        "  all {HELD} held chats answered in full through the router {:.1}s after they were sent",
+        answered_after.as_secs_f64()
+    );
+    timeline.in_order()?;
+    let load: u64 = LOAD_SECONDS.parse()?;
+    ensure!(
+        answered_after >= Duration::from_secs(load),
+        "answered before the engines could have loaded"
+    );
+    drop(fleet);
+    drop(op);
+    let done = ns.finish().await;
+    for (node, _) in node_names {
+        let _ = nodes.delete(node, &Default::default()).await;
+    }
+    done
 }

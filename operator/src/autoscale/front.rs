@@ -46,6 +46,54 @@ pub fn backend_line(ip: IpAddr) -> String {
     format!("http://{host}:{ENGINE_PORT},http://{host}:{LAUNCHER_PORT}{READINESS_PATH}")
 }
 
+/// The backend line of a disaggregated model's router: its port for requests and its
+/// `/readiness`, which answers only once the router has a healthy worker of each role.
+pub fn router_line(ip: IpAddr) -> String {
+    let host = match ip {
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        IpAddr::V4(v4) => v4.to_string(),
+    };
+    let port = deepseek_engine::pd::ROUTER_PORT;
+    format!("http://{host}:{port},http://{host}:{port}/readiness")
+}
+
+/// The front a model's step serves: its own, or for the prefill role of a disaggregated
+/// model its parent's (the front before the router). `name` and `uid` are the front
+/// owner's: its pods' label and its token derive from them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FrontOf {
+    pub name: String,
+    pub uid: String,
+}
+
+/// Whose front `model`'s autoscaler step pushes to and reads: the model's own when it
+/// holds requests, its parent's when it is the prefill role of a disaggregated model whose
+/// front holds (the role's autoscaling is the parent's `prefill.autoscaling`); none for
+/// the decode role, which follows prefill instead.
+pub fn front_of(model: &crate::api::DeepSeekModel) -> Option<FrontOf> {
+    use kube::Resource;
+    match crate::build::disaggregated::role_of(&model.spec) {
+        None => crate::controller::front::holding(model).map(|_| FrontOf {
+            name: model.name_any(),
+            uid: model.meta().uid.clone().unwrap_or_default(),
+        }),
+        Some(deepseek_engine::PdRole::Prefill) => {
+            let a = model.spec.autoscaling.as_ref()?;
+            (a.provider == crate::api::AutoscalingProvider::Builtin).then_some(())?;
+            a.holding()?;
+            let owner = model
+                .owner_references()
+                .iter()
+                .find(|o| o.controller == Some(true) && o.kind == "DeepSeekModel")?;
+            Some(FrontOf {
+                name: owner.name.clone(),
+                uid: owner.uid.clone(),
+            })
+        }
+        Some(deepseek_engine::PdRole::Decode) => None,
+    }
+}
+
 /// The model's running front pods (name, IP), as last listed.
 #[derive(Clone, Debug, Default)]
 pub struct FrontPods {
@@ -74,7 +122,7 @@ pub async fn sync(
     ns: &str,
     model: &str,
     model_uid: &str,
-    leaders: &[&Pod],
+    backends: Vec<String>,
     known: &mut FrontPods,
 ) -> anyhow::Result<FrontRead> {
     if !known.fresh() {
@@ -90,11 +138,6 @@ pub async fn sync(
             .collect();
         known.listed = Some(std::time::Instant::now());
     }
-    let backends: Vec<String> = leaders
-        .iter()
-        .filter_map(|p| pod_ip(p))
-        .map(backend_line)
-        .collect();
     let body = serde_json::json!({ "backends": backends });
     let token = front::token(model_uid);
     let running = known.pods.clone();

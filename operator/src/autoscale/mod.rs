@@ -249,12 +249,29 @@ async fn step(
     // A front (holdRequests) gets the leaders and tells what it holds: held requests are
     // demand, and a model at zero or holding requests is stepped again soon.
     let mut fronts = None;
-    let held = match crate::controller::front::holding(model) {
+    let held = match front::front_of(model) {
         None => 0,
-        Some(_) => {
-            let uid = model.uid().unwrap_or_default();
-            let leaders = &leaders;
-            match front::sync(&ctx.client, http, &ns, &name, &uid, leaders, &mut st.fronts).await {
+        Some(of) => {
+            let backends = if of.name == name {
+                leaders
+                    .iter()
+                    .filter_map(|p| scrape::pod_ip(p))
+                    .map(front::backend_line)
+                    .collect()
+            } else {
+                router_backends(ctx, &ns, &of.name, &leaders)
+            };
+            match front::sync(
+                &ctx.client,
+                http,
+                &ns,
+                &of.name,
+                &of.uid,
+                backends,
+                &mut st.fronts,
+            )
+            .await
+            {
                 Ok(f) => {
                     if current == 0 || f.held > 0 || st.wake.is_some() {
                         st.next_due = at + front::FAST_STEP.min(p.interval);
@@ -270,7 +287,26 @@ async fn step(
             }
         }
     };
-    let demand = demand + held as f64;
+    let mut demand = demand + held as f64;
+    // Decode follows prefill: while the prefill role has pods, decode keeps at least one
+    // group (a prompt prefilled has nowhere to go without one), and at zero it is stepped
+    // as often as prefill, so it wakes in the step after prefill does.
+    if crate::build::disaggregated::role_of(&model.spec) == Some(deepseek_engine::PdRole::Decode) {
+        let parent = crate::build::disaggregated::served_name(&name, &model.spec);
+        let prefill =
+            crate::build::disaggregated::role_model_name(&parent, deepseek_engine::PdRole::Prefill);
+        if ctx
+            .pods
+            .model_pods(&ns, &prefill)
+            .iter()
+            .any(|p| p.metadata.deletion_timestamp.is_none())
+        {
+            demand = demand.max(1.0);
+        }
+        if current == 0 {
+            st.next_due = at + front::FAST_STEP.min(p.interval);
+        }
+    }
     let read = scrape::scrape(http, &leaders, limits).await;
     let obs = observe(
         at,
@@ -488,6 +524,34 @@ async fn step(
         }
     }
     Ok(())
+}
+
+/// What a disaggregated model's front forwards to: its router's pods, once both roles have
+/// a Ready leader (before, nothing: the front holds). `prefill` are the prefill role's
+/// leaders; the decode role's come from the pod cache.
+fn router_backends(ctx: &Context, ns: &str, parent: &str, prefill: &[&Pod]) -> Vec<String> {
+    use crate::build::disaggregated::{role_model_name, COMPONENT, ROUTER_COMPONENT};
+    use crate::controller::groups::is_ready;
+    let decode = ctx.pods.model_pods(
+        ns,
+        &role_model_name(parent, deepseek_engine::PdRole::Decode),
+    );
+    let ready_leader = |p: &Pod| {
+        p.metadata.deletion_timestamp.is_none()
+            && p.labels().get(labels::ROLE).map(String::as_str) == Some("leader")
+            && is_ready(p)
+    };
+    if !prefill.iter().any(|p| ready_leader(p)) || !decode.iter().any(ready_leader) {
+        return Vec::new();
+    }
+    ctx.pods
+        .model_pods(ns, parent)
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| p.labels().get(COMPONENT).map(String::as_str) == Some(ROUTER_COMPONENT))
+        .filter_map(scrape::pod_ip)
+        .map(front::router_line)
+        .collect()
 }
 
 /// What decides whether a step's status write waits for the model's first reading.

@@ -63,6 +63,14 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
             }
             Err(e) => return Err(e),
         }
+        // The front before the router when the prefill role may scale to zero.
+        match super::front::sync(&ctx, &model).await {
+            Ok(()) => {}
+            Err(Error::Conflict(m)) => {
+                conflict = Some(conflict.map_or(m.clone(), |c| format!("{c}; {m}")))
+            }
+            Err(e) => return Err(e),
+        }
     }
     let previous = model.status.clone().unwrap_or_default();
     for n in &d.events {

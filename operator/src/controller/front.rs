@@ -19,13 +19,18 @@ use super::error::Error;
 use crate::api::{DeepSeekModel, FIELD_MANAGER};
 use crate::build::{front, hash, labels};
 
-/// Whether `model` gets a front, and with which bounds. Roles of a disaggregated model
-/// get none (not supported yet: docs/autoscaling.md).
+/// Whether `model` gets a front, and with which bounds. A disaggregated model's front
+/// stands before its router and follows its prefill role's autoscaling (the role that
+/// scales on the held prompts); the role models get none of their own.
 pub fn holding(model: &DeepSeekModel) -> Option<crate::api::Holding> {
     if crate::build::disaggregated::role_of(&model.spec).is_some() {
         return None;
     }
-    let a = model.spec.autoscaling.as_ref()?;
+    let a = if model.spec.serving_mode() == crate::api::ServingMode::Disaggregated {
+        model.spec.prefill.as_ref()?.autoscaling.as_ref()?
+    } else {
+        model.spec.autoscaling.as_ref()?
+    };
     (a.provider == crate::api::AutoscalingProvider::Builtin)
         .then(|| a.holding())
         .flatten()
@@ -44,7 +49,9 @@ pub fn image(config: &crate::config::OperatorConfig) -> String {
 }
 
 pub async fn sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), Error> {
-    if model.spec.autoscaling.is_none() {
+    if model.spec.autoscaling.is_none()
+        && model.spec.serving_mode() != crate::api::ServingMode::Disaggregated
+    {
         return Ok(());
     }
     let ns = model.namespace().ok_or(Error::MissingField("namespace"))?;
@@ -192,7 +199,7 @@ mod tests {
                 None,
                 None,
             ),
-            // A role of a disaggregated model: not supported yet.
+            // A role model: its parent's front holds for it.
             (
                 json!({"minReplicas": 0, "maxReplicas": 2}),
                 Some("prefill"),
@@ -203,5 +210,25 @@ mod tests {
             let m = model(autoscaling.clone(), mode);
             assert_eq!(holding(&m), want, "{autoscaling} {mode:?}");
         }
+        // A disaggregated parent: its prefill role's autoscaling decides.
+        let parent = |prefill: serde_json::Value| {
+            let mut m = model(json!(null), Some("disaggregated"));
+            m.spec.autoscaling = None;
+            m.spec.prefill = serde_json::from_value(prefill).expect("prefill");
+            m
+        };
+        assert_eq!(
+            holding(&parent(
+                json!({"autoscaling": {"minReplicas": 0, "maxReplicas": 2}})
+            )),
+            defaults
+        );
+        assert_eq!(
+            holding(&parent(
+                json!({"autoscaling": {"minReplicas": 1, "maxReplicas": 2}})
+            )),
+            None
+        );
+        assert_eq!(holding(&parent(json!({"replicas": 1}))), None);
     }
 }
