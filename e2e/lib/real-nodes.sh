@@ -36,6 +36,13 @@ print(sub[1], sub[2], sub[254], net.prefixlen)
 EOF
 }
 
+# real_dns_ip: the cluster DNS server's address, the .1 of the range's last /24 (node
+# indexes stop well before it), on the pods' bridge.
+real_dns_ip() {
+  local ip; read -r ip _ <<<"$(real_net 255)"
+  echo "$ip"
+}
+
 # The real nodes of this state dir, from their directories (also those of a previous up).
 real_nodes_present() {
   local d
@@ -46,7 +53,7 @@ real_nodes_present() {
 real_bin() {
   local b="$1"
   for d in "$CACHE/kubernetes-$K8S_VERSION/bin" "$CACHE/containerd-$CONTAINERD_VERSION/bin" \
-           "$CACHE/cri-tools-$CRICTL_VERSION/bin"; do
+           "$CACHE/cri-tools-$CRICTL_VERSION/bin" "$CACHE/coredns-$COREDNS_VERSION/bin"; do
     [[ -x "$d/$b" ]] && { echo "$d/$b"; return 0; }
   done
   die "$b is not built (run e2e/build --real-nodes)"
@@ -79,7 +86,49 @@ real_bridge_up() {
     read -r ip _ _ pl <<<"$(real_net "$i")"
     ip addr show dev "$REAL_BRIDGE" | grep -q " $ip/" || ip addr add "$ip/$pl" dev "$REAL_BRIDGE"
   done
+  local dns pl0; dns="$(real_dns_ip)"; read -r _ _ _ pl0 <<<"$(real_net 0)"
+  ip addr show dev "$REAL_BRIDGE" | grep -q " $dns/" || ip addr add "$dns/$pl0" dev "$REAL_BRIDGE"
   ip link set "$REAL_BRIDGE" up
+}
+
+# real_dns_up: CoreDNS on the bridge's DNS address, port 53, answering cluster.local only
+# from the API server (Services, EndpointSlices: a headless Service's pod hostnames); no
+# forward plugin, so any other name is refused and nothing is asked upstream. The real
+# nodes' kubelets point their pods' resolv.conf at it (clusterDNS).
+real_dns_up() {
+  local d="$REAL_DIR/coredns" dns
+  dns="$(real_dns_ip)"
+  mkdir -p "$d"
+  cat >"$d/Corefile" <<EOF
+cluster.local:53 {
+    bind $dns
+    errors
+    kubernetes cluster.local {
+        kubeconfig $STATE/admin.kubeconfig
+        pods disabled
+    }
+}
+EOF
+  if ! alive real-coredns; then
+    start_as real-coredns "$(real_bin coredns)" -conf "$d/Corefile"
+    wait_for real-coredns "$START_TIMEOUT" "CoreDNS answers on $dns" real_dns_answers
+  fi
+}
+
+# real_dns_answers: CoreDNS answers a query for the API server's Service.
+real_dns_answers() {
+  python3 - "$(real_dns_ip)" <<'PYEOF'
+import socket, struct, sys
+q = struct.pack(">HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0)
+for label in "kubernetes.default.svc.cluster.local".split("."):
+    q += bytes([len(label)]) + label.encode()
+q += b"\0" + struct.pack(">HH", 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+s.sendto(q, (sys.argv[1], 53))
+r = s.recv(512)
+sys.exit(0 if r[:2] == q[:2] and (r[3] & 0x0F) in (0, 3) else 1)
+PYEOF
 }
 
 pause_image_name() {
@@ -194,6 +243,7 @@ failCgroupV1: false
 failSwapOn: false
 podLogsDir: $d/pod-logs
 resolvConf: ""
+clusterDNS: [$(real_dns_ip)]
 clusterDomain: cluster.local
 maxPods: 50
 oomScoreAdj: 0
@@ -230,17 +280,20 @@ node_ready() {
   [[ "$(kubectl_admin get node "$1" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]
 }
 
-# start_real_nodes N: real-0 .. real-(N-1), each Ready; nodes beyond N are removed.
+# start_real_nodes N: real-0 .. real-(N-1), each Ready; nodes beyond N are removed (with
+# N = 0, the bridge too).
 start_real_nodes() {
   local n="$1" i node
   for node in $(real_nodes_present); do
     ((${node#real-} < n)) || stop_real_node "$node"
   done
-  ((n > 0)) || return 0
+  # No real node wanted: the bridge goes too (e2e/real-nodes-suite's teardown).
+  ((n > 0)) || { stop_real_nodes; return 0; }
   ((n <= 200)) || die "--real-nodes $n: at most 200"
   command -v runc >/dev/null || die "runc is not installed (apt-get install runc)"
   ((EUID == 0)) || die "real nodes need root (bridge, mounts, cgroups)"
   real_bridge_up "$n"
+  real_dns_up
   for ((i = 0; i < n; i++)); do start_real_node "real-$i" "$i"; done
   for ((i = 0; i < n; i++)); do
     wait_for "real-$i-kubelet" "$REAL_READY_TIMEOUT" "node real-$i is Ready" node_ready "real-$i"
@@ -284,6 +337,8 @@ stop_real_node() {
 stop_real_nodes() {
   local node
   for node in $(real_nodes_present); do stop_real_node "$node"; done
+  stop real-coredns
+  rm -rf "$REAL_DIR/coredns"
   if ip link show "$REAL_BRIDGE" >/dev/null 2>&1; then
     ip link del "$REAL_BRIDGE" && log "removed bridge $REAL_BRIDGE"
   fi

@@ -59,6 +59,21 @@ pub fn accelerator_pod(
     }
 }
 
+/// The value of the environment variable `name` of the pod's first container (the
+/// engine's, in the operator's pods).
+pub fn env_value(pod: &Pod, name: &str) -> Option<String> {
+    pod.spec
+        .as_ref()?
+        .containers
+        .first()?
+        .env
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == name)?
+        .value
+        .clone()
+}
+
 /// Whether `ip` parses as an IPv4 address in 127.0.0.0/8.
 pub fn is_loopback(ip: &str) -> bool {
     ip.parse::<Ipv4Addr>().is_ok_and(|a| a.is_loopback())
@@ -107,6 +122,29 @@ pub async fn assert_loopback_addresses(client: &Client) -> Result<usize> {
         bail!("addresses outside 127.0.0.0/8: {}", bad.join(", "));
     }
     Ok(checked)
+}
+
+/// A Ready Node object as the operator's Node cache sees it, for pure tests and benches
+/// (no API server): the hostname label added to `labels`, `taints`, and `allocatable`
+/// (a JSON map of resource names to quantities). Panics on a malformed fixture: the
+/// arguments come from the test itself.
+pub fn ready_node(
+    name: &str,
+    labels: serde_json::Value,
+    taints: serde_json::Value,
+    allocatable: serde_json::Value,
+) -> Node {
+    let mut labels = labels;
+    labels["kubernetes.io/hostname"] = serde_json::json!(name);
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"taints": taints},
+        "status": {
+            "allocatable": allocatable,
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }))
+    .unwrap_or_else(|e| panic!("node fixture {name}: {e}"))
 }
 
 /// Creates a KWOK node (KWOK's `fake` annotation, so KWOK keeps it Ready) with the given

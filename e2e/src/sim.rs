@@ -26,6 +26,9 @@
 //! [`PROBED_NAMESPACE_PREFIX`]`*` (e2e/kwok/pod-ready-probed.yaml), which start not ready,
 //! so a test that probes should create its namespace with that prefix.
 //!
+//! Fronts: a model's front pods (label `inference.deepseek-operator.dev/front`) run
+//! `deepseek-launcher` with their container's own arguments (`front ...`) at the pod's IP.
+//!
 //! Routers: with [`SimOptions::router`] the fleet also runs the real `sglang-router` for
 //! the namespace's router pods of prefill/decode models, as their ServiceAccount
 //! (crate::sim_router).
@@ -59,6 +62,8 @@ use crate::sim_router::{self, RouterOptions};
 pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=deepseek-operator";
 const GROUP_ID: &str = "inference.deepseek-operator.dev/group-id";
 const RANK: &str = "inference.deepseek-operator.dev/rank";
+/// Label of a model's front pods (operator/src/build/front.rs).
+const FRONT: &str = "inference.deepseek-operator.dev/front";
 const POLL: Duration = Duration::from_millis(250);
 /// Prefix of namespaces whose operator pods KWOK starts not ready, leaving `Ready` to a
 /// fleet with [`SimOptions::probe_readiness`].
@@ -248,31 +253,40 @@ pub(crate) fn eligible(pod: &Pod) -> Option<Ipv4Addr> {
     loopback_ip(pod)
 }
 
-fn env_value(pod: &Pod, name: &str) -> Option<String> {
-    pod.spec
-        .as_ref()?
-        .containers
-        .first()?
-        .env
-        .as_ref()?
-        .iter()
-        .find(|e| e.name == name)?
-        .value
-        .clone()
-}
-
 /// What to start for a pod: its IP, leader IP and environment.
 struct Launch {
     ip: Ipv4Addr,
     env: Vec<(String, String)>,
+    /// The launcher's arguments as the pod's container gives them (a model's front),
+    /// instead of `run --engine sim`.
+    args: Option<Vec<String>>,
+}
+
+/// A model's front pod (`deepseek-launcher front`): the container's own arguments, bound
+/// to the pod's IP, with its token.
+fn plan_front(pod: &Pod, ip: Ipv4Addr) -> Option<Launch> {
+    pod.labels().get(FRONT)?;
+    let c = pod.spec.as_ref()?.containers.first()?;
+    let mut env = vec![("DSO_POD_IP".into(), ip.to_string())];
+    if let Some(token) = crate::fixtures::env_value(pod, "DSO_FRONT_TOKEN") {
+        env.push(("DSO_FRONT_TOKEN".into(), token));
+    }
+    Some(Launch {
+        ip,
+        env,
+        args: Some(c.args.clone().unwrap_or_default()),
+    })
 }
 
 fn plan_launch(pod: &Pod, leaders: &BTreeMap<String, Ipv4Addr>) -> Option<Launch> {
     let ip = eligible(pod)?;
+    if pod.labels().contains_key(FRONT) {
+        return plan_front(pod, ip);
+    }
     let gid = pod.labels().get(GROUP_ID)?;
     let leader = *leaders.get(gid)?;
-    let config = env_value(pod, "DSO_LAUNCH_CONFIG")?;
-    let rank = env_value(pod, "DSO_RANK")
+    let config = crate::fixtures::env_value(pod, "DSO_LAUNCH_CONFIG")?;
+    let rank = crate::fixtures::env_value(pod, "DSO_RANK")
         .or_else(|| pod.labels().get(RANK).cloned())
         .unwrap_or_else(|| "0".into());
     let mut env = vec![
@@ -281,10 +295,14 @@ fn plan_launch(pod: &Pod, leaders: &BTreeMap<String, Ipv4Addr>) -> Option<Launch
         ("DSO_POD_IP".into(), ip.to_string()),
         ("DSO_LEADER_ADDRESS".into(), leader.to_string()),
     ];
-    if let Some(token) = env_value(pod, deepseek_engine::env::GROUP_TOKEN) {
+    if let Some(token) = crate::fixtures::env_value(pod, deepseek_engine::env::GROUP_TOKEN) {
         env.push((deepseek_engine::env::GROUP_TOKEN.into(), token));
     }
-    Some(Launch { ip, env })
+    Some(Launch {
+        ip,
+        env,
+        args: None,
+    })
 }
 
 fn spawn(opts: &SimOptions, pod: &str, launch: &Launch) -> Result<Child> {
@@ -294,6 +312,17 @@ fn spawn(opts: &SimOptions, pod: &str, launch: &Launch) -> Result<Child> {
         .append(true)
         .open(opts.log_dir.join(format!("sim-{pod}.log")))?;
     let mut cmd = Command::new(&opts.launcher);
+    if let Some(args) = &launch.args {
+        cmd.args(args)
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0);
+        return cmd
+            .spawn()
+            .with_context(|| format!("starting {}", opts.launcher.display()));
+    }
     cmd.arg("run");
     match &opts.real_engine_path {
         Some(dirs) => {
@@ -468,9 +497,14 @@ async fn probe(
         let launchers = pods.iter().filter_map(|p| {
             let ip = eligible(p)?;
             let runs = p.uid().is_some_and(|u| s.procs.contains_key(&u));
+            // A front answers on its one port; a launcher on its own.
+            let url = match p.labels().contains_key(FRONT) {
+                true => format!("http://{ip}:{}/healthz", deepseek_engine::ENGINE_PORT),
+                false => format!("http://{ip}:{LAUNCHER_PORT}{READINESS_PATH}"),
+            };
             Some(ProbeTarget {
                 name: p.name_any(),
-                url: runs.then(|| format!("http://{ip}:{LAUNCHER_PORT}{READINESS_PATH}")),
+                url: runs.then_some(url),
                 reported: ready_condition(p),
             })
         });

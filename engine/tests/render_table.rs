@@ -362,6 +362,12 @@ fn llamacpp_commands() {
     c.model = "/models/r1-q8.gguf".into();
     c.quantization = "gguf-q8_0".into();
     assert_eq!(serve(&c, 0).flag_value("-m"), Some("/models/r1-q8.gguf"));
+    // A plan for a large node allows more sequences than llama.cpp holds (256).
+    c.max_num_seqs = 16684;
+    c.max_model_len = 512;
+    let s = serve(&c, 0);
+    assert_eq!(s.flag_value("--parallel"), Some("256"));
+    assert_eq!(s.flag_value("-c"), Some("131072"));
 }
 
 #[test]

@@ -7,12 +7,14 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use deepseek_e2e::fixtures::ready_node;
 use deepseek_operator::api::DeepSeekModel;
 use deepseek_operator::build::desired::desired;
 use deepseek_operator::config::OperatorConfig;
 use deepseek_operator::inventory::{pools_from_facts, pools_from_nodes, NodeFacts};
 use deepseek_planner::Catalog;
 use k8s_openapi::api::core::v1::Node;
+use serde_json::json;
 
 /// 50 pools of 200 nodes, cycling through the identifiable accelerators of the catalog;
 /// each pool dedicated to a team by its own taint, so the 50 stay distinct.
@@ -30,24 +32,19 @@ fn nodes(catalog: &Catalog) -> Vec<Node> {
         };
         let resource = a.resource.clone().unwrap_or_default();
         for i in 0..200 {
-            let name = format!("pool{pool}-{i}");
             let mut labels: BTreeMap<String, String> = m.requires.clone();
             labels.insert(m.key.clone(), m.values[0].clone());
-            labels.insert("kubernetes.io/hostname".into(), name.clone());
-            let taints = serde_json::json!([
+            let taints = json!([
                 {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"},
                 {"key": "dedicated", "value": format!("team-{pool}"), "effect": "NoSchedule"},
             ]);
-            let node: Node = serde_json::from_value(serde_json::json!({
-                "metadata": {"name": name, "labels": labels},
-                "spec": {"taints": taints},
-                "status": {
-                    "allocatable": {resource.clone(): a.typical_per_node.to_string(), "cpu": "192", "memory": "2Ti"},
-                    "conditions": [{"type": "Ready", "status": "True"}],
-                },
-            }))
-            .unwrap_or_default();
-            out.push(node);
+            let allocatable = json!({resource.clone(): a.typical_per_node.to_string(), "cpu": "192", "memory": "2Ti"});
+            out.push(ready_node(
+                &format!("pool{pool}-{i}"),
+                json!(labels),
+                taints,
+                allocatable,
+            ));
         }
     }
     out

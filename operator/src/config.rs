@@ -133,7 +133,7 @@ pub struct OperatorConfig {
     /// and created again, so a half group never holds accelerators forever.
     pub capacity_pending_timeout_seconds: Seconds<300>,
     /// Seconds to wait, after removing such a partly placed group, before creating it
-    /// again; doubled per removal in a row (capacity.rs `retry_delay`). Longer than the
+    /// again; doubled per removal in a row (whole_groups.rs `retry_delay`). Longer than the
     /// NodePool's consolidation of an empty node, so the freed node goes first.
     pub capacity_retry_seconds: Seconds<300>,
     /// The drain bound: seconds in-flight requests get once a pod is stopped (the

@@ -6,7 +6,6 @@
 pub mod api;
 pub mod autoscale;
 pub mod build;
-pub mod capacity;
 pub mod cli;
 pub mod config;
 pub mod controller;
@@ -15,3 +14,4 @@ pub mod placement;
 pub mod rollout;
 pub mod spec_ranges;
 pub mod validate;
+pub mod whole_groups;

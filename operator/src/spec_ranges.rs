@@ -15,6 +15,8 @@ pub const TARGET_QUEUE_DEPTH: (i64, i64) = (1, 100_000);
 pub const INTERVAL_SECONDS: (i64, i64) = (1, 600);
 pub const STABILIZATION_SECONDS: (i64, i64) = (0, 86_400);
 pub const MAX_SCALE_UP_STEP: (i64, i64) = (1, 100);
+pub const HOLD_QUEUE_SIZE: (i64, i64) = (1, 10_000);
+pub const HOLD_MAX_WAIT_SECONDS: (i64, i64) = (1, 3600);
 pub const TENSOR: (i64, i64) = (1, 256);
 pub const PIPELINE: (i64, i64) = (1, 64);
 pub const MAX_MODEL_LEN: (i64, i64) = (256, 1_048_576);
@@ -69,6 +71,18 @@ pub fn check(spec: &DeepSeekModelSpec) -> Result<(), String> {
             w(a.max_scale_up_step),
             MAX_SCALE_UP_STEP,
         )?;
+        if let Some(h) = &a.hold_requests {
+            within(
+                "autoscaling.holdRequests.queueSize",
+                w(h.queue_size),
+                HOLD_QUEUE_SIZE,
+            )?;
+            within(
+                "autoscaling.holdRequests.maxWaitSeconds",
+                w(h.max_wait_seconds),
+                HOLD_MAX_WAIT_SECONDS,
+            )?;
+        }
     }
     if let Some(p) = &spec.parallelism {
         within("parallelism.tensor", w(p.tensor), TENSOR)?;

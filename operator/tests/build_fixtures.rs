@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use deepseek_e2e::fixtures::env_value;
 use deepseek_operator::api::DeepSeekModel;
 use deepseek_operator::build::desired::{desired, Desired};
 use deepseek_operator::build::labels;
@@ -370,17 +371,6 @@ fn unknown_model_and_vendor_mismatch_are_refused_with_reasons() {
     );
 }
 
-/// The value of the engine container's env var `name`.
-fn env_of(pod: &Pod, name: &str) -> Option<String> {
-    pod.spec.as_ref()?.containers[0]
-        .env
-        .as_ref()?
-        .iter()
-        .find(|e| e.name == name)?
-        .value
-        .clone()
-}
-
 #[test]
 fn every_rank_of_a_group_gets_the_groups_token_and_the_group_port() {
     let d = build(&example("r1-fp8-h100-multinode.yaml"));
@@ -388,7 +378,7 @@ fn every_rank_of_a_group_gets_the_groups_token_and_the_group_port() {
     let tokens: Vec<Option<String>> = d
         .pods
         .iter()
-        .map(|p| env_of(p, deepseek_engine::env::GROUP_TOKEN))
+        .map(|p| env_value(p, deepseek_engine::env::GROUP_TOKEN))
         .collect();
     let first = tokens[0].clone().expect("the leader has a group token");
     assert_eq!(first.len(), 64);

@@ -2,6 +2,7 @@
 //! pure path from manifest to pods (the e2e tenancy suite repeats the cluster-level ones on
 //! the real control plane). Each case failed on the operator before the tenancy work.
 
+use deepseek_e2e::fixtures::ready_node;
 use deepseek_operator::api::{DeepSeekModel, ResolvedStatus};
 use deepseek_operator::build::desired::{desired, Desired};
 use deepseek_operator::build::WeightsVolume;
@@ -15,17 +16,7 @@ fn node(name: &str, labels: serde_json::Value, taints: serde_json::Value, gpus: 
     if gpus > 0 {
         alloc["nvidia.com/gpu"] = json!(gpus.to_string());
     }
-    let mut labels = labels;
-    labels["kubernetes.io/hostname"] = json!(name);
-    serde_json::from_value(json!({
-        "metadata": {"name": name, "labels": labels},
-        "spec": {"taints": taints},
-        "status": {
-            "allocatable": alloc,
-            "conditions": [{"type": "Ready", "status": "True"}],
-        },
-    }))
-    .unwrap_or_else(|e| panic!("node fixture {name}: {e}"))
+    ready_node(name, labels, taints, alloc)
 }
 
 fn gpu_taint() -> serde_json::Value {
@@ -45,6 +36,17 @@ fn model(name: &str, ns: &str, spec: serde_json::Value) -> DeepSeekModel {
 fn build(m: &DeepSeekModel, nodes: &[Node], cfg: &OperatorConfig) -> Result<Desired, String> {
     let refs: Vec<&Node> = nodes.iter().collect();
     desired(m, &refs, cfg, Catalog::builtin()).map_err(|(r, msg)| format!("{r}: {msg}"))
+}
+
+/// `spec` as model `a/m` on the L4 nodes with the default configuration; panics if it is
+/// refused.
+fn on_l4(spec: serde_json::Value) -> Desired {
+    build(
+        &model("m", "a", spec),
+        &l4_nodes(),
+        &OperatorConfig::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn l4_nodes() -> Vec<Node> {
@@ -125,12 +127,7 @@ fn tenants_never_share_a_writable_node_cache() {
 
 #[test]
 fn engines_do_not_trust_remote_code_for_catalog_models() {
-    let d = build(
-        &model("m", "a", small()),
-        &l4_nodes(),
-        &OperatorConfig::default(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let d = on_l4(small());
     assert!(!d.workload.launch.trust_remote_code);
 }
 
@@ -286,12 +283,7 @@ fn pool_membership_changes_do_not_change_the_template_hash() {
 
 #[test]
 fn every_pod_has_requests_a_bounded_shm_and_a_tight_security_context() {
-    let d = build(
-        &model("m", "a", small()),
-        &l4_nodes(),
-        &OperatorConfig::default(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let d = on_l4(small());
     let spec = spec_of(&d.pods[0]);
     let c = &spec.containers[0];
     let req = c
@@ -330,12 +322,7 @@ fn every_pod_has_requests_a_bounded_shm_and_a_tight_security_context() {
     // Overrides from the manifest win.
     let mut sized = small();
     sized["resources"] = json!({"cpu": "3", "memory": "20Gi"});
-    let d = build(
-        &model("m", "a", sized),
-        &l4_nodes(),
-        &OperatorConfig::default(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let d = on_l4(sized);
     let req = spec_of(&d.pods[0]).containers[0]
         .resources
         .as_ref()
@@ -351,12 +338,7 @@ fn every_pod_has_requests_a_bounded_shm_and_a_tight_security_context() {
 /// (only it) to the engine's user, as root with CHOWN as its only capability.
 #[test]
 fn a_non_root_engine_owns_its_node_cache_directory() {
-    let d = build(
-        &model("m", "a", small()),
-        &l4_nodes(),
-        &OperatorConfig::default(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let d = on_l4(small());
     assert!(matches!(d.workload.weights, WeightsVolume::HostPath(_)));
     for pod in &d.pods {
         let spec = spec_of(pod);
@@ -393,12 +375,7 @@ fn a_non_root_engine_owns_its_node_cache_directory() {
     // A volume claim gets fsGroup instead: no init container.
     let mut claimed = small();
     claimed["cache"] = json!({"claimName": "weights"});
-    let d = build(
-        &model("m", "a", claimed),
-        &l4_nodes(),
-        &OperatorConfig::default(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let d = on_l4(claimed);
     assert!(!matches!(d.workload.weights, WeightsVolume::HostPath(_)));
     assert_eq!(spec_of(&d.pods[0]).init_containers, None);
 }
@@ -406,24 +383,25 @@ fn a_non_root_engine_owns_its_node_cache_directory() {
 /// Golden template hashes of fixed manifests. A change here restarts every model of that
 /// shape the next time its spec changes: make it deliberately, and say so in the release
 /// notes. (Running models are protected anyway: they reuse `status.resolved`.)
-#[test]
-fn golden_template_hashes() {
+/// The fixed manifests whose template hash and resolution key are pinned, built with a
+/// fixed runtime image tag.
+fn golden_builds() -> [Desired; 2] {
     let cfg = OperatorConfig {
         runtime_image_tag: Some("golden".into()),
         ..Default::default()
     };
-    let h = |spec: serde_json::Value| {
-        build(&model("m", "ns", spec), &l4_nodes(), &cfg)
-            .unwrap_or_else(|e| panic!("{e}"))
-            .workload
-            .template_hash
-    };
-    let got = [
-        h(small()),
-        h(
-            json!({"model": "deepseek-r1-distill-qwen-7b", "accelerator": {"product": "l4"}, "serving": {"maxModelLen": 4096}}),
-        ),
+    let specs = [
+        small(),
+        json!({"model": "deepseek-r1-distill-qwen-7b", "accelerator": {"product": "l4"}, "serving": {"maxModelLen": 4096}}),
     ];
+    specs.map(|spec| {
+        build(&model("m", "ns", spec), &l4_nodes(), &cfg).unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
+#[test]
+fn golden_template_hashes() {
+    let got = golden_builds().map(|d| d.workload.template_hash);
     assert_eq!(got, ["1fb3d63368", "ce91179702"], "template hashes changed");
 }
 
@@ -562,23 +540,7 @@ fn no_pod_may_land_on_a_control_plane_node() {
 /// restart): the key must stay what the operator recorded before.
 #[test]
 fn golden_resolution_keys() {
-    let cfg = OperatorConfig {
-        runtime_image_tag: Some("golden".into()),
-        ..Default::default()
-    };
-    let key = |spec: serde_json::Value| {
-        build(&model("m", "ns", spec), &l4_nodes(), &cfg)
-            .unwrap_or_else(|e| panic!("{e}"))
-            .workload
-            .resolved
-            .key
-    };
-    let got = [
-        key(small()),
-        key(
-            json!({"model": "deepseek-r1-distill-qwen-7b", "accelerator": {"product": "l4"}, "serving": {"maxModelLen": 4096}}),
-        ),
-    ];
+    let got = golden_builds().map(|d| d.workload.resolved.key);
     assert_eq!(got, GOLDEN_KEYS, "resolution keys changed");
 }
 

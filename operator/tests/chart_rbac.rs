@@ -87,11 +87,11 @@ const MODEL_RULES: &[(&str, &str, &[&str])] = &[
     // controller/apply.rs `event` -> kube-runtime `Recorder::publish` (events.rs): create a
     // new events.k8s.io/v1 Event, patch it when the same event repeats.
     ("events.k8s.io", "events", &["create", "patch"]),
-    // controller/capacity.rs `karpenter_event`: `Api::<Event>::namespaced(..).list(..)`
+    // controller/capacity_pending.rs `karpenter_event`: `Api::<Event>::namespaced(..).list(..)`
     // (field selector on the pod) for Karpenter's FailedScheduling Event on an unplaced
     // rank of a partly placed group.
     ("", "events", &["list"]),
-    // autoscale/scaled_object.rs `try_sync`, called by every reconcile
+    // controller/scaled_object.rs `try_sync`, called by every reconcile
     // (controller/reconcile.rs): `api.get_opt` (get) while the child cache has not listed
     // them, `api.patch(.., Patch::Apply)` when provider=keda (server-side apply: create +
     // patch), `api.delete` of the operator's own otherwise. Api<DynamicObject> with
@@ -117,7 +117,7 @@ const MODEL_RULES: &[(&str, &str, &[&str])] = &[
 /// Cluster-wide in both modes: controller/nodes.rs `watcher(Api::<Node>::all(..), ..)`;
 /// controller/nodepools.rs `watcher(Api::<DynamicObject>::all_with(..), ..)` on Karpenter's
 /// NodePools (cluster-scoped), only once discovery finds the karpenter.sh/v1 API. Nothing
-/// gets a single NodePool. controller/capacity.rs `autoscaler_state`: `api.list(..)` of a
+/// gets a single NodePool. controller/capacity_pending.rs `autoscaler_state`: `api.list(..)` of a
 /// NodePool's NodeClaims (cluster-scoped) while a group is only partly placed.
 const NODE_RULES: &[(&str, &str, &[&str])] = &[
     ("", "nodes", &["list", "watch"]),

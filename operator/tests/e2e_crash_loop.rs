@@ -31,15 +31,6 @@ const T: Duration = Duration::from_secs(120);
 const WINDOW: u64 = 60;
 const MAX: usize = 3;
 
-/// Every `deepseek_operator_api_writes` sample, summed.
-fn all_writes(metrics: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("deepseek_operator_api_writes"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 fn rank(p: &Pod) -> Option<&str> {
     p.labels()
         .get("inference.deepseek-operator.dev/rank")
@@ -58,13 +49,13 @@ fn running(p: &Pod) -> bool {
     p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
 }
 
-/// Plays the kubelet for the crashing rank: every rank 0 seen running for the first time
-/// is reported restarted, waiting in CrashLoopBackOff, its last run ended with exit code
-/// 3. Records when each was first seen.
-async fn crash_fresh_leaders(
+/// Plays the kubelet for every rank 0 running without restarts: reports it restarted,
+/// waiting in CrashLoopBackOff, its last run ended with exit code 3. Records when each was
+/// first seen running (by pod uid) in `started`.
+async fn crash_new_leaders(
     pods: &Api<Pod>,
     started: &mut BTreeMap<String, Duration>,
-    now: Duration,
+    start: Instant,
 ) -> Result<()> {
     for p in model_pods(pods, "crash").await? {
         if rank(&p) != Some("0") || p.metadata.deletion_timestamp.is_some() {
@@ -73,7 +64,9 @@ async fn crash_fresh_leaders(
         if !running(&p) || restarts(&p) > 0 {
             continue;
         }
-        started.entry(p.uid().unwrap_or_default()).or_insert(now);
+        started
+            .entry(p.uid().unwrap_or_default())
+            .or_insert(start.elapsed());
         let mut status = running_status(&p, false, 1);
         if let Some(cs) = status["status"]["containerStatuses"].as_array_mut() {
             for c in cs {
@@ -108,45 +101,29 @@ async fn a_rank_crashing_at_every_start_is_recreated_within_the_backoff_bound() 
     apply_model(&models, &nodes.model("crash")?).await?;
 
     let start = Instant::now();
-    let writes_at_start = all_writes(&op.metrics().await?);
+    let writes_at_start = common::crash_loop::all_writes(&op.metrics().await?);
     // When each rank 0 (one per group created) was first seen running.
     let mut started: BTreeMap<String, Duration> = BTreeMap::new();
     let observe = Duration::from_secs(2 * WINDOW + 30);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     while start.elapsed() < observe {
         tick.tick().await;
-        crash_fresh_leaders(&pods, &mut started, start.elapsed()).await?;
+        crash_new_leaders(&pods, &mut started, start).await?;
     }
     let minutes = start.elapsed().as_secs_f64() / 60.0;
-    let writes = all_writes(&op.metrics().await?) - writes_at_start;
+    let writes = common::crash_loop::all_writes(&op.metrics().await?) - writes_at_start;
 
-    let mut times: Vec<Duration> = started.values().copied().collect();
-    times.sort();
-    // The first group is the creation; the others are recreations.
-    let recreations = &times[1.min(times.len())..];
-    ensure!(
-        recreations.len() >= MAX,
-        "the crashing group was recreated only {} time(s): {times:?}\n{}",
-        recreations.len(),
-        op.log_tail()
-    );
-    // Never more than MAX in any window (a few seconds' slack for deletion and creation).
-    for w in recreations.windows(MAX + 1) {
-        ensure!(
-            w[MAX] - w[0] >= Duration::from_secs(WINDOW - 5),
-            "{} recreations within {:?}: {times:?}",
-            MAX + 1,
-            w[MAX] - w[0]
-        );
-    }
-    // The kubelet's part goes on while waiting: a group recreated just now crashes too.
-    let seen = std::sync::Mutex::new(started.clone());
+    let times: Vec<Duration> = started.values().copied().collect();
+    let recreations = common::crash_loop::recreations_within_bound(
+        times,
+        MAX,
+        Duration::from_secs(WINDOW),
+        &op.log_tail(),
+    )?;
+    // The kubelet goes on reporting crashes: a group recreated as the observation ended
+    // crashes too (it is not counted above).
     let degraded = wait_for(T, "Degraded=CrashLooping naming the exit code", || async {
-        let mut s = seen.lock().map(|s| s.clone()).unwrap_or_default();
-        crash_fresh_leaders(&pods, &mut s, start.elapsed()).await?;
-        if let Ok(mut g) = seen.lock() {
-            *g = s;
-        }
+        crash_new_leaders(&pods, &mut BTreeMap::new(), start).await?;
         let m = models.get("crash").await?;
         let c = m
             .status

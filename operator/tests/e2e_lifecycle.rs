@@ -347,3 +347,53 @@ async fn losing_a_rank_recreates_the_whole_group() -> Result<()> {
     ensure!(after.len() == 2);
     ns.finish().await
 }
+
+/// What the controller remembers of a model between passes (controller/memory.rs) goes
+/// with the model: `deepseek_operator_remembered_models` counts it while it exists and
+/// drops it once it is deleted.
+#[tokio::test]
+async fn a_deleted_models_memory_is_dropped() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::ensure().await?;
+    install_crd(&cluster).await?;
+    let ns = cluster.namespace("memory").await?;
+    let op = Operator::start(
+        &cluster,
+        OperatorOptions {
+            namespaces: Some(ns.name()),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let models: Api<DeepSeekModel> = ns.api();
+    let model = example("r1-distill-qwen-1.5b-l4.yaml")?;
+    let name = model.metadata.name.clone().context("name")?;
+    apply_model(&models, &model).await?;
+    let remembered = |want: f64| {
+        let op = &op;
+        move || async move {
+            let n = op.counter("deepseek_operator_remembered_models").await?;
+            Ok((n == want).then_some(()))
+        }
+    };
+    wait_for(T, "the model is remembered", remembered(1.0))
+        .await
+        .with_context(|| op.log_tail())?;
+    // Settled first, so no pass of the model is under way when it goes.
+    let pods: Api<Pod> = ns.api();
+    wait_groups(&pods, &name, 1, 1, T).await?;
+    wait_condition(&models, &name, "Progressing", "False", T).await?;
+    models
+        .delete(&name, &kube::api::DeleteParams::default())
+        .await?;
+    // Within less than a sweep (memory::SWEEP, 60 s): the deletion event drops it.
+    let prompt = Duration::from_secs(30);
+    wait_for(
+        prompt,
+        "the deleted model's memory is dropped",
+        remembered(0.0),
+    )
+    .await
+    .with_context(|| op.log_tail())?;
+    ns.finish().await
+}

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use common::*;
+use deepseek_e2e::fixtures::kwok_node;
 use deepseek_e2e::wait::wait_for;
 use deepseek_e2e::{Cluster, TestNamespace};
 use deepseek_operator::api::DeepSeekModel;
@@ -351,23 +352,15 @@ async fn impossible_model_is_explained_and_proceeds_when_a_pool_appears() -> Res
 
     let nodes: Api<Node> = Api::all(cluster.client());
     let node_name = format!("a100-{}", ns.name());
-    let node: Node = serde_json::from_value(serde_json::json!({
-        "metadata": {
-            "name": node_name,
-            "annotations": {"kwok.x-k8s.io/node": "fake"},
-            "labels": {"kubernetes.io/hostname": node_name, "nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB", "type": "kwok"},
-        },
-        "spec": {"taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]},
-    }))?;
-    nodes.create(&PostParams::default(), &node).await?;
-    let status = serde_json::json!({"status": {
-        "capacity": {"nvidia.com/gpu": "8", "cpu": "96", "memory": "1000Gi", "pods": "110"},
-        "allocatable": {"nvidia.com/gpu": "8", "cpu": "96", "memory": "1000Gi", "pods": "110"},
-        "addresses": [{"type": "InternalIP", "address": "127.0.9.9"}],
-    }});
-    nodes
-        .patch_status(&node_name, &PatchParams::default(), &Patch::Merge(&status))
-        .await?;
+    kwok_node(
+        &nodes,
+        &node_name,
+        serde_json::json!({"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}),
+        serde_json::json!([{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]),
+        serde_json::json!({"nvidia.com/gpu": "8"}),
+        "127.0.9.9",
+    )
+    .await?;
     let result = async {
         wait_condition(&models, "waits-for-a100", "Planned", "True", T).await?;
         let pods: Api<Pod> = ns.api();

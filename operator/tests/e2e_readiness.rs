@@ -23,13 +23,14 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use common::*;
+use deepseek_e2e::fixtures::kwok_node;
 use deepseek_e2e::sim::{ready_condition, SimFleet, SimOptions, PROBED_NAMESPACE_PREFIX};
 use deepseek_e2e::wait::wait_for;
 use deepseek_e2e::Cluster;
 use deepseek_operator::api::DeepSeekModel;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::DeleteParams;
 use kube::Api;
 
 /// Accelerator nodes are shared with other suites: wait generously for them.
@@ -47,24 +48,15 @@ const OWNER: &str = "e2e.deepseek.ai/owner";
 
 /// Adds a simulated 8 x H800 node owned by namespace `ns` (KWOK heartbeats it).
 async fn add_h800_node(nodes: &Api<Node>, name: &str, ns: &str, ip: &str) -> Result<()> {
-    let node: Node = serde_json::from_value(serde_json::json!({
-        "metadata": {
-            "name": name,
-            "annotations": {"kwok.x-k8s.io/node": "fake"},
-            "labels": {"kubernetes.io/hostname": name, "nvidia.com/gpu.product": "NVIDIA-H800-80GB-HBM3", "type": "kwok", OWNER: ns},
-        },
-        "spec": {"taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]},
-    }))?;
-    nodes.create(&PostParams::default(), &node).await?;
-    let status = serde_json::json!({"status": {
-        "capacity": {"nvidia.com/gpu": "8", "cpu": "192", "memory": "2Ti", "pods": "110"},
-        "allocatable": {"nvidia.com/gpu": "8", "cpu": "192", "memory": "2Ti", "pods": "110"},
-        "addresses": [{"type": "InternalIP", "address": ip}],
-    }});
-    nodes
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-        .await?;
-    Ok(())
+    kwok_node(
+        nodes,
+        name,
+        serde_json::json!({"nvidia.com/gpu.product": "NVIDIA-H800-80GB-HBM3", OWNER: ns}),
+        serde_json::json!([{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]),
+        serde_json::json!({"nvidia.com/gpu": "8", "cpu": "192", "memory": "2Ti"}),
+        ip,
+    )
+    .await
 }
 
 #[tokio::test]

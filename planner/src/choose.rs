@@ -221,13 +221,7 @@ fn chosen_ep(
 fn nearest_valid(r: &Resolved, asked: &Layout, within_nodes: &dyn Fn(&Layout) -> bool) -> String {
     let tp = asked.tensor_parallel;
     let dp = asked.data_parallel;
-    let routed = r
-        .req
-        .model
-        .moe
-        .as_ref()
-        .map(|m| m.routed_experts)
-        .unwrap_or(0);
+    let routed = r.routed_experts();
     let redundant = r.req.parallel.redundant_experts;
     // Past the expert slots every rank would hold less than one expert.
     let slots = routed.saturating_add(redundant);

@@ -250,30 +250,26 @@ impl Resolved<'_> {
             && self.req.accelerator.vendor != Vendor::Cpu
     }
 
+    /// The model's routed experts; 0 for a dense model.
+    pub(crate) fn routed_experts(&self) -> u32 {
+        self.req.model.moe.as_ref().map_or(0, |m| m.routed_experts)
+    }
+
+    /// Routed plus redundant experts; 0 for a dense model.
     pub(crate) fn expert_slots(&self) -> u32 {
-        self.req
-            .model
-            .moe
-            .as_ref()
-            .map(|m| {
-                m.routed_experts
-                    .saturating_add(self.req.parallel.redundant_experts)
-            })
-            .unwrap_or(0)
+        match self.req.model.moe {
+            Some(_) => self
+                .routed_experts()
+                .saturating_add(self.req.parallel.redundant_experts),
+            None => 0,
+        }
     }
 
     /// Whether the engine loads this layout's expert split (`expert_rule`).
     pub(crate) fn check_ep(&self, layout: &Layout) -> Result<(), String> {
-        let routed = self
-            .req
-            .model
-            .moe
-            .as_ref()
-            .map(|m| m.routed_experts)
-            .unwrap_or(0);
         expert_rule::check_ep(
             self.engine,
-            routed,
+            self.routed_experts(),
             self.req.parallel.redundant_experts,
             layout.expert_parallel,
         )

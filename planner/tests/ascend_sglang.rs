@@ -7,26 +7,25 @@
 //!   AWQ and GPTQ W4A16 (MoE included) on A2 and A3; no FP8 or FP4 on either.
 //! - SGLang's supported Ascend hardware is Atlas A2 (910B) and A3 (910C), not the 310P.
 
+mod common;
+
+use common::run;
 use deepseek_planner::{
-    engine_runs_on, plan, plan_disaggregated, Catalog, Engine, KvCacheDtype, Plan, PlanError,
+    engine_runs_on, plan_disaggregated, Catalog, Engine, KvCacheDtype, Plan, PlanError,
     PlanRequest, Quantization, RoleOverrides, Vendor,
 };
 
-fn run(
+/// DeepSeek-R1 in `quant` on `acc`, with the engine left open (`None`) or chosen.
+fn r1(
     quant: Quantization,
     acc: &str,
     engine: Option<Engine>,
     tweak: impl Fn(&mut PlanRequest),
 ) -> Result<Plan, PlanError> {
-    let c = Catalog::builtin();
-    let m = c.model("deepseek-r1").expect("deepseek-r1");
-    let a = c
-        .accelerator(acc)
-        .unwrap_or_else(|| panic!("accelerator {acc}"));
-    let mut r = PlanRequest::new(m, quant, a);
-    r.engine = engine;
-    tweak(&mut r);
-    plan(&r)
+    run("deepseek-r1", quant, acc, |r| {
+        r.engine = engine;
+        tweak(r)
+    })
 }
 
 #[test]
@@ -42,7 +41,7 @@ fn sglang_plans_the_formats_it_serves_on_a2_and_a3() {
         (Quantization::W4a8, "ascend-910c-card", 8),
     ];
     for (quant, acc, max) in table {
-        let p = run(quant, acc, Some(Engine::Sglang), |_| {})
+        let p = r1(quant, acc, Some(Engine::Sglang), |_| {})
             .unwrap_or_else(|e| panic!("sglang {quant} on {acc}: {e}"));
         assert_eq!(p.engine, Engine::Sglang);
         assert!(
@@ -68,10 +67,10 @@ fn vllm_ascend_stays_the_aggregated_default_except_for_awq_and_gptq() {
         (Quantization::Int4Gptq, Engine::Sglang),
     ];
     for (quant, want) in table {
-        let p = run(quant, "ascend-910c", None, |_| {}).unwrap_or_else(|e| panic!("{quant}: {e}"));
+        let p = r1(quant, "ascend-910c", None, |_| {}).unwrap_or_else(|e| panic!("{quant}: {e}"));
         assert_eq!(p.engine, want, "{quant}");
     }
-    let gptq = run(Quantization::Int4Gptq, "ascend-910c", None, |_| {}).expect("gptq");
+    let gptq = r1(Quantization::Int4Gptq, "ascend-910c", None, |_| {}).expect("gptq");
     assert!(
         gptq.notes.iter().any(|n| n.contains("desc_act")),
         "{:?}",
@@ -127,7 +126,7 @@ fn what_sglang_cannot_serve_on_ascend_is_refused_with_an_alternative() {
         ),
     ];
     for (quant, acc, engine, hint) in table {
-        match run(quant, acc, engine, |_| {}) {
+        match r1(quant, acc, engine, |_| {}) {
             Err(PlanError::Unsupported { reason, suggestion }) => {
                 assert!(!reason.is_empty());
                 assert!(suggestion.contains(hint), "{quant} on {acc}: {suggestion}");
@@ -135,7 +134,7 @@ fn what_sglang_cannot_serve_on_ascend_is_refused_with_an_alternative() {
             other => panic!("{quant} on {acc} with {engine:?}: {other:?}"),
         }
     }
-    let fp8_kv = run(
+    let fp8_kv = r1(
         Quantization::Int8,
         "ascend-910c",
         Some(Engine::Sglang),

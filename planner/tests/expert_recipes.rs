@@ -3,8 +3,11 @@
 //! source. Where the recipe's hardware is not in the catalog the row runs on the
 //! closest catalog product and says so.
 
+mod common;
+
+use common::run;
 use deepseek_planner::{
-    plan, Catalog, KvCacheDtype, LayoutObjective, Plan, PlanError, PlanRequest, Quantization,
+    plan, Catalog, KvCacheDtype, LayoutObjective, Plan, PlanRequest, Quantization,
 };
 
 struct Want<'a> {
@@ -21,24 +24,8 @@ struct Want<'a> {
     experts_per_rank: u32,
 }
 
-fn run(
-    model: &str,
-    acc: &str,
-    quant: Quantization,
-    tweak: impl FnOnce(&mut PlanRequest),
-) -> Result<Plan, PlanError> {
-    let c = Catalog::builtin();
-    let m = c.model(model).unwrap_or_else(|| panic!("model {model}"));
-    let a = c
-        .accelerator(acc)
-        .unwrap_or_else(|| panic!("accelerator {acc}"));
-    let mut req = PlanRequest::new(m, quant, a);
-    tweak(&mut req);
-    plan(&req)
-}
-
 fn recipe(w: &Want) -> Plan {
-    let p = run(w.model, w.accelerator, w.quantization, |r| {
+    let p = run(w.model, w.quantization, w.accelerator, |r| {
         r.parallel.data_parallel = Some(w.dp);
         r.tensor_parallel = w.tp;
         r.parallel.redundant_experts = w.redundant;
@@ -159,9 +146,9 @@ fn dp_attention_holds_more_sequences_per_gpu_than_tp() {
         r.max_model_len = Some(2100);
         r.concurrency = Some(1);
     };
-    let tp = run("deepseek-v3", "h100-80gb", Quantization::Fp8, tweak).expect("TP plan");
+    let tp = run("deepseek-v3", Quantization::Fp8, "h100-80gb", tweak).expect("TP plan");
     assert_eq!(tp.layout, "TP8xPP2");
-    let dp = run("deepseek-v3", "h100-80gb", Quantization::Fp8, |r| {
+    let dp = run("deepseek-v3", Quantization::Fp8, "h100-80gb", |r| {
         tweak(r);
         r.parallel.data_parallel = Some(72);
         r.parallel.redundant_experts = 32;
@@ -182,7 +169,7 @@ fn dp_attention_holds_more_sequences_per_gpu_than_tp() {
 #[test]
 fn throughput_objective_moves_to_dp_attention_under_load() {
     let at = |conc: u32, objective: LayoutObjective| {
-        run("deepseek-r1", "h200", Quantization::Fp8, |r| {
+        run("deepseek-r1", Quantization::Fp8, "h200", |r| {
             r.concurrency = Some(conc);
             r.parallel.objective = objective;
         })
@@ -208,15 +195,15 @@ fn mtp_and_fp8_kv_change_memory_as_documented() {
         r.parallel.data_parallel = Some(16);
         r.concurrency = Some(256);
     };
-    let plain = run("deepseek-r1", "h200", Quantization::Fp8, base).expect("plain");
-    let fp8 = run("deepseek-r1", "h200", Quantization::Fp8, |r| {
+    let plain = run("deepseek-r1", Quantization::Fp8, "h200", base).expect("plain");
+    let fp8 = run("deepseek-r1", Quantization::Fp8, "h200", |r| {
         base(r);
         r.parallel.kv_cache_dtype = KvCacheDtype::Fp8;
     })
     .expect("fp8 kv");
     assert!((fp8.memory.kv_cache_gib * 2.0 - plain.memory.kv_cache_gib).abs() < 1e-9);
     assert_eq!(fp8.memory.kv_bytes_per_token, 35_136);
-    let mtp = run("deepseek-r1", "h200", Quantization::Fp8, |r| {
+    let mtp = run("deepseek-r1", Quantization::Fp8, "h200", |r| {
         base(r);
         r.parallel.speculative_mtp = true;
     })
@@ -230,15 +217,15 @@ fn mtp_and_fp8_kv_change_memory_as_documented() {
 
 #[test]
 fn refusals_are_one_line_and_name_the_cause() {
-    let e = run("deepseek-r1", "ascend-910b", Quantization::Int8, |r| {
+    let e = run("deepseek-r1", Quantization::Int8, "ascend-910b", |r| {
         r.parallel.kv_cache_dtype = KvCacheDtype::Fp8;
     })
     .expect_err("vllm-ascend has no fp8 kv");
     assert!(e.to_string().contains("FP8 KV cache"), "{e}");
     let e = run(
         "deepseek-r1-distill-llama-8b",
-        "h100-80gb",
         Quantization::Bf16,
+        "h100-80gb",
         |r| {
             r.parallel.data_parallel = Some(8);
         },
@@ -247,15 +234,15 @@ fn refusals_are_one_line_and_name_the_cause() {
     assert!(e.to_string().contains("MoE"), "{e}");
     let e = run(
         "deepseek-r1-distill-llama-8b",
-        "h100-80gb",
         Quantization::Bf16,
+        "h100-80gb",
         |r| {
             r.parallel.speculative_mtp = true;
         },
     )
     .expect_err("no mtp");
     assert!(e.to_string().contains("multi-token"), "{e}");
-    let e = run("deepseek-r1", "h100-80gb", Quantization::Fp8, |r| {
+    let e = run("deepseek-r1", Quantization::Fp8, "h100-80gb", |r| {
         r.parallel.data_parallel = Some(2);
     })
     .expect_err("DP2 x EP2 holds half the experts per H100");

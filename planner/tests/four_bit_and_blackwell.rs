@@ -7,16 +7,10 @@
 //! - AMD publishes DeepSeek-R1 as MXFP4 Quark checkpoints for MI355X (CDNA 4).
 //! - vllm-ascend serves ModelSlim W4A8 DeepSeek-R1 on Atlas 800I A2 (8 x 64 GB 910B).
 
-use deepseek_planner::{plan, Catalog, Engine, Plan, PlanError, PlanRequest, Quantization};
+mod common;
 
-fn run(model: &str, quant: Quantization, acc: &str) -> Result<Plan, PlanError> {
-    let c = Catalog::builtin();
-    let m = c.model(model).unwrap_or_else(|| panic!("model {model}"));
-    let a = c
-        .accelerator(acc)
-        .unwrap_or_else(|| panic!("accelerator {acc}"));
-    plan(&PlanRequest::new(m, quant, a))
-}
+use common::run;
+use deepseek_planner::{plan, Catalog, Engine, Plan, PlanError, PlanRequest, Quantization};
 
 #[test]
 fn four_bit_formats_plan_where_the_hardware_runs_them() {
@@ -47,7 +41,8 @@ fn four_bit_formats_plan_where_the_hardware_runs_them() {
         ),
     ];
     for (model, quant, acc, engine, max_gpus) in table {
-        let p = run(model, quant, acc).unwrap_or_else(|e| panic!("{model} {quant} on {acc}: {e}"));
+        let p = run(model, quant, acc, |_| {})
+            .unwrap_or_else(|e| panic!("{model} {quant} on {acc}: {e}"));
         assert_eq!(p.engine, engine, "{model} {quant} on {acc}");
         assert!(
             p.gpus_per_replica <= max_gpus,
@@ -65,8 +60,8 @@ fn four_bit_formats_plan_where_the_hardware_runs_them() {
 
 #[test]
 fn four_bit_weights_are_smaller_than_fp8_and_larger_than_half_of_it() {
-    let fp8 = run("deepseek-r1", Quantization::Fp8, "b200").expect("fp8 on b200");
-    let fp4 = run("deepseek-r1", Quantization::Nvfp4, "b200").expect("nvfp4 on b200");
+    let fp8 = run("deepseek-r1", Quantization::Fp8, "b200", |_| {}).expect("fp8 on b200");
+    let fp4 = run("deepseek-r1", Quantization::Nvfp4, "b200", |_| {}).expect("nvfp4 on b200");
     let total = |p: &Plan| p.memory.weights_gib * f64::from(p.gpus_per_replica);
     let (w8, w4) = (total(&fp8), total(&fp4));
     assert!(w4 < w8 * 0.75, "nvfp4 {w4} GiB vs fp8 {w8} GiB");
@@ -89,7 +84,7 @@ fn four_bit_formats_are_refused_where_nothing_serves_them() {
         (Quantization::Nvfp4, "cpu", "gguf"),
     ];
     for (quant, acc, hint) in table {
-        match run("deepseek-r1", quant, acc) {
+        match run("deepseek-r1", quant, acc, |_| {}) {
             Err(PlanError::Unsupported { reason, suggestion }) => assert!(
                 suggestion.contains(hint),
                 "{quant} on {acc}: {reason}; suggestion '{suggestion}' lacks '{hint}'"
@@ -161,7 +156,7 @@ fn nvlink_domains_span_whole_nodes() {
 #[test]
 fn tensor_parallel_spans_nodes_inside_an_nvlink_domain() {
     // R1 FP8 needs 8 GB200s (2 trays of 4): inside the NVL72 domain TP8 beats TP4 x PP2.
-    let p = run("deepseek-r1", Quantization::Fp8, "gb200").expect("fp8 on gb200");
+    let p = run("deepseek-r1", Quantization::Fp8, "gb200", |_| {}).expect("fp8 on gb200");
     assert_eq!(
         (
             p.gpus_per_replica,

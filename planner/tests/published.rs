@@ -1,22 +1,9 @@
 //! Table tests against published DeepSeek deployments and the support matrix.
 
-use deepseek_planner::{plan, Catalog, Engine, Plan, PlanError, PlanRequest, Quantization, Vendor};
+mod common;
 
-fn run(
-    model: &str,
-    quant: Quantization,
-    acc: &str,
-    tweak: impl FnOnce(&mut PlanRequest),
-) -> Result<Plan, PlanError> {
-    let c = Catalog::builtin();
-    let m = c.model(model).unwrap_or_else(|| panic!("model {model}"));
-    let a = c
-        .accelerator(acc)
-        .unwrap_or_else(|| panic!("accelerator {acc}"));
-    let mut req = PlanRequest::new(m, quant, a);
-    tweak(&mut req);
-    plan(&req)
-}
+use common::run;
+use deepseek_planner::{plan, Catalog, Engine, Plan, PlanError, PlanRequest, Quantization, Vendor};
 
 fn ok(model: &str, quant: Quantization, acc: &str) -> Plan {
     match run(model, quant, acc, |_| {}) {

@@ -30,6 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 },
                 time_scale: 0.0,
                 pd_role: None,
+                load_delay: std::time::Duration::ZERO,
             };
             let shutdown = async move {
                 let _ = stop_rx.await;

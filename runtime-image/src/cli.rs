@@ -32,6 +32,9 @@ pub enum Command {
     Check(LaunchArgs),
     /// Run the GPU-free sim engine.
     Sim(SimArgs),
+    /// Serve a model's front: forward requests to ready replica groups, hold them
+    /// (bounded) while none is ready.
+    Front(FrontArgs),
     /// Drain this pod's rank through its group port and wait until the engine stopped
     /// (the leader pod's preStop hook).
     Drain(DrainArgs),
@@ -67,8 +70,10 @@ pub struct LaunchArgs {
     /// Address this pod's servers bind (the pod IP); also substituted for $(DSO_POD_IP).
     #[arg(long, env = "DSO_POD_IP")]
     pub bind: Option<IpAddr>,
-    /// Force an engine (e.g. `sim`), overriding the config's.
-    #[arg(long)]
+    /// Force an engine (e.g. `sim`), overriding the config's. `DSO_ENGINE` is set by an
+    /// image, never by the operator: the runtime-sim image of `scripts/images` runs the
+    /// sim engine in real containers on real test nodes.
+    #[arg(long, env = "DSO_ENGINE")]
     pub engine: Option<String>,
     /// Port of this launcher's public HTTP server (probes, metrics).
     #[arg(long, default_value_t = LAUNCHER_PORT)]
@@ -137,6 +142,10 @@ pub struct SimArgs {
     /// Multiplies every simulated delay (0 = none; tests use small values).
     #[arg(long, env = "DSO_SIM_TIME_SCALE", default_value_t = 1.0)]
     pub time_scale: f64,
+    /// Seconds the engine spends "loading weights" before it is healthy and serves
+    /// (stands in for a real engine's load time in tests; not scaled by the time scale).
+    #[arg(long, env = "DSO_SIM_LOAD_SECONDS", default_value_t = 0.0)]
+    pub load_seconds: f64,
     /// Drain bound: after SIGTERM, new requests get 503 and in-flight ones get this long.
     #[arg(long, env = "DSO_DRAIN_SECONDS", default_value_t = DEFAULT_DRAIN_SECONDS as f64)]
     pub drain_seconds: f64,
@@ -165,4 +174,36 @@ fn parse_pd_role(s: &str) -> Result<deepseek_engine::PdRole, String> {
             "unknown role '{other}' (expected prefill or decode)"
         )),
     }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FrontArgs {
+    /// Address to bind (the pod IP; tests: 127.0.0.1).
+    #[arg(long, env = "DSO_POD_IP", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    #[arg(long, default_value_t = ENGINE_PORT)]
+    pub port: u16,
+    /// A replica group: `URL` or `URL,READY_URL` (repeatable).
+    #[arg(long = "backend")]
+    pub backends: Vec<crate::front::BackendSpec>,
+    /// File listing groups, one `URL[,READY_URL]` a line, re-read at every probe.
+    #[arg(long, env = "DSO_FRONT_BACKENDS_FILE")]
+    pub backends_file: Option<PathBuf>,
+    /// Requests held at once while no group is ready; more get 503.
+    #[arg(long, env = "DSO_FRONT_QUEUE_SIZE", default_value_t = 100)]
+    pub queue_size: usize,
+    /// Seconds one request may wait for a ready group before a 503.
+    #[arg(long, env = "DSO_FRONT_MAX_WAIT_SECONDS", default_value_t = 600.0)]
+    pub max_wait_seconds: f64,
+    /// `Retry-After` of the front's 503 answers, in seconds.
+    #[arg(long, default_value_t = 5)]
+    pub retry_after_seconds: u64,
+    /// How often groups are probed, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    pub probe_interval_ms: u64,
+    #[arg(long, value_enum, default_value = "least-outstanding")]
+    pub balance: crate::front::Balance,
+    /// Bearer token the operator's backend pushes carry (`POST /front/backends`).
+    #[arg(long, env = "DSO_FRONT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }

@@ -8,7 +8,7 @@
 
 use std::future::IntoFuture;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -256,7 +256,42 @@ pub async fn run(launch: Launch) -> anyhow::Result<i32> {
         let _ = tokio::join!(public, group);
     })
     .await;
+    if std::process::id() == 1 {
+        let left = wait_until_alone(Path::new("/proc"), stop_margin()).await;
+        if left > 0 {
+            tracing::warn!("{left} other process(es) still running in this container at exit");
+        }
+    }
     code
+}
+
+/// As the container's PID 1, the launcher's exit ends the container and the kernel kills
+/// every process left in it, the preStop hook's `deepseek-launcher drain` included: it got
+/// its answer but had not exited yet, so the kubelet saw the hook "exit with 137" and
+/// reported FailedPreStopHook for a drain that worked (seen on a real kubelet node). So
+/// PID 1 waits, at most `limit`, until no other process is left in its PID namespace.
+/// Returns how many were still there.
+pub async fn wait_until_alone(proc_dir: &Path, limit: Duration) -> usize {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let others = other_processes(proc_dir);
+        if others == 0 || tokio::time::Instant::now() >= deadline {
+            return others;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Processes in `proc_dir` (a procfs of this PID namespace) other than PID 1.
+fn other_processes(proc_dir: &Path) -> usize {
+    std::fs::read_dir(proc_dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|pid| *pid != 1)
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 /// How a stage ended.
@@ -399,5 +434,40 @@ async fn stop(child: &mut Child, limit: Duration) {
             tracing::warn!("child still running {limit:?} after SIGTERM: killing it");
             let _ = child.kill().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod pid1_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn pid_1_waits_until_the_hooks_process_is_gone_and_no_longer() {
+        let proc_dir = std::env::temp_dir().join(format!("dso-proc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&proc_dir);
+        for entry in ["1", "self", "sys", "42"] {
+            std::fs::create_dir_all(proc_dir.join(entry)).expect("fake proc entry");
+        }
+        // The hook's process (42) exits a moment after its answer.
+        let hook = proc_dir.join("42");
+        let gone = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            std::fs::remove_dir(hook).expect("hook exits");
+        });
+        let start = tokio::time::Instant::now();
+        assert_eq!(wait_until_alone(&proc_dir, Duration::from_secs(5)).await, 0);
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        gone.await.expect("hook task");
+        // A process that never exits: bounded by the limit.
+        std::fs::create_dir_all(proc_dir.join("43")).expect("fake proc entry");
+        assert_eq!(
+            wait_until_alone(&proc_dir, Duration::from_millis(100)).await,
+            1
+        );
+        let _ = std::fs::remove_dir_all(&proc_dir);
     }
 }

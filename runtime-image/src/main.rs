@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use deepseek_launcher::cli::{Cli, Command, DrainArgs, SimArgs};
+use deepseek_launcher::cli::{Cli, Command, DrainArgs, FrontArgs, SimArgs};
 use deepseek_launcher::launch::Launch;
 use deepseek_launcher::sim::{self, Ended, GroupSpec, SimSettings};
 
@@ -24,6 +24,7 @@ fn main() {
         Some(Command::Render(r)) => render(&r.launch, &r.format),
         Some(Command::Sim(s)) => run_sim(s),
         Some(Command::Drain(d)) => drain(&d),
+        Some(Command::Front(f)) => run_front(f),
     };
     match result {
         Ok(code) => std::process::exit(code),
@@ -110,6 +111,43 @@ fn drain(a: &DrainArgs) -> anyhow::Result<i32> {
     })
 }
 
+fn run_front(a: FrontArgs) -> anyhow::Result<i32> {
+    use deepseek_launcher::front::{self, FrontConfig, Source};
+    let cfg = FrontConfig {
+        queue_size: a.queue_size,
+        max_wait: Duration::try_from_secs_f64(a.max_wait_seconds)?,
+        retry_after: Duration::from_secs(a.retry_after_seconds),
+        probe_every: Duration::from_millis(a.probe_interval_ms.max(50)),
+        balance: a.balance,
+        source: Source {
+            fixed: a.backends,
+            file: a.backends_file,
+        },
+        token: a.token,
+    };
+    // Many connections at once (every held request is one): use the machine's cores.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let listener = tokio::net::TcpListener::bind((a.host, a.port)).await?;
+        tracing::info!(
+            "front listening on {}:{} (queue {}, max wait {:?})",
+            a.host,
+            a.port,
+            cfg.queue_size,
+            cfg.max_wait
+        );
+        let shutdown = async move {
+            let _ = term.recv().await;
+        };
+        front::serve(listener, front::Front::new(cfg), shutdown).await?;
+        Ok::<_, anyhow::Error>(0)
+    })
+}
+
 fn run_sim(s: SimArgs) -> anyhow::Result<i32> {
     let settings = SimSettings {
         served_model_name: s.served_model_name,
@@ -121,6 +159,7 @@ fn run_sim(s: SimArgs) -> anyhow::Result<i32> {
         },
         time_scale: s.time_scale,
         pd_role: s.pd_role,
+        load_delay: Duration::try_from_secs_f64(s.load_seconds)?,
     };
     let drain = Duration::try_from_secs_f64(s.drain_seconds)?;
     let group = match (s.nnodes, s.dist_init_addr) {

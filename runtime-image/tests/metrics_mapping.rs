@@ -50,6 +50,7 @@ fn sim_metrics_map_like_vllm() {
         profile: deepseek_engine::SimProfile::default(),
         time_scale: 0.0,
         pd_role: None,
+        load_delay: std::time::Duration::ZERO,
     });
     let load = map_engine_metrics(&deepseek_launcher::sim::prom::render(&model));
     assert_eq!(load.queue_depth, Some(0.0));

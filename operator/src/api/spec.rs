@@ -451,6 +451,53 @@ pub struct Autoscaling {
     /// (the prefill role's default) or `running` (the decode role's default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metric: Option<ScaleMetric>,
+    /// Hold requests while no replica is ready (a front per model, `<model>--front`).
+    /// On by default when `minReplicas` is 0 (docs/autoscaling.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_requests: Option<HoldRequests>,
+}
+
+/// The front that holds requests of a model at zero replicas: a Deployment of two
+/// `deepseek-launcher front` pods and a Service, `<model>--front`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HoldRequests {
+    /// Default: true when `minReplicas` is 0, else false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Requests held at once while no replica is ready; more get 503. Default 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub queue_size: Option<u32>,
+    /// Seconds one request may wait for a ready replica before a 503. Default 600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub max_wait_seconds: Option<u32>,
+}
+
+/// Default bounds of the front's hold queue.
+pub const DEFAULT_HOLD_QUEUE_SIZE: u32 = 100;
+pub const DEFAULT_HOLD_MAX_WAIT_SECONDS: u32 = 600;
+
+/// The front's settings when holding is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Holding {
+    pub queue_size: u32,
+    pub max_wait_seconds: u32,
+}
+
+impl Autoscaling {
+    /// Whether this model gets a front, and its bounds: on when asked, or by default
+    /// when the model may scale to zero.
+    pub fn holding(&self) -> Option<Holding> {
+        let h = self.hold_requests.clone().unwrap_or_default();
+        h.enabled
+            .unwrap_or(self.min_replicas == 0)
+            .then(|| Holding {
+                queue_size: h.queue_size.unwrap_or(DEFAULT_HOLD_QUEUE_SIZE),
+                max_wait_seconds: h.max_wait_seconds.unwrap_or(DEFAULT_HOLD_MAX_WAIT_SECONDS),
+            })
+    }
 }
 
 /// The requests the autoscaler counts against `targetQueueDepth`.

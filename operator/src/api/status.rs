@@ -35,6 +35,10 @@ pub struct DeepSeekModelStatus {
     pub last_scale_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_scale_reason: Option<String>,
+    /// The phases of the last wake-up from zero by held requests (written by the
+    /// autoscaler once the first held request is answered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_from_zero: Option<ScaleFromZero>,
     /// What the pods run, resolved once per spec and pool: an operator upgrade reuses it,
     /// so it restarts nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -42,6 +46,25 @@ pub struct DeepSeekModelStatus {
     /// A disaggregated model's roles and router, as their objects report them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roles: Option<RolesStatus>,
+}
+
+/// When each phase of a wake-up from zero happened (RFC 3339). Phases from pod
+/// conditions have whole seconds; `ranksJoined` of a one-node group is when the autoscaler
+/// first saw its pod Running (within 0.5 s).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleFromZero {
+    /// The first request held (by the front's clock).
+    pub request_seen: String,
+    pub scale_decision: String,
+    /// Every pod of the first group bound to a node.
+    pub pods_scheduled: String,
+    /// Every rank of that group joined (the workers Ready).
+    pub ranks_joined: String,
+    /// Its leader Ready: the engine loaded and every rank serving.
+    pub engine_ready: String,
+    /// The first held request answered (by the front's clock).
+    pub first_token: String,
 }
 
 /// The two roles of a disaggregated model and its router.

@@ -9,10 +9,11 @@
 //! `CapacityLimited` conditions (not before a new model's first reading, while its groups
 //! start). The reconcile never touches those, and it never touches the reconcile's.
 
-pub mod capacity;
 pub mod decide;
-pub mod scaled_object;
+pub mod front;
+pub mod room;
 pub mod scrape;
+pub mod timeline;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::Store;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -64,7 +65,14 @@ struct ModelState {
     next_due: Duration,
     /// When `queueDepth` was last written to status by this leader.
     queue_written: Option<Duration>,
+    /// A wake-up from zero by held requests whose timeline is not complete yet.
+    wake: Option<timeline::Wake>,
+    /// The model's front pods, as last listed.
+    fronts: front::FrontPods,
 }
+
+/// A wake-up's timeline is given up (not recorded) after this long.
+const WAKE_RECORD_LIMIT: Duration = Duration::from_secs(3600);
 
 /// Runs until the task is aborted (the leader stops or loses its lease). Models come from
 /// the controllers' reflector stores (no LIST per tick); steps run on their own tasks,
@@ -238,6 +246,67 @@ async fn step(
         max_age: p.staleness().max(Duration::from_secs(3)),
         pending_grace: scrape::pending_grace(p.stabilization),
     };
+    // A front (holdRequests) gets the leaders and tells what it holds: held requests are
+    // demand, and a model at zero or holding requests is stepped again soon.
+    let mut fronts = None;
+    let held = match front::front_of(model) {
+        None => 0,
+        Some(of) => {
+            let backends = if of.name == name {
+                leaders
+                    .iter()
+                    .filter_map(|p| scrape::pod_ip(p))
+                    .map(front::backend_line)
+                    .collect()
+            } else {
+                router_backends(ctx, &ns, &of.name, &leaders)
+            };
+            match front::sync(
+                &ctx.client,
+                http,
+                &ns,
+                &of.name,
+                &of.uid,
+                backends,
+                &mut st.fronts,
+            )
+            .await
+            {
+                Ok(f) => {
+                    if current == 0 || f.held > 0 || st.wake.is_some() {
+                        st.next_due = at + front::FAST_STEP.min(p.interval);
+                    }
+                    let held = f.held;
+                    fronts = Some(f);
+                    held
+                }
+                Err(e) => {
+                    tracing::warn!(model = %name, namespace = %ns, error = %e, "autoscaler: reading the front failed");
+                    0
+                }
+            }
+        }
+    };
+    let mut demand = demand + held as f64;
+    // Decode follows prefill: while the prefill role has pods, decode keeps at least one
+    // group (a prompt prefilled has nowhere to go without one), and at zero it is stepped
+    // as often as prefill, so it wakes in the step after prefill does.
+    if crate::build::disaggregated::role_of(&model.spec) == Some(deepseek_engine::PdRole::Decode) {
+        let parent = crate::build::disaggregated::served_name(&name, &model.spec);
+        let prefill =
+            crate::build::disaggregated::role_model_name(&parent, deepseek_engine::PdRole::Prefill);
+        if ctx
+            .pods
+            .model_pods(&ns, &prefill)
+            .iter()
+            .any(|p| p.metadata.deletion_timestamp.is_none())
+        {
+            demand = demand.max(1.0);
+        }
+        if current == 0 {
+            st.next_due = at + front::FAST_STEP.min(p.interval);
+        }
+    }
     let read = scrape::scrape(http, &leaders, limits).await;
     let obs = observe(
         at,
@@ -252,7 +321,7 @@ async fn step(
     let mut target = d.replicas;
     let mut capacity_msg = None;
     if d.direction == Direction::Up && d.replicas > current.max(p.min) {
-        let room = capacity::room(ctx, model, &pods, current).await;
+        let room = room::room(ctx, model, &pods, current).await;
         (target, capacity_msg) =
             limit_by_capacity(current, d.replicas, room, a.allow_node_provisioning);
     }
@@ -293,6 +362,35 @@ async fn step(
         event(ctx, model, false, verb, note).await;
         last_time = Some(now_rfc3339());
         last_reason = Some(reason);
+        if current == 0 && held > 0 {
+            let now = k8s_openapi::jiff::Timestamp::now();
+            let seen = fronts
+                .as_ref()
+                .and_then(|f| f.held_since)
+                .and_then(timeline::from_epoch)
+                .unwrap_or(now);
+            st.wake = Some(timeline::Wake::new(seen, now));
+        }
+    }
+    // A wake-up's phases, from the pod cache and the fronts, until its first token.
+    let mut from_zero = previous.last_scale_from_zero.clone();
+    if let Some(w) = st.wake.as_mut() {
+        let now = k8s_openapi::jiff::Timestamp::now();
+        w.observe_pods(&pods, now);
+        w.observe_answer(
+            fronts
+                .as_ref()
+                .and_then(|f| f.first_answer)
+                .and_then(timeline::from_epoch),
+        );
+        if let Some(done) = w.done() {
+            event(ctx, model, false, "ScaledFromZero", w.note()).await;
+            from_zero = Some(done);
+            st.wake = None;
+        } else if now.duration_since(w.decided).unsigned_abs() > WAKE_RECORD_LIMIT {
+            tracing::info!(model = %name, namespace = %ns, "autoscaler: wake-up timeline incomplete after an hour: {}", w.note());
+            st.wake = None;
+        }
     }
 
     let queue = obs.load.filter(|_| obs.complete).map(|l| l.round() as u32);
@@ -368,7 +466,8 @@ async fn step(
     }
     // A new queue figure alone is written at most every QUEUE_STATUS_PERIOD; with any other
     // change it goes along.
-    let others_changed = previous.last_scale_time != last_time
+    let others_changed = previous.last_scale_from_zero != from_zero
+        || previous.last_scale_time != last_time
         || previous.last_scale_reason != last_reason
         || !conditions
             .iter()
@@ -381,7 +480,8 @@ async fn step(
     } else {
         previous.queue_depth
     };
-    let unchanged_on_server = previous.queue_depth == queue_depth
+    let unchanged_on_server = previous.last_scale_from_zero == from_zero
+        && previous.queue_depth == queue_depth
         && previous.last_scale_time == last_time
         && previous.last_scale_reason == last_reason
         && conditions
@@ -414,12 +514,44 @@ async fn step(
         if let Some(r) = last_reason {
             status.insert("lastScaleReason".into(), json!(r));
         }
+        // Always sent once known: a server-side apply without it would remove it.
+        if let Some(z) = &from_zero {
+            status.insert("lastScaleFromZero".into(), json!(z));
+        }
         write_status(ctx, model, &ns, &serde_json::Value::Object(status)).await?;
         if queue_depth != previous.queue_depth {
             st.queue_written = Some(at);
         }
     }
     Ok(())
+}
+
+/// What a disaggregated model's front forwards to: its router's pods, once both roles have
+/// a Ready leader (before, nothing: the front holds). `prefill` are the prefill role's
+/// leaders; the decode role's come from the pod cache.
+fn router_backends(ctx: &Context, ns: &str, parent: &str, prefill: &[&Pod]) -> Vec<String> {
+    use crate::build::disaggregated::{role_model_name, COMPONENT, ROUTER_COMPONENT};
+    use crate::controller::groups::is_ready;
+    let decode = ctx.pods.model_pods(
+        ns,
+        &role_model_name(parent, deepseek_engine::PdRole::Decode),
+    );
+    let ready_leader = |p: &Pod| {
+        p.metadata.deletion_timestamp.is_none()
+            && p.labels().get(labels::ROLE).map(String::as_str) == Some("leader")
+            && is_ready(p)
+    };
+    if !prefill.iter().any(|p| ready_leader(p)) || !decode.iter().any(ready_leader) {
+        return Vec::new();
+    }
+    ctx.pods
+        .model_pods(ns, parent)
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| p.labels().get(COMPONENT).map(String::as_str) == Some(ROUTER_COMPONENT))
+        .filter_map(scrape::pod_ip)
+        .map(front::router_line)
+        .collect()
 }
 
 /// What decides whether a step's status write waits for the model's first reading.
@@ -481,19 +613,7 @@ async fn write_status(
     ns: &str,
     status: &serde_json::Value,
 ) -> anyhow::Result<()> {
-    let api = Api::<DeepSeekModel>::namespaced(ctx.client.clone(), ns);
-    let patch = json!({
-        "apiVersion": DeepSeekModel::api_version(&()),
-        "kind": DeepSeekModel::kind(&()),
-        "status": status,
-    });
-    ctx.metrics.write("apply", "deepseekmodels/status");
-    api.patch_status(
-        &model.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(patch),
-    )
-    .await?;
+    crate::controller::apply::write_status_block(ctx, model, ns, FIELD_MANAGER, status).await?;
     Ok(())
 }
 

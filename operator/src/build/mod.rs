@@ -6,6 +6,7 @@
 pub mod affinity;
 pub mod desired;
 pub mod disaggregated;
+pub mod front;
 pub mod hash;
 pub mod keda;
 pub mod labels;

@@ -7,8 +7,7 @@
 //! `groups.rs`). It lives in memory: after an operator restart a partial group that
 //! already ran is recreated once, then the backoff starts over.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 /// First wait after a refusal.
@@ -55,23 +54,21 @@ impl Refused {
     }
 }
 
-/// Refusals per model (keyed by the model's uid).
-#[derive(Default)]
+/// A model's refusals since its last creation that went through (held in the model's
+/// memory, memory.rs).
+#[derive(Clone, Debug, Default)]
 pub struct CreationBackoff {
-    refused: Mutex<HashMap<String, Refused>>,
+    refused: Option<Refused>,
 }
 
 impl CreationBackoff {
-    pub fn get(&self, model: &str) -> Option<Refused> {
-        self.refused.lock().ok()?.get(model).cloned()
+    pub fn get(&self) -> Option<&Refused> {
+        self.refused.as_ref()
     }
 
     /// Records a refusal and returns the wait before the next attempt.
-    pub fn failed(&self, model: &str, partial: BTreeSet<String>, message: String) -> Duration {
-        let Ok(mut map) = self.refused.lock() else {
-            return CAP;
-        };
-        let entry = map.entry(model.to_string()).or_insert_with(|| Refused {
+    pub fn failed(&mut self, partial: BTreeSet<String>, message: String) -> Duration {
+        let entry = self.refused.get_or_insert_with(|| Refused {
             failures: 0,
             message: String::new(),
             partial: BTreeSet::new(),
@@ -86,10 +83,8 @@ impl CreationBackoff {
     }
 
     /// Every creation went through: forget the refusals.
-    pub fn succeeded(&self, model: &str) {
-        if let Ok(mut map) = self.refused.lock() {
-            map.remove(model);
-        }
+    pub fn succeeded(&mut self) {
+        self.refused = None;
     }
 }
 
@@ -121,17 +116,17 @@ mod tests {
 
     #[test]
     fn refusals_accumulate_and_success_forgets_them() {
-        let b = CreationBackoff::default();
-        assert!(b.get("uid").is_none());
-        let first = b.failed("uid", BTreeSet::from(["h-0".into()]), "quota".into());
+        let mut b = CreationBackoff::default();
+        assert!(b.get().is_none());
+        let first = b.failed(BTreeSet::from(["h-0".into()]), "quota".into());
         assert!(first >= BASE / 2 && first <= BASE);
-        b.failed("uid", BTreeSet::from(["h-1".into()]), "quota again".into());
-        let r = b.get("uid").expect("recorded");
+        b.failed(BTreeSet::from(["h-1".into()]), "quota again".into());
+        let r = b.get().expect("recorded");
         assert_eq!(r.failures, 2);
         assert_eq!(r.message, "quota again");
         assert_eq!(r.partial.len(), 2);
         assert!(r.wait().is_some());
-        b.succeeded("uid");
-        assert!(b.get("uid").is_none());
+        b.succeeded();
+        assert!(b.get().is_none());
     }
 }

@@ -12,9 +12,7 @@
 //! the moment they run out, whatever the delay here.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -25,31 +23,27 @@ pub const FIRST: Duration = Duration::from_secs(5);
 /// The longest requeue of an unconverged model whose state stays the same.
 pub const MAX: Duration = Duration::from_secs(30);
 
-/// Per model: the fingerprint of its state at the last requeue, and that requeue's delay.
-#[derive(Default)]
+/// A model's last requeue while unconverged: the fingerprint of its state then, and that
+/// requeue's delay (held in the model's memory, memory.rs).
+#[derive(Clone, Copy, Debug, Default)]
 pub struct BusyRequeue {
-    inner: Mutex<HashMap<String, (u64, Duration)>>,
+    last: Option<(u64, Duration)>,
 }
 
 impl BusyRequeue {
-    /// The requeue of an unconverged model whose observed state is `fingerprint`.
-    pub fn next(&self, model: &str, fingerprint: u64) -> Duration {
-        let Ok(mut m) = self.inner.lock() else {
-            return FIRST;
-        };
-        let delay = match m.get(model) {
-            Some((f, d)) if *f == fingerprint => (*d * 2).min(MAX),
+    /// The requeue of the unconverged model whose observed state is `fingerprint`.
+    pub fn next(&mut self, fingerprint: u64) -> Duration {
+        let delay = match self.last {
+            Some((f, d)) if f == fingerprint => (d * 2).min(MAX),
             _ => FIRST,
         };
-        m.insert(model.to_string(), (fingerprint, delay));
+        self.last = Some((fingerprint, delay));
         delay
     }
 
     /// The model converged (or stopped waiting): the next wait starts from [`FIRST`].
-    pub fn settled(&self, model: &str) {
-        if let Ok(mut m) = self.inner.lock() {
-            m.remove(model);
-        }
+    pub fn settled(&mut self) {
+        self.last = None;
     }
 }
 
@@ -94,17 +88,16 @@ mod tests {
 
     #[test]
     fn doubles_while_nothing_changes_and_resets_on_progress() {
-        let b = BusyRequeue::default();
+        let mut b = BusyRequeue::default();
         let pending = fingerprint(Some(1), &[pod("a", "Pending")]);
-        let delays: Vec<u64> = (0..5).map(|_| b.next("m", pending).as_secs()).collect();
+        let delays: Vec<u64> = (0..5).map(|_| b.next(pending).as_secs()).collect();
         assert_eq!(delays, [5, 10, 20, 30, 30]);
         let running = fingerprint(Some(1), &[pod("a", "Running")]);
         assert_ne!(running, pending);
-        assert_eq!(b.next("m", running), FIRST, "progress");
-        assert_eq!(b.next("other", pending), FIRST, "per model");
-        b.next("m", running);
-        b.settled("m");
-        assert_eq!(b.next("m", running), FIRST, "settled");
+        assert_eq!(b.next(running), FIRST, "progress");
+        b.next(running);
+        b.settled();
+        assert_eq!(b.next(running), FIRST, "settled");
     }
 
     #[test]

@@ -91,6 +91,15 @@ pub struct Child {
     pub controller_uid: Option<String>,
 }
 
+/// The uid of an object's controlling owner, if it has one.
+pub fn controller_uid(meta: &ObjectMeta) -> Option<&str> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+        .map(|o| o.uid.as_str())
+}
+
 impl Child {
     pub fn from_meta(meta: &ObjectMeta) -> Child {
         let label = |key: &str| meta.labels.as_ref().and_then(|l| l.get(key)).cloned();
@@ -111,8 +120,29 @@ impl Child {
                 .flatten()
                 .find(|o| o.controller == Some(true) && o.kind == kind)
                 .map(|o| o.name.clone()),
-            controller_uid: super::apply::controller_uid(meta).map(str::to_string),
+            controller_uid: controller_uid(meta).map(str::to_string),
         }
+    }
+
+    /// What exists under `name`, read from the API server: for a child the cache cannot
+    /// vouch for (not listed yet, or possibly someone else's, which the cache does not
+    /// watch), before `apply::check_ours`. `what` names it in the error.
+    pub async fn read<K>(
+        api: &kube::Api<K>,
+        name: &str,
+        what: &str,
+    ) -> Result<Option<Child>, super::error::Error>
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let meta =
+            api.get_metadata_opt(name)
+                .await
+                .map_err(|source| super::error::Error::Read {
+                    what: what.to_string(),
+                    source,
+                })?;
+        Ok(meta.map(|m| Child::from_meta(&m.metadata)))
     }
 
     /// Whether the model with uid `owner` controls this child.
@@ -332,6 +362,11 @@ impl ChildCache {
                     .collect()
             })
         })?
+    }
+
+    /// One Service by name (a model's front has no instance label: controller/front.rs).
+    pub fn service(&self, ns: &str, name: &str) -> Seen {
+        self.services.get(ns, name)
     }
 
     pub fn network_policy(&self, ns: &str, name: &str) -> Seen {

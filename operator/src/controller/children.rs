@@ -14,7 +14,6 @@ use super::child_cache::{Child, ChildKind};
 use super::context::Context;
 use super::decide::Deletion;
 use super::error::Error;
-use super::groups::FoundGroup;
 use crate::build::labels;
 
 /// Applies the desired Services whose digest differs from the live one and deletes the
@@ -56,14 +55,9 @@ pub async fn sync_services(
         let what = format!("Service {ns}/{name}");
         let controller = match current {
             Some(c) => Some(c.controller_uid.clone()),
-            None => api
-                .get_metadata_opt(&name)
-                .await
-                .map_err(|source| Error::Read {
-                    what: what.clone(),
-                    source,
-                })?
-                .map(|m| apply::controller_uid(&m.metadata).map(str::to_string)),
+            None => Child::read(api, &name, &what)
+                .await?
+                .map(|c| c.controller_uid),
         };
         apply::check_ours(&what, controller.as_ref().map(Option::as_deref), owner)?;
         apply::apply_service(ctx, svc).await
@@ -132,31 +126,6 @@ pub struct CreateRefused {
     pub message: String,
 }
 
-/// The pods of the groups named by (slot, template hash).
-pub fn pods_of<'a>(doomed: &[(u32, String)], groups: &[FoundGroup<'a>]) -> Vec<&'a Pod> {
-    groups
-        .iter()
-        .filter(|g| {
-            doomed
-                .iter()
-                .any(|(slot, hash)| g.observed.slot == *slot && &g.observed.hash == hash)
-        })
-        .flat_map(|g| g.pods.iter().copied())
-        .collect()
-}
-
-/// Whether deleting these pods would write: some pod is not terminating yet, or sits on a
-/// node lost past the bound (force-deleted even while terminating).
-pub fn would_delete(pods: &[&Pod], dead_nodes: &BTreeSet<String>) -> bool {
-    pods.iter().any(|p| {
-        p.metadata.deletion_timestamp.is_none()
-            || p.spec
-                .as_ref()
-                .and_then(|s| s.node_name.as_ref())
-                .is_some_and(|n| dead_nodes.contains(n))
-    })
-}
-
 /// Creates pods, at most `PARALLEL_WRITES` at once. Refusals are returned, not raised,
 /// so reconcile can report them and back off.
 pub async fn create_pods(
@@ -171,8 +140,9 @@ pub async fn create_pods(
     };
     let mut note = |done: Result<(String, String, Result<(), Error>), tokio::task::JoinError>| {
         if let Ok((_, name, Ok(()))) = &done {
-            ctx.expected
-                .created(model_key, [name.clone()], std::time::Instant::now());
+            let now = std::time::Instant::now();
+            ctx.memory
+                .with(model_key, |m| m.expected.created([name.clone()], now));
         }
         if let Ok((gid, _, Err(e))) = done {
             if refused.groups.is_empty() {

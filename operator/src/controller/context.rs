@@ -1,5 +1,5 @@
-//! State shared by every reconcile: client, catalog, configuration, the Node and pod
-//! caches, metrics and the event recorder.
+//! State shared by every reconcile: client, catalog, configuration, the Node, pod and
+//! child caches, metrics, the event recorder and what is remembered per model.
 
 use std::sync::Arc;
 
@@ -20,8 +20,6 @@ pub struct Context {
     pub nodes: Store<NodeFacts>,
     /// Pods, kept current by a watch and indexed by model and node (pod_cache.rs).
     pub pods: super::pod_cache::PodCache,
-    /// Pods created that the pod cache has not shown yet.
-    pub expected: super::expect::Expectations,
     /// Pools grouped from `nodes` (and the declared pools), kept current by the node watch.
     pub pools: super::nodes::Pools,
     pub metrics: Arc<Metrics>,
@@ -29,12 +27,6 @@ pub struct Context {
     pub events: super::events::EventWriter,
     /// The namespaces whose models, pods and services the operator lists and watches.
     pub scope: super::scope::Scope,
-    /// Models whose pod creation the API server refused, and when to try again.
-    pub creation: super::backoff::CreationBackoff,
-    /// Models whose partly placed group was removed, and when to create it again.
-    pub capacity: super::capacity::CapacityRetry,
-    /// Models' recent recreations of crashed groups (crash_backoff.rs).
-    pub crashes: super::crash_backoff::CrashMemory,
     /// Models to reconcile that no watch of theirs wakes: disaggregated models whose role
     /// models' status changed (controller/disaggregated.rs), models with pods on a node
     /// that was just lost or came back (nodes.rs). Every controller listens, each finds
@@ -42,8 +34,6 @@ pub struct Context {
     pub wake: tokio::sync::broadcast::Sender<ObjectRef<DeepSeekModel>>,
     /// The model's Services, NetworkPolicy and ScaledObject as last seen (child_cache.rs).
     pub children: super::child_cache::ChildCache,
-    /// Per unconverged model, how long its next requeue waits (busy_requeue.rs).
-    pub busy: super::busy_requeue::BusyRequeue,
-    /// Statuses written that the model cache may not show yet (status_memo.rs).
-    pub written: super::status_memo::StatusMemo,
+    /// What the controller remembers of each model between passes (memory.rs).
+    pub memory: super::memory::Memory,
 }

@@ -12,8 +12,6 @@
 //! its inputs. The memory lives in the operator's process: after a restart the first
 //! recreation goes at once, then the back-off starts over.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
@@ -83,27 +81,21 @@ fn run_length(sorted: &[&Recreation], window: i64) -> usize {
 /// The most recreations a model remembers: the pause stops growing long before.
 const KEPT: usize = 64;
 
-/// Recreations per model (keyed by the model's uid): the current run.
-#[derive(Default)]
+/// A model's recreations of crashed groups: the current run (held in the model's memory,
+/// memory.rs).
+#[derive(Clone, Debug, Default)]
 pub struct CrashMemory {
-    recreations: Mutex<HashMap<String, Vec<Recreation>>>,
+    recreations: Vec<Recreation>,
 }
 
 impl CrashMemory {
-    pub fn get(&self, model: &str) -> Vec<Recreation> {
-        self.recreations
-            .lock()
-            .ok()
-            .and_then(|m| m.get(model).cloned())
-            .unwrap_or_default()
+    pub fn get(&self) -> &[Recreation] {
+        &self.recreations
     }
 
     /// Records a recreation at `now`; one a window or more after the last starts a new run.
-    pub fn recreated(&self, model: &str, now: Timestamp, window: Duration) {
-        let Ok(mut map) = self.recreations.lock() else {
-            return;
-        };
-        let list = map.entry(model.to_string()).or_default();
+    pub fn recreated(&mut self, now: Timestamp, window: Duration) {
+        let list = &mut self.recreations;
         let quiet = list.last().is_some_and(|r| {
             now.as_millisecond().saturating_sub(r.at.as_millisecond()) >= ms(window)
         });
@@ -117,13 +109,6 @@ impl CrashMemory {
             at: now,
             jitter: jitter(),
         });
-    }
-
-    /// The model is gone.
-    pub fn forget(&self, model: &str) {
-        if let Ok(mut map) = self.recreations.lock() {
-            map.remove(model);
-        }
     }
 }
 
@@ -215,20 +200,18 @@ mod tests {
     }
 
     #[test]
-    fn memory_keeps_the_run_and_forgets_a_model() {
-        let m = CrashMemory::default();
+    fn memory_keeps_the_run_and_a_quiet_window_starts_a_new_one() {
+        let mut m = CrashMemory::default();
         let w = Duration::from_secs(600);
-        m.recreated("u", at(0), w);
-        m.recreated("u", at(1_000), w);
-        assert_eq!(m.get("u").len(), 2);
+        m.recreated(at(0), w);
+        m.recreated(at(1_000), w);
+        assert_eq!(m.get().len(), 2);
         // Less than a window after the last: the run goes on.
-        m.recreated("u", at(600_000), w);
-        assert_eq!(m.get("u").len(), 3);
+        m.recreated(at(600_000), w);
+        assert_eq!(m.get().len(), 3);
         // A window quiet: a new run.
-        m.recreated("u", at(1_200_000), w);
-        assert_eq!(m.get("u").len(), 1);
-        assert!(m.get("u").iter().all(|r| (0.0..=1.0).contains(&r.jitter)));
-        m.forget("u");
-        assert!(m.get("u").is_empty());
+        m.recreated(at(1_200_000), w);
+        assert_eq!(m.get().len(), 1);
+        assert!(m.get().iter().all(|r| (0.0..=1.0).contains(&r.jitter)));
     }
 }

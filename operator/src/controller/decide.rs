@@ -18,20 +18,19 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::{Resource, ResourceExt};
 
-use super::capacity::describe;
-use super::children::{pods_of, would_delete};
+use super::capacity_pending::describe;
 use super::crash_backoff::{next_allowed, Recreation};
-use super::groups::{find_groups, unschedulable, FoundGroup, HealthInputs};
+use super::groups::{find_groups, pods_of, unschedulable, would_delete, FoundGroup, HealthInputs};
 use super::status::{self as cond, set};
 use super::status_memo;
 use crate::api::{DeepSeekModel, DeepSeekModelStatus};
 use crate::build::{labels, pods, services, workload};
-use crate::capacity::Verdict;
 use crate::config::OperatorConfig;
 use crate::inventory::Pool;
 use crate::placement::place;
 use crate::rollout::{self, Fault, ObservedGroup, RolloutLimits};
 use crate::validate::validate;
+use crate::whole_groups::Verdict;
 
 /// The requeue of a model still moving, before busy_requeue.rs backs it off.
 pub const BUSY_REQUEUE: Duration = Duration::from_secs(5);
@@ -108,6 +107,9 @@ pub struct Outcome {
     pub refused: Option<String>,
     /// Creations were tried.
     pub created: bool,
+    /// Events about what applying met (a removal for capacity, refused or created
+    /// groups), published with the decision's.
+    pub notes: Vec<Note>,
 }
 
 /// When to look at the model again.

@@ -10,7 +10,8 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::apply::{check_ours, controller_uid};
+use super::apply::check_ours;
+use super::child_cache::controller_uid;
 use super::decide::{refuse, Note};
 use super::status::{self as cond, set};
 use crate::api::{

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::api::DynamicObject;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
@@ -22,7 +22,7 @@ use super::decide::CONFLICT_RECHECK;
 use super::decide_roles::{children, decide};
 use super::error::Error;
 use super::status::{self as cond, set};
-use crate::api::{DeepSeekModel, FIELD_MANAGER};
+use crate::api::DeepSeekModel;
 
 pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = model
@@ -45,23 +45,26 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
     for (object, resource) in d.apply.iter().zip(&d.apply_kinds) {
         let name = object["metadata"]["name"].as_str().unwrap_or_default();
         let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), &ns, resource);
-        ctx.metrics.write("apply", &resource.plural);
-        api.patch(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(object),
-        )
-        .await
-        .map_err(|source| Error::Apply {
-            what: format!("{} {name}", resource.kind),
-            source,
-        })?;
+        super::apply::apply(&ctx, &api, &resource.plural, name, object)
+            .await
+            .map_err(|source| Error::Apply {
+                what: format!("{} {name}", resource.kind),
+                source,
+            })?;
     }
     // The router's and the KV store's pods get the model's NetworkPolicy.
     let mut conflict = d.conflict.clone();
     let mut status = d.status.clone();
     if built.is_ok() {
         match super::network_policy::sync(&ctx, &model).await {
+            Ok(()) => {}
+            Err(Error::Conflict(m)) => {
+                conflict = Some(conflict.map_or(m.clone(), |c| format!("{c}; {m}")))
+            }
+            Err(e) => return Err(e),
+        }
+        // The front before the router when the prefill role may scale to zero.
+        match super::front::sync(&ctx, &model).await {
             Ok(()) => {}
             Err(Error::Conflict(m)) => {
                 conflict = Some(conflict.map_or(m.clone(), |c| format!("{c}; {m}")))
@@ -90,7 +93,7 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
             g,
         );
     }
-    super::reconcile::finish(&ctx, &model, status).await?;
+    super::apply::write_changed_status(&ctx, &model, status).await?;
     // Role models wake this reconcile through a bounded broadcast that drops wake-ups when
     // a controller lags: a slow recheck bounds how stale status.roles can get. A taken
     // name is rechecked sooner: the other object may be renamed or deleted.

@@ -24,7 +24,7 @@
 //!   ranks would hold accelerators that serve nothing. Counting from pod creation instead
 //!   would remove a group the moment its first node registered whenever nodes take
 //!   longer than the bound to boot (common for GPU nodes). The rule is
-//!   `capacity::verdict`; [`FoundGroup::partial`] carries what the condition reports
+//!   `whole_groups::verdict`; [`FoundGroup::partial`] carries what the condition reports
 //!   while the group waits.
 //!
 //! A group that is missing ranks but never started (no rank ever Ready or Running, none
@@ -50,8 +50,8 @@ use crate::inventory::NodeFacts;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::build::labels;
-use crate::capacity::{verdict, Verdict};
 use crate::rollout::{Fault, ObservedGroup};
+use crate::whole_groups::{verdict, Verdict};
 
 /// A group and its pods as found.
 pub struct FoundGroup<'a> {
@@ -404,6 +404,31 @@ pub fn unschedulable(pods: &[&Pod]) -> Option<String> {
                         .unwrap_or_else(|| "pod cannot be scheduled".into())
                 })
             })
+    })
+}
+
+/// The pods of the groups named by (slot, template hash).
+pub fn pods_of<'a>(doomed: &[(u32, String)], groups: &[FoundGroup<'a>]) -> Vec<&'a Pod> {
+    groups
+        .iter()
+        .filter(|g| {
+            doomed
+                .iter()
+                .any(|(slot, hash)| g.observed.slot == *slot && &g.observed.hash == hash)
+        })
+        .flat_map(|g| g.pods.iter().copied())
+        .collect()
+}
+
+/// Whether deleting these pods would write: some pod is not terminating yet, or sits on a
+/// node lost past the bound (force-deleted even while terminating).
+pub fn would_delete(pods: &[&Pod], dead_nodes: &BTreeSet<String>) -> bool {
+    pods.iter().any(|p| {
+        p.metadata.deletion_timestamp.is_none()
+            || p.spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_ref())
+                .is_some_and(|n| dead_nodes.contains(n))
     })
 }
 

@@ -317,7 +317,7 @@ fn a_partly_placed_group_reports_its_waiting_rank() {
     let p = found.groups[0].partial.clone().expect("partial");
     assert_eq!(
         p.verdict,
-        crate::capacity::Verdict::Waiting {
+        crate::whole_groups::Verdict::Waiting {
             left: Duration::from_secs(200)
         }
     );
@@ -327,7 +327,7 @@ fn a_partly_placed_group_reports_its_waiting_rank() {
     let w = World::at(400);
     let found = find_groups(&half, &w.inputs());
     let p = found.groups[0].partial.clone().expect("partial");
-    assert_eq!(p.verdict, crate::capacity::Verdict::Remove);
+    assert_eq!(p.verdict, crate::whole_groups::Verdict::Remove);
     // Nothing placed: not partial.
     let none = [unschedulable(0, 0), unschedulable(1, 0)];
     assert!(find_groups(&none, &w.inputs()).groups[0].partial.is_none());
@@ -355,7 +355,7 @@ fn bound_at(rank: u32, node: &str, bound: i64) -> Pod {
 /// (case, pods, now, fault, verdict)
 #[test]
 fn the_capacity_bound_counts_from_when_the_group_became_partial() {
-    use crate::capacity::Verdict;
+    use crate::whole_groups::Verdict;
     let wait = |s: u64| {
         Some(Verdict::Waiting {
             left: Duration::from_secs(s),

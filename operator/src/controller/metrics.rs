@@ -90,6 +90,9 @@ pub struct Metrics {
     pub leader: Gauge,
     /// Reconciles that read the model's pods from the API server because they would delete.
     pub fresh_reads: Counter,
+    /// Models the controller holds a memory of (memory.rs): follows the models, never
+    /// grows with deleted ones.
+    pub remembered_models: Gauge,
 }
 
 impl Default for Metrics {
@@ -104,6 +107,7 @@ impl Default for Metrics {
         let queue_depth = ModelFamily::<Gauge<f64, AtomicU64>>::new();
         let leader = Gauge::default();
         let fresh_reads = Counter::default();
+        let remembered_models = Gauge::default();
         registry.register("reconciles", "Reconciles run", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -141,6 +145,11 @@ impl Default for Metrics {
             fresh_reads.clone(),
         );
         registry.register(
+            "remembered_models",
+            "Models the controller remembers between passes (backoffs, expectations, status memo)",
+            remembered_models.clone(),
+        );
+        registry.register(
             "leader",
             "1 while this replica holds the leader lease",
             leader.clone(),
@@ -156,6 +165,7 @@ impl Default for Metrics {
             queue_depth,
             leader,
             fresh_reads,
+            remembered_models,
         }
     }
 }

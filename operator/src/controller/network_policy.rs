@@ -7,14 +7,14 @@
 //! applied over nor deleted: the reconcile reports the conflict (`apply::check_ours`).
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{Patch, PatchParams};
+
 use kube::{Api, Resource, ResourceExt};
 
 use super::apply;
 use super::child_cache::{Child, ChildKind, Seen};
 use super::context::Context;
 use super::error::Error;
-use crate::api::{DeepSeekModel, ServingMode, FIELD_MANAGER};
+use crate::api::{DeepSeekModel, ServingMode};
 use crate::build::labels;
 use crate::build::network_policy::{network_policy, network_policy_name};
 
@@ -33,14 +33,9 @@ pub async fn sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), Error> {
     let live = match ctx.children.network_policy(&ns, &name) {
         Seen::Listed(Some(live)) => Some(live),
         Seen::Listed(None) if !cfg.enabled => None,
-        Seen::Listed(None) | Seen::Unknown | Seen::Absent => api
-            .get_metadata_opt(&name)
-            .await
-            .map_err(|source| Error::Read {
-                what: what.clone(),
-                source,
-            })?
-            .map(|p| Child::from_meta(&p.metadata)),
+        Seen::Listed(None) | Seen::Unknown | Seen::Absent => {
+            Child::read(&api, &name, &what).await?
+        }
     };
     if !cfg.enabled {
         if live
@@ -76,13 +71,8 @@ pub async fn sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), Error> {
     {
         return Ok(());
     }
-    ctx.metrics.write("apply", "networkpolicies");
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&desired),
-    )
-    .await
-    .map(|p| ctx.children.applied(ChildKind::NetworkPolicy, &p.metadata))
-    .map_err(|source| Error::Apply { what, source })
+    apply::apply(ctx, &api, "networkpolicies", &name, &desired)
+        .await
+        .map(|p| ctx.children.applied(ChildKind::NetworkPolicy, &p.metadata))
+        .map_err(|source| Error::Apply { what, source })
 }

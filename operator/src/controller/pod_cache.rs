@@ -45,22 +45,10 @@ fn is_extended(resource: &str) -> bool {
     resource.contains('/')
 }
 
-/// A termination reduced to what the status reports: reason and exit code.
-fn termination(
-    t: k8s_openapi::api::core::v1::ContainerStateTerminated,
-) -> k8s_openapi::api::core::v1::ContainerStateTerminated {
-    k8s_openapi::api::core::v1::ContainerStateTerminated {
-        exit_code: t.exit_code,
-        reason: t.reason,
-        ..Default::default()
-    }
-}
-
 /// Keeps only what the operator reads of a pod: name, namespace, labels, owner
 /// references, creation and deletion timestamps; nodeName and the containers' extended
 /// resource requests and limits; phase, pod IP, the Ready and PodScheduled conditions
-/// the restart counts, and the
-/// reason and exit code of each container's current or last termination.
+/// and the restart counts.
 /// Everything else (env, command, volumes, managedFields, annotations) can be large and is
 /// read by no one here.
 pub fn strip(pod: &mut Pod) {
@@ -130,6 +118,9 @@ pub fn strip(pod: &mut Pod) {
                             ready: c.ready,
                             // When the container started running: a rank Ready and then
                             // NotReady since is told from one still loading (groups.rs).
+                            // And the reason and exit code of the last termination: a
+                            // crash-looping group's Degraded message names them
+                            // (decide.rs `last_termination`).
                             state: c.state.and_then(|s| {
                                 let terminated = s.terminated.map(termination);
                                 (s.running.is_some() || terminated.is_some()).then(|| {
@@ -140,13 +131,12 @@ pub fn strip(pod: &mut Pod) {
                                     }
                                 })
                             }),
-                            // The last run's end: a crash-looping group's Degraded names
-                            // the reason and exit code the kubelet reported (decide.rs).
-                            last_state: c.last_state.and_then(|s| s.terminated).map(|t| {
-                                k8s_openapi::api::core::v1::ContainerState {
-                                    terminated: Some(termination(t)),
-                                    ..Default::default()
-                                }
+                            last_state: c.last_state.and_then(|s| {
+                                s.terminated
+                                    .map(|t| k8s_openapi::api::core::v1::ContainerState {
+                                        terminated: Some(termination(t)),
+                                        ..Default::default()
+                                    })
                             }),
                             ..Default::default()
                         })
@@ -155,6 +145,17 @@ pub fn strip(pod: &mut Pod) {
                 .map(shrunk),
             ..Default::default()
         });
+    }
+}
+
+/// A container's termination as the cache keeps it: reason and exit code only.
+fn termination(
+    t: k8s_openapi::api::core::v1::ContainerStateTerminated,
+) -> k8s_openapi::api::core::v1::ContainerStateTerminated {
+    k8s_openapi::api::core::v1::ContainerStateTerminated {
+        reason: t.reason,
+        exit_code: t.exit_code,
+        ..Default::default()
     }
 }
 

@@ -10,7 +10,9 @@
 //! - apply: every deletion, then the children (Services, NetworkPolicy, ScaledObject,
 //!   never one another controls: `apply::check_ours`), then the creations (none while a
 //!   child's name is taken).
-//! - status: written once, from the decision and what applying it met.
+//! - events and status: published and written once, after applying, from the decision
+//!   and what applying it met (apply.rs `write_changed_status`, shared with the
+//!   disaggregated path).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -21,24 +23,22 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 
 use super::apply::{self, event};
 use super::busy_requeue;
-use super::capacity::{autoscaler_state, describe_backoff};
+use super::capacity_pending::{autoscaler_state, describe_backoff};
 use super::children;
 use super::context::Context;
-use super::decide::{decide, health_inputs, Decision, Inputs, Outcome, Recall, Requeue};
+use super::decide::{decide, health_inputs, Decision, Inputs, Note, Outcome, Recall, Requeue};
 use super::decide::{BUSY_REQUEUE, CONFLICT_RECHECK};
 use super::error::Error;
 use super::groups::{find_groups, node_lost_since};
 use super::metrics::{ModelLabels, Timer};
-use super::status as cond;
-use super::status_memo;
-use crate::api::{DeepSeekModel, DeepSeekModelStatus, ServingMode};
+use crate::api::{DeepSeekModel, ServingMode};
 use crate::build::labels;
-use crate::capacity::Verdict;
 use crate::inventory::{NodeFacts, Pool};
+use crate::whole_groups::Verdict;
 
 /// Where a pass read the model's pods.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -64,7 +64,9 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
     }
     let (outcome, retry) = carry_out(&ctx, &model, &key, &decision).await?;
     let (status, notes, _) = decision.status(&outcome);
-    for n in decision.events.iter().chain(&notes) {
+    // Every Event of the pass, once applying is done: the decision's, what applying met,
+    // and the status's news.
+    for n in decision.events.iter().chain(&outcome.notes).chain(&notes) {
         event(&ctx, &model, n.warning, n.reason, n.note.clone()).await;
     }
     let labels_m = ModelLabels {
@@ -76,11 +78,11 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
     m.desired_replicas.get_or_create(&labels_m).set(desired);
     let ready = status.ready_replicas.into();
     m.ready_replicas.get_or_create(&labels_m).set(ready);
-    finish(&ctx, &model, status).await?;
+    apply::write_changed_status(&ctx, &model, status).await?;
 
     // Not converged: pod events move the model on; the requeue backs off (busy_requeue.rs).
     if decision.converged {
-        ctx.busy.settled(&key);
+        ctx.memory.with(&key, |m| m.busy.settled());
     }
     let wait = match (outcome.conflict.is_some(), retry, decision.requeue) {
         (true, _, _) => CONFLICT_RECHECK,
@@ -88,7 +90,7 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
         (false, None, Requeue::After(d)) => d,
         (false, None, Requeue::Busy) => {
             let fp = busy_requeue::fingerprint(model.metadata.generation, &world.pods);
-            ctx.busy.next(&key, fp)
+            ctx.memory.with(&key, |m| m.busy.next(fp))
         }
     };
     // A bound running out (lost node, NotReady rank) comes with no watch event.
@@ -146,16 +148,17 @@ async fn read(ctx: &Context, model: &DeepSeekModel, key: &str, read: Read) -> Re
     // find its names still awaited and wait out the window (expect.rs).
     let seen: BTreeSet<String> = pods.iter().map(|p| p.name_any()).collect();
     let instant = Instant::now();
-    let refused = ctx.creation.get(key);
-    let capacity = ctx.capacity.get(key);
-    let recall = Recall {
-        refused: refused.as_ref().map(|r| (r.message.clone(), r.wait())),
-        partially_created: refused.map(|r| r.partial).unwrap_or_default(),
-        capacity: capacity.map(|r| (r.wait(), describe_backoff(&r))),
-        awaited: ctx.expected.awaited(key, &seen, instant),
-        plan_written: ctx.written.recent_plan(key, instant),
-        crashes: ctx.crashes.get(key),
-    };
+    let recall = ctx.memory.with(key, |m| {
+        let refused = m.creation.get();
+        Recall {
+            refused: refused.map(|r| (r.message.clone(), r.wait())),
+            partially_created: refused.map(|r| r.partial.clone()).unwrap_or_default(),
+            capacity: m.capacity.get().map(|r| (r.wait(), describe_backoff(r))),
+            awaited: m.expected.awaited(&seen, instant),
+            plan_written: m.written.recent_plan(instant),
+            crashes: m.crashes.get().to_vec(),
+        }
+    });
     let lost_nodes = lost_nodes(ctx, &pods);
     let now = Timestamp::now();
     // Only while a group is partly placed: what the node autoscaler says about it (the
@@ -169,7 +172,7 @@ async fn read(ctx: &Context, model: &DeepSeekModel, key: &str, read: Read) -> Re
             .filter(|g| g.partial.is_some())
             .max_by_key(|g| g.partial.as_ref().map(|p| p.verdict == Verdict::Remove));
         match partial {
-            Some(g) => autoscaler_state(ctx, &ns, &g).await,
+            Some(g) => autoscaler_state(&ctx.client, &ctx.nodes, &ns, &g).await,
             None => None,
         }
     };
@@ -199,36 +202,45 @@ async fn carry_out(
     // Pod names end in `<hash>-<slot>-<rank>` (build/pods.rs): a group recreated under
     // the same names is created at once, not after the expectation window.
     let doomed = &d.deleted_groups;
-    ctx.expected.forget(key, |name| {
-        doomed.iter().any(|id| name.contains(id.as_str()))
+    let crash_window = Duration::from_secs(ctx.config.crash_loop_backoff.window_seconds);
+    let retry = ctx.config.capacity_retry_seconds.duration();
+    let capacity_wait = ctx.memory.with(key, |m| {
+        m.expected
+            .forget(|name| doomed.iter().any(|id| name.contains(id.as_str())));
+        if d.crash_recreated {
+            m.crashes.recreated(Timestamp::now(), crash_window);
+        }
+        let note = d.capacity_removed.as_ref()?;
+        Some((note, m.capacity.removed(note.clone(), retry)))
     });
-    if d.crash_recreated {
-        let window = std::time::Duration::from_secs(ctx.config.crash_loop_backoff.window_seconds);
-        ctx.crashes.recreated(key, Timestamp::now(), window);
-    }
-    if let Some(note) = &d.capacity_removed {
-        let retry = ctx.config.capacity_retry_seconds.duration();
-        let wait = ctx.capacity.removed(key, note.clone(), retry);
+    if let Some((note, wait)) = capacity_wait {
         let msg = format!("{note}; creating it again in {}s", wait.as_secs());
-        event(ctx, model, true, "CapacityPending", msg).await;
+        outcome.notes.push(Note {
+            warning: true,
+            reason: "CapacityPending",
+            note: msg,
+        });
     }
     if let Some(services) = &d.services {
         let name = model.name_any();
         // Independent of each other: written at once, a new model's pods wait one round
         // trip for them, not three (issues 12 and 14).
-        let (s, p, k) = tokio::join!(
+        let (s, p, k, f) = tokio::join!(
             children::sync_services(ctx, &ns, &name, key, services),
             super::network_policy::sync(ctx, model),
-            crate::autoscale::scaled_object::sync(ctx, model),
+            super::scaled_object::sync(ctx, model),
+            super::front::sync(ctx, model),
         );
-        outcome.conflict = conflicts([s, p, k])?;
+        outcome.conflict = conflicts([s, p, k, f])?;
     }
-    if d.capacity_settled {
-        ctx.capacity.settled(key);
-    }
-    if d.creation_settled {
-        ctx.creation.succeeded(key);
-    }
+    ctx.memory.with(key, |m| {
+        if d.capacity_settled {
+            m.capacity.settled();
+        }
+        if d.creation_settled {
+            m.creation.succeeded();
+        }
+    });
     // A child's name taken by an object this model does not control: nothing is created
     // until it is freed (pods would run without their Service or isolation).
     if outcome.conflict.is_some() || d.create.pods.is_empty() {
@@ -239,20 +251,24 @@ async fn carry_out(
     let mut retry = None;
     let refused_groups = match refused {
         None => {
-            ctx.creation.succeeded(key);
+            ctx.memory.with(key, |m| m.creation.succeeded());
             BTreeSet::new()
         }
         Some(r) => {
-            let wait = ctx
-                .creation
-                .failed(key, r.groups.clone(), r.message.clone());
+            let wait = ctx.memory.with(key, |m| {
+                m.creation.failed(r.groups.clone(), r.message.clone())
+            });
             let note = format!(
                 "creating pods of group(s) {} failed, retrying in {}s: {}",
                 r.groups.iter().cloned().collect::<Vec<_>>().join(", "),
                 wait.as_secs(),
                 r.message
             );
-            event(ctx, model, true, "CreateFailed", note).await;
+            outcome.notes.push(Note {
+                warning: true,
+                reason: "CreateFailed",
+                note,
+            });
             outcome.refused = Some(r.message);
             retry = Some(wait);
             r.groups
@@ -267,7 +283,11 @@ async fn carry_out(
         .collect();
     if !ids.is_empty() {
         let note = format!("group(s) {}{}", ids.join(", "), d.create.detail);
-        event(ctx, model, false, "GroupCreated", note).await;
+        outcome.notes.push(Note {
+            warning: false,
+            reason: "GroupCreated",
+            note,
+        });
     }
     Ok((outcome, retry))
 }
@@ -298,56 +318,6 @@ fn lost_nodes(ctx: &Context, pods: &[Pod]) -> BTreeMap<String, Timestamp> {
         .collect()
 }
 
-/// Writes the status when it differs from the cached one (or from what this operator
-/// wrote moments ago that the cache does not show yet: status_memo.rs).
-pub(super) async fn finish(
-    ctx: &Context,
-    model: &DeepSeekModel,
-    status: DeepSeekModelStatus,
-) -> Result<(), Error> {
-    let previous = model.status.clone().unwrap_or_default();
-    let mut comparable = status.clone();
-    // Conditions of other field managers (e.g. the autoscaler's) are theirs to keep.
-    let own = [
-        cond::PLANNED,
-        cond::SCHEDULED,
-        cond::AVAILABLE,
-        cond::PROGRESSING,
-        cond::DEGRADED,
-        cond::CONFLICT,
-    ];
-    comparable.conditions.extend(
-        previous
-            .conditions
-            .iter()
-            .filter(|c| !own.contains(&c.type_.as_str()))
-            .cloned(),
-    );
-    comparable.conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
-    let mut previous = previous;
-    previous.conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
-    comparable.queue_depth = previous.queue_depth;
-    comparable.last_scale_time = previous.last_scale_time.clone();
-    comparable.last_scale_reason = previous.last_scale_reason.clone();
-    let uid = model.uid().unwrap_or_default();
-    let digest = status_memo::digest(&status);
-    let now = Instant::now();
-    // Equal to a cache that has not shown our last write yet: that write may be on the
-    // server, and this status must replace it (status_memo.rs).
-    let behind_our_write = ctx.written.other_written_recently(&uid, digest, now);
-    if comparable != previous || behind_our_write {
-        if ctx.written.written_recently(&uid, digest, now) {
-            // Written already; the cache has not shown it yet (status_memo.rs).
-            return Ok(());
-        }
-        apply::write_status(ctx, model, &status).await?;
-        let plan = status_memo::digest_of(&status.plan);
-        ctx.written.wrote(&uid, digest, plan, now);
-        wake_parent(ctx, model);
-    }
-    Ok(())
-}
-
 pub fn error_policy(model: Arc<DeepSeekModel>, err: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(model = %model.name_any(), error = %err, "reconcile failed");
     ctx.metrics
@@ -357,21 +327,4 @@ pub fn error_policy(model: Arc<DeepSeekModel>, err: &Error, ctx: Arc<Context>) -
         })
         .inc();
     Action::requeue(Duration::from_secs(10))
-}
-
-/// A role model's status changed: its disaggregated model reports it.
-fn wake_parent(ctx: &Context, model: &DeepSeekModel) {
-    if crate::build::disaggregated::role_of(&model.spec).is_none() {
-        return;
-    }
-    let owner = model
-        .owner_references()
-        .iter()
-        .find(|o| o.controller == Some(true) && o.kind == DeepSeekModel::kind(&()));
-    if let (Some(o), Some(ns)) = (owner, model.namespace()) {
-        // No receiver only while shutting down.
-        let _ = ctx
-            .wake
-            .send(ObjectRef::<DeepSeekModel>::new(&o.name).within(&ns));
-    }
 }

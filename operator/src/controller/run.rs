@@ -12,14 +12,14 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use deepseek_planner::Catalog;
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::{
     controller, predicates, reflector, reflector::ObjectRef, watcher, Controller, Predicate,
     WatchStreamExt,
 };
-use kube::Client;
+use kube::{Client, ResourceExt};
 use tokio::sync::mpsc;
 
 use super::child_cache;
@@ -199,24 +199,20 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     // A lagging receiver loses wake-ups; every model is still rechecked by its own requeue.
     let (wake, _) = tokio::sync::broadcast::channel(1024);
+    let memory = super::memory::Memory::reporting_to(metrics.remembered_models.clone());
     let ctx = Arc::new(Context {
         client: client.clone(),
         catalog,
         config,
         nodes: node_reader,
         pods: pod_cache,
-        expected: Default::default(),
         pools,
         metrics,
         events: super::events::EventWriter::new(client.clone(), labels::MANAGER, &opts.identity),
         scope: opts.scope.clone(),
-        creation: Default::default(),
-        capacity: Default::default(),
-        crashes: Default::default(),
         wake,
         children,
-        busy: Default::default(),
-        written: Default::default(),
+        memory,
     });
 
     // Losing the lease (or passing the renew deadline) ends `run` at once, with no
@@ -256,6 +252,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             .modify(|m| m.metadata.managed_fields = None)
             .backoff(super::watch::CappedBackoff::default())
             .reflect(writer)
+            .inspect_ok(forget_deleted(ctx.clone()))
             .applied_objects()
             .predicate_filter(reconcile_trigger, Default::default());
         controllers.push(
@@ -284,6 +281,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 .boxed(),
         );
     }
+    let sweep = tokio::spawn(sweep_memory(ctx.clone(), stores.clone()));
     // The built-in autoscaler runs only here, on the leader, until the process ends.
     let autoscaler = tokio::spawn(crate::autoscale::run(ctx.clone(), stores));
     // A node lost or back: the models with pods on it judge their groups now.
@@ -314,8 +312,37 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     fan_out.abort();
     lost_nodes.abort();
     autoscaler.abort();
+    sweep.abort();
     tracing::info!("shut down");
     Ok(())
+}
+
+/// Drops a deleted model's memory (memory.rs) when its deletion event arrives.
+fn forget_deleted(ctx: Arc<Context>) -> impl FnMut(&watcher::Event<DeepSeekModel>) {
+    move |event| {
+        if let watcher::Event::Delete(model) = event {
+            if let Some(uid) = model.uid() {
+                ctx.memory.forget(&uid);
+            }
+        }
+    }
+}
+
+/// Every `memory::SWEEP`, drops the memory of models the model caches no longer hold: a
+/// relist reports no deletion event, and a pass that ended after one remembered again.
+async fn sweep_memory(ctx: Arc<Context>, stores: Vec<reflector::Store<DeepSeekModel>>) {
+    let mut tick = tokio::time::interval(super::memory::SWEEP);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let listed_at = std::time::Instant::now();
+        let live = stores
+            .iter()
+            .flat_map(|s| s.state())
+            .filter_map(|m| m.uid())
+            .collect();
+        ctx.memory.keep_only(&live, listed_at);
+    }
 }
 
 #[cfg(test)]

@@ -58,7 +58,7 @@ pub struct WorkloadView<'a> {
     /// The API server's refusal of the last pod creation, while backing off.
     pub create_refused: Option<String>,
     /// A group the node autoscaler provides only partly, or its recreation waiting after
-    /// its removal (controller/capacity.rs): reason CapacityPending.
+    /// its removal (controller/capacity_pending.rs): reason CapacityPending.
     pub capacity: Option<String>,
     /// Crashed groups whose recreation waits for the back-off (crash_backoff.rs): reason
     /// CrashLooping, with the last termination the kubelet reported.

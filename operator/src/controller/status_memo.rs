@@ -23,9 +23,7 @@
 //! a status someone else overwrote is restored by the next reconcile as before.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -47,6 +45,11 @@ pub fn digest(status: &DeepSeekModelStatus) -> u64 {
     digest_of(&s)
 }
 
+/// The digests a write is remembered by: the status's ([`digest`]) and its plan's.
+pub fn digests(status: &DeepSeekModelStatus) -> (u64, u64) {
+    (digest(status), digest_of(&status.plan))
+}
+
 /// A digest of any serializable value (a plan, say).
 pub fn digest_of<T: serde::Serialize>(value: &T) -> u64 {
     let mut h = DefaultHasher::new();
@@ -58,82 +61,54 @@ pub fn digest_of<T: serde::Serialize>(value: &T) -> u64 {
 }
 
 /// What was written for a model: the status's digest, its plan's, and when.
+#[derive(Clone, Copy, Debug)]
 struct Written {
     status: u64,
     plan: u64,
     at: Instant,
 }
 
-#[derive(Default)]
+/// The status last written for a model (held in the model's memory, memory.rs).
+#[derive(Clone, Copy, Debug, Default)]
 pub struct StatusMemo {
-    /// Model uid -> what was last written.
-    inner: Mutex<Memo>,
-}
-
-#[derive(Default)]
-struct Memo {
-    by_uid: HashMap<String, Written>,
-    /// Size after the last sweep: a sweep runs when the map has doubled since.
-    swept_len: usize,
+    last: Option<Written>,
 }
 
 impl StatusMemo {
-    /// Whether this status (by [`digest`]) was written for the model within [`WINDOW`].
-    pub fn written_recently(&self, uid: &str, digest: u64, now: Instant) -> bool {
-        self.recent(uid, now, |w| w.status == digest)
+    /// Whether this status (by [`digest`]) was written within [`WINDOW`].
+    pub fn written_recently(&self, digest: u64, now: Instant) -> bool {
+        self.recent(now, |w| w.status == digest)
     }
 
-    /// Whether a status other than this one was written for the model within [`WINDOW`]:
-    /// the cache may not show it yet, so agreeing with the cache proves nothing.
-    pub fn other_written_recently(&self, uid: &str, digest: u64, now: Instant) -> bool {
-        self.recent(uid, now, |w| w.status != digest)
+    /// Whether a status other than this one was written within [`WINDOW`]: the cache may
+    /// not show it yet, so agreeing with the cache proves nothing.
+    pub fn other_written_recently(&self, digest: u64, now: Instant) -> bool {
+        self.recent(now, |w| w.status != digest)
     }
 
     /// Whether a status with this plan (by [`digest_of`]) was written within [`WINDOW`].
-    pub fn plan_written_recently(&self, uid: &str, plan: u64, now: Instant) -> bool {
-        self.recent(uid, now, |w| w.plan == plan)
+    pub fn plan_written_recently(&self, plan: u64, now: Instant) -> bool {
+        self.recent(now, |w| w.plan == plan)
     }
 
-    /// The digest of the plan written for the model within [`WINDOW`], if any.
-    pub fn recent_plan(&self, uid: &str, now: Instant) -> Option<u64> {
-        let m = self.inner.lock().ok()?;
-        let w = m.by_uid.get(uid)?;
+    /// The digest of the plan written within [`WINDOW`], if any.
+    pub fn recent_plan(&self, now: Instant) -> Option<u64> {
+        let w = self.last?;
         (now.duration_since(w.at) < WINDOW).then_some(w.plan)
     }
 
-    fn recent(&self, uid: &str, now: Instant, same: impl Fn(&Written) -> bool) -> bool {
-        self.inner.lock().is_ok_and(|m| {
-            m.by_uid
-                .get(uid)
-                .is_some_and(|w| same(w) && now.duration_since(w.at) < WINDOW)
-        })
+    fn recent(&self, now: Instant, same: impl Fn(&Written) -> bool) -> bool {
+        self.last
+            .is_some_and(|w| same(&w) && now.duration_since(w.at) < WINDOW)
     }
 
-    /// Records a status (and its plan) written for the model.
-    pub fn wrote(&self, uid: &str, status: u64, plan: u64, now: Instant) {
-        if let Ok(mut m) = self.inner.lock() {
-            m.by_uid.insert(
-                uid.to_string(),
-                Written {
-                    status,
-                    plan,
-                    at: now,
-                },
-            );
-            if m.by_uid.len() >= 2 * m.swept_len.max(64) {
-                m.by_uid.retain(|_, w| now.duration_since(w.at) < WINDOW);
-                m.swept_len = m.by_uid.len();
-            }
-        }
-    }
-
-    /// Entries held (for tests of the sweep).
-    pub fn len(&self) -> usize {
-        self.inner.lock().map(|m| m.by_uid.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Records a status (and its plan) written.
+    pub fn wrote(&mut self, status: u64, plan: u64, now: Instant) {
+        self.last = Some(Written {
+            status,
+            plan,
+            at: now,
+        });
     }
 }
 
@@ -161,35 +136,34 @@ mod tests {
 
     #[test]
     fn the_same_status_is_skipped_within_the_window_only() {
-        let m = StatusMemo::default();
+        let mut m = StatusMemo::default();
         let t0 = Instant::now();
         let d = digest(&status(0, 100));
-        assert!(!m.written_recently("u", d, t0), "nothing written yet");
-        m.wrote("u", d, 7, t0);
-        assert!(m.written_recently("u", d, t0 + Duration::from_secs(1)));
-        assert!(!m.written_recently("u", d, t0 + WINDOW), "expired");
-        assert!(!m.written_recently("other", d, t0), "another model");
+        assert!(!m.written_recently(d, t0), "nothing written yet");
+        m.wrote(d, 7, t0);
+        assert!(m.written_recently(d, t0 + Duration::from_secs(1)));
+        assert!(!m.written_recently(d, t0 + WINDOW), "expired");
         let changed = digest(&status(1, 100));
-        assert!(!m.written_recently("u", changed, t0), "a different status");
-        assert!(m.plan_written_recently("u", 7, t0));
-        assert!(!m.plan_written_recently("u", 8, t0), "another plan");
-        assert!(!m.plan_written_recently("u", 7, t0 + WINDOW), "expired");
+        assert!(!m.written_recently(changed, t0), "a different status");
+        assert!(m.plan_written_recently(7, t0));
+        assert!(!m.plan_written_recently(8, t0), "another plan");
+        assert!(!m.plan_written_recently(7, t0 + WINDOW), "expired");
     }
 
     #[test]
     fn a_status_back_to_the_cached_one_is_not_trusted_to_the_cache() {
-        let m = StatusMemo::default();
+        let mut m = StatusMemo::default();
         let t0 = Instant::now();
         let (s0, s1) = (digest(&status(0, 100)), digest(&status(1, 100)));
-        assert!(!m.other_written_recently("u", s0, t0), "nothing written");
-        m.wrote("u", s1, 7, t0);
+        assert!(!m.other_written_recently(s0, t0), "nothing written");
+        m.wrote(s1, 7, t0);
         assert!(
-            m.other_written_recently("u", s0, t0),
+            m.other_written_recently(s0, t0),
             "S1 written, cache may show S0"
         );
-        assert!(!m.other_written_recently("u", s1, t0), "S1 itself");
+        assert!(!m.other_written_recently(s1, t0), "S1 itself");
         assert!(
-            !m.other_written_recently("u", s0, t0 + WINDOW),
+            !m.other_written_recently(s0, t0 + WINDOW),
             "the cache is trusted again"
         );
     }
@@ -198,20 +172,5 @@ mod tests {
     fn transition_times_do_not_make_a_different_status() {
         assert_eq!(digest(&status(0, 100)), digest(&status(0, 200)));
         assert_ne!(digest(&status(0, 100)), digest(&status(1, 100)));
-    }
-
-    #[test]
-    fn expired_entries_are_swept_as_the_map_grows() {
-        let m = StatusMemo::default();
-        let t0 = Instant::now();
-        for i in 0..100 {
-            m.wrote(&format!("old{i}"), 1, 1, t0);
-        }
-        let later = t0 + WINDOW + Duration::from_secs(1);
-        for i in 0..200 {
-            m.wrote(&format!("new{i}"), 1, 1, later);
-        }
-        assert!(m.len() <= 200, "the expired entries went: {}", m.len());
-        assert!(m.written_recently("new199", 1, later));
     }
 }

@@ -2,6 +2,7 @@
 //! against the local control plane, its metrics, and manifests from examples/.
 #![allow(dead_code)] // each suite uses a different part
 
+pub mod crash_loop;
 pub mod helm;
 pub mod load;
 

@@ -79,6 +79,15 @@ pub async fn serve(
     bootstrap: Option<tokio::net::TcpListener>,
 ) -> std::io::Result<Ended> {
     let model = SimModel::new(settings);
+    if !model.gate.loaded() {
+        let (model, delay) = (model.clone(), model.settings.load_delay);
+        tracing::info!("sim: loading weights for {delay:?}");
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            model.gate.set_loaded();
+            tracing::info!("sim: weights loaded");
+        });
+    }
     if let Some(l) = bootstrap {
         // The prefill role's KV handoff endpoint lives as long as the engine.
         let app = pd::bootstrap_router(model.rooms.clone());

@@ -18,6 +18,9 @@ pub struct SimSettings {
     pub time_scale: f64,
     /// Set when this server is one role of a prefill/decode-disaggregated model.
     pub pd_role: Option<deepseek_engine::PdRole>,
+    /// Stands in for weight loading: the engine is unhealthy and refuses generation
+    /// requests (503) for this long after it starts (zero: ready at once).
+    pub load_delay: Duration,
 }
 
 /// Live counters, shared by request handlers and `/metrics`.
@@ -37,6 +40,8 @@ pub struct Counters {
 pub struct Gate {
     draining: AtomicBool,
     linked: AtomicBool,
+    /// False until the simulated weight loading (`SimSettings::load_delay`) is over.
+    loaded: AtomicBool,
     /// Accepted generation requests not yet fully answered (streams until `[DONE]`).
     in_flight: AtomicU64,
 }
@@ -55,9 +60,17 @@ impl Gate {
         self.linked.store(linked, Ordering::SeqCst);
     }
 
-    /// `/health`: serving, every rank linked.
+    pub fn set_loaded(&self) {
+        self.loaded.store(true, Ordering::SeqCst);
+    }
+
+    pub fn loaded(&self) -> bool {
+        self.loaded.load(Ordering::SeqCst)
+    }
+
+    /// `/health`: weights loaded, every rank linked, not draining.
     pub fn healthy(&self) -> bool {
-        self.linked.load(Ordering::SeqCst) && !self.draining()
+        self.loaded() && self.linked.load(Ordering::SeqCst) && !self.draining()
     }
 
     pub fn in_flight(&self) -> u64 {
@@ -89,12 +102,14 @@ pub struct SimModel {
 impl SimModel {
     pub fn new(settings: SimSettings) -> Arc<Self> {
         let slots = settings.profile.max_running.max(1) as usize;
+        let loaded = settings.load_delay.is_zero();
         Arc::new(SimModel {
             settings,
             counters: Counters::default(),
             gate: Gate {
                 draining: AtomicBool::new(false),
                 linked: AtomicBool::new(true),
+                loaded: AtomicBool::new(loaded),
                 in_flight: AtomicU64::new(0),
             },
             rooms: Arc::default(),
@@ -234,6 +249,7 @@ mod tests {
                 max_running,
             },
             time_scale: 0.0,
+            load_delay: Duration::ZERO,
             pd_role: None,
         })
     }

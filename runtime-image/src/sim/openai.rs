@@ -132,6 +132,12 @@ fn token(i: u64) -> &'static str {
 }
 
 async fn generate(m: Arc<SimModel>, req: CompletionRequest, kind: Kind) -> Response {
+    if !m.gate.loaded() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The engine is still loading its weights.".into(),
+        );
+    }
     let Some(admission) = m.try_admit_request() else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,

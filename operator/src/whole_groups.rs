@@ -205,5 +205,5 @@ pub fn report(nodepool: &str, claims: Result<&[Claim], &str>, karpenter: Option<
 }
 
 #[cfg(test)]
-#[path = "capacity_tests.rs"]
+#[path = "whole_groups_tests.rs"]
 mod tests;

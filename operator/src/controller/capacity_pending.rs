@@ -1,4 +1,5 @@
-//! The controller's side of `capacity.rs` (whole groups or nothing): reading what the node
+//! The controller's side of `whole_groups.rs` (whole groups or nothing; the condition reason
+//! `CapacityPending`): reading what the node
 //! autoscaler says about a group it provided only partly, and remembering removals so the
 //! group is recreated only after a backoff.
 //!
@@ -10,21 +11,18 @@
 //! here stops a reconcile. The backoff lives in memory: after an operator restart the
 //! first retry comes without waiting, then the backoff starts over.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
-use kube::runtime::reflector::ObjectRef;
-use kube::Api;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client};
 
-use super::context::Context;
 use super::groups::{FoundGroup, Partial};
-use crate::capacity::{report, retry_delay, Claim, Verdict};
 use crate::inventory::karpenter::NODEPOOL_LABEL;
 use crate::inventory::NodeFacts;
+use crate::whole_groups::{report, retry_delay, Claim, Verdict};
 
 /// A model whose partly placed group was removed.
 #[derive(Clone, Debug)]
@@ -46,30 +44,21 @@ impl Removed {
     }
 }
 
-/// A removal entry this long past its retry time is dropped (twice the backoff cap: a
-/// model still failing to get capacity records a new removal well within it).
-const STALE_AFTER: Duration = Duration::from_secs(2 * 3600);
-
-/// Removals per model (keyed by the model's uid).
-#[derive(Default)]
+/// A model's removals of partly placed groups since its ranks last all found nodes (held
+/// in the model's memory, memory.rs).
+#[derive(Clone, Debug, Default)]
 pub struct CapacityRetry {
-    removed: Mutex<HashMap<String, Removed>>,
+    removed: Option<Removed>,
 }
 
 impl CapacityRetry {
-    pub fn get(&self, model: &str) -> Option<Removed> {
-        self.removed.lock().ok()?.get(model).cloned()
+    pub fn get(&self) -> Option<&Removed> {
+        self.removed.as_ref()
     }
 
     /// Records a removal and returns the wait before groups are created again.
-    pub fn removed(&self, model: &str, message: String, retry: Duration) -> Duration {
-        let Ok(mut map) = self.removed.lock() else {
-            return crate::capacity::RETRY_CAP;
-        };
-        // Deleted models are never reconciled again, so their entries are dropped here:
-        // one whose retry time passed a cap ago belongs to a model that settled or left.
-        prune(&mut map, Instant::now());
-        let entry = map.entry(model.to_string()).or_insert_with(|| Removed {
+    pub fn removed(&mut self, message: String, retry: Duration) -> Duration {
+        let entry = self.removed.get_or_insert_with(|| Removed {
             removals: 0,
             message: String::new(),
             next: Instant::now(),
@@ -87,16 +76,9 @@ impl CapacityRetry {
     }
 
     /// Every rank of the model found a node: forget the removals.
-    pub fn settled(&self, model: &str) {
-        if let Ok(mut map) = self.removed.lock() {
-            map.remove(model);
-        }
+    pub fn settled(&mut self) {
+        self.removed = None;
     }
-}
-
-/// Drops entries whose retry time passed more than `STALE_AFTER` before `now`.
-fn prune(map: &mut HashMap<String, Removed>, now: Instant) {
-    map.retain(|_, r| now.saturating_duration_since(r.next) < STALE_AFTER);
 }
 
 fn nodeclaims() -> ApiResource {
@@ -107,17 +89,17 @@ fn nodeclaims() -> ApiResource {
 }
 
 /// The Karpenter NodePool of the nodes the group's placed ranks hold, if any.
-fn nodepool_of(ctx: &Context, group: &FoundGroup<'_>) -> Option<String> {
+fn nodepool_of(nodes: &Store<NodeFacts>, group: &FoundGroup<'_>) -> Option<String> {
     group.pods.iter().find_map(|p| {
         let node = p.spec.as_ref()?.node_name.as_deref()?;
-        let node = ctx.nodes.get(&ObjectRef::<NodeFacts>::new(node))?;
+        let node = nodes.get(&ObjectRef::<NodeFacts>::new(node))?;
         node.label(NODEPOOL_LABEL).map(str::to_string)
     })
 }
 
 /// Karpenter's latest FailedScheduling message for pod `name`.
-async fn karpenter_event(ctx: &Context, ns: &str, name: &str) -> Option<String> {
-    let api: Api<Event> = Api::namespaced(ctx.client.clone(), ns);
+async fn karpenter_event(client: &Client, ns: &str, name: &str) -> Option<String> {
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
     let lp = ListParams::default().fields(&format!(
         "involvedObject.kind=Pod,involvedObject.name={name},reason=FailedScheduling"
     ));
@@ -146,9 +128,16 @@ async fn karpenter_event(ctx: &Context, ns: &str, name: &str) -> Option<String> 
 
 /// What the autoscaler says about the group: its NodePool's NodeClaims and Karpenter's
 /// reason for the unplaced rank. `None` when the group's nodes are not Karpenter's.
-pub async fn autoscaler_state(ctx: &Context, ns: &str, group: &FoundGroup<'_>) -> Option<String> {
-    let np = nodepool_of(ctx, group)?;
-    let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &nodeclaims());
+/// Takes the client and the Node cache, not the controller's context: the context holds
+/// this module's retry memory (memory.rs), and this module does not reach back into it.
+pub async fn autoscaler_state(
+    client: &Client,
+    nodes: &Store<NodeFacts>,
+    ns: &str,
+    group: &FoundGroup<'_>,
+) -> Option<String> {
+    let np = nodepool_of(nodes, group)?;
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &nodeclaims());
     let lp = ListParams::default().labels(&format!("{NODEPOOL_LABEL}={np}"));
     let claims: Result<Vec<Claim>, String> = api
         .list(&lp)
@@ -165,7 +154,7 @@ pub async fn autoscaler_state(ctx: &Context, ns: &str, group: &FoundGroup<'_>) -
         })
         .map_err(|e| e.to_string());
     let pending = group.partial.as_ref().map(|p| p.pending_pod.as_str())?;
-    let event = karpenter_event(ctx, ns, pending).await;
+    let event = karpenter_event(client, ns, pending).await;
     Some(report(
         &np,
         claims.as_deref().map_err(String::as_str),
@@ -236,28 +225,14 @@ mod tests {
     }
 
     #[test]
-    fn entries_of_models_gone_for_long_are_dropped() {
-        let c = CapacityRetry::default();
-        c.removed("gone", "x".into(), Duration::from_secs(1));
-        let mut map = c.removed.lock().map(|m| m.clone()).unwrap_or_default();
-        prune(&mut map, Instant::now() + Duration::from_secs(60));
-        assert!(map.contains_key("gone"), "a recent removal is kept");
-        prune(
-            &mut map,
-            Instant::now() + STALE_AFTER + Duration::from_secs(60),
-        );
-        assert!(map.is_empty(), "one long past its retry time is dropped");
-    }
-
-    #[test]
     fn removals_accumulate_and_settling_forgets_them() {
-        let c = CapacityRetry::default();
-        assert!(c.get("uid").is_none());
-        let first = c.removed("uid", "one".into(), Duration::from_secs(40));
+        let mut c = CapacityRetry::default();
+        assert!(c.get().is_none());
+        let first = c.removed("one".into(), Duration::from_secs(40));
         assert!(first >= Duration::from_secs(40) && first <= Duration::from_secs(50));
-        let second = c.removed("uid", "two".into(), Duration::from_secs(40));
+        let second = c.removed("two".into(), Duration::from_secs(40));
         assert!(second >= Duration::from_secs(80));
-        let r = c.get("uid").expect("recorded");
+        let r = c.get().expect("recorded").clone();
         assert_eq!((r.removals, r.message.as_str()), (2, "two"));
         assert!(r.wait().is_some());
         let msg = describe_backoff(&r);
@@ -269,7 +244,7 @@ mod tests {
             "{msg}"
         );
         assert!(r.next_at > Timestamp::now());
-        c.settled("uid");
-        assert!(c.get("uid").is_none());
+        c.settled();
+        assert!(c.get().is_none());
     }
 }

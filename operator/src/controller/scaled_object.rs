@@ -5,10 +5,10 @@
 //! whether KEDA's API is served at all.
 //! KEDA missing from the cluster (404 on its API) is a warning, never a reconcile error.
 
-use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::api::DynamicObject;
 use kube::{Api, ResourceExt};
 
-use crate::api::{DeepSeekModel, FIELD_MANAGER};
+use crate::api::DeepSeekModel;
 use crate::build::{keda, labels};
 use crate::controller::apply::{self, event};
 use crate::controller::child_cache::{Child, ChildKind, Seen};
@@ -89,14 +89,7 @@ async fn try_sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), SyncError>
                 if let Some(msg) = keda::ignored_query(model, &ctx.config) {
                     event(ctx, model, true, keda::QUERY_IGNORED_REASON, msg).await;
                 }
-                ctx.metrics.write("apply", keda::PLURAL);
-                let applied = api
-                    .patch(
-                        &name,
-                        &PatchParams::apply(FIELD_MANAGER).force(),
-                        &Patch::Apply(&desired),
-                    )
-                    .await?;
+                let applied = apply::apply(ctx, &api, keda::PLURAL, &name, &desired).await?;
                 ctx.children
                     .applied(ChildKind::ScaledObject, &applied.metadata);
             }
@@ -106,12 +99,7 @@ async fn try_sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), SyncError>
                 .as_ref()
                 .is_some_and(|l| l.managed && l.controlled_by(&uid));
             if ours {
-                ctx.metrics.write("delete", keda::PLURAL);
-                match api.delete(&name, &DeleteParams::background()).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(e) => return Err(e.into()),
-                }
+                apply::delete_with(ctx, &api, keda::PLURAL, &name).await?;
                 ctx.children.deleted(ChildKind::ScaledObject, &ns, &name);
             }
         }

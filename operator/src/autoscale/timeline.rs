@@ -1,0 +1,265 @@
+//! The cold-start timeline of a wake-up from zero by held requests: request seen (the
+//! front's first held request), scale decision, pods scheduled, ranks joined, engine
+//! ready, first token (the front's first answer to a held request). The autoscaler keeps
+//! one per waking model, fills it from the pod cache and the fronts at each (fast) step,
+//! and once complete records it as a `ScaledFromZero` Event and
+//! `status.lastScaleFromZero`, so a user sees where the minutes went.
+//!
+//! Pure: pods and readings in, phases out.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+
+use crate::api::ScaleFromZero;
+use crate::build::labels;
+
+/// A wake-up in progress.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Wake {
+    pub seen: Timestamp,
+    pub decided: Timestamp,
+    pub scheduled: Option<Timestamp>,
+    pub joined: Option<Timestamp>,
+    pub ready: Option<Timestamp>,
+    pub first_token: Option<Timestamp>,
+}
+
+/// Seconds since the epoch (the front's clock) as a timestamp.
+pub fn from_epoch(secs: f64) -> Option<Timestamp> {
+    if !secs.is_finite() || secs < 0.0 {
+        return None;
+    }
+    Timestamp::from_millisecond((secs * 1000.0) as i64).ok()
+}
+
+fn condition(p: &Pod, type_: &str) -> Option<Timestamp> {
+    p.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == "True")?
+        .last_transition_time
+        .as_ref()
+        .map(|t| t.0)
+}
+
+fn all<'a>(pods: &[&'a Pod], f: impl Fn(&'a Pod) -> Option<Timestamp>) -> Option<Timestamp> {
+    pods.iter()
+        .map(|p| f(p))
+        .collect::<Option<Vec<_>>>()?
+        .into_iter()
+        .max()
+}
+
+impl Wake {
+    pub fn new(seen: Timestamp, decided: Timestamp) -> Self {
+        Wake {
+            // The front's clock may run ahead of the operator's: never after the decision.
+            seen: seen.min(decided),
+            decided,
+            scheduled: None,
+            joined: None,
+            ready: None,
+            first_token: None,
+        }
+    }
+
+    /// Fills the pod phases from the model's pods (the first whole group to reach each
+    /// phase); `now` stands for "Running" of a one-node group, which has no condition.
+    pub fn observe_pods(&mut self, pods: &[Pod], now: Timestamp) {
+        let mut groups: BTreeMap<&str, Vec<&Pod>> = BTreeMap::new();
+        for p in pods
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+        {
+            if let Some(g) = p.labels().get(labels::GROUP_ID) {
+                groups.entry(g.as_str()).or_default().push(p);
+            }
+        }
+        for members in groups.values() {
+            let size = members[0]
+                .labels()
+                .get(labels::GROUP_SIZE)
+                .and_then(|s| s.parse::<usize>().ok())
+                .unwrap_or(1);
+            if members.len() != size {
+                continue;
+            }
+            let rank = |p: &Pod| p.labels().get(labels::RANK).cloned().unwrap_or_default();
+            let (leaders, workers): (Vec<&Pod>, Vec<&Pod>) =
+                members.iter().partition(|p| rank(p) == "0");
+            let first = |slot: &mut Option<Timestamp>, t: Option<Timestamp>| {
+                if let Some(t) = t {
+                    *slot = Some(slot.map_or(t, |s| s.min(t)));
+                }
+            };
+            first(
+                &mut self.scheduled,
+                all(members, |p| condition(p, "PodScheduled")),
+            );
+            let joined = if workers.is_empty() {
+                let running = members
+                    .iter()
+                    .all(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"));
+                (running && self.joined.is_none()).then_some(now)
+            } else {
+                all(&workers, |p| condition(p, "Ready"))
+            };
+            first(&mut self.joined, joined);
+            first(&mut self.ready, all(&leaders, |p| condition(p, "Ready")));
+        }
+    }
+
+    /// The fronts' first answer to a held request, if it belongs to this wake-up.
+    pub fn observe_answer(&mut self, first_answer: Option<Timestamp>) {
+        if self.first_token.is_none() {
+            self.first_token = first_answer.filter(|t| *t >= self.seen);
+        }
+    }
+
+    /// Every phase, once known.
+    pub fn done(&self) -> Option<ScaleFromZero> {
+        let s = |t: Timestamp| t.to_string();
+        Some(ScaleFromZero {
+            request_seen: s(self.seen),
+            scale_decision: s(self.decided),
+            pods_scheduled: s(self.scheduled?),
+            ranks_joined: s(self.joined?),
+            engine_ready: s(self.ready?),
+            first_token: s(self.first_token?),
+        })
+    }
+
+    /// The Event's note: each phase's offset from the request.
+    pub fn note(&self) -> String {
+        let phases = [
+            ("scale decision", Some(self.decided)),
+            ("pods scheduled", self.scheduled),
+            ("ranks joined", self.joined),
+            ("engine ready", self.ready),
+            ("first token", self.first_token),
+        ];
+        let parts: Vec<String> = phases
+            .iter()
+            .map(|(name, t)| match t {
+                Some(t) => format!("{name} {:+.1}s", t.duration_since(self.seen).as_secs_f64()),
+                None => format!("{name} unknown"),
+            })
+            .collect();
+        format!("woken by held requests: request seen, {}", parts.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().expect("timestamp")
+    }
+
+    fn pod(gid: &str, rank: u32, size: u32, phase: &str, conds: &[(&str, &str)]) -> Pod {
+        let conditions: Vec<serde_json::Value> = conds
+            .iter()
+            .map(|(t, at)| serde_json::json!({"type": t, "status": "True", "lastTransitionTime": at}))
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("m--{gid}-{rank}"), "labels": {
+                labels::GROUP_ID: gid, labels::RANK: rank.to_string(),
+                labels::GROUP_SIZE: size.to_string()}},
+            "status": {"phase": phase, "conditions": conditions},
+        }))
+        .expect("pod")
+    }
+
+    #[test]
+    fn a_two_node_group_fills_its_phases_from_conditions_and_waits_for_every_rank() {
+        let mut w = Wake::new(ts("2026-12-05T01:00:00Z"), ts("2026-12-05T01:00:01Z"));
+        let now = ts("2026-12-05T01:00:30Z");
+        // One rank only: nothing yet.
+        let leader = pod(
+            "h-0",
+            0,
+            2,
+            "Running",
+            &[("PodScheduled", "2026-12-05T01:00:02Z")],
+        );
+        w.observe_pods(std::slice::from_ref(&leader), now);
+        assert_eq!(w.scheduled, None, "half a group is not scheduled");
+        let worker = pod(
+            "h-0",
+            1,
+            2,
+            "Running",
+            &[
+                ("PodScheduled", "2026-12-05T01:00:03Z"),
+                ("Ready", "2026-12-05T01:00:05Z"),
+            ],
+        );
+        w.observe_pods(&[leader.clone(), worker.clone()], now);
+        assert_eq!(w.scheduled, Some(ts("2026-12-05T01:00:03Z")));
+        assert_eq!(w.joined, Some(ts("2026-12-05T01:00:05Z")));
+        assert_eq!(w.ready, None);
+        assert!(w.done().is_none());
+        let leader = pod(
+            "h-0",
+            0,
+            2,
+            "Running",
+            &[
+                ("PodScheduled", "2026-12-05T01:00:02Z"),
+                ("Ready", "2026-12-05T01:00:09Z"),
+            ],
+        );
+        w.observe_pods(&[leader, worker], now);
+        assert_eq!(w.ready, Some(ts("2026-12-05T01:00:09Z")));
+        // An answer from before this wake-up is not its first token.
+        w.observe_answer(Some(ts("2026-12-05T00:59:00Z")));
+        assert!(w.done().is_none());
+        w.observe_answer(Some(ts("2026-12-05T01:00:09.500Z")));
+        let done = w.done().expect("complete");
+        assert_eq!(done.first_token, "2026-12-05T01:00:09.5Z");
+        assert_eq!(
+            w.note(),
+            "woken by held requests: request seen, scale decision +1.0s, pods scheduled +3.0s, ranks joined +5.0s, engine ready +9.0s, first token +9.5s"
+        );
+    }
+
+    #[test]
+    fn a_one_node_group_joins_when_first_seen_running() {
+        let mut w = Wake::new(ts("2026-12-05T01:00:05Z"), ts("2026-12-05T01:00:01Z"));
+        assert_eq!(
+            w.seen, w.decided,
+            "a front clock ahead is clamped to the decision"
+        );
+        let p = pod(
+            "h-0",
+            0,
+            1,
+            "Pending",
+            &[("PodScheduled", "2026-12-05T01:00:02Z")],
+        );
+        w.observe_pods(std::slice::from_ref(&p), ts("2026-12-05T01:00:02Z"));
+        assert_eq!(w.joined, None);
+        let p = pod(
+            "h-0",
+            0,
+            1,
+            "Running",
+            &[("PodScheduled", "2026-12-05T01:00:02Z")],
+        );
+        w.observe_pods(std::slice::from_ref(&p), ts("2026-12-05T01:00:03Z"));
+        w.observe_pods(std::slice::from_ref(&p), ts("2026-12-05T01:00:04Z"));
+        assert_eq!(
+            w.joined,
+            Some(ts("2026-12-05T01:00:03Z")),
+            "the first sighting"
+        );
+        assert_eq!(from_epoch(1.5), Some(ts("1970-01-01T00:00:01.5Z")));
+        assert_eq!(from_epoch(f64::NAN), None);
+    }
+}
