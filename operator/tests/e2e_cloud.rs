@@ -34,7 +34,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -46,7 +45,6 @@ use deepseek_e2e::sim::{SimFleet, SimOptions};
 use deepseek_e2e::wait::wait_for;
 use deepseek_e2e::Cluster;
 use deepseek_operator::api::DeepSeekModel;
-use deepseek_operator::build::front;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{
@@ -538,24 +536,7 @@ async fn wakes_from_no_node(cluster: &Cluster, launcher: &Path, nodes: &Api<Node
     let pods: Api<Pod> = ns.api();
     apply_model(&models, &model).await?;
     let c = client()?;
-    let selector = front::selector_string(&name);
-    let at = wait_for(T, "the model's front pods answer", || async {
-        let list = pods.list(&ListParams::default().labels(&selector)).await?;
-        let ips: Vec<Ipv4Addr> = list
-            .items
-            .iter()
-            .filter(|p| is_running_ready(p))
-            .filter_map(ip)
-            .collect();
-        if ips.len() != front::REPLICAS as usize {
-            return Ok(None);
-        }
-        for ip in &ips {
-            front_status(&c, *ip).await?;
-        }
-        Ok(Some(ips[0]))
-    })
-    .await?;
+    let at = ready_fronts(&c, &pods, &name, T).await?[0];
     ensure!(
         nodepool_nodes(nodes, NODEPOOL).await?.is_empty(),
         "GPU nodes before the first request"

@@ -83,27 +83,9 @@ async fn wakes_and_answers_every_held_request(
     let c = client()?;
 
     // The front: two pods, each answering with nothing held and no group.
-    let selector = front::selector_string(&name);
-    let fronts: Vec<Ipv4Addr> = wait_for(T, "the model's two front pods answer", || async {
-        let list = pods.list(&ListParams::default().labels(&selector)).await?;
-        let ips: Vec<Ipv4Addr> = list
-            .items
-            .iter()
-            .filter(|p| is_running_ready(p))
-            .filter_map(ip)
-            .collect();
-        if ips.len() != front::REPLICAS as usize {
-            return Ok(None);
-        }
-        for ip in &ips {
-            if front_status(&c, *ip).await.is_err() {
-                return Ok(None);
-            }
-        }
-        Ok(Some(ips))
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("{e:#}; operator log:\n{}", op.log_tail()))?;
+    let fronts = ready_fronts(&c, &pods, &name, T)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#}; operator log:\n{}", op.log_tail()))?;
     ensure!(
         model_pods(&pods, &name).await?.is_empty(),
         "no group at zero"

@@ -150,16 +150,7 @@ pub fn general_nodes() -> Affinity {
                 PreferredSchedulingTerm {
                     weight: 100,
                     preference: NodeSelectorTerm {
-                        match_expressions: Some(
-                            CPU_EXCLUDED_LABELS
-                                .iter()
-                                .map(|k| NodeSelectorRequirement {
-                                    key: (*k).into(),
-                                    operator: "DoesNotExist".into(),
-                                    values: None,
-                                })
-                                .collect(),
-                        ),
+                        match_expressions: Some(CPU_EXCLUDED_LABELS.iter().map(absent).collect()),
                         match_fields: None,
                     },
                 },
@@ -182,11 +173,16 @@ fn not_control_plane(w: &Workload) -> impl Iterator<Item = NodeSelectorRequireme
     } else {
         CONTROL_PLANE_KEYS
     };
-    keys.iter().map(|k| NodeSelectorRequirement {
-        key: (*k).into(),
+    keys.iter().map(absent)
+}
+
+/// The node has no label `key`.
+fn absent(key: &&str) -> NodeSelectorRequirement {
+    NodeSelectorRequirement {
+        key: (*key).into(),
         operator: "DoesNotExist".into(),
         values: None,
-    })
+    }
 }
 
 fn node_affinity(w: &Workload) -> Option<NodeAffinity> {
@@ -196,11 +192,7 @@ fn node_affinity(w: &Workload) -> Option<NodeAffinity> {
             match_expressions: Some(
                 CPU_EXCLUDED_LABELS
                     .iter()
-                    .map(|k| NodeSelectorRequirement {
-                        key: (*k).into(),
-                        operator: "DoesNotExist".into(),
-                        values: None,
-                    })
+                    .map(absent)
                     .chain(not_control_plane(w))
                     .collect(),
             ),

@@ -7,8 +7,12 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use deepseek_e2e::wait::wait_for;
+use deepseek_operator::build::front;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
+use kube::api::ListParams;
+use kube::Api;
 
 /// Tokens each chat asks for (and gets back, one chunk each, from the sim engine).
 pub const TOKENS: usize = 12;
@@ -68,8 +72,9 @@ pub async fn front_status(c: &reqwest::Client, ip: Ipv4Addr) -> Result<serde_jso
         .await?)
 }
 
-/// `dso_front_forwarded_total` of a front pod: answers it passed on from a group.
-pub async fn forwarded(c: &reqwest::Client, ip: Ipv4Addr) -> Result<u64> {
+/// The first sample of `/metrics` at `ip` whose line starts with `series` (a name, and
+/// `{` or a space after it).
+async fn counter(c: &reqwest::Client, ip: Ipv4Addr, series: &str) -> Result<u64> {
     ensure!(ip.is_loopback(), "refusing to dial {ip}");
     let text = c
         .get(format!("http://{ip}:8000/metrics"))
@@ -78,10 +83,15 @@ pub async fn forwarded(c: &reqwest::Client, ip: Ipv4Addr) -> Result<u64> {
         .text()
         .await?;
     text.lines()
-        .find(|l| l.starts_with("dso_front_forwarded_total "))
+        .find(|l| l.starts_with(series))
         .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .map(|v| v as u64)
-        .context("dso_front_forwarded_total in the front's metrics")
+        .with_context(|| format!("{series} in the metrics of {ip}"))
+}
+
+/// `dso_front_forwarded_total` of a front pod: answers it passed on from a group.
+pub async fn forwarded(c: &reqwest::Client, ip: Ipv4Addr) -> Result<u64> {
+    counter(c, ip, "dso_front_forwarded_total ").await
 }
 
 pub fn ip(p: &Pod) -> Option<Ipv4Addr> {
@@ -90,18 +100,34 @@ pub fn ip(p: &Pod) -> Option<Ipv4Addr> {
 
 /// `vllm:request_success_total` of the sim engine behind a leader (its engine port).
 pub async fn engine_answers(c: &reqwest::Client, ip: Ipv4Addr) -> Result<u64> {
-    ensure!(ip.is_loopback(), "refusing to dial {ip}");
-    let text = c
-        .get(format!("http://{ip}:8000/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    text.lines()
-        .find(|l| l.starts_with("vllm:request_success_total{"))
-        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .context("request_success_total in the engine's metrics")
+    counter(c, ip, "vllm:request_success_total{").await
+}
+
+/// Waits until every front pod of `model` is Ready and answers `/front/status`; their IPs.
+pub async fn ready_fronts(
+    c: &reqwest::Client,
+    pods: &Api<Pod>,
+    model: &str,
+    timeout: Duration,
+) -> Result<Vec<Ipv4Addr>> {
+    let selector = front::selector_string(model);
+    wait_for(timeout, "the model's front pods answer", || async {
+        let list = pods.list(&ListParams::default().labels(&selector)).await?;
+        let ips: Vec<Ipv4Addr> = list
+            .items
+            .iter()
+            .filter(|p| super::is_running_ready(p))
+            .filter_map(ip)
+            .collect();
+        if ips.len() != front::REPLICAS as usize {
+            return Ok(None);
+        }
+        for ip in &ips {
+            front_status(c, *ip).await?;
+        }
+        Ok(Some(ips))
+    })
+    .await
 }
 
 /// One wake-up, phase by phase.
