@@ -15,6 +15,7 @@ use deepseek_operator::build::labels;
 use deepseek_operator::config::OperatorConfig;
 use deepseek_planner::Catalog;
 use k8s_openapi::api::core::v1::{Node, Pod};
+use serde::Deserialize;
 
 fn example(file: &str) -> DeepSeekModel {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -189,4 +190,44 @@ fn render_shows_the_router_both_roles_and_the_ascend_store() {
         2,
         "the router and the KV store: {a3:?}"
     );
+}
+
+/// The router and the KV store (CPU only) prefer nodes with no accelerator: on an
+/// accelerator node they would take its CPU and memory and keep a node autoscaler from
+/// removing it once empty.
+#[test]
+fn the_router_and_the_store_prefer_nodes_without_accelerators() {
+    use deepseek_operator::cli::render::{run, RenderArgs};
+    use deepseek_operator::inventory::CPU_EXCLUDED_LABELS;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = run(&RenderArgs {
+        model: dir.join("../examples/r1-pd-ascend-a3.yaml"),
+        nodes: dir.join("tests/fixtures/nodes-pd.yaml"),
+        config: None,
+        namespace: "team-a".into(),
+    })
+    .expect("renders");
+    let deployments: Vec<serde_json::Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde_json::Value::deserialize(d).expect("yaml"))
+        .filter(|v| v["kind"] == "Deployment")
+        .collect();
+    assert_eq!(deployments.len(), 2, "the router and the store");
+    for d in &deployments {
+        let preferred = &d["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+            ["preferredDuringSchedulingIgnoredDuringExecution"];
+        let keys: Vec<&str> = preferred[0]["preference"]["matchExpressions"]
+            .as_array()
+            .map(|e| {
+                e.iter()
+                    .filter(|r| r["operator"] == "DoesNotExist")
+                    .filter_map(|r| r["key"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(
+            keys, CPU_EXCLUDED_LABELS,
+            "{}: {preferred}",
+            d["metadata"]["name"]
+        );
+    }
 }

@@ -10,12 +10,20 @@
 //! - the NodePool's template edited (its nodes drift), Karpenter declines to replace the
 //!   serving group's nodes because its pods carry `karpenter.sh/do-not-disrupt`;
 //! - the model deleted, every node Karpenter made is gone: no GPU held at zero;
+//! - scale from zero with no GPU node (issue 27): the same model at zero replicas with
+//!   `holdRequests`; 20 streamed chats held at its front, the 21st refused with 503 and
+//!   Retry-After; Karpenter creates the group's 2 nodes, every chat is answered in full
+//!   exactly once, and the cold-start timeline includes "nodes created";
 //! - a NodePool whose limit holds 3 nodes, for a model of 2 groups of 2: Karpenter makes 3
 //!   nodes and stops at the limit, one group is whole and the other has one rank on a node.
 //!   The model reports `CapacityPending` with the NodeClaims' state and Karpenter's limit
 //!   message; after `capacityPendingTimeoutSeconds` the partial group is removed whole,
 //!   Karpenter removes the node it held, and after `capacityRetrySeconds` the group is
 //!   created again;
+//! - nodes that boot for longer than `capacityPendingTimeoutSeconds` (held back by a
+//!   startup taint, as a GPU node's driver setup holds a real one) cost nothing: the bound
+//!   counts from the moment one rank is bound while the other is not, so the group,
+//!   created long before its nodes could take it, stays and runs whole;
 //! - a NodePool whose limit allows 1 of the 2 nodes a group needs is refused at planning
 //!   (`Planned=False`, naming the NodePool, saying no group can ever fit): no pod, no node.
 //!
@@ -26,10 +34,11 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
+use common::front_client::*;
 use common::load::LoadGen;
 use common::*;
 use deepseek_e2e::sim::{SimFleet, SimOptions};
@@ -37,8 +46,10 @@ use deepseek_e2e::wait::wait_for;
 use deepseek_e2e::Cluster;
 use deepseek_operator::api::DeepSeekModel;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+    PostParams,
 };
 use kube::{Api, ResourceExt};
 
@@ -49,6 +60,13 @@ const WINDOW_S: u64 = 10;
 const SMALL: &str = "h100-one";
 /// A NodePool the test adds, with room for three H100 nodes (24 GPUs).
 const LIMITED: &str = "h100-three";
+/// A NodePool the test adds, whose nodes come up with a startup taint the test lifts.
+const SLOW: &str = "h100-slow";
+/// The startup taint of SLOW's nodes: pods need not tolerate it (Karpenter expects another
+/// component to remove it when the node is ready), and they cannot be bound until it goes.
+const BOOTING: &str = "e2e.deepseek.ai/booting";
+/// How long a group stays partial (under the bound) before its second node is released.
+const HOLD: Duration = Duration::from_secs(5);
 /// The operator's bounds for a partly placed group (short, so the test is quick): removed
 /// after PENDING_S, created again RETRY_S (to 1.25 x) later. RETRY_S is well above the
 /// time Karpenter takes to remove an empty node here (20-60 s).
@@ -266,11 +284,16 @@ async fn karpenter_adds_whole_groups_of_nodes_and_removes_them_after_scale_down(
     let restored = set_template_annotation(&cluster, None).await;
     let small_gone = delete_nodepool(&cluster, SMALL).await;
     let limited_gone = delete_nodepool(&cluster, LIMITED).await;
+    let slow_gone = delete_nodepool(&cluster, SLOW).await;
     // Put back what other suites expect (this also stops Karpenter).
     if let Some(t) = previous.filter(|t| !t.ends_with("cloud.yaml")) {
         cluster_up(&t.display().to_string()).await?;
     }
-    result.and(restored).and(small_gone).and(limited_gone)
+    result
+        .and(restored)
+        .and(small_gone)
+        .and(limited_gone)
+        .and(slow_gone)
 }
 
 async fn scenario(cluster: &Cluster) -> Result<()> {
@@ -305,7 +328,7 @@ async fn scenario(cluster: &Cluster) -> Result<()> {
     let fleet = SimFleet::start(
         ns.client(),
         ns.name(),
-        SimOptions::new(launcher).env("DSO_SIM_TIME_SCALE", "10"),
+        SimOptions::new(launcher.clone()).env("DSO_SIM_TIME_SCALE", "10"),
     );
 
     let mut model = example("r1-fp8-h100-multinode.yaml")?;
@@ -442,7 +465,9 @@ async fn scenario(cluster: &Cluster) -> Result<()> {
     .await?;
     wait_node_count(&nodes, 0).await?;
 
+    wakes_from_no_node(cluster, &launcher, &nodes).await?;
     limit_reached_while_creating(cluster, &models, &pods, &nodes).await?;
+    nodes_boot_past_the_bound(cluster, &models, &pods, &nodes).await?;
 
     // A NodePool whose limit fits one of the group's two nodes: refused at planning.
     apply_nodepool(cluster, &h100_nodepool(SMALL, 8)?).await?;
@@ -478,6 +503,255 @@ async fn scenario(cluster: &Cluster) -> Result<()> {
     models.delete("r1-one", &DeleteParams::default()).await?;
     drop(fleet);
     ns.finish().await
+}
+
+/// Scale from zero on the cloud topology: no GPU node, a model at zero replicas behind its
+/// front, 20 held chats; Karpenter makes the nodes and every chat is answered once.
+async fn wakes_from_no_node(cluster: &Cluster, launcher: &Path, nodes: &Api<Node>) -> Result<()> {
+    const HELD: usize = 20;
+    // The engines "load weights" for 5 s, and the fleet probes readiness (a probed-*
+    // namespace), so a group is Ready only once its launchers are.
+    let ns = cluster.namespace("probed-cloud-wake").await?;
+    let fleet = SimFleet::start(
+        ns.client(),
+        ns.name(),
+        SimOptions::new(launcher.to_path_buf())
+            .probe_readiness()
+            .env("DSO_SIM_LOAD_SECONDS", "5")
+            .env("DSO_SIM_TIME_SCALE", "0.05"),
+    );
+    let mut model = example("r1-fp8-h100-multinode.yaml")?;
+    let name = model.metadata.name.clone().context("name")?;
+    model.spec.replicas = Some(0);
+    model.spec.autoscaling = Some(serde_json::from_value(serde_json::json!({
+        "minReplicas": 0,
+        "maxReplicas": 1,
+        "targetQueueDepth": 4,
+        "intervalSeconds": 1,
+        "scaleDownStabilizationSeconds": 3600,
+        "allowNodeProvisioning": true,
+        "holdRequests": {"queueSize": HELD, "maxWaitSeconds": 240},
+    }))?);
+    let models: Api<DeepSeekModel> = ns.api();
+    let pods: Api<Pod> = ns.api();
+    apply_model(&models, &model).await?;
+    let c = client()?;
+    let at = ready_fronts(&c, &pods, &name, T).await?[0];
+    ensure!(
+        nodepool_nodes(nodes, NODEPOOL).await?.is_empty(),
+        "GPU nodes before the first request"
+    );
+    let url = format!("http://{at}:8000/v1/chat/completions");
+    let t0 = Instant::now();
+    let chats: Vec<_> = (0..HELD)
+        .map(|_| tokio::spawn(streamed_chat(c.clone(), url.clone())))
+        .collect();
+    wait_for(Duration::from_secs(30), "20 requests held", || async {
+        Ok((front_status(&c, at).await?["held"] == HELD).then_some(()))
+    })
+    .await?;
+    let r = c
+        .post(&url)
+        .json(&serde_json::json!({"stream": true, "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await?;
+    ensure!(r.status().as_u16() == 503, "21st: {}", r.status());
+    ensure!(
+        r.headers().contains_key("retry-after"),
+        "21st: no Retry-After"
+    );
+    for (i, chat) in chats.into_iter().enumerate() {
+        let (status, chunks, done, _) = chat.await??;
+        ensure!(
+            (status, chunks, done) == (200, TOKENS, true),
+            "chat {i}: status {status}, {chunks} of {TOKENS} chunks, [DONE] {done}"
+        );
+    }
+    let answered_after = t0.elapsed();
+    let group = wait_groups(&pods, &name, 1, 2, T).await?;
+    let made = nodepool_nodes(nodes, NODEPOOL).await?;
+    on_nodepool_nodes(&group, &made)?;
+    let mut answers = 0;
+    for p in &group {
+        if p.labels()
+            .get("inference.deepseek-operator.dev/rank")
+            .map(String::as_str)
+            == Some("0")
+        {
+            answers += engine_answers(&c, ip(p).context("leader IP")?).await?;
+        }
+    }
+    ensure!(
+        answers == HELD as u64,
+        "the engine answered {answers} requests, not {HELD}"
+    );
+
+    let z = wait_for(
+        Duration::from_secs(30),
+        "status.lastScaleFromZero",
+        || async {
+            Ok(models
+                .get(&name)
+                .await?
+                .status
+                .and_then(|s| s.last_scale_from_zero))
+        },
+    )
+    .await?;
+    let t = |s: &str| -> Result<Timestamp> { Ok(s.parse()?) };
+    let nodes_created = z
+        .nodes_created
+        .as_deref()
+        .context("no nodesCreated phase though Karpenter made the nodes")?;
+    let timeline = Timeline(vec![
+        ("request seen", t(&z.request_seen)?),
+        ("scale decision", t(&z.scale_decision)?),
+        ("nodes created", t(nodes_created)?),
+        ("pods scheduled", t(&z.pods_scheduled)?),
+        ("ranks joined", t(&z.ranks_joined)?),
+        ("engine ready", t(&z.engine_ready)?),
+        ("first token", t(&z.first_token)?),
+    ]);
+    timeline.print("R1 FP8, 2 nodes of 8 x H100 made by Karpenter");
+    eprintln!(
+        "  all {HELD} held chats answered in full {:.1}s after they were sent; 21st: 503",
+        answered_after.as_secs_f64()
+    );
+    timeline.in_order()?;
+
+    // Its nodes go by consolidation (shown above); the steps after this use other NodePools.
+    models.delete(&name, &DeleteParams::default()).await?;
+    wait_for(T, "the woken model's pods are gone", || async {
+        Ok(model_pods(&pods, &name).await?.is_empty().then_some(()))
+    })
+    .await?;
+    drop(fleet);
+    ns.finish().await
+}
+
+/// Nodes that take longer than the bound to boot: the group's pods wait unbound for more
+/// than `capacityPendingTimeoutSeconds`, then one node comes up, and the other HOLD later.
+/// The group is never removed (the bound counts from the first binding, not from pod
+/// creation) and runs whole on the two nodes it waited for.
+async fn nodes_boot_past_the_bound(
+    cluster: &Cluster,
+    models: &Api<DeepSeekModel>,
+    pods: &Api<Pod>,
+    nodes: &Api<Node>,
+) -> Result<()> {
+    const NAME: &str = "r1-slow";
+    let mut pool = h100_nodepool(SLOW, 16)?;
+    pool.data["spec"]["template"]["spec"]["startupTaints"] =
+        serde_json::json!([{"key": BOOTING, "value": "true", "effect": "NoSchedule"}]);
+    apply_nodepool(cluster, &pool).await?;
+    let mut model = r1_on(NAME, SLOW)?;
+    model.spec.replicas = Some(1);
+    model.spec.autoscaling = None;
+    apply_model(models, &model).await?;
+    let created = wait_for(T, "r1-slow's 2 ranks exist", || async {
+        let p = model_pods(pods, NAME).await?;
+        Ok((p.len() == 2).then(|| uids(&p)))
+    })
+    .await?;
+    let seen = Instant::now();
+    let booting = wait_pool_nodes(nodes, SLOW, 2).await?;
+    let mut order = booting.iter();
+    let (Some(first), Some(second)) = (order.next(), order.next()) else {
+        anyhow::bail!("NodePool {SLOW} has nodes {booting:?}");
+    };
+
+    // The nodes boot for longer than the bound: both ranks wait unbound.
+    let bound = Duration::from_secs(PENDING_S + 2);
+    watch_group(pods, NAME, &created, "both nodes boot", |placed| {
+        anyhow::ensure!(placed == 0, "a rank was bound to a booting node");
+        Ok(seen.elapsed() >= bound)
+    })
+    .await?;
+    // One node is up: the group is partial, older than the bound, and stays.
+    lift_taint(nodes, first).await?;
+    watch_group(pods, NAME, &created, "one rank bound", |placed| {
+        Ok(placed == 1)
+    })
+    .await?;
+    let partial = Instant::now();
+    watch_group(pods, NAME, &created, "partial for HOLD", |placed| {
+        anyhow::ensure!(
+            placed == 1,
+            "{placed} ranks bound while one node is tainted"
+        );
+        Ok(partial.elapsed() >= HOLD)
+    })
+    .await?;
+    lift_taint(nodes, second).await?;
+    let running = wait_groups(pods, NAME, 1, 2, T).await?;
+    ensure!(
+        uids(&running) == created,
+        "the group that waited for its nodes was replaced"
+    );
+    on_nodepool_nodes(&running, &booting)?;
+    eprintln!(
+        "nodes booting {:.1}s (bound {PENDING_S}s) -> group kept and Running",
+        seen.elapsed().as_secs_f64()
+    );
+
+    models.delete(NAME, &DeleteParams::default()).await?;
+    wait_for(T, "r1-slow's pods are gone", || async {
+        Ok(model_pods(pods, NAME).await?.is_empty().then_some(()))
+    })
+    .await?;
+    // Karpenter removes a deleted NodePool's nodes itself.
+    delete_nodepool(cluster, SLOW).await
+}
+
+/// Polls a group's pods until `done(bound ranks)` says so, failing at once when the group
+/// is no longer the one created (`created` uids) or `done` fails.
+async fn watch_group(
+    pods: &Api<Pod>,
+    name: &str,
+    created: &BTreeSet<String>,
+    what: &str,
+    mut done: impl FnMut(usize) -> Result<bool>,
+) -> Result<()> {
+    let deadline = Instant::now() + T;
+    loop {
+        let live = model_pods(pods, name).await?;
+        ensure!(
+            uids(&live) == *created,
+            "{name}'s group was removed or replaced while waiting until {what}"
+        );
+        let placed = live
+            .iter()
+            .filter(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some()))
+            .count();
+        if done(placed).with_context(|| format!("while waiting until {what}"))? {
+            return Ok(());
+        }
+        ensure!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Removes the BOOTING taint from a node (what a node's own setup would do when ready).
+async fn lift_taint(nodes: &Api<Node>, name: &str) -> Result<()> {
+    wait_for(
+        T,
+        &format!("{name}'s {BOOTING} taint is lifted"),
+        || async {
+            let mut node = nodes.get(name).await?;
+            let taints = node.spec.as_mut().and_then(|s| s.taints.as_mut());
+            let Some(taints) = taints.filter(|t| t.iter().any(|t| t.key == BOOTING)) else {
+                anyhow::bail!("{name} has no {BOOTING} taint to lift");
+            };
+            taints.retain(|t| t.key != BOOTING);
+            match nodes.replace(name, &PostParams::default(), &node).await {
+                Ok(_) => Ok(Some(())),
+                // Karpenter wrote the node meanwhile: read it again.
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        },
+    )
+    .await
 }
 
 /// Karpenter reaches the NodePool's limit while creating a model's groups: one group whole,

@@ -32,6 +32,7 @@ use deepseek_engine::pd::ROUTER_PORT;
 use deepseek_operator::api::DeepSeekModel;
 use deepseek_operator::build::disaggregated::{COMPONENT, ROUTER_COMPONENT};
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, ResourceExt};
 use serde_json::{json, Value};
@@ -335,6 +336,7 @@ async fn a_disaggregated_model_serves_through_its_router_and_each_role_scales_on
             "{roles:?}"
         );
 
+        router_isolated(&ns, &pods, "r1-pd").await?;
         let router = router_ip(&pods).await?;
         let chunks = streamed_chat(router, "r1-pd", 8).await?;
         ensure!(chunks == 8, "decode streamed every token: {chunks} chunks");
@@ -380,6 +382,41 @@ async fn a_disaggregated_model_serves_through_its_router_and_each_role_scales_on
     groups.delete(&nodes).await;
     result?;
     ns.finish().await
+}
+
+/// Every router pod is selected by a NetworkPolicy that the model controls, so only the
+/// namespaces it names reach the router (issue 26 item 2: the router and the Ascend KV
+/// store had no policy, so every namespace reached them).
+async fn router_isolated(ns: &TestNamespace, pods: &Api<Pod>, model: &str) -> Result<()> {
+    let policies: Vec<NetworkPolicy> = ns.api().list(&ListParams::default()).await?.items;
+    let routers = router_pods(pods).await?;
+    ensure!(!routers.is_empty(), "no router pod");
+    for r in &routers {
+        let labels = r.labels();
+        let selects = |p: &&NetworkPolicy| {
+            p.spec
+                .as_ref()
+                .and_then(|s| s.pod_selector.as_ref())
+                .and_then(|sel| sel.match_labels.as_ref())
+                .is_some_and(|m| !m.is_empty() && m.iter().all(|(k, v)| labels.get(k) == Some(v)))
+        };
+        let owned = |p: &&NetworkPolicy| {
+            p.owner_references()
+                .iter()
+                .any(|o| o.kind == "DeepSeekModel" && o.name == model && o.controller == Some(true))
+        };
+        let names: Vec<String> = policies
+            .iter()
+            .filter(selects)
+            .map(|p| p.name_any())
+            .collect();
+        ensure!(
+            policies.iter().filter(selects).any(|p| owned(&p)),
+            "router pod {} is selected by no NetworkPolicy of {model} (selected by: {names:?})",
+            r.name_any()
+        );
+    }
+    Ok(())
 }
 
 /// The router pods (the Deployment's, old and new).

@@ -24,6 +24,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
+use common::front_client::*;
 use common::*;
 use deepseek_e2e::sim::{SimFleet, SimOptions};
 use deepseek_e2e::wait::wait_for;
@@ -38,139 +39,7 @@ use kube::Api;
 /// Accelerator nodes may be shared with other suites: wait generously for them.
 const T: Duration = Duration::from_secs(300);
 const HELD: usize = 20;
-const TOKENS: usize = 12;
 const LOAD_SECONDS: &str = "5";
-
-fn client() -> Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(240))
-        .build()?)
-}
-
-/// A streamed chat: status, content chunks, `[DONE]` seen, when the first chunk came.
-async fn streamed_chat(
-    c: reqwest::Client,
-    url: String,
-) -> Result<(u16, usize, bool, Option<Timestamp>)> {
-    streamed_chat_to(c, url, None).await
-}
-
-/// A streamed chat naming `model` when given (the router picks workers by it).
-async fn streamed_chat_to(
-    c: reqwest::Client,
-    url: String,
-    model: Option<&'static str>,
-) -> Result<(u16, usize, bool, Option<Timestamp>)> {
-    use futures::StreamExt;
-    let mut body = serde_json::json!({
-        "stream": true, "max_tokens": TOKENS,
-        "messages": [{"role": "user", "content": "wake up"}],
-    });
-    if let Some(m) = model {
-        body["model"] = serde_json::json!(m);
-    }
-    let r = c.post(url).json(&body).send().await?;
-    let status = r.status().as_u16();
-    let mut first = None;
-    let mut text = Vec::new();
-    let mut body = r.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk?;
-        if first.is_none() && chunk.windows(7).any(|w| w == b"data: {") {
-            first = Some(Timestamp::now());
-        }
-        text.extend_from_slice(&chunk);
-    }
-    let text = String::from_utf8_lossy(&text);
-    let chunks = text.lines().filter(|l| l.starts_with("data: {")).count();
-    Ok((status, chunks, text.contains("data: [DONE]"), first))
-}
-
-async fn front_status(c: &reqwest::Client, ip: Ipv4Addr) -> Result<serde_json::Value> {
-    ensure!(ip.is_loopback(), "refusing to dial {ip}");
-    Ok(c.get(format!("http://{ip}:8000/front/status"))
-        .send()
-        .await?
-        .json()
-        .await?)
-}
-
-/// `dso_front_forwarded_total` of a front pod: answers it passed on from a group.
-async fn forwarded(c: &reqwest::Client, ip: Ipv4Addr) -> Result<u64> {
-    ensure!(ip.is_loopback(), "refusing to dial {ip}");
-    let text = c
-        .get(format!("http://{ip}:8000/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    text.lines()
-        .find(|l| l.starts_with("dso_front_forwarded_total "))
-        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .context("dso_front_forwarded_total in the front's metrics")
-}
-
-fn ip(p: &Pod) -> Option<Ipv4Addr> {
-    p.status.as_ref()?.pod_ip.as_deref()?.parse().ok()
-}
-
-/// `vllm:request_success_total` of the sim engine behind a leader (its engine port).
-async fn engine_answers(c: &reqwest::Client, ip: Ipv4Addr) -> Result<u64> {
-    ensure!(ip.is_loopback(), "refusing to dial {ip}");
-    let text = c
-        .get(format!("http://{ip}:8000/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    text.lines()
-        .find(|l| l.starts_with("vllm:request_success_total{"))
-        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .context("request_success_total in the engine's metrics")
-}
-
-/// One wake-up, phase by phase.
-struct Timeline(Vec<(&'static str, Timestamp)>);
-
-impl Timeline {
-    fn print(&self, shape: &str) {
-        let start = self.0[0].1;
-        eprintln!("cold start, {shape}:");
-        for (phase, at) in &self.0 {
-            let since = at.duration_since(start);
-            eprintln!("  {phase:<16} {:>+6.1}s  ({at})", since.as_secs_f64());
-        }
-    }
-
-    /// Phases in order; API times have whole seconds, so a phase may share the second
-    /// of the one before it, and the test's own instants are cut to the second too.
-    /// "engine ready" is the kubelet's Ready condition, while the front forwards as soon
-    /// as the engine itself answers ready: the condition may be written a probe poll (the
-    /// fleet's 250 ms), the status write and the rounding to seconds after the first
-    /// token. Seen once: engine ready 02:07:13Z, first token 02:07:12.957Z.
-    fn in_order(&self) -> Result<()> {
-        for w in self.0.windows(2) {
-            let (a, b) = (w[0].1.as_second(), w[1].1.as_second());
-            let slack = if (w[0].0, w[1].0) == ("engine ready", "first token") {
-                2
-            } else {
-                0
-            };
-            ensure!(
-                a <= b + slack,
-                "{} ({}) after {} ({})",
-                w[0].0,
-                w[0].1,
-                w[1].0,
-                w[1].1
-            );
-        }
-        Ok(())
-    }
-}
 
 /// Applies `model` at zero replicas with holding on, holds 20 streamed chats at one front
 /// pod, checks the 21st is refused, and that all 20 are answered once the group is up.
@@ -214,27 +83,9 @@ async fn wakes_and_answers_every_held_request(
     let c = client()?;
 
     // The front: two pods, each answering with nothing held and no group.
-    let selector = front::selector_string(&name);
-    let fronts: Vec<Ipv4Addr> = wait_for(T, "the model's two front pods answer", || async {
-        let list = pods.list(&ListParams::default().labels(&selector)).await?;
-        let ips: Vec<Ipv4Addr> = list
-            .items
-            .iter()
-            .filter(|p| is_running_ready(p))
-            .filter_map(ip)
-            .collect();
-        if ips.len() != front::REPLICAS as usize {
-            return Ok(None);
-        }
-        for ip in &ips {
-            if front_status(&c, *ip).await.is_err() {
-                return Ok(None);
-            }
-        }
-        Ok(Some(ips))
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("{e:#}; operator log:\n{}", op.log_tail()))?;
+    let fronts = ready_fronts(&c, &pods, &name, T)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#}; operator log:\n{}", op.log_tail()))?;
     ensure!(
         model_pods(&pods, &name).await?.is_empty(),
         "no group at zero"

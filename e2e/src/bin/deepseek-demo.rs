@@ -8,11 +8,17 @@
 //! 127.x IPs and the Service's target port. Every wait has a deadline.
 //!
 //! ```text
-//! deepseek-demo fleet NAMESPACE... [--time-scale X]     until SIGTERM/SIGINT
-//! deepseek-demo chat NAMESPACE SERVICE PROMPT [--max-tokens N] [--timeout S]
+//! deepseek-demo fleet NAMESPACE... [--time-scale X] [--load-seconds S]
+//!                                                       until SIGTERM/SIGINT
+//! deepseek-demo chat NAMESPACE SERVICE PROMPT [--model M] [--max-tokens N] [--timeout S]
 //! deepseek-demo load NAMESPACE SERVICE --in-flight N --seconds S
 //! deepseek-demo nodes POOL COUNT PRODUCT GPUS           KWOK nodes labelled node-pool=POOL
 //! ```
+//!
+//! `--load-seconds S`: each engine takes S seconds to "load its weights", and the fleet is
+//! the pods' readiness prober (a pod is Ready once its launcher answers ready, as a
+//! kubelet's probe would say), so a cold start shows its real phases. Only namespaces
+//! named `probed-*` are probed (KWOK marks the others Ready at once; crate::sim).
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -32,7 +38,7 @@ use kube::{Api, Client};
 use serde_json::json;
 use std::io::Write;
 
-const USAGE: &str = "usage: deepseek-demo fleet NS... [--time-scale X] | chat NS SERVICE PROMPT [--max-tokens N] [--timeout S] | load NS SERVICE --in-flight N --seconds S | nodes POOL COUNT PRODUCT GPUS";
+const USAGE: &str = "usage: deepseek-demo fleet NS... [--time-scale X] [--load-seconds S] | chat NS SERVICE PROMPT [--model M] [--max-tokens N] [--timeout S] | load NS SERVICE --in-flight N --seconds S | nodes POOL COUNT PRODUCT GPUS";
 
 /// `--flag value` pairs, in order.
 type Flags = Vec<(String, String)>;
@@ -72,12 +78,15 @@ async fn main() -> Result<()> {
         .context("no cluster: source the output of `e2e/cluster up` (KUBECONFIG)")?;
     match (cmd.as_str(), pos.as_slice()) {
         ("fleet", namespaces) if !namespaces.is_empty() => {
-            fleet(client, namespaces, flag(&flags, "time-scale", 1.0f64)?).await
+            let time_scale = flag(&flags, "time-scale", 1.0f64)?;
+            let load_seconds = flag(&flags, "load-seconds", 0u64)?;
+            fleet(client, namespaces, time_scale, load_seconds).await
         }
         ("chat", [ns, svc, prompt]) => {
             let max_tokens = flag(&flags, "max-tokens", 24u32)?;
             let timeout = Duration::from_secs(flag(&flags, "timeout", 60u64)?);
-            chat(&client, ns, svc, prompt, max_tokens, timeout).await
+            let model = flag(&flags, "model", svc.clone())?;
+            chat(&client, ns, svc, &model, prompt, max_tokens, timeout).await
         }
         ("load", [ns, svc]) => {
             let n = flag(&flags, "in-flight", 8usize)?;
@@ -94,13 +103,23 @@ async fn main() -> Result<()> {
 
 /// Runs the sim engines (and, when the pinned `sglang-router` is installed, router pods)
 /// of `namespaces` until SIGTERM or SIGINT; dropping the fleets kills every process.
-async fn fleet(client: Client, namespaces: &[String], time_scale: f64) -> Result<()> {
+async fn fleet(
+    client: Client,
+    namespaces: &[String],
+    time_scale: f64,
+    load_seconds: u64,
+) -> Result<()> {
     let launcher = tokio::task::spawn_blocking(launcher_binary).await??;
     let log_dir = std::env::var_os("DSO_DEMO_LOG_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("deepseek-sim-logs"));
     let mut opts = SimOptions::new(launcher).env("DSO_SIM_TIME_SCALE", &time_scale.to_string());
     opts.log_dir = log_dir.clone();
+    if load_seconds > 0 {
+        opts = opts
+            .probe_readiness()
+            .env("DSO_SIM_LOAD_SECONDS", &load_seconds.to_string());
+    }
     match (router_binary(), std::env::var_os("KUBECONFIG")) {
         (Ok(router), Some(kc)) => {
             eprintln!("[fleet] router pods run {}", router.display());
@@ -178,13 +197,14 @@ async fn chat(
     client: &Client,
     ns: &str,
     svc: &str,
+    model: &str,
     prompt: &str,
     max_tokens: u32,
     timeout: Duration,
 ) -> Result<()> {
     let deadline = Instant::now() + timeout;
     let body = json!({
-        "model": svc,
+        "model": model,
         "messages": [{"role": "user", "content": prompt}],
         "stream": true,
         "max_tokens": max_tokens,

@@ -57,6 +57,11 @@ pub struct ScaleFromZero {
     /// The first request held (by the front's clock).
     pub request_seen: String,
     pub scale_decision: String,
+    /// The newest node the first group runs on was created, when that was after the
+    /// request was seen (a node autoscaler made it for the wake-up); absent when the
+    /// group found its nodes in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes_created: Option<String>,
     /// Every pod of the first group bound to a node.
     pub pods_scheduled: String,
     /// Every rank of that group joined (the workers Ready).

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -376,7 +376,8 @@ async fn step(
     let mut from_zero = previous.last_scale_from_zero.clone();
     if let Some(w) = st.wake.as_mut() {
         let now = k8s_openapi::jiff::Timestamp::now();
-        w.observe_pods(&pods, now);
+        let node_created = |n: &str| ctx.nodes.get(&ObjectRef::new(n)).and_then(|f| f.created());
+        w.observe_pods(&pods, now, &node_created);
         w.observe_answer(
             fronts
                 .as_ref()

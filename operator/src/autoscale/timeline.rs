@@ -1,5 +1,6 @@
 //! The cold-start timeline of a wake-up from zero by held requests: request seen (the
-//! front's first held request), scale decision, pods scheduled, ranks joined, engine
+//! front's first held request), scale decision, nodes created (when a node autoscaler
+//! made the group's nodes after the request), pods scheduled, ranks joined, engine
 //! ready, first token (the front's first answer to a held request). The autoscaler keeps
 //! one per waking model, fills it from the pod cache and the fronts at each (fast) step,
 //! and once complete records it as a `ScaledFromZero` Event and
@@ -21,6 +22,8 @@ use crate::build::labels;
 pub struct Wake {
     pub seen: Timestamp,
     pub decided: Timestamp,
+    /// The newest node of the first scheduled group, if created after `seen` (to the second).
+    pub nodes_created: Option<Timestamp>,
     pub scheduled: Option<Timestamp>,
     pub joined: Option<Timestamp>,
     pub ready: Option<Timestamp>,
@@ -61,6 +64,7 @@ impl Wake {
             // The front's clock may run ahead of the operator's: never after the decision.
             seen: seen.min(decided),
             decided,
+            nodes_created: None,
             scheduled: None,
             joined: None,
             ready: None,
@@ -70,7 +74,14 @@ impl Wake {
 
     /// Fills the pod phases from the model's pods (the first whole group to reach each
     /// phase); `now` stands for "Running" of a one-node group, which has no condition.
-    pub fn observe_pods(&mut self, pods: &[Pod], now: Timestamp) {
+    /// `node_created` tells when a node was created (the node cache), for the nodes the
+    /// first scheduled group landed on.
+    pub fn observe_pods(
+        &mut self,
+        pods: &[Pod],
+        now: Timestamp,
+        node_created: &dyn Fn(&str) -> Option<Timestamp>,
+    ) {
         let mut groups: BTreeMap<&str, Vec<&Pod>> = BTreeMap::new();
         for p in pods
             .iter()
@@ -97,10 +108,17 @@ impl Wake {
                     *slot = Some(slot.map_or(t, |s| s.min(t)));
                 }
             };
-            first(
-                &mut self.scheduled,
-                all(members, |p| condition(p, "PodScheduled")),
-            );
+            let scheduled = all(members, |p| condition(p, "PodScheduled"));
+            if let Some(t) = scheduled.filter(|t| self.scheduled.is_none_or(|s| *t < s)) {
+                self.scheduled = Some(t);
+                self.nodes_created = members
+                    .iter()
+                    .filter_map(|p| node_created(p.spec.as_ref()?.node_name.as_deref()?))
+                    .max()
+                    // Creation times have whole seconds: a node made in the request's
+                    // second was made for it.
+                    .filter(|c| c.as_second() >= self.seen.as_second());
+            }
             let joined = if workers.is_empty() {
                 let running = members
                     .iter()
@@ -127,6 +145,7 @@ impl Wake {
         Some(ScaleFromZero {
             request_seen: s(self.seen),
             scale_decision: s(self.decided),
+            nodes_created: self.nodes_created.map(s),
             pods_scheduled: s(self.scheduled?),
             ranks_joined: s(self.joined?),
             engine_ready: s(self.ready?),
@@ -136,15 +155,17 @@ impl Wake {
 
     /// The Event's note: each phase's offset from the request.
     pub fn note(&self) -> String {
-        let phases = [
-            ("scale decision", Some(self.decided)),
-            ("pods scheduled", self.scheduled),
-            ("ranks joined", self.joined),
-            ("engine ready", self.ready),
-            ("first token", self.first_token),
-        ];
+        let nodes = self.nodes_created.map(|t| ("nodes created", Some(t)));
+        let phases = [("scale decision", Some(self.decided))]
+            .into_iter()
+            .chain(nodes)
+            .chain([
+                ("pods scheduled", self.scheduled),
+                ("ranks joined", self.joined),
+                ("engine ready", self.ready),
+                ("first token", self.first_token),
+            ]);
         let parts: Vec<String> = phases
-            .iter()
             .map(|(name, t)| match t {
                 Some(t) => format!("{name} {:+.1}s", t.duration_since(self.seen).as_secs_f64()),
                 None => format!("{name} unknown"),
@@ -188,7 +209,7 @@ mod tests {
             "Running",
             &[("PodScheduled", "2026-12-05T01:00:02Z")],
         );
-        w.observe_pods(std::slice::from_ref(&leader), now);
+        w.observe_pods(std::slice::from_ref(&leader), now, &|_| None);
         assert_eq!(w.scheduled, None, "half a group is not scheduled");
         let worker = pod(
             "h-0",
@@ -200,7 +221,7 @@ mod tests {
                 ("Ready", "2026-12-05T01:00:05Z"),
             ],
         );
-        w.observe_pods(&[leader.clone(), worker.clone()], now);
+        w.observe_pods(&[leader.clone(), worker.clone()], now, &|_| None);
         assert_eq!(w.scheduled, Some(ts("2026-12-05T01:00:03Z")));
         assert_eq!(w.joined, Some(ts("2026-12-05T01:00:05Z")));
         assert_eq!(w.ready, None);
@@ -215,7 +236,7 @@ mod tests {
                 ("Ready", "2026-12-05T01:00:09Z"),
             ],
         );
-        w.observe_pods(&[leader, worker], now);
+        w.observe_pods(&[leader, worker], now, &|_| None);
         assert_eq!(w.ready, Some(ts("2026-12-05T01:00:09Z")));
         // An answer from before this wake-up is not its first token.
         w.observe_answer(Some(ts("2026-12-05T00:59:00Z")));
@@ -243,7 +264,11 @@ mod tests {
             "Pending",
             &[("PodScheduled", "2026-12-05T01:00:02Z")],
         );
-        w.observe_pods(std::slice::from_ref(&p), ts("2026-12-05T01:00:02Z"));
+        w.observe_pods(
+            std::slice::from_ref(&p),
+            ts("2026-12-05T01:00:02Z"),
+            &|_| None,
+        );
         assert_eq!(w.joined, None);
         let p = pod(
             "h-0",
@@ -252,8 +277,16 @@ mod tests {
             "Running",
             &[("PodScheduled", "2026-12-05T01:00:02Z")],
         );
-        w.observe_pods(std::slice::from_ref(&p), ts("2026-12-05T01:00:03Z"));
-        w.observe_pods(std::slice::from_ref(&p), ts("2026-12-05T01:00:04Z"));
+        w.observe_pods(
+            std::slice::from_ref(&p),
+            ts("2026-12-05T01:00:03Z"),
+            &|_| None,
+        );
+        w.observe_pods(
+            std::slice::from_ref(&p),
+            ts("2026-12-05T01:00:04Z"),
+            &|_| None,
+        );
         assert_eq!(
             w.joined,
             Some(ts("2026-12-05T01:00:03Z")),
@@ -261,5 +294,53 @@ mod tests {
         );
         assert_eq!(from_epoch(1.5), Some(ts("1970-01-01T00:00:01.5Z")));
         assert_eq!(from_epoch(f64::NAN), None);
+    }
+
+    #[test]
+    fn nodes_created_is_the_newest_node_of_the_first_scheduled_group_made_after_the_request() {
+        let on = |mut p: Pod, node: &str| {
+            p.spec = Some(
+                serde_json::from_value(serde_json::json!({
+                "containers": [], "nodeName": node}))
+                .expect("spec"),
+            );
+            p
+        };
+        let created = |n: &str| match n {
+            "old" => Some(ts("2026-12-05T00:00:00Z")),
+            "new-a" => Some(ts("2026-12-05T01:00:20Z")),
+            "new-b" => Some(ts("2026-12-05T01:00:25Z")),
+            _ => None,
+        };
+        let sched = [("PodScheduled", "2026-12-05T01:00:40Z")];
+        let group = |a: &str, b: &str| {
+            [
+                on(pod("h-0", 0, 2, "Running", &sched), a),
+                on(pod("h-0", 1, 2, "Running", &sched), b),
+            ]
+        };
+        // Karpenter made both nodes after the request: the later one counts.
+        let mut w = Wake::new(ts("2026-12-05T01:00:00Z"), ts("2026-12-05T01:00:01Z"));
+        w.observe_pods(
+            &group("new-a", "new-b"),
+            ts("2026-12-05T01:00:41Z"),
+            &created,
+        );
+        assert_eq!(w.nodes_created, Some(ts("2026-12-05T01:00:25Z")));
+        assert!(
+            w.note()
+                .contains("scale decision +1.0s, nodes created +25.0s, pods scheduled +40.0s"),
+            "{}",
+            w.note()
+        );
+        // Nodes in place before the request: no such phase, in the status or the note.
+        let mut w = Wake::new(ts("2026-12-05T01:00:00Z"), ts("2026-12-05T01:00:01Z"));
+        w.observe_pods(&group("old", "old"), ts("2026-12-05T01:00:41Z"), &created);
+        assert_eq!(w.nodes_created, None);
+        assert!(!w.note().contains("nodes created"), "{}", w.note());
+        // A node the cache does not know (yet) is not guessed at.
+        let mut w = Wake::new(ts("2026-12-05T01:00:00Z"), ts("2026-12-05T01:00:01Z"));
+        w.observe_pods(&group("gone", "gone"), ts("2026-12-05T01:00:41Z"), &created);
+        assert_eq!(w.nodes_created, None);
     }
 }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use deepseek_planner::Catalog;
 use k8s_openapi::api::core::v1::{
     Affinity, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodAffinity,
-    PodAffinityTerm, PodAntiAffinity, WeightedPodAffinityTerm,
+    PodAffinityTerm, PodAntiAffinity, PreferredSchedulingTerm, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
@@ -138,6 +138,29 @@ pub fn pins_product(catalog: &Catalog, pool: &Pool) -> Result<(), String> {
     ))
 }
 
+/// Where a model's small helpers (its front, router and KV store: CPU only) should run:
+/// preferably on a node with no accelerator, so they neither sit on an accelerator node's
+/// CPU and memory nor keep a node autoscaler from removing an empty GPU node (Karpenter's
+/// `WhenEmpty` counts any pod but a DaemonSet's). Preferred, not required: a cluster of
+/// accelerator nodes only still runs them.
+pub fn general_nodes() -> Affinity {
+    Affinity {
+        node_affinity: Some(NodeAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                PreferredSchedulingTerm {
+                    weight: 100,
+                    preference: NodeSelectorTerm {
+                        match_expressions: Some(CPU_EXCLUDED_LABELS.iter().map(absent).collect()),
+                        match_fields: None,
+                    },
+                },
+            ]),
+            required_during_scheduling_ignored_during_execution: None,
+        }),
+        ..Default::default()
+    }
+}
+
 /// Control-plane nodes never run a model's pods: the pool inventory leaves them out, and
 /// every pod's node affinity says so too, so a manifest that tolerates every taint
 /// still cannot reach them. Not on a Karpenter NodePool's pool: its nodes are never the
@@ -150,11 +173,16 @@ fn not_control_plane(w: &Workload) -> impl Iterator<Item = NodeSelectorRequireme
     } else {
         CONTROL_PLANE_KEYS
     };
-    keys.iter().map(|k| NodeSelectorRequirement {
-        key: (*k).into(),
+    keys.iter().map(absent)
+}
+
+/// The node has no label `key`.
+fn absent(key: &&str) -> NodeSelectorRequirement {
+    NodeSelectorRequirement {
+        key: (*key).into(),
         operator: "DoesNotExist".into(),
         values: None,
-    })
+    }
 }
 
 fn node_affinity(w: &Workload) -> Option<NodeAffinity> {
@@ -164,11 +192,7 @@ fn node_affinity(w: &Workload) -> Option<NodeAffinity> {
             match_expressions: Some(
                 CPU_EXCLUDED_LABELS
                     .iter()
-                    .map(|k| NodeSelectorRequirement {
-                        key: (*k).into(),
-                        operator: "DoesNotExist".into(),
-                        values: None,
-                    })
+                    .map(absent)
                     .chain(not_control_plane(w))
                     .collect(),
             ),

@@ -259,6 +259,7 @@ pub fn kv_store_objects(
         meta(model, sname.clone(), &component)?,
         &pod_labels,
         PodSpec {
+            affinity: Some(super::affinity::general_nodes()),
             automount_service_account_token: Some(false),
             containers: vec![container],
             security_context: Some(restricted_pod()),
@@ -477,6 +478,7 @@ pub fn router_objects(model: &DeepSeekModel, image: &str) -> Result<RouterObject
         meta(model, rname.clone(), &component)?,
         &pod_labels,
         PodSpec {
+            affinity: Some(super::affinity::general_nodes()),
             service_account_name: Some(rname.clone()),
             // Service discovery reads pods with this token.
             automount_service_account_token: Some(true),

@@ -174,6 +174,7 @@ pub fn objects(
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
+                    affinity: Some(super::affinity::general_nodes()),
                     containers: vec![container],
                     automount_service_account_token: Some(false),
                     security_context: Some(PodSecurityContext {
@@ -242,6 +243,11 @@ mod tests {
         let spec = d.spec.as_ref().expect("spec");
         assert_eq!(spec.replicas, Some(2));
         let pod = spec.template.spec.as_ref().expect("pod");
+        assert_eq!(
+            pod.affinity,
+            Some(super::super::affinity::general_nodes()),
+            "the front prefers nodes with no accelerator"
+        );
         let args = pod.containers[0].args.clone().expect("args");
         assert_eq!(
             args,

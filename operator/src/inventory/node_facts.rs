@@ -59,7 +59,7 @@ impl LabelSet {
 /// The Node facts planning reads.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NodeFacts {
-    /// Name and resourceVersion only (the watcher reads the latter).
+    /// Name, resourceVersion (the watcher reads it) and creationTimestamp only.
     metadata: ObjectMeta,
     labels: LabelSet,
     taints: Box<[Taint]>,
@@ -81,6 +81,11 @@ pub struct Ready {
 impl NodeFacts {
     pub fn name(&self) -> &str {
         self.metadata.name.as_deref().unwrap_or_default()
+    }
+
+    /// When the Node object was created (a node autoscaler's node: when it was made).
+    pub fn created(&self) -> Option<Timestamp> {
+        self.metadata.creation_timestamp.as_ref().map(|t| t.0)
     }
 
     pub fn label(&self, key: &str) -> Option<&str> {
@@ -162,6 +167,7 @@ impl NodeFacts {
             metadata: ObjectMeta {
                 name: wire.metadata.name,
                 resource_version: wire.metadata.resource_version,
+                creation_timestamp: wire.metadata.creation_timestamp,
                 ..Default::default()
             },
             labels: LabelSet(labels.into()),
@@ -180,6 +186,7 @@ impl From<&Node> for NodeFacts {
             metadata: WireMeta {
                 name: node.metadata.name.clone(),
                 resource_version: node.metadata.resource_version.clone(),
+                creation_timestamp: node.metadata.creation_timestamp.clone(),
                 labels: node.metadata.labels.clone(),
             },
             spec: node.spec.as_ref().map(|s| WireSpec {
@@ -249,6 +256,8 @@ struct WireMeta {
     name: Option<String>,
     #[serde(default)]
     resource_version: Option<String>,
+    #[serde(default)]
+    creation_timestamp: Option<Time>,
     #[serde(default)]
     labels: Option<BTreeMap<String, String>>,
 }

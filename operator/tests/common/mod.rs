@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each suite uses a different part
 
 pub mod crash_loop;
+pub mod front_client;
 pub mod helm;
 pub mod load;
 
