@@ -183,7 +183,7 @@ fn cidr_membership() {
     assert!(!in_cidr("198.19.0.7".parse().unwrap(), net));
     assert!(!in_cidr("127.0.0.1".parse().unwrap(), net));
     assert!(in_cidr(
-        "10.0.0.1".parse().unwrap(),
+        "203.0.113.1".parse().unwrap(),
         ("0.0.0.0".parse().unwrap(), 0)
     ));
 }

@@ -46,7 +46,6 @@ use deepseek_e2e::wait::wait_for;
 use deepseek_e2e::Cluster;
 use deepseek_operator::api::DeepSeekModel;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
-use k8s_openapi::jiff::Timestamp;
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
     PostParams,
@@ -523,15 +522,7 @@ async fn wakes_from_no_node(cluster: &Cluster, launcher: &Path, nodes: &Api<Node
     let mut model = example("r1-fp8-h100-multinode.yaml")?;
     let name = model.metadata.name.clone().context("name")?;
     model.spec.replicas = Some(0);
-    model.spec.autoscaling = Some(serde_json::from_value(serde_json::json!({
-        "minReplicas": 0,
-        "maxReplicas": 1,
-        "targetQueueDepth": 4,
-        "intervalSeconds": 1,
-        "scaleDownStabilizationSeconds": 3600,
-        "allowNodeProvisioning": true,
-        "holdRequests": {"queueSize": HELD, "maxWaitSeconds": 240},
-    }))?);
+    model.spec.autoscaling = Some(serde_json::from_value(held_at_zero(HELD))?);
     let models: Api<DeepSeekModel> = ns.api();
     let pods: Api<Pod> = ns.api();
     apply_model(&models, &model).await?;
@@ -598,20 +589,11 @@ async fn wakes_from_no_node(cluster: &Cluster, launcher: &Path, nodes: &Api<Node
         },
     )
     .await?;
-    let t = |s: &str| -> Result<Timestamp> { Ok(s.parse()?) };
-    let nodes_created = z
-        .nodes_created
-        .as_deref()
-        .context("no nodesCreated phase though Karpenter made the nodes")?;
-    let timeline = Timeline(vec![
-        ("request seen", t(&z.request_seen)?),
-        ("scale decision", t(&z.scale_decision)?),
-        ("nodes created", t(nodes_created)?),
-        ("pods scheduled", t(&z.pods_scheduled)?),
-        ("ranks joined", t(&z.ranks_joined)?),
-        ("engine ready", t(&z.engine_ready)?),
-        ("first token", t(&z.first_token)?),
-    ]);
+    ensure!(
+        z.nodes_created.is_some(),
+        "no nodesCreated phase though Karpenter made the nodes"
+    );
+    let timeline = Timeline::of(&z)?;
     timeline.print("R1 FP8, 2 nodes of 8 x H100 made by Karpenter");
     eprintln!(
         "  all {HELD} held chats answered in full {:.1}s after they were sent; 21st: 503",

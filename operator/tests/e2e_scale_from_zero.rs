@@ -66,17 +66,7 @@ async fn wakes_and_answers_every_held_request(
     let mut model = example(file)?;
     let name = model.metadata.name.clone().context("name")?;
     model.spec.replicas = Some(0);
-    model.spec.autoscaling = Some(serde_json::from_value(serde_json::json!({
-        "minReplicas": 0,
-        "maxReplicas": 1,
-        "targetQueueDepth": 4,
-        "intervalSeconds": 1,
-        // No scale-down while the test runs.
-        "scaleDownStabilizationSeconds": 3600,
-        // Pending rather than held back when another suite holds the nodes.
-        "allowNodeProvisioning": true,
-        "holdRequests": {"queueSize": HELD, "maxWaitSeconds": 240},
-    }))?);
+    model.spec.autoscaling = Some(serde_json::from_value(held_at_zero(HELD))?);
     let models: Api<DeepSeekModel> = ns.api();
     let pods: Api<Pod> = ns.api();
     apply_model(&models, &model).await?;
@@ -170,15 +160,7 @@ async fn wakes_and_answers_every_held_request(
         .as_ref()
         .and_then(|s| s.last_scale_from_zero.clone())
         .context("lastScaleFromZero")?;
-    let t = |s: &str| -> Result<Timestamp> { Ok(s.parse()?) };
-    let timeline = Timeline(vec![
-        ("request seen", t(&z.request_seen)?),
-        ("scale decision", t(&z.scale_decision)?),
-        ("pods scheduled", t(&z.pods_scheduled)?),
-        ("ranks joined", t(&z.ranks_joined)?),
-        ("engine ready", t(&z.engine_ready)?),
-        ("first token", t(&z.first_token)?),
-    ]);
+    let timeline = Timeline::of(&z)?;
     ensure!(
         timeline.0[0].1.as_second() >= seen.as_second() - 1,
         "request seen {} before the test sent it ({seen})",
@@ -186,9 +168,9 @@ async fn wakes_and_answers_every_held_request(
     );
     let client_first = first_token.context("a first token")?;
     ensure!(
-        timeline.0[5].1.as_second() <= client_first.as_second(),
+        timeline.0[timeline.0.len() - 1].1.as_second() <= client_first.as_second(),
         "first token recorded at {} after the client got it ({client_first})",
-        timeline.0[5].1
+        timeline.0[timeline.0.len() - 1].1
     );
     let events: Api<k8s_openapi::api::events::v1::Event> = ns.api();
     let note = wait_for(
@@ -274,7 +256,7 @@ async fn wakes_and_answers_every_held_request(
         .context("lastScaleTime")?;
     let second_at: Timestamp = second.parse()?;
     ensure!(
-        second_at > t(&z.scale_decision)?,
+        second_at > z.scale_decision.parse::<Timestamp>()?,
         "not woken again: lastScaleTime {second} is the first wake-up's"
     );
     eprintln!("  after a scale to zero, 5 requests sent as the group went were held and answered (woken again at {second})");
@@ -527,15 +509,7 @@ async fn a_disaggregated_model_wakes_both_roles_for_held_requests() -> Result<()
         },
     )
     .await?;
-    let t = |s: &str| -> Result<Timestamp> { Ok(s.parse()?) };
-    let timeline = Timeline(vec![
-        ("request seen", t(&z.request_seen)?),
-        ("scale decision", t(&z.scale_decision)?),
-        ("pods scheduled", t(&z.pods_scheduled)?),
-        ("ranks joined", t(&z.ranks_joined)?),
-        ("engine ready", t(&z.engine_ready)?),
-        ("first token", t(&z.first_token)?),
-    ]);
+    let timeline = Timeline::of(&z)?;
     ensure!(
         timeline.0[0].1.as_second() >= seen.as_second() - 1,
         "request seen {} before the test sent it ({seen})",
@@ -543,9 +517,9 @@ async fn a_disaggregated_model_wakes_both_roles_for_held_requests() -> Result<()
     );
     let client_first = first_token.context("a first token")?;
     ensure!(
-        timeline.0[5].1.as_second() <= client_first.as_second(),
+        timeline.0[timeline.0.len() - 1].1.as_second() <= client_first.as_second(),
         "first token recorded at {} after the client got it ({client_first})",
-        timeline.0[5].1
+        timeline.0[timeline.0.len() - 1].1
     );
     timeline.print("r1-pd-ascend-a3.yaml (prefill 1 pod, decode 2 pods per group)");
     eprintln!(

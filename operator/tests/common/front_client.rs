@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use deepseek_e2e::wait::wait_for;
+use deepseek_operator::api::ScaleFromZero;
 use deepseek_operator::build::front;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
@@ -103,6 +104,21 @@ pub async fn engine_answers(c: &reqwest::Client, ip: Ipv4Addr) -> Result<u64> {
     counter(c, ip, "vllm:request_success_total{").await
 }
 
+/// `spec.autoscaling` of a model at zero that holds up to `held` requests for 240 s, scales
+/// to one group on them (`allowNodeProvisioning`: pending rather than held back when the
+/// nodes are busy or a node autoscaler makes them) and never scales down while a test runs.
+pub fn held_at_zero(held: usize) -> serde_json::Value {
+    serde_json::json!({
+        "minReplicas": 0,
+        "maxReplicas": 1,
+        "targetQueueDepth": 4,
+        "intervalSeconds": 1,
+        "scaleDownStabilizationSeconds": 3600,
+        "allowNodeProvisioning": true,
+        "holdRequests": {"queueSize": held, "maxWaitSeconds": 240},
+    })
+}
+
 /// Waits until every front pod of `model` is Ready and answers `/front/status`; their IPs.
 pub async fn ready_fronts(
     c: &reqwest::Client,
@@ -134,6 +150,25 @@ pub async fn ready_fronts(
 pub struct Timeline(pub Vec<(&'static str, Timestamp)>);
 
 impl Timeline {
+    /// The phases of a recorded wake-up, in order; "nodes created" only when recorded.
+    pub fn of(z: &ScaleFromZero) -> Result<Timeline> {
+        let t = |s: &str| -> Result<Timestamp> { Ok(s.parse()?) };
+        let mut phases = vec![
+            ("request seen", t(&z.request_seen)?),
+            ("scale decision", t(&z.scale_decision)?),
+        ];
+        if let Some(n) = z.nodes_created.as_deref() {
+            phases.push(("nodes created", t(n)?));
+        }
+        phases.extend([
+            ("pods scheduled", t(&z.pods_scheduled)?),
+            ("ranks joined", t(&z.ranks_joined)?),
+            ("engine ready", t(&z.engine_ready)?),
+            ("first token", t(&z.first_token)?),
+        ]);
+        Ok(Timeline(phases))
+    }
+
     pub fn print(&self, shape: &str) {
         let start = self.0[0].1;
         eprintln!("cold start, {shape}:");
