@@ -336,20 +336,6 @@ async fn drain_on_leader_deletion(
     Ok(())
 }
 
-/// The sim engine process of a pod's container: a `deepseek-launcher sim` whose
-/// environment names the pod as its hostname.
-fn engine_pid(pod: &str) -> Option<u32> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        let is_sim = args.first()?.ends_with(b"deepseek-launcher") && args.get(1)? == b"sim";
-        let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-        let host = format!("HOSTNAME={pod}");
-        (is_sim && env.split(|b| *b == 0).any(|v| v == host.as_bytes())).then_some(pid)
-    })
-}
-
 /// Kills the worker's engine process: the kubelet restarts its container, the operator
 /// recreates the whole group (every pod new) with `Degraded` naming the reason, and the new
 /// group's leader turns Ready. Returns the new leader and its IP.
@@ -360,7 +346,7 @@ async fn engine_killed(
 ) -> Result<(Pod, std::net::Ipv4Addr)> {
     let name = worker.name_any();
     let pid = wait_for(T, &format!("the engine process of {name}"), || async {
-        Ok(engine_pid(&name))
+        Ok(real_nodes::pod_process(&name, "deepseek-launcher", "sim"))
     })
     .await?;
     let old: std::collections::BTreeSet<String> = model_pods(pods, "r1")
@@ -368,10 +354,7 @@ async fn engine_killed(
         .iter()
         .map(|p| p.uid().unwrap_or_default())
         .collect();
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()?;
-    ensure!(killed.success(), "kill -KILL {pid} failed");
+    real_nodes::kill_hard(pid)?;
     let mut restarted = false;
     let mut degraded: Option<(String, String)> = None;
     let deadline = tokio::time::Instant::now() + T;

@@ -128,15 +128,46 @@ pub async fn stream_chat(
     model: &str,
     max_tokens: u32,
 ) -> Result<Streamed> {
+    stream(ip, port, model, "Say hello.", max_tokens, None).await
+}
+
+/// A streamed chat that reports its first content delta on `first` (so a caller knows it
+/// is in flight), then reads to the end.
+pub async fn stream_chat_in_flight(
+    ip: Ipv4Addr,
+    port: u16,
+    model: &str,
+    max_tokens: u32,
+    first: tokio::sync::mpsc::Sender<()>,
+) -> Result<Streamed> {
+    stream(
+        ip,
+        port,
+        model,
+        "Tell a long story.",
+        max_tokens,
+        Some(first),
+    )
+    .await
+}
+
+async fn stream(
+    ip: Ipv4Addr,
+    port: u16,
+    model: &str,
+    prompt: &str,
+    max_tokens: u32,
+    first: Option<tokio::sync::mpsc::Sender<()>>,
+) -> Result<Streamed> {
     let http = reqwest::Client::builder()
         .no_proxy()
-        .timeout(Duration::from_secs(120))
+        .timeout(Duration::from_secs(180))
         .build()?;
     let mut r = http
         .post(format!("http://{ip}:{port}/v1/chat/completions"))
         .json(&serde_json::json!({
             "model": model,
-            "messages": [{"role": "user", "content": "Say hello."}],
+            "messages": [{"role": "user", "content": prompt}],
             "max_tokens": max_tokens,
             "stream": true,
         }))
@@ -150,8 +181,14 @@ pub async fn stream_chat(
         );
     }
     let mut body = String::new();
+    let mut first = first;
     while let Some(chunk) = r.chunk().await? {
         body.push_str(&String::from_utf8_lossy(&chunk));
+        if body.contains("\"content\"") {
+            if let Some(tx) = first.take() {
+                let _ = tx.send(()).await;
+            }
+        }
     }
     let mut out = Streamed {
         deltas: 0,
@@ -229,69 +266,6 @@ pub fn last_exit(pod: &Pod, container: &str) -> Option<String> {
     })
 }
 
-/// A streamed chat that reports its first content delta on `first` (so a caller knows it
-/// is in flight), then reads to the end.
-pub async fn stream_chat_in_flight(
-    ip: Ipv4Addr,
-    port: u16,
-    model: &str,
-    max_tokens: u32,
-    first: tokio::sync::mpsc::Sender<()>,
-) -> Result<Streamed> {
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(180))
-        .build()?;
-    let mut r = http
-        .post(format!("http://{ip}:{port}/v1/chat/completions"))
-        .json(&serde_json::json!({
-            "model": model,
-            "messages": [{"role": "user", "content": "Tell a long story."}],
-            "max_tokens": max_tokens,
-            "stream": true,
-        }))
-        .send()
-        .await?;
-    let status = r.status();
-    if !status.is_success() {
-        bail!(
-            "chat answered {status}: {}",
-            r.text().await.unwrap_or_default()
-        );
-    }
-    let mut body = String::new();
-    let mut told = false;
-    while let Some(chunk) = r.chunk().await? {
-        body.push_str(&String::from_utf8_lossy(&chunk));
-        if !told && body.contains("\"content\"") {
-            told = true;
-            let _ = first.send(()).await;
-        }
-    }
-    let mut out = Streamed {
-        deltas: 0,
-        text: String::new(),
-        done: false,
-    };
-    for data in body
-        .lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .map(str::trim)
-    {
-        if data == "[DONE]" {
-            out.done = true;
-            continue;
-        }
-        let v: serde_json::Value =
-            serde_json::from_str(data).with_context(|| format!("event {data}"))?;
-        if let Some(c) = v["choices"][0]["delta"]["content"].as_str() {
-            out.deltas += 1;
-            out.text.push_str(c);
-        }
-    }
-    Ok(out)
-}
-
 /// One non-streamed chat request: its HTTP status, or the connection error.
 pub async fn chat_status(ip: Ipv4Addr, port: u16, model: &str) -> Result<u16> {
     let http = reqwest::Client::builder()
@@ -319,4 +293,31 @@ pub fn remove_node_cache(namespace: &str) {
             eprintln!("could not remove {}: {e}", dir.display());
         }
     }
+}
+
+/// The host PID of a process in a pod's container on a real node (every real node is this
+/// machine): `program` (the file name of its argv[0]) run with `subcommand`, whose
+/// environment names the pod as its hostname.
+pub fn pod_process(pod: &str, program: &str, subcommand: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        let is_it = Path::new(std::str::from_utf8(args.first()?).ok()?)
+            .file_name()
+            .is_some_and(|f| f == program)
+            && args.get(1)? == &subcommand.as_bytes();
+        let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+        let host = format!("HOSTNAME={pod}");
+        (is_it && env.split(|b| *b == 0).any(|v| v == host.as_bytes())).then_some(pid)
+    })
+}
+
+/// SIGKILL to a host process.
+pub fn kill_hard(pid: u32) -> Result<()> {
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()?;
+    ensure!(killed.success(), "kill -KILL {pid} failed");
+    Ok(())
 }
