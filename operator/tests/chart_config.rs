@@ -98,7 +98,12 @@ async fn the_charts_config_carries_the_lifecycle_bounds_and_security_switches() 
         defaults.helper_pods
     );
     ensure!(
-        all_on.helper_pods.node_selector.get("pool").map(String::as_str) == Some("system")
+        all_on
+            .helper_pods
+            .node_selector
+            .get("pool")
+            .map(String::as_str)
+            == Some("system")
             && all_on.helper_pods.tolerations.len() == 1,
         "helperPods: {:?}",
         all_on.helper_pods

@@ -27,46 +27,11 @@ use deepseek_e2e::wait::wait_for;
 use deepseek_e2e::Cluster;
 use deepseek_operator::api::DeepSeekModel;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(300);
 const NODES: [&str; 2] = ["real-0", "real-1"];
-const H100_LABELS: [(&str, &str); 4] = [
-    ("nvidia.com/gpu.product", "NVIDIA-H100-80GB-HBM3"),
-    ("nvidia.com/gpu.memory", "81559"),
-    ("nvidia.com/gpu.count", "8"),
-    ("nvidia.com/gpu.family", "hopper"),
-];
-
-/// Labels and extended resources of an 8-GPU H100 node on `name`, or (`on` false) none.
-async fn make_h100(nodes: &Api<Node>, name: &str, on: bool) -> Result<()> {
-    let labels: serde_json::Map<String, serde_json::Value> = H100_LABELS
-        .iter()
-        .map(|(k, v)| (k.to_string(), if on { json!(v) } else { json!(null) }))
-        .collect();
-    nodes
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": labels}})),
-        )
-        .await?;
-    let gpus = if on { json!("8") } else { json!(null) };
-    nodes
-        .patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {
-                "capacity": {"nvidia.com/gpu": gpus},
-                "allocatable": {"nvidia.com/gpu": gpus},
-            }})),
-        )
-        .await?;
-    Ok(())
-}
-
 fn ready_since(p: &Pod) -> Option<k8s_openapi::jiff::Timestamp> {
     p.status
         .as_ref()?
@@ -117,31 +82,16 @@ async fn a_two_rank_h100_group_on_two_real_nodes_is_ready_by_the_kubelets_probes
     }
     let nodes: Api<Node> = Api::all(cluster.client());
     for node in NODES {
-        make_h100(&nodes, node, true).await?;
+        real_nodes::make_h100(&nodes, node, true).await?;
     }
-    let result = run(&cluster, &nodes, &image).await;
+    let result = run(&cluster, &image).await;
     for node in NODES {
-        make_h100(&nodes, node, false).await?;
+        real_nodes::make_h100(&nodes, node, false).await?;
     }
     result
 }
 
-async fn run(cluster: &Cluster, nodes: &Api<Node>, image: &str) -> Result<()> {
-    for node in NODES {
-        wait_for(
-            T,
-            &format!("{node} advertises 8 nvidia.com/gpu"),
-            || async {
-                let n = nodes.get(node).await?;
-                let gpus = n
-                    .status
-                    .and_then(|s| s.allocatable)
-                    .and_then(|a| a.get("nvidia.com/gpu").map(|q| q.0.clone()));
-                Ok((gpus.as_deref() == Some("8")).then_some(()))
-            },
-        )
-        .await?;
-    }
+async fn run(cluster: &Cluster, image: &str) -> Result<()> {
     install_crd(cluster).await?;
     let ns = cluster.namespace("real-group").await?;
     let op =

@@ -12,28 +12,13 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use deepseek_e2e::{wait, Cluster};
 use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Patch, PatchParams};
 use kube::Api;
+use serde_json::json;
 
 pub const REAL_LABEL: &str = "e2e.deepseek-operator/real-node";
 
-/// `DSO_REAL_POD_CIDR` (e2e/lib/real-nodes.sh's default when unset): the real nodes' bridge.
-pub fn pod_range() -> Result<(Ipv4Addr, u32)> {
-    let cidr = std::env::var("DSO_REAL_POD_CIDR").unwrap_or_else(|_| "198.18.0.0/16".into());
-    let (net, len) = cidr
-        .split_once('/')
-        .with_context(|| format!("DSO_REAL_POD_CIDR={cidr} is not a CIDR"))?;
-    let net: Ipv4Addr = net
-        .parse()
-        .with_context(|| format!("DSO_REAL_POD_CIDR={cidr}"))?;
-    let len: u32 = len
-        .parse()
-        .with_context(|| format!("DSO_REAL_POD_CIDR={cidr}"))?;
-    ensure!(
-        (8..=24).contains(&len),
-        "DSO_REAL_POD_CIDR={cidr}: prefix out of range"
-    );
-    Ok((net, len))
-}
+pub use crate::common::real_pod_range as pod_range;
 
 /// A pod IP on the real nodes' bridge; anything else is refused (tests dial nothing else).
 pub fn bridge_ip(pod: &Pod) -> Result<Ipv4Addr> {
@@ -319,5 +304,54 @@ pub fn kill_hard(pid: u32) -> Result<()> {
         .args(["-KILL", &pid.to_string()])
         .status()?;
     ensure!(killed.success(), "kill -KILL {pid} failed");
+    Ok(())
+}
+
+const H100_LABELS: [(&str, &str); 4] = [
+    ("nvidia.com/gpu.product", "NVIDIA-H100-80GB-HBM3"),
+    ("nvidia.com/gpu.memory", "81559"),
+    ("nvidia.com/gpu.count", "8"),
+    ("nvidia.com/gpu.family", "hopper"),
+];
+
+/// Labels and extended resources of an 8-GPU H100 node on `name`, or (`on` false) none.
+pub async fn make_h100(nodes: &Api<Node>, name: &str, on: bool) -> Result<()> {
+    let labels: serde_json::Map<String, serde_json::Value> = H100_LABELS
+        .iter()
+        .map(|(k, v)| (k.to_string(), if on { json!(v) } else { json!(null) }))
+        .collect();
+    nodes
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": labels}})),
+        )
+        .await?;
+    let gpus = if on { json!("8") } else { json!(null) };
+    nodes
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {
+                "capacity": {"nvidia.com/gpu": gpus},
+                "allocatable": {"nvidia.com/gpu": gpus},
+            }})),
+        )
+        .await?;
+    if on {
+        wait::wait_for(
+            Duration::from_secs(60),
+            &format!("{name} advertises 8 nvidia.com/gpu"),
+            || async {
+                let n = nodes.get(name).await?;
+                let gpus = n
+                    .status
+                    .and_then(|s| s.allocatable)
+                    .and_then(|a| a.get("nvidia.com/gpu").map(|q| q.0.clone()));
+                Ok((gpus.as_deref() == Some("8")).then_some(()))
+            },
+        )
+        .await?;
+    }
     Ok(())
 }
