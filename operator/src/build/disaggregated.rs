@@ -45,10 +45,6 @@ pub const ROUTER_COMPONENT: &str = "router";
 pub const ROUTER_CONTAINER: &str = "router";
 /// `app.kubernetes.io/component` of the `ascend` transfer's config store.
 pub const KV_STORE_COMPONENT: &str = "kv-store";
-/// User id of the router and store pods (no root needed: they only serve TCP). The
-/// engines' 10001 rather than 1000: a low uid is likely to be a real user of the node,
-/// whose files a process that escaped its container could then reach.
-
 pub const ROLES: [PdRole; 2] = [PdRole::Prefill, PdRole::Decode];
 
 /// Name of a role's model.

@@ -9,7 +9,9 @@ use k8s_openapi::api::core::v1::{
 
 use crate::config::HelperPods;
 
-/// The user and group of every helper pod.
+/// The user and group of every helper pod (no root needed: they only serve TCP). The
+/// engines' 10001 rather than 1000: a low uid is likely to be a real user of the node,
+/// whose files a process that escaped its container could then reach.
 pub const UID: i64 = 10001;
 
 /// Places a helper pod: the preference for nodes without accelerators
