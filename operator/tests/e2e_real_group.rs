@@ -26,12 +26,11 @@ use common::*;
 use deepseek_e2e::wait::wait_for;
 use deepseek_e2e::Cluster;
 use deepseek_operator::api::DeepSeekModel;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(300);
-const NODES: [&str; 2] = ["real-0", "real-1"];
 fn ready_since(p: &Pod) -> Option<k8s_openapi::jiff::Timestamp> {
     p.status
         .as_ref()?
@@ -71,47 +70,22 @@ async fn a_two_rank_h100_group_on_two_real_nodes_is_ready_by_the_kubelets_probes
 ) -> Result<()> {
     let _serial = SERIAL.lock().await;
     let cluster = Cluster::ensure().await?;
-    let mut image = String::new();
-    for node in NODES {
-        image = real_nodes::real_node_with_image(
-            &cluster,
-            node,
-            "ghcr.io/deepseek-operator/runtime-sim",
-        )
-        .await?;
-    }
-    let nodes: Api<Node> = Api::all(cluster.client());
-    for node in NODES {
-        real_nodes::make_h100(&nodes, node, true).await?;
-    }
-    let result = run(&cluster, &image).await;
-    for node in NODES {
-        real_nodes::make_h100(&nodes, node, false).await?;
-    }
-    result
+    real_nodes::on_h100_nodes(
+        &cluster,
+        &["ghcr.io/deepseek-operator/runtime-sim"],
+        |image| run(&cluster, image),
+    )
+    .await
 }
 
-async fn run(cluster: &Cluster, image: &str) -> Result<()> {
+async fn run(cluster: &Cluster, image: String) -> Result<()> {
     install_crd(cluster).await?;
     let ns = cluster.namespace("real-group").await?;
     let op =
         operator_with_config(cluster, ns.name(), "allowRootHostPathCache: true\n", None).await?;
     let models: Api<DeepSeekModel> = ns.api();
     let pods: Api<Pod> = ns.api();
-    let model: DeepSeekModel = serde_json::from_value(json!({
-        "apiVersion": "inference.deepseek-operator.dev/v1alpha1",
-        "kind": "DeepSeekModel",
-        "metadata": {"name": "r1", "namespace": ns.name()},
-        "spec": {
-            "model": "deepseek-r1",
-            "quantization": "fp8",
-            "accelerator": {"product": "h100-80gb", "nodeSelector": {real_nodes::REAL_LABEL: "true"}},
-            "image": image,
-            "serving": {"maxModelLen": 16384},
-            "resources": {"cpu": "100m", "memory": "256Mi"},
-            "replicas": 1,
-        },
-    }))?;
+    let model = real_nodes::r1_on_real_nodes(ns.name(), "r1", &image, json!({"replicas": 1}))?;
     apply_model(&models, &model).await?;
 
     let waited = wait_for(

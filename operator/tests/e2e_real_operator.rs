@@ -108,15 +108,7 @@ async fn the_operator_image_runs_on_a_real_node_and_its_standby_takes_over() -> 
     let pid = operator_pid(&leader).await?;
     real_nodes::kill_hard(pid)?;
     let killed = Instant::now();
-    wait_for(
-        T,
-        &format!("the kubelet restarts {leader}'s operator"),
-        || async {
-            let p = pods.get(&leader).await?;
-            Ok((restart_count(&p) > restarts && is_running_ready(&p)).then_some(()))
-        },
-    )
-    .await?;
+    restarted(&pods, &leader, restarts).await?;
     let lease = leases.get(LEASE_NAME).await?;
     let spec = lease.spec.unwrap_or_default();
     ensure!(
@@ -187,15 +179,7 @@ async fn the_operator_image_runs_on_a_real_node_and_its_standby_takes_over() -> 
 
     // The kubelet wakes, restarts the old leader, which stands by.
     drop(frozen);
-    wait_for(
-        T,
-        &format!("the kubelet restarts {leader}'s operator"),
-        || async {
-            let p = pods.get(&leader).await?;
-            Ok((restart_count(&p) > restarts && is_running_ready(&p)).then_some(()))
-        },
-    )
-    .await?;
+    restarted(&pods, &leader, restarts).await?;
     // Two renewals later the lease is still the new leader's.
     let mut seen = leases.get(LEASE_NAME).await?.spec.unwrap_or_default();
     for _ in 0..2 {
@@ -287,6 +271,20 @@ fn node_of(p: &Pod) -> Result<String> {
         .as_ref()
         .and_then(|s| s.node_name.clone())
         .with_context(|| format!("{} is not scheduled", p.name_any()))
+}
+
+/// Waits until the kubelet restarted the pod's operator container (more than `restarts`
+/// restarts) and the pod is Ready again.
+async fn restarted(pods: &Api<Pod>, pod: &str, restarts: i32) -> Result<()> {
+    wait_for(
+        T,
+        &format!("the kubelet restarts {pod}'s operator"),
+        || async {
+            let p = pods.get(pod).await?;
+            Ok((restart_count(&p) > restarts && is_running_ready(&p)).then_some(()))
+        },
+    )
+    .await
 }
 
 fn restart_count(p: &Pod) -> i32 {

@@ -26,13 +26,12 @@ use common::*;
 use deepseek_e2e::Cluster;
 use deepseek_operator::api::DeepSeekModel;
 use deepseek_operator::build::front;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(240);
-const NODES: [&str; 2] = ["real-0", "real-1"];
 const HELD: usize = 20;
 const MODEL: &str = "r1";
 
@@ -40,29 +39,18 @@ const MODEL: &str = "r1";
 async fn a_two_node_group_wakes_from_zero_on_real_nodes_for_held_chats() -> Result<()> {
     let _serial = SERIAL.lock().await;
     let cluster = Cluster::ensure().await?;
-    let mut image = String::new();
-    for node in NODES {
-        image = real_nodes::real_node_with_image(
-            &cluster,
-            node,
+    real_nodes::on_h100_nodes(
+        &cluster,
+        &[
             "ghcr.io/deepseek-operator/runtime-sim",
-        )
-        .await?;
-        real_nodes::real_node_with_image(&cluster, node, "ghcr.io/deepseek-operator/runtime-cpu")
-            .await?;
-    }
-    let nodes: Api<Node> = Api::all(cluster.client());
-    for node in NODES {
-        real_nodes::make_h100(&nodes, node, true).await?;
-    }
-    let result = run(&cluster, &image).await;
-    for node in NODES {
-        real_nodes::make_h100(&nodes, node, false).await?;
-    }
-    result
+            "ghcr.io/deepseek-operator/runtime-cpu",
+        ],
+        |image| run(&cluster, image),
+    )
+    .await
 }
 
-async fn run(cluster: &Cluster, image: &str) -> Result<()> {
+async fn run(cluster: &Cluster, image: String) -> Result<()> {
     install_crd(cluster).await?;
     let ns = cluster.namespace("real-wake").await?;
     let config = format!(
@@ -72,21 +60,12 @@ async fn run(cluster: &Cluster, image: &str) -> Result<()> {
     let op = operator_with_config(cluster, ns.name(), &config, None).await?;
     let models: Api<DeepSeekModel> = ns.api();
     let pods: Api<Pod> = ns.api();
-    let model: DeepSeekModel = serde_json::from_value(json!({
-        "apiVersion": "inference.deepseek-operator.dev/v1alpha1",
-        "kind": "DeepSeekModel",
-        "metadata": {"name": MODEL, "namespace": ns.name()},
-        "spec": {
-            "model": "deepseek-r1",
-            "quantization": "fp8",
-            "accelerator": {"product": "h100-80gb", "nodeSelector": {real_nodes::REAL_LABEL: "true"}},
-            "image": image,
-            "serving": {"maxModelLen": 16384},
-            "resources": {"cpu": "100m", "memory": "256Mi"},
-            "replicas": 0,
-            "autoscaling": held_at_zero(HELD),
-        },
-    }))?;
+    let model = real_nodes::r1_on_real_nodes(
+        ns.name(),
+        MODEL,
+        &image,
+        json!({"replicas": 0, "autoscaling": held_at_zero(HELD)}),
+    )?;
     apply_model(&models, &model).await?;
     let c = client()?;
 
@@ -122,7 +101,7 @@ async fn run(cluster: &Cluster, image: &str) -> Result<()> {
         .collect();
     placed.sort();
     ensure!(
-        placed == NODES,
+        placed == real_nodes::NODES,
         "the group's ranks are on {placed:?}, not on real-0 and real-1"
     );
     eprintln!("  Event ScaledFromZero: {}", wake.note);

@@ -343,30 +343,8 @@ async fn a_disaggregated_model_wakes_both_roles_for_held_requests() -> Result<()
             anyhow::Ok(polls)
         })
     };
-    let r = c
-        .post(&url)
-        .json(&serde_json::json!({"stream": true, "model": served,
-            "messages": [{"role": "user", "content": "x"}]}))
-        .send()
-        .await?;
-    ensure!(r.status().as_u16() == 503, "21st: {}", r.status());
-    ensure!(
-        r.headers().get("retry-after").is_some(),
-        "21st: no Retry-After"
-    );
-
-    let mut first_token: Option<Timestamp> = None;
-    for (i, chat) in chats.into_iter().enumerate() {
-        let (status, chunks, done, first) = chat.await??;
-        ensure!(
-            (status, chunks, done) == (200, TOKENS, true),
-            "chat {i}: status {status}, {chunks} of {TOKENS} chunks, [DONE] {done}"
-        );
-        first_token = match (first_token, first) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-    }
+    refused_over_bound(&c, &url, HELD).await?;
+    let first_token = all_answered(chats).await?;
     let answered_after = t0.elapsed();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let polls = gate.await??;
@@ -411,17 +389,7 @@ async fn a_disaggregated_model_wakes_both_roles_for_held_requests() -> Result<()
     )
     .await?;
     let timeline = Timeline::of(&z)?;
-    ensure!(
-        timeline.0[0].1.as_second() >= seen.as_second() - 1,
-        "request seen {} before the test sent it ({seen})",
-        timeline.0[0].1
-    );
-    let client_first = first_token.context("a first token")?;
-    ensure!(
-        timeline.0[timeline.0.len() - 1].1.as_second() <= client_first.as_second(),
-        "first token recorded at {} after the client got it ({client_first})",
-        timeline.0[timeline.0.len() - 1].1
-    );
+    timeline.between(seen, first_token.context("a first token")?)?;
     timeline.print("r1-pd-ascend-a3.yaml (prefill 1 pod, decode 2 pods per group)");
     eprintln!(
         "  all {HELD} held chats answered in full through the router {:.1}s after they were sent",

@@ -171,6 +171,22 @@ impl Timeline {
         Ok(Timeline(phases))
     }
 
+    /// Recorded after the test sent its first request at `sent` (to the second: the
+    /// front's clock is this machine's, API times are cut to whole seconds) and before
+    /// the client got its first token at `client_first`.
+    pub fn between(&self, sent: Timestamp, client_first: Timestamp) -> Result<()> {
+        let (first, last) = (self.0[0].1, self.0[self.0.len() - 1].1);
+        ensure!(
+            first.as_second() >= sent.as_second() - 1,
+            "request seen {first} before the test sent it ({sent})"
+        );
+        ensure!(
+            last.as_second() <= client_first.as_second(),
+            "first token recorded at {last} after the client got it ({client_first})"
+        );
+        Ok(())
+    }
+
     pub fn print(&self, shape: &str) {
         let start = self.0[0].1;
         eprintln!("cold start, {shape}:");
@@ -249,33 +265,8 @@ pub async fn wake_for_held_chats(
         || async { Ok((front_status(c, at).await?["held"] == held).then_some(())) },
     )
     .await?;
-    // One more: over the bound, refused at once with Retry-After.
-    let r = c
-        .post(&url)
-        .json(&serde_json::json!({"stream": true, "messages": [{"role": "user", "content": "x"}]}))
-        .send()
-        .await?;
-    ensure!(
-        r.status().as_u16() == 503,
-        "request {}: {}",
-        held + 1,
-        r.status()
-    );
-    let retry = r.headers().get("retry-after").cloned();
-    ensure!(retry.is_some(), "request {}: no Retry-After", held + 1);
-
-    let mut first_token: Option<Timestamp> = None;
-    for (i, chat) in chats.into_iter().enumerate() {
-        let (status, chunks, done, first) = chat.await??;
-        ensure!(
-            (status, chunks, done) == (200, TOKENS, true),
-            "chat {i}: status {status}, {chunks} of {TOKENS} chunks, [DONE] {done}"
-        );
-        first_token = match (first_token, first) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-    }
+    let retry_after = refused_over_bound(c, &url, held).await?;
+    let first_token = all_answered(chats).await?;
     let answered_after = t0.elapsed();
 
     // Exactly once: the engines answered 20 in all, and the front forwarded 20.
@@ -322,17 +313,7 @@ pub async fn wake_for_held_chats(
         .and_then(|s| s.last_scale_from_zero.clone())
         .context("lastScaleFromZero")?;
     let timeline = Timeline::of(&z)?;
-    ensure!(
-        timeline.0[0].1.as_second() >= seen.as_second() - 1,
-        "request seen {} before the test sent it ({seen})",
-        timeline.0[0].1
-    );
-    let client_first = first_token.context("a first token")?;
-    ensure!(
-        timeline.0[timeline.0.len() - 1].1.as_second() <= client_first.as_second(),
-        "first token recorded at {} after the client got it ({client_first})",
-        timeline.0[timeline.0.len() - 1].1
-    );
+    timeline.between(seen, first_token.context("a first token")?)?;
     let note = wait_for(
         Duration::from_secs(30),
         "a ScaledFromZero Event",
@@ -347,9 +328,6 @@ pub async fn wake_for_held_chats(
         },
     )
     .await?;
-    let retry_after = retry
-        .and_then(|v| v.to_str().ok().map(String::from))
-        .unwrap_or_default();
     timeline.in_order()?;
     Ok(Wake {
         timeline,
@@ -357,4 +335,45 @@ pub async fn wake_for_held_chats(
         retry_after,
         note,
     })
+}
+
+/// One chat past a front's bound of `held`: refused at once, 503 with `Retry-After`
+/// (returned).
+pub async fn refused_over_bound(c: &reqwest::Client, url: &str, held: usize) -> Result<String> {
+    let r = c
+        .post(url)
+        .json(&serde_json::json!({"stream": true, "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await?;
+    ensure!(
+        r.status().as_u16() == 503,
+        "request {}: {}",
+        held + 1,
+        r.status()
+    );
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok().map(String::from));
+    retry.with_context(|| format!("request {}: no Retry-After", held + 1))
+}
+
+/// Streamed chats, each answered in full ([`TOKENS`] chunks and `[DONE]`); the earliest
+/// first chunk any of them got.
+pub async fn all_answered(
+    chats: Vec<tokio::task::JoinHandle<Result<(u16, usize, bool, Option<Timestamp>)>>>,
+) -> Result<Option<Timestamp>> {
+    let mut first_token: Option<Timestamp> = None;
+    for (i, chat) in chats.into_iter().enumerate() {
+        let (status, chunks, done, first) = chat.await??;
+        ensure!(
+            (status, chunks, done) == (200, TOKENS, true),
+            "chat {i}: status {status}, {chunks} of {TOKENS} chunks, [DONE] {done}"
+        );
+        first_token = match (first_token, first) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    Ok(first_token)
 }

@@ -355,3 +355,61 @@ pub async fn make_h100(nodes: &Api<Node>, name: &str, on: bool) -> Result<()> {
     }
     Ok(())
 }
+
+/// The real nodes, in index order.
+pub const NODES: [&str; 2] = ["real-0", "real-1"];
+
+/// Makes real-0 and real-1 8-GPU H100 nodes once they list every image named by `images`
+/// (prefixes), runs `body` with the first image's reference, and makes them plain nodes
+/// again, whether `body` passed or not.
+pub async fn on_h100_nodes<F, Fut>(cluster: &Cluster, images: &[&str], body: F) -> Result<()>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let mut first = None;
+    for node in NODES {
+        for prefix in images {
+            let image = real_node_with_image(cluster, node, prefix).await?;
+            first.get_or_insert(image);
+        }
+    }
+    let image = first.context("no image named")?;
+    let nodes: Api<Node> = Api::all(cluster.client());
+    for node in NODES {
+        make_h100(&nodes, node, true).await?;
+    }
+    let result = body(image).await;
+    for node in NODES {
+        make_h100(&nodes, node, false).await?;
+    }
+    result
+}
+
+/// DeepSeek-R1 FP8 as one group of two 8-GPU H100 pods, pinned to the real nodes (made H100
+/// nodes by [`on_h100_nodes`]), running `image` with little CPU and memory (the nodes
+/// share this machine); `spec` fields are added or replaced.
+pub fn r1_on_real_nodes(
+    namespace: &str,
+    name: &str,
+    image: &str,
+    spec: serde_json::Value,
+) -> Result<deepseek_operator::api::DeepSeekModel> {
+    let mut m = json!({
+        "apiVersion": "inference.deepseek-operator.dev/v1alpha1",
+        "kind": "DeepSeekModel",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "model": "deepseek-r1",
+            "quantization": "fp8",
+            "accelerator": {"product": "h100-80gb", "nodeSelector": {REAL_LABEL: "true"}},
+            "image": image,
+            "serving": {"maxModelLen": 16384},
+            "resources": {"cpu": "100m", "memory": "256Mi"},
+        },
+    });
+    if let (Some(base), Some(extra)) = (m["spec"].as_object_mut(), spec.as_object()) {
+        base.extend(extra.clone());
+    }
+    Ok(serde_json::from_value(m)?)
+}
