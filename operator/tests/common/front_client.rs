@@ -27,11 +27,12 @@ pub fn client() -> Result<reqwest::Client> {
         .build()?)
 }
 
-/// A streamed chat: status, content chunks, `[DONE]` seen, when the first chunk came.
-pub async fn streamed_chat(
-    c: reqwest::Client,
-    url: String,
-) -> Result<(u16, usize, bool, Option<Timestamp>)> {
+/// What a streamed chat got: status, content chunks, `[DONE]` seen, when the first chunk
+/// came.
+pub type ChatResult = (u16, usize, bool, Option<Timestamp>);
+
+/// A streamed chat.
+pub async fn streamed_chat(c: reqwest::Client, url: String) -> Result<ChatResult> {
     streamed_chat_to(c, url, None).await
 }
 
@@ -40,7 +41,7 @@ pub async fn streamed_chat_to(
     c: reqwest::Client,
     url: String,
     model: Option<&'static str>,
-) -> Result<(u16, usize, bool, Option<Timestamp>)> {
+) -> Result<ChatResult> {
     use futures::StreamExt;
     let mut body = serde_json::json!({
         "stream": true, "max_tokens": TOKENS,
@@ -361,7 +362,7 @@ pub async fn refused_over_bound(c: &reqwest::Client, url: &str, held: usize) -> 
 /// Streamed chats, each answered in full ([`TOKENS`] chunks and `[DONE]`); the earliest
 /// first chunk any of them got.
 pub async fn all_answered(
-    chats: Vec<tokio::task::JoinHandle<Result<(u16, usize, bool, Option<Timestamp>)>>>,
+    chats: Vec<tokio::task::JoinHandle<Result<ChatResult>>>,
 ) -> Result<Option<Timestamp>> {
     let mut first_token: Option<Timestamp> = None;
     for (i, chat) in chats.into_iter().enumerate() {
