@@ -44,23 +44,52 @@ def num(x):
     return f"{x:g}"
 
 
-def load(path):
-    """The runs and, per session, each peer's version line. A scenario run in several
-    sessions (invocations of run.py; the first results carry no session) is reported from
-    its latest session only: a later session re-measures it, e.g. with another build."""
-    runs, versions = [], defaultdict(dict)
+def load(path, at_rest_only=()):
+    """Every run, the runs to report and, per session, each peer's version line. A peer's
+    scenario run in several sessions (invocations of run.py; the first results carry no
+    session) is reported from its latest session only: a later session re-measures it,
+    e.g. with another build or settings, possibly for one peer alone (`--peers ours`),
+    which leaves the other peers' figures from their own latest session. A session in
+    AT_REST_ONLY (one taken on a loaded machine) gives only the figures at rest (see
+    `steady_runs`); every other figure comes from the other sessions."""
+    every, versions = [], defaultdict(dict)
     for line in Path(path).read_text().splitlines():
         r = json.loads(line)
         r.setdefault("session", "")
         if "scenario" in r:
-            runs.append(r)
+            every.append(r)
         elif "version" in r:
             versions[r["session"]][r["peer"]] = r
+    runs = [r for r in every if r["session"] not in at_rest_only]
     latest = {}
     for r in runs:
-        k = (r["scenario"], r["n"])
+        k = (r["scenario"], r["n"], r["peer"])
         latest[k] = max(latest.get(k, ""), r["session"])
-    return [r for r in runs if r["session"] == latest[(r["scenario"], r["n"])]], versions
+    return every, [r for r in runs if r["session"] == latest[(r["scenario"], r["n"], r["peer"])]], versions
+
+
+def steady_runs(every):
+    """The runs with a window at rest (30 s or more), each peer's from its latest session
+    that has one (the request and write counts at rest do not depend on the machine's load)."""
+    steady = [r for r in every if r.get("steady_s", 0) >= 30]
+    latest = {}
+    for r in steady:
+        latest[r["peer"]] = max(latest.get(r["peer"], ""), r["session"])
+    return [r for r in steady if r["session"] == latest[r["peer"]]]
+
+
+def runs_note(versions, rs):
+    """Which run (and build of ours) each peer's figures come from, e.g.
+    "ours: release build, run B; LWS, Kaito: run A"."""
+    by = defaultdict(list)
+    for p in PEERS:
+        ss = sorted({r["session"] for r in rs if r["peer"] in (p, p + "-interval")})
+        if ss:
+            by[", ".join(session_note(versions, x) if p == "ours" else f"run {run_letter(versions, x)}"
+                         for x in ss)].append(LABEL[p])
+    if len({r["session"] for r in rs}) == 1:
+        return session_note(versions, rs[0]["session"])
+    return "; ".join(f"{', '.join(ps)}: {note}" for note, ps in by.items())
 
 
 def session_note(versions, session):
@@ -84,7 +113,7 @@ def per_run_latency(r, key):
     return statistics.median(vals), vals[-1]
 
 
-def tables(runs, versions):
+def tables(runs, steady, versions):
     by = defaultdict(list)
     for r in runs:
         if r["scenario"] in ("autoscale", "group-late"):
@@ -123,15 +152,22 @@ def tables(runs, versions):
                    lambda r: r["api_burst_sts"]["total"] if "api_burst_sts" in r else None, num)
     out += row("Operator CPU seconds during the burst", lambda r: (r.get("proc_burst") or {}).get("cpu_s"), num)
     out += row("Operator RSS peak during the burst (MiB)", lambda r: (r.get("proc_burst") or {}).get("rss_peak_mib"), num)
-    steady = [r for r in runs if r.get("steady_s", 0) >= 30]
     if steady:
-        out.append(f"\n**Steady state** ({steady[0]['scenario']} N={steady[0]['n']}, {steady[0]['steady_s']:.0f} s after the burst)\n")
+        out.append(f"\n**Steady state** ({steady[0]['scenario']} N={steady[0]['n']}, {steady[0]['steady_s']:.0f} s after the burst; "
+                   f"{runs_note(versions, steady)})\n")
         out.append("| figure | " + " | ".join(LABEL[p] for p in peers) + " |\n|---|" + "---|" * len(peers))
-        for title, fn, unit in [("API requests", lambda r: r["api_steady"]["total"], num),
-                                ("writes", lambda r: r["api_steady"]["writes"], num),
-                                ("... of which to the leader-election Lease", lambda r: lease_writes(r["api_steady"]), num),
-                                ("CPU seconds", lambda r: (r.get("proc_steady") or {}).get("cpu_s"), num),
-                                ("RSS at the end (MiB)", lambda r: (r.get("proc_steady") or {}).get("rss_end_mib"), num)]:
+        rows = [("API requests", lambda r: r["api_steady"]["total"], num),
+                ("writes", lambda r: r["api_steady"]["writes"], num),
+                ("... of which to the leader-election Lease", lambda r: lease_writes(r["api_steady"]), num),
+                ("CPU seconds", lambda r: (r.get("proc_steady") or {}).get("cpu_s"), num),
+                ("RSS at the end (MiB)", lambda r: (r.get("proc_steady") or {}).get("rss_end_mib"), num)]
+        if any(r.get("proc_standby_steady") for r in steady):
+            # Ours with the chart's replicas: the figures above are the leader's.
+            rows += [("standby replicas: CPU seconds",
+                      lambda r: standby(r, "cpu_s"), num),
+                     ("standby replicas: RSS at the end (MiB)",
+                      lambda r: standby(r, "rss_end_mib"), num)]
+        for title, fn, unit in rows:
             om = med([fn(r) for r in steady if r["peer"] == "ours"])
             out.append(f"| {title} | " + " | ".join(
                 cell([fn(r) for r in steady if r["peer"] == p], om if p != "ours" else None, unit) for p in peers) + " |")
@@ -152,7 +188,7 @@ def tables(runs, versions):
         out.append(f"\n**Group recovery, rank deleted {when}**: one rank of a 2-pod group deleted -> the whole "
                    f"group Ready again and settled (5 s without pod events); "
                    f"{len([r for r in groups if r['peer'] == 'ours'])} runs each "
-                   f"({session_note(versions, groups[0]['session'])})\n")
+                   f"({runs_note(versions, groups)})\n")
         out.append("| | " + " | ".join(LABEL[p] for p in peers) + " |\n|---|" + "---|" * len(peers))
         om = med([r.get("recovery_ms") for r in groups if r["peer"] == "ours"])
         out.append("| recovery | " + " | ".join(
@@ -191,6 +227,14 @@ def tables(runs, versions):
     return "\n".join(out)
 
 
+def standby(r: dict, key: str):
+    """The sum of KEY over a run's standby replicas at rest; None for a peer without them."""
+    ws = r.get("proc_standby_steady")
+    if not ws or any(key not in w for w in ws):
+        return None
+    return round(sum(w[key] for w in ws), 3)
+
+
 def lease_writes(api: dict) -> int:
     """Writes to Leases (leader election's renewals) in an audit_requests result."""
     verbs = ("create", "update", "patch", "delete")
@@ -212,7 +256,7 @@ def autoscale_table(runs, versions):
     r0 = rs[0]
     out = [f"\n**Autoscaling**: one model of 2-pod groups at 1 replica, load stepped from 0 to {r0['load']} requests "
            f"in flight (target {r0['target']} per replica: 2 replicas' worth); "
-           f"{len([r for r in rs if r['peer'] == 'ours'])} runs each ({session_note(versions, r0['session'])})\n",
+           f"{len([r for r in rs if r['peer'] == 'ours'])} runs each ({runs_note(versions, rs)})\n",
            "| figure | " + " | ".join(label[p] for p in peers) + " |\n|---|" + "---|" * len(peers)]
 
     def api(r, who, writes=False):
@@ -249,17 +293,20 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--results", default=str(REPO / "docs" / "benchmarks" / "peers-results.jsonl"))
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks" / "peers.md"))
+    ap.add_argument("--at-rest-only", default="",
+                    help="comma-separated sessions (e.g. 2026-12-05T06:40) taken on a loaded machine: only their "
+                         "figures at rest are reported, every other figure from each peer's latest other session")
     a = ap.parse_args()
-    runs, versions = load(a.results)
+    every, runs, versions = load(a.results, {x for x in a.at_rest_only.split(",") if x})
     tpl = (Path(__file__).parent / "peers.md.in").read_text()
     reps = sorted({r["rep"] for r in runs if r["scenario"] == "single"})
     vlines = []
     for session, vs in sorted(versions.items()):
         for p, v in vs.items():
-            las = [r["loadavg"] for r in runs if r["session"] == session and r["peer"] == p and "loadavg" in r]
+            las = [r["loadavg"] for r in every if r["session"] == session and r["peer"] == p and "loadavg" in r]
             la = f", 1-minute load average {min(las):.1f}-{max(las):.1f} during its runs" if las else ""
             vlines.append(f"- run {run_letter(versions, session)}: {LABEL[p]}: {v['version']}{la}")
-    doc = tpl.replace("{{TABLES}}", tables(runs, versions)) \
+    doc = tpl.replace("{{TABLES}}", tables(runs, steady_runs(every), versions)) \
              .replace("{{VERSIONS}}", "\n".join(vlines)) \
              .replace("{{REPS}}", str(len(reps))) \
              .replace("{{DATE}}", time.strftime("%Y-%m-%d", time.gmtime(runs[0]["t_apply"] / 1000)) if runs else "?")

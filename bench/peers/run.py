@@ -8,13 +8,14 @@ import argparse
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
 
-from cluster import IDENTITIES, REPO, STS_CONTROLLER, Kubectl, audit_log, bench_dir, kubeconfig_for, up, down  # noqa: E402
+from cluster import IDENTITIES, REPO, STS_CONTROLLER, TARGET, Kubectl, audit_log, bench_dir, kubeconfig_for, up, down  # noqa: E402
 from measure import ProcSampler, Watcher, audit_requests, now_ms  # noqa: E402
 from peers import Kaito, Lws, Ours, watcher_rbac  # noqa: E402
 from autoscale import run_autoscale  # noqa: E402
@@ -102,7 +103,8 @@ def unplaced_report(k: Kubectl, peer: str, ns: str, models: list) -> dict:
     return out
 
 
-def run_one(k, peer, proc_pid, watch_bin, wkc, scenario, n, rep, steady_s, results, session, recovery_delay=0):
+def run_one(k, peer, proc_pid, watch_bin, wkc, scenario, n, rep, steady_s, results, session, recovery_delay=0,
+            standby_pids=()):
     group = scenario == "group"
     per_model = 2 if group else 1
     ns = f"b-{scenario}{n}-r{rep}"
@@ -110,6 +112,8 @@ def run_one(k, peer, proc_pid, watch_bin, wkc, scenario, n, rep, steady_s, resul
     build, label = WORKLOADS[peer]
     docs = [build(ns, i, group) for i in range(n)]
     sampler = ProcSampler(proc_pid)
+    # Our standby replicas (the chart's defaults run 2): sampled apart from the leader.
+    standby_samplers = [ProcSampler(pid) for pid in standby_pids]
     w = Watcher(watch_bin, wkc, ns, bench_dir() / f"watch-{peer}-{ns}.jsonl")
     time.sleep(1)
     t_apply = now_ms()
@@ -167,6 +171,8 @@ def run_one(k, peer, proc_pid, watch_bin, wkc, scenario, n, rep, steady_s, resul
     time.sleep(steady_s)
     t_steady1 = now_ms()
     sampler.stop()
+    for s in standby_samplers:
+        s.stop()
     w.stop()
     user = IDENTITIES[peer]
     rec["api_burst"] = audit_requests(audit_log(), user, t_apply, t_burst_end)
@@ -175,6 +181,9 @@ def run_one(k, peer, proc_pid, watch_bin, wkc, scenario, n, rep, steady_s, resul
     rec["steady_s"] = round((t_steady1 - t_steady0) / 1000, 1)
     rec["proc_burst"] = sampler.window(t_apply, t_burst_end)
     rec["proc_steady"] = sampler.window(t_steady0, t_steady1)
+    if standby_samplers:
+        rec["proc_standby_burst"] = [s.window(t_apply, t_burst_end) for s in standby_samplers]
+        rec["proc_standby_steady"] = [s.window(t_steady0, t_steady1) for s in standby_samplers]
     with open(results, "a") as f:
         f.write(json.dumps(rec) + "\n")
     k.run("delete", "namespace", ns, "--wait=false")
@@ -227,11 +236,13 @@ def main():
     ap.add_argument("--release", action="store_true", help="our operator's release build")
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks" / "peers-results.jsonl"))
     a = ap.parse_args()
-    watch_bin = REPO / "target" / "debug" / "peers-watch"
-    fleet_bin = REPO / "target" / "debug" / "peers-fleet"
-    launcher = REPO / "target" / "debug" / "deepseek-launcher"
-    # Tags every result of this invocation: report.py shows, per scenario, the latest session.
+    watch_bin = TARGET / "debug" / "peers-watch"
+    fleet_bin = TARGET / "debug" / "peers-fleet"
+    launcher = TARGET / "debug" / "deepseek-launcher"
+    # Tags every result of this invocation: report.py shows, per peer and scenario, the latest session.
     session = time.strftime("%Y-%m-%dT%H:%M", time.gmtime())
+    commit = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.strip()
     api_port = os.environ.get("DSO_API_PORT", "36443")
     for peer in a.peers.split(","):
         log(f"{peer}: fresh control plane")
@@ -243,8 +254,8 @@ def main():
         try:
             p.start(a.release) if peer == "ours" else p.start()
             with open(a.out, "a") as f:
-                f.write(json.dumps({"session": session, "peer": peer, "version": p.version, "started": now_ms(),
-                                    "loadavg": os.getloadavg()}) + "\n")
+                f.write(json.dumps({"session": session, "peer": peer, "version": p.version, "commit": commit,
+                                    "started": now_ms(), "loadavg": os.getloadavg()}) + "\n")
             log(f"{peer}: {p.version} running (pid {p.pid})")
             delays = [int(d) for d in a.recovery_delay.split(",") if d]
             plan = [("single", int(n), 0) for n in a.sizes.split(",") if n] + \
@@ -252,7 +263,8 @@ def main():
             for scenario, n, delay in plan:
                 for i, rep in enumerate(range(a.rep_offset, a.rep_offset + a.reps)):
                     steady = a.steady if f"{scenario}{n}" == a.steady_at and i < a.steady_reps else 3
-                    run_one(k, peer, p.pid, watch_bin, wkc, scenario, n, rep, steady, a.out, session, delay)
+                    run_one(k, peer, p.pid, watch_bin, wkc, scenario, n, rep, steady, a.out, session, delay,
+                            [s.pid for s in getattr(p, "standbys", [])])
             if a.autoscale and peer in ("ours", "lws"):
                 autoscale(k, env, peer, p, watch_bin, wkc, fleet_bin, launcher, api_port, a, session)
         finally:

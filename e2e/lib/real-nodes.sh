@@ -115,6 +115,28 @@ EOF
   fi
 }
 
+# real_api_forward_up: the API server, reachable from pods on the bridge. It listens on
+# 127.0.0.1 only, and the `kubernetes` Service's ClusterIP routes nowhere (no kube-proxy),
+# so a pod that talks to the API server (the operator from its image) gets a forwarder
+# on the bridge's services address (CoreDNS's, same IP, the API server's port) to
+# 127.0.0.1. Such a pod names it `kubernetes` through a host alias, because the API
+# server's certificate carries that name and not the bridge address; the address and
+# port are written to $REAL_DIR/api-address ("IP PORT") for the tests and by hand:
+#   --set 'hostAliases[0].ip=IP' --set 'hostAliases[0].hostnames[0]=kubernetes'
+#   --set 'extraEnv[0].name=KUBERNETES_SERVICE_HOST' --set 'extraEnv[0].value=kubernetes'
+#   --set 'extraEnv[1].name=KUBERNETES_SERVICE_PORT' --set-string 'extraEnv[1].value=PORT'
+real_api_forward_up() {
+  local ip; ip="$(real_dns_ip)"
+  if ! alive real-api-forward; then
+    start_as real-api-forward "$(command -v socat)" \
+      "TCP-LISTEN:$API_PORT,bind=$ip,fork,reuseaddr" "TCP:127.0.0.1:$API_PORT"
+    wait_for real-api-forward "$START_TIMEOUT" "the API server answers on $ip:$API_PORT" \
+      curl -sf --max-time 2 --cacert "$PKI/ca.crt" --resolve "kubernetes:$API_PORT:$ip" \
+      -o /dev/null "https://kubernetes:$API_PORT/readyz"
+  fi
+  echo "$ip $API_PORT" >"$REAL_DIR/api-address"
+}
+
 # real_dns_answers: CoreDNS answers a query for the API server's Service.
 real_dns_answers() {
   python3 - "$(real_dns_ip)" <<'PYEOF'
@@ -291,9 +313,11 @@ start_real_nodes() {
   ((n > 0)) || { stop_real_nodes; return 0; }
   ((n <= 200)) || die "--real-nodes $n: at most 200"
   command -v runc >/dev/null || die "runc is not installed (apt-get install runc)"
+  command -v socat >/dev/null || die "socat is not installed (apt-get install socat)"
   ((EUID == 0)) || die "real nodes need root (bridge, mounts, cgroups)"
   real_bridge_up "$n"
   real_dns_up
+  real_api_forward_up
   for ((i = 0; i < n; i++)); do start_real_node "real-$i" "$i"; done
   for ((i = 0; i < n; i++)); do
     wait_for "real-$i-kubelet" "$REAL_READY_TIMEOUT" "node real-$i is Ready" node_ready "real-$i"
@@ -337,8 +361,8 @@ stop_real_node() {
 stop_real_nodes() {
   local node
   for node in $(real_nodes_present); do stop_real_node "$node"; done
-  stop real-coredns
-  rm -rf "$REAL_DIR/coredns"
+  stop real-coredns real-api-forward
+  rm -rf "$REAL_DIR/coredns" "$REAL_DIR/api-address"
   if ip link show "$REAL_BRIDGE" >/dev/null 2>&1; then
     ip link del "$REAL_BRIDGE" && log "removed bridge $REAL_BRIDGE"
   fi

@@ -141,6 +141,21 @@ pub struct OperatorConfig {
     pub drain_seconds: Seconds<{ deepseek_engine::DEFAULT_DRAIN_SECONDS }>,
     /// How often a group whose rank restarted or failed is recreated (crash loops).
     pub crash_loop_backoff: CrashLoopBackoff,
+    /// Where a model's helper pods run (its front, router and KV store).
+    pub helper_pods: HelperPods,
+}
+
+/// Placement of a model's helper pods (front, router, KV store: CPU only, no accelerator),
+/// on top of their preference for nodes without accelerators (build/affinity.rs
+/// `general_nodes`): an administrator may pin them to a system pool, or onto nodes whose
+/// pod network clients can reach.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HelperPods {
+    /// Labels a node must carry.
+    pub node_selector: BTreeMap<String, String>,
+    /// Taints tolerated (e.g. a system pool's).
+    pub tolerations: Vec<k8s_openapi::api::core::v1::Toleration>,
 }
 
 /// The back-off of recreating a model's crash-looping groups (controller/crash_backoff.rs):

@@ -91,6 +91,23 @@ async fn the_charts_config_carries_the_lifecycle_bounds_and_security_switches() 
         all_on.declared_pools[0].namespaces
     );
     ensure!(bounds(&all_on) == (90, 240, 900, 600, 120, true, true));
+    // Helper pods' placement: unset by default, the all-on values' system pool when set.
+    ensure!(
+        defaults.helper_pods == builtin.helper_pods,
+        "{:?}",
+        defaults.helper_pods
+    );
+    ensure!(
+        all_on
+            .helper_pods
+            .node_selector
+            .get("pool")
+            .map(String::as_str)
+            == Some("system")
+            && all_on.helper_pods.tolerations.len() == 1,
+        "helperPods: {:?}",
+        all_on.helper_pods
+    );
 
     // The schema refuses a bound the operator could not use.
     for bad in [

@@ -532,74 +532,24 @@ async fn wakes_from_no_node(cluster: &Cluster, launcher: &Path, nodes: &Api<Node
         nodepool_nodes(nodes, NODEPOOL).await?.is_empty(),
         "GPU nodes before the first request"
     );
-    let url = format!("http://{at}:8000/v1/chat/completions");
-    let t0 = Instant::now();
-    let chats: Vec<_> = (0..HELD)
-        .map(|_| tokio::spawn(streamed_chat(c.clone(), url.clone())))
-        .collect();
-    wait_for(Duration::from_secs(30), "20 requests held", || async {
-        Ok((front_status(&c, at).await?["held"] == HELD).then_some(()))
-    })
-    .await?;
-    let r = c
-        .post(&url)
-        .json(&serde_json::json!({"stream": true, "messages": [{"role": "user", "content": "x"}]}))
-        .send()
-        .await?;
-    ensure!(r.status().as_u16() == 503, "21st: {}", r.status());
-    ensure!(
-        r.headers().contains_key("retry-after"),
-        "21st: no Retry-After"
-    );
-    for (i, chat) in chats.into_iter().enumerate() {
-        let (status, chunks, done, _) = chat.await??;
-        ensure!(
-            (status, chunks, done) == (200, TOKENS, true),
-            "chat {i}: status {status}, {chunks} of {TOKENS} chunks, [DONE] {done}"
-        );
-    }
-    let answered_after = t0.elapsed();
-    let group = wait_groups(&pods, &name, 1, 2, T).await?;
+    let wake = wake_for_held_chats(&c, at, &models, &pods, &ns.api(), &name, 2, HELD).await?;
+    let group = model_pods(&pods, &name).await?;
     let made = nodepool_nodes(nodes, NODEPOOL).await?;
     on_nodepool_nodes(&group, &made)?;
-    let mut answers = 0;
-    for p in &group {
-        if p.labels()
-            .get("inference.deepseek-operator.dev/rank")
-            .map(String::as_str)
-            == Some("0")
-        {
-            answers += engine_answers(&c, ip(p).context("leader IP")?).await?;
-        }
-    }
     ensure!(
-        answers == HELD as u64,
-        "the engine answered {answers} requests, not {HELD}"
-    );
-
-    let z = wait_for(
-        Duration::from_secs(30),
-        "status.lastScaleFromZero",
-        || async {
-            Ok(models
-                .get(&name)
-                .await?
-                .status
-                .and_then(|s| s.last_scale_from_zero))
-        },
-    )
-    .await?;
-    ensure!(
-        z.nodes_created.is_some(),
+        wake.timeline
+            .0
+            .iter()
+            .any(|(phase, _)| *phase == "nodes created"),
         "no nodesCreated phase though Karpenter made the nodes"
     );
-    let timeline = Timeline::of(&z)?;
-    timeline.print("R1 FP8, 2 nodes of 8 x H100 made by Karpenter");
+    wake.timeline
+        .print("R1 FP8, 2 nodes of 8 x H100 made by Karpenter");
     eprintln!(
-        "  all {HELD} held chats answered in full {:.1}s after they were sent; 21st: 503",
-        answered_after.as_secs_f64()
+        "  all {HELD} held chats answered in full {:.1}s after they were sent; 21st: 503, Retry-After {}",
+        wake.answered_after.as_secs_f64(),
+        wake.retry_after
     );
-    timeline.in_order()?;
 
     // Its nodes go by consolidation (shown above); the steps after this use other NodePools.
     models.delete(&name, &DeleteParams::default()).await?;

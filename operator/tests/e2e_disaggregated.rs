@@ -533,17 +533,23 @@ async fn a_role_name_taken_by_a_users_own_model_is_a_reported_conflict() -> Resu
     })
     .await?;
     ensure!(message.contains("taken-prefill"), "{message}");
-    // The mode is fixed for a model's life, and the roles' names must fit.
-    let mut flipped = models.get("taken").await?;
-    if let Some(s) = flipped.spec.serving.as_mut() {
-        s.mode = None;
+    // The mode is fixed for a model's life, and the roles' names must fit. The operator
+    // writes the model's status meanwhile, so a replace from a read may meet a newer
+    // version (409): read again and retry; the answer sought is the validation's.
+    let mut refused = String::new();
+    for _ in 0..10 {
+        let mut flipped = models.get("taken").await?;
+        if let Some(s) = flipped.spec.serving.as_mut() {
+            s.mode = None;
+        }
+        match models.replace("taken", &Default::default(), &flipped).await {
+            Err(kube::Error::Api(e)) if e.code == 409 => continue,
+            r => {
+                refused = r.err().map(|e| e.to_string()).unwrap_or_default();
+                break;
+            }
+        }
     }
-    let refused = models
-        .replace("taken", &Default::default(), &flipped)
-        .await
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
     ensure!(refused.contains("serving.mode cannot change"), "{refused}");
     let mut long = pd.clone();
     long.metadata.name = Some("a".repeat(33));

@@ -26,47 +26,11 @@ use common::*;
 use deepseek_e2e::wait::wait_for;
 use deepseek_e2e::Cluster;
 use deepseek_operator::api::DeepSeekModel;
-use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Patch, PatchParams};
+use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(300);
-const NODES: [&str; 2] = ["real-0", "real-1"];
-const H100_LABELS: [(&str, &str); 4] = [
-    ("nvidia.com/gpu.product", "NVIDIA-H100-80GB-HBM3"),
-    ("nvidia.com/gpu.memory", "81559"),
-    ("nvidia.com/gpu.count", "8"),
-    ("nvidia.com/gpu.family", "hopper"),
-];
-
-/// Labels and extended resources of an 8-GPU H100 node on `name`, or (`on` false) none.
-async fn make_h100(nodes: &Api<Node>, name: &str, on: bool) -> Result<()> {
-    let labels: serde_json::Map<String, serde_json::Value> = H100_LABELS
-        .iter()
-        .map(|(k, v)| (k.to_string(), if on { json!(v) } else { json!(null) }))
-        .collect();
-    nodes
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": labels}})),
-        )
-        .await?;
-    let gpus = if on { json!("8") } else { json!(null) };
-    nodes
-        .patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {
-                "capacity": {"nvidia.com/gpu": gpus},
-                "allocatable": {"nvidia.com/gpu": gpus},
-            }})),
-        )
-        .await?;
-    Ok(())
-}
-
 fn ready_since(p: &Pod) -> Option<k8s_openapi::jiff::Timestamp> {
     p.status
         .as_ref()?
@@ -106,62 +70,22 @@ async fn a_two_rank_h100_group_on_two_real_nodes_is_ready_by_the_kubelets_probes
 ) -> Result<()> {
     let _serial = SERIAL.lock().await;
     let cluster = Cluster::ensure().await?;
-    let mut image = String::new();
-    for node in NODES {
-        image = real_nodes::real_node_with_image(
-            &cluster,
-            node,
-            "ghcr.io/deepseek-operator/runtime-sim",
-        )
-        .await?;
-    }
-    let nodes: Api<Node> = Api::all(cluster.client());
-    for node in NODES {
-        make_h100(&nodes, node, true).await?;
-    }
-    let result = run(&cluster, &nodes, &image).await;
-    for node in NODES {
-        make_h100(&nodes, node, false).await?;
-    }
-    result
+    real_nodes::on_h100_nodes(
+        &cluster,
+        &["ghcr.io/deepseek-operator/runtime-sim"],
+        |image| run(&cluster, image),
+    )
+    .await
 }
 
-async fn run(cluster: &Cluster, nodes: &Api<Node>, image: &str) -> Result<()> {
-    for node in NODES {
-        wait_for(
-            T,
-            &format!("{node} advertises 8 nvidia.com/gpu"),
-            || async {
-                let n = nodes.get(node).await?;
-                let gpus = n
-                    .status
-                    .and_then(|s| s.allocatable)
-                    .and_then(|a| a.get("nvidia.com/gpu").map(|q| q.0.clone()));
-                Ok((gpus.as_deref() == Some("8")).then_some(()))
-            },
-        )
-        .await?;
-    }
+async fn run(cluster: &Cluster, image: String) -> Result<()> {
     install_crd(cluster).await?;
     let ns = cluster.namespace("real-group").await?;
     let op =
         operator_with_config(cluster, ns.name(), "allowRootHostPathCache: true\n", None).await?;
     let models: Api<DeepSeekModel> = ns.api();
     let pods: Api<Pod> = ns.api();
-    let model: DeepSeekModel = serde_json::from_value(json!({
-        "apiVersion": "inference.deepseek-operator.dev/v1alpha1",
-        "kind": "DeepSeekModel",
-        "metadata": {"name": "r1", "namespace": ns.name()},
-        "spec": {
-            "model": "deepseek-r1",
-            "quantization": "fp8",
-            "accelerator": {"product": "h100-80gb", "nodeSelector": {real_nodes::REAL_LABEL: "true"}},
-            "image": image,
-            "serving": {"maxModelLen": 16384},
-            "resources": {"cpu": "100m", "memory": "256Mi"},
-            "replicas": 1,
-        },
-    }))?;
+    let model = real_nodes::r1_on_real_nodes(ns.name(), "r1", &image, json!({"replicas": 1}))?;
     apply_model(&models, &model).await?;
 
     let waited = wait_for(
@@ -336,20 +260,6 @@ async fn drain_on_leader_deletion(
     Ok(())
 }
 
-/// The sim engine process of a pod's container: a `deepseek-launcher sim` whose
-/// environment names the pod as its hostname.
-fn engine_pid(pod: &str) -> Option<u32> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        let is_sim = args.first()?.ends_with(b"deepseek-launcher") && args.get(1)? == b"sim";
-        let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-        let host = format!("HOSTNAME={pod}");
-        (is_sim && env.split(|b| *b == 0).any(|v| v == host.as_bytes())).then_some(pid)
-    })
-}
-
 /// Kills the worker's engine process: the kubelet restarts its container, the operator
 /// recreates the whole group (every pod new) with `Degraded` naming the reason, and the new
 /// group's leader turns Ready. Returns the new leader and its IP.
@@ -360,7 +270,7 @@ async fn engine_killed(
 ) -> Result<(Pod, std::net::Ipv4Addr)> {
     let name = worker.name_any();
     let pid = wait_for(T, &format!("the engine process of {name}"), || async {
-        Ok(engine_pid(&name))
+        Ok(real_nodes::pod_process(&name, "deepseek-launcher", "sim"))
     })
     .await?;
     let old: std::collections::BTreeSet<String> = model_pods(pods, "r1")
@@ -368,10 +278,7 @@ async fn engine_killed(
         .iter()
         .map(|p| p.uid().unwrap_or_default())
         .collect();
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()?;
-    ensure!(killed.success(), "kill -KILL {pid} failed");
+    real_nodes::kill_hard(pid)?;
     let mut restarted = false;
     let mut degraded: Option<(String, String)> = None;
     let deadline = tokio::time::Instant::now() + T;

@@ -19,6 +19,7 @@
 //! && scripts/images && cargo test -p deepseek-operator --features real-nodes --test
 //! e2e_real_node_cache`.
 
+mod common;
 mod real_nodes;
 
 use std::os::unix::fs::MetadataExt;

@@ -20,8 +20,11 @@
 
 mod common;
 
+#[cfg(feature = "pd-router")]
 use std::net::Ipv4Addr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(feature = "pd-router")]
+use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
 use common::front_client::*;
@@ -33,6 +36,7 @@ use deepseek_operator::api::DeepSeekModel;
 use deepseek_operator::build::front;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
+#[cfg(feature = "pd-router")]
 use kube::api::ListParams;
 use kube::Api;
 
@@ -83,121 +87,18 @@ async fn wakes_and_answers_every_held_request(
     let at = fronts[0];
     let url = format!("http://{at}:8000/v1/chat/completions");
 
-    // 20 streamed chats at zero replicas.
-    let seen = Timestamp::now();
-    let t0 = Instant::now();
-    let chats: Vec<_> = (0..HELD)
-        .map(|_| tokio::spawn(streamed_chat(c.clone(), url.clone())))
-        .collect();
-    wait_for(Duration::from_secs(30), "20 requests held", || async {
-        Ok((front_status(&c, at).await?["held"] == HELD).then_some(()))
-    })
-    .await?;
-    // The 21st: over the bound, refused at once with Retry-After.
-    let r = c
-        .post(&url)
-        .json(&serde_json::json!({"stream": true, "messages": [{"role": "user", "content": "x"}]}))
-        .send()
-        .await?;
-    ensure!(r.status().as_u16() == 503, "21st: {}", r.status());
-    let retry = r.headers().get("retry-after").cloned();
-    ensure!(retry.is_some(), "21st: no Retry-After");
-
-    let mut first_token: Option<Timestamp> = None;
-    for (i, chat) in chats.into_iter().enumerate() {
-        let (status, chunks, done, first) = chat.await??;
-        ensure!(
-            (status, chunks, done) == (200, TOKENS, true),
-            "chat {i}: status {status}, {chunks} of {TOKENS} chunks, [DONE] {done}"
-        );
-        first_token = match (first_token, first) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-    }
-    let answered_after = t0.elapsed();
-
-    // Exactly once: the engines answered 20 in all, and the front forwarded 20.
-    let group = wait_groups(&pods, &name, 1, ranks, T).await?;
-    let leaders: Vec<Ipv4Addr> = group
-        .iter()
-        .filter(|p| {
-            p.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get("inference.deepseek-operator.dev/rank"))
-                .map(String::as_str)
-                == Some("0")
-        })
-        .filter_map(ip)
-        .collect();
-    let mut total = 0;
-    for l in &leaders {
-        total += engine_answers(&c, *l).await?;
-    }
-    ensure!(
-        total == HELD as u64,
-        "the engines answered {total} requests, not {HELD}"
-    );
-    let st = front_status(&c, at).await?;
-    ensure!(st["held"] == 0, "still held: {st}");
-
-    // The timeline, as the operator recorded it (status and Event).
-    let m = wait_for(
-        Duration::from_secs(30),
-        "status.lastScaleFromZero",
-        || async {
-            let m = models.get(&name).await?;
-            Ok(m.status
-                .as_ref()
-                .and_then(|s| s.last_scale_from_zero.clone())
-                .map(|_| m))
-        },
-    )
-    .await?;
-    let z = m
-        .status
-        .as_ref()
-        .and_then(|s| s.last_scale_from_zero.clone())
-        .context("lastScaleFromZero")?;
-    let timeline = Timeline::of(&z)?;
-    ensure!(
-        timeline.0[0].1.as_second() >= seen.as_second() - 1,
-        "request seen {} before the test sent it ({seen})",
-        timeline.0[0].1
-    );
-    let client_first = first_token.context("a first token")?;
-    ensure!(
-        timeline.0[timeline.0.len() - 1].1.as_second() <= client_first.as_second(),
-        "first token recorded at {} after the client got it ({client_first})",
-        timeline.0[timeline.0.len() - 1].1
-    );
-    let events: Api<k8s_openapi::api::events::v1::Event> = ns.api();
-    let note = wait_for(
-        Duration::from_secs(30),
-        "a ScaledFromZero Event",
-        || async {
-            Ok(events
-                .list(&ListParams::default())
-                .await?
-                .items
-                .into_iter()
-                .find(|e| e.reason.as_deref() == Some("ScaledFromZero"))
-                .and_then(|e| e.note))
-        },
-    )
-    .await?;
-    eprintln!("  Event ScaledFromZero: {note}");
-    timeline.print(&format!("{file} ({ranks} pod(s) per group)"));
+    let wake = wake_for_held_chats(&c, at, &models, &pods, &ns.api(), &name, ranks, HELD).await?;
+    eprintln!("  Event ScaledFromZero: {}", wake.note);
+    wake.timeline
+        .print(&format!("{file} ({ranks} pod(s) per group)"));
     eprintln!(
-        "  all {HELD} held chats answered in full {:.1}s after they were sent; 21st: 503, Retry-After {:?}",
-        answered_after.as_secs_f64(),
-        retry
+        "  all {HELD} held chats answered in full {:.1}s after they were sent; 21st: 503, Retry-After {}",
+        wake.answered_after.as_secs_f64(),
+        wake.retry_after
     );
-    timeline.in_order()?;
     let load: u64 = LOAD_SECONDS.parse()?;
     ensure!(
-        answered_after >= Duration::from_secs(load),
+        wake.answered_after >= Duration::from_secs(load),
         "answered before the engine could have loaded"
     );
 
@@ -256,7 +157,7 @@ async fn wakes_and_answers_every_held_request(
         .context("lastScaleTime")?;
     let second_at: Timestamp = second.parse()?;
     ensure!(
-        second_at > z.scale_decision.parse::<Timestamp>()?,
+        second_at > wake.timeline.0[1].1,
         "not woken again: lastScaleTime {second} is the first wake-up's"
     );
     eprintln!("  after a scale to zero, 5 requests sent as the group went were held and answered (woken again at {second})");
@@ -442,30 +343,8 @@ async fn a_disaggregated_model_wakes_both_roles_for_held_requests() -> Result<()
             anyhow::Ok(polls)
         })
     };
-    let r = c
-        .post(&url)
-        .json(&serde_json::json!({"stream": true, "model": served,
-            "messages": [{"role": "user", "content": "x"}]}))
-        .send()
-        .await?;
-    ensure!(r.status().as_u16() == 503, "21st: {}", r.status());
-    ensure!(
-        r.headers().get("retry-after").is_some(),
-        "21st: no Retry-After"
-    );
-
-    let mut first_token: Option<Timestamp> = None;
-    for (i, chat) in chats.into_iter().enumerate() {
-        let (status, chunks, done, first) = chat.await??;
-        ensure!(
-            (status, chunks, done) == (200, TOKENS, true),
-            "chat {i}: status {status}, {chunks} of {TOKENS} chunks, [DONE] {done}"
-        );
-        first_token = match (first_token, first) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-    }
+    refused_over_bound(&c, &url, HELD).await?;
+    let first_token = all_answered(chats).await?;
     let answered_after = t0.elapsed();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let polls = gate.await??;
@@ -510,17 +389,7 @@ async fn a_disaggregated_model_wakes_both_roles_for_held_requests() -> Result<()
     )
     .await?;
     let timeline = Timeline::of(&z)?;
-    ensure!(
-        timeline.0[0].1.as_second() >= seen.as_second() - 1,
-        "request seen {} before the test sent it ({seen})",
-        timeline.0[0].1
-    );
-    let client_first = first_token.context("a first token")?;
-    ensure!(
-        timeline.0[timeline.0.len() - 1].1.as_second() <= client_first.as_second(),
-        "first token recorded at {} after the client got it ({client_first})",
-        timeline.0[timeline.0.len() - 1].1
-    );
+    timeline.between(seen, first_token.context("a first token")?)?;
     timeline.print("r1-pd-ascend-a3.yaml (prefill 1 pod, decode 2 pods per group)");
     eprintln!(
         "  all {HELD} held chats answered in full through the router {:.1}s after they were sent",

@@ -11,6 +11,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
 CLUSTER = REPO / "e2e" / "cluster"
+# Where cargo put this workspace's binaries: CARGO_TARGET_DIR when set, as cargo does.
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
+if not TARGET.is_absolute():
+    TARGET = REPO / TARGET
 
 # One user per operator under test; the watcher and runner are left out of the audit log.
 IDENTITIES = {

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from cluster import IDENTITIES, REPO, bench_dir, kubeconfig_for
+from cluster import IDENTITIES, REPO, TARGET, bench_dir, kubeconfig_for
 
 CACHE = Path(os.environ.get("DSO_CACHE", Path.home() / ".cache" / "deepseek-operator"))
 
@@ -153,7 +153,7 @@ class Ours(Peer):
         # RBAC from the chart (its lease Role in the release namespace "default" included).
         self.k.apply(bind_to_user(helm_template(self.env["BIN"], REPO / "charts" / "deepseek-operator", "default",
                                                 "templates/rbac.yaml"), IDENTITIES["ours"]))
-        binary = REPO / "target" / ("release" if release else "debug") / "deepseek-operator"
+        binary = TARGET / ("release" if release else "debug") / "deepseek-operator"
         self.version = f"this repository ({'release' if release else 'debug'} build)"
         # As the chart's defaults run it (issue 26): its replicas, each with leader election
         # and the chart's lease name and duration, identity from POD_NAME as the chart sets

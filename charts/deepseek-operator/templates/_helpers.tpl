@@ -90,6 +90,10 @@ networkPolicy:
 crashLoopBackoff:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- with .Values.config.helperPods }}
+helperPods:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end }}
 
 {{/* Rules for models and their children: in the ClusterRole, or in a Role per watched

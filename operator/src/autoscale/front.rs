@@ -34,6 +34,8 @@ pub struct FrontRead {
     /// answer to a held request (seconds since the epoch, the fronts' clocks).
     pub held_since: Option<f64>,
     pub first_answer: Option<f64>,
+    /// When the front that answered first had picked its group (its own readiness probe).
+    pub group_ready: Option<f64>,
 }
 
 /// The backend line of a leader: its engine, and its launcher's readiness (the whole
@@ -161,6 +163,7 @@ pub async fn sync(
                     v["held"].as_u64().unwrap_or(0),
                     v["episode"]["heldSince"].as_f64(),
                     v["episode"]["firstAnswer"].as_f64(),
+                    v["episode"]["groupReady"].as_f64(),
                 )),
                 Err(e) => {
                     tracing::debug!(pod = %name, error = %e, "autoscaler: front unreachable");
@@ -181,6 +184,7 @@ pub async fn sync(
         running: running.len(),
         held_since: earliest(answers.iter().filter_map(|a| a.1).collect()),
         first_answer: earliest(answers.iter().filter_map(|a| a.2).collect()),
+        group_ready: earliest(answers.iter().filter_map(|a| a.3).collect()),
     })
 }
 

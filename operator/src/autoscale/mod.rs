@@ -378,11 +378,10 @@ async fn step(
         let now = k8s_openapi::jiff::Timestamp::now();
         let node_created = |n: &str| ctx.nodes.get(&ObjectRef::new(n)).and_then(|f| f.created());
         w.observe_pods(&pods, now, &node_created);
+        let at = |t: Option<f64>| t.and_then(timeline::from_epoch);
         w.observe_answer(
-            fronts
-                .as_ref()
-                .and_then(|f| f.first_answer)
-                .and_then(timeline::from_epoch),
+            at(fronts.as_ref().and_then(|f| f.first_answer)),
+            at(fronts.as_ref().and_then(|f| f.group_ready)),
         );
         if let Some(done) = w.done() {
             event(ctx, model, false, "ScaledFromZero", w.note()).await;

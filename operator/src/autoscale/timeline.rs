@@ -25,8 +25,12 @@ pub struct Wake {
     /// The newest node of the first scheduled group, if created after `seen` (to the second).
     pub nodes_created: Option<Timestamp>,
     pub scheduled: Option<Timestamp>,
+    /// Every worker's Ready condition (a one-node group: first seen Running).
     pub joined: Option<Timestamp>,
+    /// The leader's Ready condition.
     pub ready: Option<Timestamp>,
+    /// When a front sent the first held request to the group that answered it.
+    pub front_ready: Option<Timestamp>,
     pub first_token: Option<Timestamp>,
 }
 
@@ -68,6 +72,7 @@ impl Wake {
             scheduled: None,
             joined: None,
             ready: None,
+            front_ready: None,
             first_token: None,
         }
     }
@@ -132,11 +137,28 @@ impl Wake {
         }
     }
 
-    /// The fronts' first answer to a held request, if it belongs to this wake-up.
-    pub fn observe_answer(&mut self, first_answer: Option<Timestamp>) {
+    /// The fronts' first answer to a held request and when its group was picked, if they
+    /// belong to this wake-up.
+    pub fn observe_answer(&mut self, first_answer: Option<Timestamp>, picked: Option<Timestamp>) {
         if self.first_token.is_none() {
             self.first_token = first_answer.filter(|t| *t >= self.seen);
+            self.front_ready = picked.filter(|t| *t >= self.seen);
         }
+    }
+
+    /// Engine ready and ranks joined as they happened. The kubelet writes a pod's Ready
+    /// condition on its probe periods (the engine's startup probe polls every 10 s), so on
+    /// real nodes a leader whose group a front already serves may read Ready seconds
+    /// later, and a worker after its leader: the engine was ready when the front (probing
+    /// the leader's `/readyz`, which asks every rank) first sent to it, if that was
+    /// sooner, and every rank had joined by then at the latest.
+    fn ready_and_joined(&self) -> (Option<Timestamp>, Option<Timestamp>) {
+        let earliest = |a: Option<Timestamp>, b: Option<Timestamp>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let ready = earliest(self.ready, self.front_ready);
+        (ready, earliest(self.joined, ready))
     }
 
     /// Every phase, once known.
@@ -147,8 +169,8 @@ impl Wake {
             scale_decision: s(self.decided),
             nodes_created: self.nodes_created.map(s),
             pods_scheduled: s(self.scheduled?),
-            ranks_joined: s(self.joined?),
-            engine_ready: s(self.ready?),
+            ranks_joined: s(self.ready_and_joined().1?),
+            engine_ready: s(self.ready_and_joined().0?),
             first_token: s(self.first_token?),
         })
     }
@@ -156,13 +178,14 @@ impl Wake {
     /// The Event's note: each phase's offset from the request.
     pub fn note(&self) -> String {
         let nodes = self.nodes_created.map(|t| ("nodes created", Some(t)));
+        let (ready, joined) = self.ready_and_joined();
         let phases = [("scale decision", Some(self.decided))]
             .into_iter()
             .chain(nodes)
             .chain([
                 ("pods scheduled", self.scheduled),
-                ("ranks joined", self.joined),
-                ("engine ready", self.ready),
+                ("ranks joined", joined),
+                ("engine ready", ready),
                 ("first token", self.first_token),
             ]);
         let parts: Vec<String> = phases
@@ -239,14 +262,59 @@ mod tests {
         w.observe_pods(&[leader, worker], now, &|_| None);
         assert_eq!(w.ready, Some(ts("2026-12-05T01:00:09Z")));
         // An answer from before this wake-up is not its first token.
-        w.observe_answer(Some(ts("2026-12-05T00:59:00Z")));
+        w.observe_answer(Some(ts("2026-12-05T00:59:00Z")), None);
         assert!(w.done().is_none());
-        w.observe_answer(Some(ts("2026-12-05T01:00:09.500Z")));
+        w.observe_answer(Some(ts("2026-12-05T01:00:09.500Z")), None);
         let done = w.done().expect("complete");
         assert_eq!(done.first_token, "2026-12-05T01:00:09.5Z");
         assert_eq!(
             w.note(),
             "woken by held requests: request seen, scale decision +1.0s, pods scheduled +3.0s, ranks joined +5.0s, engine ready +9.0s, first token +9.5s"
+        );
+    }
+
+    #[test]
+    fn engine_ready_is_when_the_front_first_served_if_the_kubelet_reports_later() {
+        // Seen on real kubelets: the front sent the held requests to the group at :12;
+        // the kubelet wrote the leader's Ready at :18 (its startup probe's period) and
+        // the worker's at :19.
+        let mut w = Wake::new(ts("2026-12-05T01:00:00Z"), ts("2026-12-05T01:00:01Z"));
+        let now = ts("2026-12-05T01:00:30Z");
+        let rank = |r: u32, ready: &str| {
+            pod(
+                "h-0",
+                r,
+                2,
+                "Running",
+                &[("PodScheduled", "2026-12-05T01:00:02Z"), ("Ready", ready)],
+            )
+        };
+        let pods = [
+            rank(0, "2026-12-05T01:00:18Z"),
+            rank(1, "2026-12-05T01:00:19Z"),
+        ];
+        w.observe_pods(&pods, now, &|_| None);
+        w.observe_answer(
+            Some(ts("2026-12-05T01:00:12.700Z")),
+            Some(ts("2026-12-05T01:00:12.100Z")),
+        );
+        let done = w.done().expect("complete");
+        assert_eq!(
+            (done.ranks_joined.as_str(), done.engine_ready.as_str()),
+            ("2026-12-05T01:00:12.1Z", "2026-12-05T01:00:12.1Z")
+        );
+        assert!(w
+            .note()
+            .contains("ranks joined +12.1s, engine ready +12.1s, first token +12.7s"));
+
+        // Without the front's time: the leader's Ready, and the ranks joined by then.
+        let mut w = Wake::new(ts("2026-12-05T01:00:00Z"), ts("2026-12-05T01:00:01Z"));
+        w.observe_pods(&pods, now, &|_| None);
+        w.observe_answer(Some(ts("2026-12-05T01:00:18.500Z")), None);
+        let done = w.done().expect("complete");
+        assert_eq!(
+            (done.ranks_joined.as_str(), done.engine_ready.as_str()),
+            ("2026-12-05T01:00:18Z", "2026-12-05T01:00:18Z")
         );
     }
 

@@ -20,10 +20,9 @@ use deepseek_engine::pd::{router_command, RouterConfig, ROUTER_METRICS_PORT, ROU
 use deepseek_engine::{Engine, PdRole};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, TCPSocketAction, Volume,
-    VolumeMount,
+    Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, Service, ServiceAccount, ServicePort, ServiceSpec, TCPSocketAction,
+    Volume, VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -33,6 +32,7 @@ use kube::{Resource, ResourceExt};
 
 use super::labels;
 use crate::api::{DeepSeekModel, DeepSeekModelSpec, EngineChoice, Serving, ServingMode};
+use crate::config::HelperPods;
 
 /// Label every pod of a disaggregated model carries (both roles' and the router's), with
 /// the user's model name: the roles' NetworkPolicies let these pods reach each other (the
@@ -45,11 +45,6 @@ pub const ROUTER_COMPONENT: &str = "router";
 pub const ROUTER_CONTAINER: &str = "router";
 /// `app.kubernetes.io/component` of the `ascend` transfer's config store.
 pub const KV_STORE_COMPONENT: &str = "kv-store";
-/// User id of the router and store pods (no root needed: they only serve TCP). The
-/// engines' 10001 rather than 1000: a low uid is likely to be a real user of the node,
-/// whose files a process that escaped its container could then reach.
-const HELPER_UID: i64 = 10001;
-
 pub const ROLES: [PdRole; 2] = [PdRole::Prefill, PdRole::Decode];
 
 /// Name of a role's model.
@@ -215,6 +210,7 @@ pub fn router_pod_labels(model: &str) -> BTreeMap<String, String> {
 pub fn kv_store_objects(
     model: &DeepSeekModel,
     image: &str,
+    helpers: &HelperPods,
 ) -> Result<(Deployment, Service), String> {
     let name = model.name_any();
     let sname = kv_store_name(&name);
@@ -252,20 +248,17 @@ pub fn kv_store_objects(
             ..tcp_probe(port, 10)
         }),
         resources: Some(small_requests()),
-        security_context: Some(restricted_container()),
+        security_context: Some(super::helper_pod::restricted_container()),
         ..Default::default()
     };
-    let deployment = one_pod_deployment(
-        meta(model, sname.clone(), &component)?,
-        &pod_labels,
-        PodSpec {
-            affinity: Some(super::affinity::general_nodes()),
-            automount_service_account_token: Some(false),
-            containers: vec![container],
-            security_context: Some(restricted_pod()),
-            ..Default::default()
-        },
-    );
+    let mut pod = PodSpec {
+        automount_service_account_token: Some(false),
+        containers: vec![container],
+        security_context: Some(super::helper_pod::restricted_pod()),
+        ..Default::default()
+    };
+    super::helper_pod::place(&mut pod, helpers);
+    let deployment = one_pod_deployment(meta(model, sname.clone(), &component)?, &pod_labels, pod);
     let service = cluster_ip(
         meta(model, sname, &component)?,
         pod_labels,
@@ -355,34 +348,11 @@ fn one_pod_deployment(
 
 /// Container security of the operator's helper pods (router, KV store): no privilege,
 /// no capability, read-only root, not root.
-fn restricted_container() -> SecurityContext {
-    SecurityContext {
-        privileged: Some(false),
-        allow_privilege_escalation: Some(false),
-        read_only_root_filesystem: Some(true),
-        capabilities: Some(Capabilities {
-            drop: Some(vec!["ALL".into()]),
-            add: None,
-        }),
-        run_as_non_root: Some(true),
-        ..Default::default()
-    }
-}
-
-fn restricted_pod() -> PodSecurityContext {
-    PodSecurityContext {
-        run_as_non_root: Some(true),
-        run_as_user: Some(HELPER_UID),
-        run_as_group: Some(HELPER_UID),
-        seccomp_profile: Some(SeccompProfile {
-            type_: "RuntimeDefault".into(),
-            localhost_profile: None,
-        }),
-        ..Default::default()
-    }
-}
-
-pub fn router_objects(model: &DeepSeekModel, image: &str) -> Result<RouterObjects, String> {
+pub fn router_objects(
+    model: &DeepSeekModel,
+    image: &str,
+    helpers: &HelperPods,
+) -> Result<RouterObjects, String> {
     let name = model.name_any();
     let ns = model
         .namespace()
@@ -459,7 +429,7 @@ pub fn router_objects(model: &DeepSeekModel, image: &str) -> Result<RouterObject
             ..http_probe("/liveness", 10)
         }),
         resources: Some(small_requests()),
-        security_context: Some(restricted_container()),
+        security_context: Some(super::helper_pod::restricted_container()),
         // The root file system is read-only: a tokenizer the router fetches goes to an
         // emptyDir.
         env: Some(vec![k8s_openapi::api::core::v1::EnvVar {
@@ -474,24 +444,21 @@ pub fn router_objects(model: &DeepSeekModel, image: &str) -> Result<RouterObject
         }]),
         ..Default::default()
     };
-    let deployment = one_pod_deployment(
-        meta(model, rname.clone(), &component)?,
-        &pod_labels,
-        PodSpec {
-            affinity: Some(super::affinity::general_nodes()),
-            service_account_name: Some(rname.clone()),
-            // Service discovery reads pods with this token.
-            automount_service_account_token: Some(true),
-            containers: vec![container],
-            volumes: Some(vec![Volume {
-                name: "tmp".into(),
-                empty_dir: Some(EmptyDirVolumeSource::default()),
-                ..Default::default()
-            }]),
-            security_context: Some(restricted_pod()),
+    let mut pod = PodSpec {
+        service_account_name: Some(rname.clone()),
+        // Service discovery reads pods with this token.
+        automount_service_account_token: Some(true),
+        containers: vec![container],
+        volumes: Some(vec![Volume {
+            name: "tmp".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
             ..Default::default()
-        },
-    );
+        }]),
+        security_context: Some(super::helper_pod::restricted_pod()),
+        ..Default::default()
+    };
+    super::helper_pod::place(&mut pod, helpers);
+    let deployment = one_pod_deployment(meta(model, rname.clone(), &component)?, &pod_labels, pod);
     let service = cluster_ip(
         meta(model, super::services::api_service_name(&name), &component)?,
         pod_labels,

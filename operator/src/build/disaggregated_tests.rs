@@ -104,7 +104,7 @@ fn engines_without_a_router_are_refused_with_the_reason() {
 
 #[test]
 fn the_router_may_only_read_pods_and_finds_both_roles_leaders() {
-    let r = router_objects(&pd(), "img:1").unwrap_or_else(|e| panic!("{e}"));
+    let r = router_objects(&pd(), "img:1", &Default::default()).unwrap_or_else(|e| panic!("{e}"));
     let rules = r.role.rules.clone().unwrap_or_default();
     assert_eq!(rules.len(), 1);
     assert_eq!(rules[0].resources, Some(vec!["pods".to_string()]));

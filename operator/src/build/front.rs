@@ -12,9 +12,8 @@ use std::collections::BTreeMap;
 use deepseek_engine::ENGINE_PORT;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
-    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec,
+    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, Service, ServicePort, ServiceSpec,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -23,6 +22,7 @@ use kube::{Resource, ResourceExt};
 
 use super::{dns_name, labels};
 use crate::api::{DeepSeekModel, Holding};
+use crate::config::HelperPods;
 
 /// Label of the front's objects and pods, with the model's name.
 pub const FRONT: &str = "inference.deepseek-operator.dev/front";
@@ -34,7 +34,6 @@ pub const CONTAINER: &str = "front";
 pub const REPLICAS: i32 = 2;
 /// Env var with the token the front demands on `POST /front/backends`.
 pub const TOKEN_ENV: &str = "DSO_FRONT_TOKEN";
-const UID: i64 = 10001;
 
 /// Name of the front's Deployment and Service.
 pub fn name(model: &str) -> String {
@@ -72,6 +71,7 @@ pub fn objects(
     model: &DeepSeekModel,
     holding: Holding,
     image: &str,
+    helpers: &HelperPods,
 ) -> Result<(Deployment, Service), String> {
     let model_name = model.name_any();
     let uid = model
@@ -147,19 +147,16 @@ pub fn objects(
             )])),
             ..Default::default()
         }),
-        security_context: Some(SecurityContext {
-            privileged: Some(false),
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                add: None,
-            }),
-            run_as_non_root: Some(true),
-            ..Default::default()
-        }),
+        security_context: Some(super::helper_pod::restricted_container()),
         ..Default::default()
     };
+    let mut pod = PodSpec {
+        containers: vec![container],
+        automount_service_account_token: Some(false),
+        security_context: Some(super::helper_pod::restricted_pod()),
+        ..Default::default()
+    };
+    super::helper_pod::place(&mut pod, helpers);
     let deployment = Deployment {
         metadata: meta.clone(),
         spec: Some(DeploymentSpec {
@@ -173,22 +170,7 @@ pub fn objects(
                     labels: Some(pods.clone()),
                     ..Default::default()
                 }),
-                spec: Some(PodSpec {
-                    affinity: Some(super::affinity::general_nodes()),
-                    containers: vec![container],
-                    automount_service_account_token: Some(false),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        run_as_user: Some(UID),
-                        run_as_group: Some(UID),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            localhost_profile: None,
-                        }),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
+                spec: Some(pod),
             },
             ..Default::default()
         }),
@@ -237,7 +219,7 @@ mod tests {
             queue_size: 20,
             max_wait_seconds: 90,
         };
-        let (d, s) = objects(&m, h, "img").expect("built");
+        let (d, s) = objects(&m, h, "img", &Default::default()).expect("built");
         assert_eq!(d.metadata.name.as_deref(), Some("r1--front"));
         assert_eq!(s.metadata.name.as_deref(), Some("r1--front"));
         let spec = d.spec.as_ref().expect("spec");
@@ -288,6 +270,9 @@ mod tests {
             (owner.uid.as_str(), owner.controller),
             ("uid-1", Some(true))
         );
-        assert!(objects(&model(None), h, "img").is_err(), "no uid, no token");
+        assert!(
+            objects(&model(None), h, "img", &Default::default()).is_err(),
+            "no uid, no token"
+        );
     }
 }

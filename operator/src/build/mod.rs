@@ -8,6 +8,7 @@ pub mod desired;
 pub mod disaggregated;
 pub mod front;
 pub mod hash;
+pub mod helper_pod;
 pub mod keda;
 pub mod labels;
 pub mod network_policy;

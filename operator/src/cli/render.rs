@@ -65,7 +65,7 @@ pub fn run(args: &RenderArgs) -> Result<String, String> {
         if model.metadata.uid.is_none() {
             model.metadata.uid = Some("rendered-offline".into());
         }
-        let router = router_objects(&model, &config.router_image())?;
+        let router = router_objects(&model, &config.router_image(), &config.helper_pods)?;
         docs.push(serde_yaml::to_string(&router.service_account));
         docs.push(serde_yaml::to_string(&router.role));
         docs.push(serde_yaml::to_string(&router.role_binding));
@@ -81,7 +81,7 @@ pub fn run(args: &RenderArgs) -> Result<String, String> {
         }
         if ascend {
             let image = config.image_for(Vendor::Ascend, deepseek_engine::Engine::Sglang);
-            let (deployment, service) = kv_store_objects(&model, &image)?;
+            let (deployment, service) = kv_store_objects(&model, &image, &config.helper_pods)?;
             docs.push(serde_yaml::to_string(&deployment));
             docs.push(serde_yaml::to_string(&service));
         }

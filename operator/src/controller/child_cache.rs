@@ -535,7 +535,7 @@ fn spawn_typed<K>(
     {
         let (kind, tx, ready_tx) = (kind.clone(), senders[i].clone(), ready_tx.clone());
         tokio::spawn(async move {
-            let stream = watcher(api, selector()).backoff(super::watch::CappedBackoff::default());
+            let stream = watcher(api, selector()).backoff(super::watch::backoff());
             let mut stream = std::pin::pin!(stream);
             let mut once = Some(());
             let mut on_listed = || {
@@ -590,7 +590,7 @@ async fn watch_scaled_objects(
             let (client, kind, tx) = (client.clone(), cache.scaled.clone(), senders[i].clone());
             async move {
                 let stream =
-                    watcher(api, selector()).backoff(super::watch::CappedBackoff::default());
+                    watcher(api, selector()).backoff(super::watch::backoff());
                 let mut stream = std::pin::pin!(stream);
                 while let Some(e) = follow(&mut stream, &kind, i, &tx, &mut || {}).await {
                     if !keda_served(&client).await {

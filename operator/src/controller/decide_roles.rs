@@ -86,7 +86,7 @@ pub fn children(model: &DeepSeekModel, config: &OperatorConfig) -> Result<Vec<Ch
     for role in ROLES {
         out.push(Child::new(&role_model(model, role)?, false));
     }
-    let r = router_objects(model, &config.router_image())?;
+    let r = router_objects(model, &config.router_image(), &config.helper_pods)?;
     out.push(Child::new(&r.service_account, false));
     out.push(Child::new(&r.role, false));
     out.push(Child::new(&r.role_binding, false));
@@ -96,7 +96,7 @@ pub fn children(model: &DeepSeekModel, config: &OperatorConfig) -> Result<Vec<Ch
     });
     out.push(Child::new(&r.service, false));
     let image = config.image_for(Vendor::Ascend, Engine::Sglang);
-    let (deployment, service) = kv_store_objects(model, &image)?;
+    let (deployment, service) = kv_store_objects(model, &image, &config.helper_pods)?;
     out.push(Child::new(&deployment, true));
     out.push(Child::new(&service, true));
     Ok(out)

@@ -91,7 +91,7 @@ pub async fn sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), Error> {
         }
         return Ok(());
     };
-    let (mut d, mut s) = front::objects(model, h, &image(&ctx.config))
+    let (mut d, mut s) = front::objects(model, h, &image(&ctx.config), &ctx.config.helper_pods)
         .map_err(|_| Error::MissingField("metadata.uid"))?;
     apply_if_changed(ctx, &services, &mut s, live_s.as_ref(), "services").await?;
     apply_if_changed(ctx, &deployments, &mut d, live_d.as_ref(), "deployments").await

@@ -7,8 +7,10 @@
 //! heap for as long as it ran (issue 12). `malloc_trim(0)` releases the free pages of
 //! every arena; it walks the free lists, which at this heap size takes milliseconds.
 //!
-//! Only in builds against glibc (tests, benches, a `cargo install` on a glibc host). The
-//! container image is a static musl binary, whose allocator returns freed memory itself.
+//! Only in builds against glibc: tests, benches, a `cargo install` on a glibc host, and
+//! the operator image that `scripts/images` builds here (glibc-linked on a Debian base:
+//! no musl target is installed here). The root `Dockerfile`'s image is a static musl
+//! binary, whose allocator returns freed memory itself, so there it is compiled out.
 
 use std::time::Duration;
 

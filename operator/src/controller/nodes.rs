@@ -111,7 +111,7 @@ pub fn watch_nodes(
         watcher(Api::<NodeFacts>::all(client), super::watch::config())
             .modify(|n| n.meta_mut().resource_version = None),
     )
-    .backoff(super::watch::CappedBackoff::default());
+    .backoff(super::watch::backoff());
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         let mut seen = SeenNodes::default();

@@ -398,7 +398,7 @@ pub fn watch_pods(apis: Vec<Api<Pod>>) -> (PodCache, Vec<OwnedEvents>) {
         let ready_tx = ready_tx.clone();
         let stream = watcher(api, super::watch::config())
             .modify(strip)
-            .backoff(super::watch::CappedBackoff::default());
+            .backoff(super::watch::backoff());
         tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             let mut building: Option<Shard> = None;

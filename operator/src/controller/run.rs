@@ -250,14 +250,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         // managedFields are most of a cached model's size and nothing here reads them.
         let changes = watcher(models, super::watch::config())
             .modify(|m| m.metadata.managed_fields = None)
-            .backoff(super::watch::CappedBackoff::default())
+            .backoff(super::watch::backoff())
             .reflect(writer)
             .inspect_ok(forget_deleted(ctx.clone()))
             .applied_objects()
             .predicate_filter(reconcile_trigger, Default::default());
         controllers.push(
             Controller::for_stream(changes, store)
-                .trigger_backoff(super::watch::CappedBackoff::default())
+                .trigger_backoff(super::watch::backoff())
                 .with_config(
                     controller::Config::default().concurrency(opts.reconcile_concurrency.max(1)),
                 )

@@ -6,15 +6,16 @@
 //! Expired, again and again), and kube-runtime's default backoff, doubling to 30 s and
 //! beyond with jitter, put each retry further out. Lists here are quorum reads
 //! (`MostRecent`), so a relist starts from a version the new server has, and retries back
-//! off from 250 ms to at most 4 s, with jitter.
+//! off from 125-250 ms to at most 4 s, with jitter (backon's exponential builder, which
+//! kube-runtime's watcher takes).
 
 use std::time::Duration;
 
-use kube::runtime::utils::Backoff;
-use kube::runtime::watcher::{self, ListSemantic};
+use kube::runtime::watcher::{self, ExponentialBackoff, ListSemantic};
 
-const MIN: Duration = Duration::from_millis(250);
-const MAX: Duration = Duration::from_secs(4);
+const MIN: Duration = Duration::from_millis(125);
+/// The delay before jitter stops doubling here; with jitter a retry waits at most 4 s.
+const CAP: Duration = Duration::from_secs(2);
 
 /// Objects per list page. Each page is read whole and deserialized in full (managedFields,
 /// images and all) before the watch strips it, so the page is the start's memory peak:
@@ -29,46 +30,17 @@ pub fn config() -> watcher::Config {
         .page_size(PAGE)
 }
 
-/// Exponential backoff from [`MIN`] to [`MAX`] with up to 25 % jitter; reset by the
-/// stream on the first success.
-#[derive(Clone, Debug)]
-pub struct CappedBackoff {
-    next: Duration,
-    seed: u64,
-}
-
-impl Default for CappedBackoff {
-    fn default() -> Self {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos() as u64)
-            .unwrap_or(1);
-        CappedBackoff {
-            next: MIN,
-            seed: seed | 1,
-        }
-    }
-}
-
-impl Iterator for CappedBackoff {
-    type Item = Duration;
-
-    fn next(&mut self) -> Option<Duration> {
-        let base = self.next;
-        self.next = (self.next * 2).min(MAX);
-        // xorshift: jitter so many watches do not retry in lockstep.
-        self.seed ^= self.seed << 13;
-        self.seed ^= self.seed >> 7;
-        self.seed ^= self.seed << 17;
-        let jitter = base.mul_f64((self.seed % 1000) as f64 / 4000.0);
-        Some((base + jitter).min(MAX))
-    }
-}
-
-impl Backoff for CappedBackoff {
-    fn reset(&mut self) {
-        self.next = MIN;
-    }
+/// Exponential backoff from [`MIN`], doubling, with jitter of up to the delay itself
+/// (backon's), so at most twice [`CAP`]: the retries of many watches spread out. The
+/// watch stream resets it on its first success.
+pub fn backoff() -> ExponentialBackoff {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(MIN)
+        .with_max_delay(CAP)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .into()
 }
 
 #[cfg(test)]
@@ -76,17 +48,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn grows_to_the_cap_and_resets() {
-        let mut b = CappedBackoff::default();
+    fn grows_to_at_most_4s_and_resets() {
+        use kube::runtime::utils::Backoff;
+        let mut b = backoff();
         let delays: Vec<Duration> = b.by_ref().take(12).collect();
-        assert!(delays[0] >= MIN && delays[0] < MIN * 2, "{delays:?}");
-        assert!(delays.iter().all(|d| *d <= MAX), "{delays:?}");
+        assert!(delays[0] >= MIN && delays[0] <= MIN * 2, "{delays:?}");
         assert!(
-            delays[11] >= MAX.mul_f64(0.99),
-            "reaches the cap: {delays:?}"
+            delays.iter().all(|d| *d <= Duration::from_secs(4)),
+            "{delays:?}"
         );
+        assert!(delays[11] >= CAP, "reaches the cap: {delays:?}");
         b.reset();
-        assert!(b.next().is_some_and(|d| d < MIN * 2));
+        assert!(b.next().is_some_and(|d| d <= MIN * 2));
     }
 
     #[test]

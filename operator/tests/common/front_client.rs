@@ -1,16 +1,18 @@
 //! What a client of a model's front sees (issue 27): streamed chats sent through it, its
 //! status and counters, the engines' answer counts, and a wake-up's timeline checked for
-//! order. Shared by the scale-from-zero suites (e2e_scale_from_zero, e2e_cloud). Every
-//! address dialled is checked to be loopback.
+//! order. Shared by the scale-from-zero suites (e2e_scale_from_zero, e2e_cloud,
+//! e2e_real_wake). Every address dialled is checked to be loopback or on the real nodes'
+//! bridge.
 
 use std::net::Ipv4Addr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use deepseek_e2e::wait::wait_for;
-use deepseek_operator::api::ScaleFromZero;
+use deepseek_operator::api::{DeepSeekModel, ScaleFromZero};
 use deepseek_operator::build::front;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
 use kube::Api;
@@ -25,11 +27,12 @@ pub fn client() -> Result<reqwest::Client> {
         .build()?)
 }
 
-/// A streamed chat: status, content chunks, `[DONE]` seen, when the first chunk came.
-pub async fn streamed_chat(
-    c: reqwest::Client,
-    url: String,
-) -> Result<(u16, usize, bool, Option<Timestamp>)> {
+/// What a streamed chat got: status, content chunks, `[DONE]` seen, when the first chunk
+/// came.
+pub type ChatResult = (u16, usize, bool, Option<Timestamp>);
+
+/// A streamed chat.
+pub async fn streamed_chat(c: reqwest::Client, url: String) -> Result<ChatResult> {
     streamed_chat_to(c, url, None).await
 }
 
@@ -38,7 +41,7 @@ pub async fn streamed_chat_to(
     c: reqwest::Client,
     url: String,
     model: Option<&'static str>,
-) -> Result<(u16, usize, bool, Option<Timestamp>)> {
+) -> Result<ChatResult> {
     use futures::StreamExt;
     let mut body = serde_json::json!({
         "stream": true, "max_tokens": TOKENS,
@@ -65,7 +68,7 @@ pub async fn streamed_chat_to(
 }
 
 pub async fn front_status(c: &reqwest::Client, ip: Ipv4Addr) -> Result<serde_json::Value> {
-    ensure!(ip.is_loopback(), "refusing to dial {ip}");
+    super::ensure_dialable(ip)?;
     Ok(c.get(format!("http://{ip}:8000/front/status"))
         .send()
         .await?
@@ -76,7 +79,7 @@ pub async fn front_status(c: &reqwest::Client, ip: Ipv4Addr) -> Result<serde_jso
 /// The first sample of `/metrics` at `ip` whose line starts with `series` (a name, and
 /// `{` or a space after it).
 async fn counter(c: &reqwest::Client, ip: Ipv4Addr, series: &str) -> Result<u64> {
-    ensure!(ip.is_loopback(), "refusing to dial {ip}");
+    super::ensure_dialable(ip)?;
     let text = c
         .get(format!("http://{ip}:8000/metrics"))
         .send()
@@ -169,6 +172,22 @@ impl Timeline {
         Ok(Timeline(phases))
     }
 
+    /// Recorded after the test sent its first request at `sent` (to the second: the
+    /// front's clock is this machine's, API times are cut to whole seconds) and before
+    /// the client got its first token at `client_first`.
+    pub fn between(&self, sent: Timestamp, client_first: Timestamp) -> Result<()> {
+        let (first, last) = (self.0[0].1, self.0[self.0.len() - 1].1);
+        ensure!(
+            first.as_second() >= sent.as_second() - 1,
+            "request seen {first} before the test sent it ({sent})"
+        );
+        ensure!(
+            last.as_second() <= client_first.as_second(),
+            "first token recorded at {last} after the client got it ({client_first})"
+        );
+        Ok(())
+    }
+
     pub fn print(&self, shape: &str) {
         let start = self.0[0].1;
         eprintln!("cold start, {shape}:");
@@ -203,4 +222,159 @@ impl Timeline {
         }
         Ok(())
     }
+}
+
+/// What one wake-up for held chats showed.
+pub struct Wake {
+    pub timeline: Timeline,
+    /// From sending the chats to the last one answered.
+    pub answered_after: Duration,
+    /// `Retry-After` of the refused request.
+    pub retry_after: String,
+    /// The `ScaledFromZero` Event's note.
+    pub note: String,
+}
+
+/// Sends `held` streamed chats to the front at `at` while `model` is at zero and checks
+/// what its clients must see: one more over the bound refused at once (503 with
+/// `Retry-After`); every held chat answered in full once a group of `ranks` pods is
+/// Ready; the engines behind the group's leader answered exactly `held` (none lost, none
+/// twice); the front holds nothing after; and the operator's recorded timeline (status
+/// and Event) starts after the first request was sent, ends before the client's first
+/// token, and is in order.
+#[allow(clippy::too_many_arguments)]
+pub async fn wake_for_held_chats(
+    c: &reqwest::Client,
+    at: Ipv4Addr,
+    models: &Api<DeepSeekModel>,
+    pods: &Api<Pod>,
+    events: &Api<Event>,
+    model: &str,
+    ranks: usize,
+    held: usize,
+) -> Result<Wake> {
+    let url = format!("http://{at}:8000/v1/chat/completions");
+    // The held chats, at zero replicas.
+    let seen = Timestamp::now();
+    let t0 = Instant::now();
+    let chats: Vec<_> = (0..held)
+        .map(|_| tokio::spawn(streamed_chat(c.clone(), url.clone())))
+        .collect();
+    wait_for(
+        Duration::from_secs(30),
+        &format!("{held} requests held"),
+        || async { Ok((front_status(c, at).await?["held"] == held).then_some(())) },
+    )
+    .await?;
+    let retry_after = refused_over_bound(c, &url, held).await?;
+    let first_token = all_answered(chats).await?;
+    let answered_after = t0.elapsed();
+
+    // Exactly once: the engines answered 20 in all, and the front forwarded 20.
+    let group = super::wait_groups(pods, model, 1, ranks, Duration::from_secs(300)).await?;
+    let leaders: Vec<Ipv4Addr> = group
+        .iter()
+        .filter(|p| {
+            p.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("inference.deepseek-operator.dev/rank"))
+                .map(String::as_str)
+                == Some("0")
+        })
+        .filter_map(ip)
+        .collect();
+    let mut total = 0;
+    for l in &leaders {
+        total += engine_answers(c, *l).await?;
+    }
+    ensure!(
+        total == held as u64,
+        "the engines answered {total} requests, not {held}"
+    );
+    let st = front_status(c, at).await?;
+    ensure!(st["held"] == 0, "still held: {st}");
+
+    // The timeline, as the operator recorded it (status and Event).
+    let m = wait_for(
+        Duration::from_secs(30),
+        "status.lastScaleFromZero",
+        || async {
+            let m = models.get(model).await?;
+            Ok(m.status
+                .as_ref()
+                .and_then(|s| s.last_scale_from_zero.clone())
+                .map(|_| m))
+        },
+    )
+    .await?;
+    let z = m
+        .status
+        .as_ref()
+        .and_then(|s| s.last_scale_from_zero.clone())
+        .context("lastScaleFromZero")?;
+    let timeline = Timeline::of(&z)?;
+    timeline.between(seen, first_token.context("a first token")?)?;
+    let note = wait_for(
+        Duration::from_secs(30),
+        "a ScaledFromZero Event",
+        || async {
+            Ok(events
+                .list(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .find(|e| e.reason.as_deref() == Some("ScaledFromZero"))
+                .and_then(|e| e.note))
+        },
+    )
+    .await?;
+    timeline.in_order()?;
+    Ok(Wake {
+        timeline,
+        answered_after,
+        retry_after,
+        note,
+    })
+}
+
+/// One chat past a front's bound of `held`: refused at once, 503 with `Retry-After`
+/// (returned).
+pub async fn refused_over_bound(c: &reqwest::Client, url: &str, held: usize) -> Result<String> {
+    let r = c
+        .post(url)
+        .json(&serde_json::json!({"stream": true, "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await?;
+    ensure!(
+        r.status().as_u16() == 503,
+        "request {}: {}",
+        held + 1,
+        r.status()
+    );
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok().map(String::from));
+    retry.with_context(|| format!("request {}: no Retry-After", held + 1))
+}
+
+/// Streamed chats, each answered in full ([`TOKENS`] chunks and `[DONE]`); the earliest
+/// first chunk any of them got.
+pub async fn all_answered(
+    chats: Vec<tokio::task::JoinHandle<Result<ChatResult>>>,
+) -> Result<Option<Timestamp>> {
+    let mut first_token: Option<Timestamp> = None;
+    for (i, chat) in chats.into_iter().enumerate() {
+        let (status, chunks, done, first) = chat.await??;
+        ensure!(
+            (status, chunks, done) == (200, TOKENS, true),
+            "chat {i}: status {status}, {chunks} of {TOKENS} chunks, [DONE] {done}"
+        );
+        first_token = match (first_token, first) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    Ok(first_token)
 }

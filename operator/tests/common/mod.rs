@@ -11,18 +11,53 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, ensure, Context, Result};
 use deepseek_e2e::wait::wait_for;
 use deepseek_e2e::Cluster;
 use deepseek_operator::api::DeepSeekModel;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::Api;
+use std::net::Ipv4Addr;
 
 /// One test at a time per binary: the suites share the cluster's accelerator nodes.
 pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 pub const SELECTOR_MANAGED: &str = "app.kubernetes.io/managed-by=deepseek-operator";
+
+/// `DSO_REAL_POD_CIDR` (e2e/lib/real-nodes.sh's default when unset): the real nodes' bridge.
+pub fn real_pod_range() -> Result<(Ipv4Addr, u32)> {
+    let cidr = std::env::var("DSO_REAL_POD_CIDR").unwrap_or_else(|_| "198.18.0.0/16".into());
+    let (net, len) = cidr
+        .split_once('/')
+        .with_context(|| format!("DSO_REAL_POD_CIDR={cidr} is not a CIDR"))?;
+    let net: Ipv4Addr = net
+        .parse()
+        .with_context(|| format!("DSO_REAL_POD_CIDR={cidr}"))?;
+    let len: u32 = len
+        .parse()
+        .with_context(|| format!("DSO_REAL_POD_CIDR={cidr}"))?;
+    ensure!(
+        (8..=24).contains(&len),
+        "DSO_REAL_POD_CIDR={cidr}: prefix out of range"
+    );
+    Ok((net, len))
+}
+
+/// Refuses an address a test must not dial: anything but loopback and the real nodes'
+/// bridge, whose addresses exist only on this machine (e2e/README.md, "Real nodes").
+pub fn ensure_dialable(ip: std::net::Ipv4Addr) -> Result<()> {
+    if ip.is_loopback() {
+        return Ok(());
+    }
+    let (net, len) = real_pod_range()?;
+    let mask = u32::MAX << (32 - len);
+    anyhow::ensure!(
+        u32::from(ip) & mask == u32::from(net) & mask,
+        "refusing to dial {ip}: neither loopback nor the real nodes' bridge {net}/{len}"
+    );
+    Ok(())
+}
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

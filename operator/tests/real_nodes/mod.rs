@@ -12,28 +12,13 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use deepseek_e2e::{wait, Cluster};
 use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Patch, PatchParams};
 use kube::Api;
+use serde_json::json;
 
 pub const REAL_LABEL: &str = "e2e.deepseek-operator/real-node";
 
-/// `DSO_REAL_POD_CIDR` (e2e/lib/real-nodes.sh's default when unset): the real nodes' bridge.
-pub fn pod_range() -> Result<(Ipv4Addr, u32)> {
-    let cidr = std::env::var("DSO_REAL_POD_CIDR").unwrap_or_else(|_| "198.18.0.0/16".into());
-    let (net, len) = cidr
-        .split_once('/')
-        .with_context(|| format!("DSO_REAL_POD_CIDR={cidr} is not a CIDR"))?;
-    let net: Ipv4Addr = net
-        .parse()
-        .with_context(|| format!("DSO_REAL_POD_CIDR={cidr}"))?;
-    let len: u32 = len
-        .parse()
-        .with_context(|| format!("DSO_REAL_POD_CIDR={cidr}"))?;
-    ensure!(
-        (8..=24).contains(&len),
-        "DSO_REAL_POD_CIDR={cidr}: prefix out of range"
-    );
-    Ok((net, len))
-}
+pub use crate::common::real_pod_range as pod_range;
 
 /// A pod IP on the real nodes' bridge; anything else is refused (tests dial nothing else).
 pub fn bridge_ip(pod: &Pod) -> Result<Ipv4Addr> {
@@ -128,15 +113,46 @@ pub async fn stream_chat(
     model: &str,
     max_tokens: u32,
 ) -> Result<Streamed> {
+    stream(ip, port, model, "Say hello.", max_tokens, None).await
+}
+
+/// A streamed chat that reports its first content delta on `first` (so a caller knows it
+/// is in flight), then reads to the end.
+pub async fn stream_chat_in_flight(
+    ip: Ipv4Addr,
+    port: u16,
+    model: &str,
+    max_tokens: u32,
+    first: tokio::sync::mpsc::Sender<()>,
+) -> Result<Streamed> {
+    stream(
+        ip,
+        port,
+        model,
+        "Tell a long story.",
+        max_tokens,
+        Some(first),
+    )
+    .await
+}
+
+async fn stream(
+    ip: Ipv4Addr,
+    port: u16,
+    model: &str,
+    prompt: &str,
+    max_tokens: u32,
+    first: Option<tokio::sync::mpsc::Sender<()>>,
+) -> Result<Streamed> {
     let http = reqwest::Client::builder()
         .no_proxy()
-        .timeout(Duration::from_secs(120))
+        .timeout(Duration::from_secs(180))
         .build()?;
     let mut r = http
         .post(format!("http://{ip}:{port}/v1/chat/completions"))
         .json(&serde_json::json!({
             "model": model,
-            "messages": [{"role": "user", "content": "Say hello."}],
+            "messages": [{"role": "user", "content": prompt}],
             "max_tokens": max_tokens,
             "stream": true,
         }))
@@ -150,8 +166,14 @@ pub async fn stream_chat(
         );
     }
     let mut body = String::new();
+    let mut first = first;
     while let Some(chunk) = r.chunk().await? {
         body.push_str(&String::from_utf8_lossy(&chunk));
+        if body.contains("\"content\"") {
+            if let Some(tx) = first.take() {
+                let _ = tx.send(()).await;
+            }
+        }
     }
     let mut out = Streamed {
         deltas: 0,
@@ -229,69 +251,6 @@ pub fn last_exit(pod: &Pod, container: &str) -> Option<String> {
     })
 }
 
-/// A streamed chat that reports its first content delta on `first` (so a caller knows it
-/// is in flight), then reads to the end.
-pub async fn stream_chat_in_flight(
-    ip: Ipv4Addr,
-    port: u16,
-    model: &str,
-    max_tokens: u32,
-    first: tokio::sync::mpsc::Sender<()>,
-) -> Result<Streamed> {
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(180))
-        .build()?;
-    let mut r = http
-        .post(format!("http://{ip}:{port}/v1/chat/completions"))
-        .json(&serde_json::json!({
-            "model": model,
-            "messages": [{"role": "user", "content": "Tell a long story."}],
-            "max_tokens": max_tokens,
-            "stream": true,
-        }))
-        .send()
-        .await?;
-    let status = r.status();
-    if !status.is_success() {
-        bail!(
-            "chat answered {status}: {}",
-            r.text().await.unwrap_or_default()
-        );
-    }
-    let mut body = String::new();
-    let mut told = false;
-    while let Some(chunk) = r.chunk().await? {
-        body.push_str(&String::from_utf8_lossy(&chunk));
-        if !told && body.contains("\"content\"") {
-            told = true;
-            let _ = first.send(()).await;
-        }
-    }
-    let mut out = Streamed {
-        deltas: 0,
-        text: String::new(),
-        done: false,
-    };
-    for data in body
-        .lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .map(str::trim)
-    {
-        if data == "[DONE]" {
-            out.done = true;
-            continue;
-        }
-        let v: serde_json::Value =
-            serde_json::from_str(data).with_context(|| format!("event {data}"))?;
-        if let Some(c) = v["choices"][0]["delta"]["content"].as_str() {
-            out.deltas += 1;
-            out.text.push_str(c);
-        }
-    }
-    Ok(out)
-}
-
 /// One non-streamed chat request: its HTTP status, or the connection error.
 pub async fn chat_status(ip: Ipv4Addr, port: u16, model: &str) -> Result<u16> {
     let http = reqwest::Client::builder()
@@ -319,4 +278,138 @@ pub fn remove_node_cache(namespace: &str) {
             eprintln!("could not remove {}: {e}", dir.display());
         }
     }
+}
+
+/// The host PID of a process in a pod's container on a real node (every real node is this
+/// machine): `program` (the file name of its argv[0]) run with `subcommand`, whose
+/// environment names the pod as its hostname.
+pub fn pod_process(pod: &str, program: &str, subcommand: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        let is_it = Path::new(std::str::from_utf8(args.first()?).ok()?)
+            .file_name()
+            .is_some_and(|f| f == program)
+            && args.get(1)? == &subcommand.as_bytes();
+        let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+        let host = format!("HOSTNAME={pod}");
+        (is_it && env.split(|b| *b == 0).any(|v| v == host.as_bytes())).then_some(pid)
+    })
+}
+
+/// SIGKILL to a host process.
+pub fn kill_hard(pid: u32) -> Result<()> {
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()?;
+    ensure!(killed.success(), "kill -KILL {pid} failed");
+    Ok(())
+}
+
+const H100_LABELS: [(&str, &str); 4] = [
+    ("nvidia.com/gpu.product", "NVIDIA-H100-80GB-HBM3"),
+    ("nvidia.com/gpu.memory", "81559"),
+    ("nvidia.com/gpu.count", "8"),
+    ("nvidia.com/gpu.family", "hopper"),
+];
+
+/// Labels and extended resources of an 8-GPU H100 node on `name`, or (`on` false) none.
+pub async fn make_h100(nodes: &Api<Node>, name: &str, on: bool) -> Result<()> {
+    let labels: serde_json::Map<String, serde_json::Value> = H100_LABELS
+        .iter()
+        .map(|(k, v)| (k.to_string(), if on { json!(v) } else { json!(null) }))
+        .collect();
+    nodes
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": labels}})),
+        )
+        .await?;
+    let gpus = if on { json!("8") } else { json!(null) };
+    nodes
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {
+                "capacity": {"nvidia.com/gpu": gpus},
+                "allocatable": {"nvidia.com/gpu": gpus},
+            }})),
+        )
+        .await?;
+    if on {
+        wait::wait_for(
+            Duration::from_secs(60),
+            &format!("{name} advertises 8 nvidia.com/gpu"),
+            || async {
+                let n = nodes.get(name).await?;
+                let gpus = n
+                    .status
+                    .and_then(|s| s.allocatable)
+                    .and_then(|a| a.get("nvidia.com/gpu").map(|q| q.0.clone()));
+                Ok((gpus.as_deref() == Some("8")).then_some(()))
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The real nodes, in index order.
+pub const NODES: [&str; 2] = ["real-0", "real-1"];
+
+/// Makes real-0 and real-1 8-GPU H100 nodes once they list every image named by `images`
+/// (prefixes), runs `body` with the first image's reference, and makes them plain nodes
+/// again, whether `body` passed or not.
+pub async fn on_h100_nodes<F, Fut>(cluster: &Cluster, images: &[&str], body: F) -> Result<()>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let mut first = None;
+    for node in NODES {
+        for prefix in images {
+            let image = real_node_with_image(cluster, node, prefix).await?;
+            first.get_or_insert(image);
+        }
+    }
+    let image = first.context("no image named")?;
+    let nodes: Api<Node> = Api::all(cluster.client());
+    for node in NODES {
+        make_h100(&nodes, node, true).await?;
+    }
+    let result = body(image).await;
+    for node in NODES {
+        make_h100(&nodes, node, false).await?;
+    }
+    result
+}
+
+/// DeepSeek-R1 FP8 as one group of two 8-GPU H100 pods, pinned to the real nodes (made H100
+/// nodes by [`on_h100_nodes`]), running `image` with little CPU and memory (the nodes
+/// share this machine); `spec` fields are added or replaced.
+pub fn r1_on_real_nodes(
+    namespace: &str,
+    name: &str,
+    image: &str,
+    spec: serde_json::Value,
+) -> Result<deepseek_operator::api::DeepSeekModel> {
+    let mut m = json!({
+        "apiVersion": "inference.deepseek-operator.dev/v1alpha1",
+        "kind": "DeepSeekModel",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "model": "deepseek-r1",
+            "quantization": "fp8",
+            "accelerator": {"product": "h100-80gb", "nodeSelector": {REAL_LABEL: "true"}},
+            "image": image,
+            "serving": {"maxModelLen": 16384},
+            "resources": {"cpu": "100m", "memory": "256Mi"},
+        },
+    });
+    if let (Some(base), Some(extra)) = (m["spec"].as_object_mut(), spec.as_object()) {
+        base.extend(extra.clone());
+    }
+    Ok(serde_json::from_value(m)?)
 }

@@ -2,7 +2,8 @@
 //! A request past the bound is refused at once (503 + Retry-After) rather than queued
 //! without limit, so a front with no group never grows without bound.
 //! It also keeps the last hold episode's times (when the first request of it was held,
-//! when the first held request was answered) for the operator's cold-start timeline.
+//! when a held request was first sent to a group that then answered it, and when that
+//! answer began) for the operator's cold-start timeline.
 
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -21,10 +22,14 @@ pub struct Hold {
 #[serde(rename_all = "camelCase")]
 pub struct Episode {
     pub held_since: Option<f64>,
+    /// When the front picked the group that answered the first held request: the group
+    /// was ready by its own probe (the launcher's `/readyz`), which a kubelet may report
+    /// as the pod's Ready condition only a probe period later.
+    pub group_ready: Option<f64>,
     pub first_answer: Option<f64>,
 }
 
-fn now() -> f64 {
+pub fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -64,6 +69,7 @@ impl Hold {
             if e.held_since.is_none() || e.first_answer.is_some() {
                 *e = Episode {
                     held_since: Some(now()),
+                    group_ready: None,
                     first_answer: None,
                 };
             }
@@ -71,10 +77,12 @@ impl Hold {
         Some(Held(self.held.clone()))
     }
 
-    /// A request that was held got its answer from a group.
-    pub fn answered(&self) {
+    /// A request that was held got its answer from a group it was sent to at `picked`
+    /// (seconds since the epoch).
+    pub fn answered(&self, picked: f64) {
         let mut e = self.episode.lock().unwrap_or_else(|e| e.into_inner());
         if e.held_since.is_some() && e.first_answer.is_none() {
+            e.group_ready = Some(picked);
             e.first_answer = Some(now());
         }
     }
@@ -122,12 +130,16 @@ mod tests {
         // Held again before any answer (both left): still the same episode.
         let c = hold.enter().expect("place");
         assert_eq!(hold.episode(), e);
-        hold.answered();
+        let picked = now();
+        hold.answered(picked);
         let done = hold.episode();
         let since = e.held_since.unwrap_or(f64::MAX);
-        assert!(done.first_answer.is_some_and(|t| t >= since));
+        assert!(done
+            .first_answer
+            .is_some_and(|t| t >= picked && picked >= since));
+        assert_eq!(done.group_ready, Some(picked));
         drop(c);
-        hold.answered();
+        hold.answered(now());
         assert_eq!(hold.episode(), done, "only the first answer counts");
         let _d = hold.enter().expect("place");
         assert!(hold.episode().first_answer.is_none(), "a new episode");

@@ -92,11 +92,12 @@ pub async fn forward(State(front): State<Arc<Front>>, req: Request) -> Response 
                 break;
             };
             drop(held.take());
+            let picked = super::hold::now();
             match send(&front.client, &parts, body.clone(), &lease).await {
                 Sent::Answer(r) => {
                     front.metrics.forwarded.inc();
                     if was_held {
-                        front.hold.answered();
+                        front.hold.answered(picked);
                     }
                     return pass_through(r, lease);
                 }
