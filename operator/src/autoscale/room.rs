@@ -4,7 +4,7 @@
 //! counts against their allocatable accelerators.
 //!
 //! Nothing here scans the cluster: the pool lists its nodes, the Node cache finds each by
-//! name, and the pod cache keeps what pods request per node (controller/pod_cache.rs). So
+//! name, and the pod cache keeps what pods request per node (controller/cache/pods.rs). So
 //! a check costs O(pool nodes), and [`free_groups`] O(pool nodes x log(groups)).
 
 use k8s_openapi::api::core::v1::Pod;
@@ -12,8 +12,8 @@ use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
 
 use crate::api::DeepSeekModel;
-use crate::build::labels;
 use crate::controller::context::Context;
+use crate::desired::labels;
 use crate::inventory::NodeFacts;
 use crate::placement::place;
 use crate::validate::validate;
@@ -107,7 +107,7 @@ pub async fn room(ctx: &Context, model: &DeepSeekModel, own: &[Pod], current: u3
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::pod_cache::PodCache;
+    use crate::controller::cache::pods::PodCache;
 
     /// The definition, searched exhaustively: what the binary search must agree with.
     fn by_definition(slots: &[u32], n: u32) -> u32 {

@@ -15,7 +15,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use crate::api::ScaleFromZero;
-use crate::build::labels;
+use crate::desired::labels;
 
 /// A wake-up in progress.
 #[derive(Clone, Debug, PartialEq)]

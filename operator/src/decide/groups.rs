@@ -49,7 +49,7 @@ use k8s_openapi::api::core::v1::Pod;
 use crate::inventory::NodeFacts;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::build::labels;
+use crate::desired::labels;
 use crate::rollout::{Fault, ObservedGroup};
 use crate::whole_groups::{verdict, Verdict};
 
@@ -430,6 +430,23 @@ pub fn would_delete(pods: &[&Pod], dead_nodes: &BTreeSet<String>) -> bool {
                 .and_then(|s| s.node_name.as_ref())
                 .is_some_and(|n| dead_nodes.contains(n))
     })
+}
+
+/// The condition message for a partly placed group: its ranks, the bound, and what the
+/// autoscaler says.
+pub fn describe(id: &str, p: &Partial, bound: Duration, state: Option<&str>) -> String {
+    let fate = match p.verdict {
+        Verdict::Remove => "removing the group whole to free its nodes".to_string(),
+        _ => format!(
+            "the group is removed whole if still partial {}s after that (capacityPendingTimeoutSeconds)",
+            bound.as_secs()
+        ),
+    };
+    let state = state.map(|s| format!("; {s}")).unwrap_or_default();
+    format!(
+        "group {id}: {} of {} ranks on nodes, {} unschedulable since {}; {fate}{state}",
+        p.placed, p.size, p.pending_pod, p.since
+    )
 }
 
 #[cfg(test)]

@@ -43,9 +43,10 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource};
 use tokio::sync::{mpsc, watch};
 
-use super::scope::Scope;
 use crate::api::DeepSeekModel;
-use crate::build::{keda, labels};
+use crate::controller::scope::Scope;
+pub use crate::decide::ownership::controller_uid;
+use crate::desired::{keda, labels};
 
 /// How often to look again for KEDA's ScaledObject API when it is not served.
 const RECHECK: Duration = Duration::from_secs(30);
@@ -91,15 +92,6 @@ pub struct Child {
     pub controller_uid: Option<String>,
 }
 
-/// The uid of an object's controlling owner, if it has one.
-pub fn controller_uid(meta: &ObjectMeta) -> Option<&str> {
-    meta.owner_references
-        .iter()
-        .flatten()
-        .find(|o| o.controller == Some(true))
-        .map(|o| o.uid.as_str())
-}
-
 impl Child {
     pub fn from_meta(meta: &ObjectMeta) -> Child {
         let label = |key: &str| meta.labels.as_ref().and_then(|l| l.get(key)).cloned();
@@ -131,17 +123,16 @@ impl Child {
         api: &kube::Api<K>,
         name: &str,
         what: &str,
-    ) -> Result<Option<Child>, super::error::Error>
+    ) -> Result<Option<Child>, crate::controller::error::Error>
     where
         K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     {
-        let meta =
-            api.get_metadata_opt(name)
-                .await
-                .map_err(|source| super::error::Error::Read {
-                    what: what.to_string(),
-                    source,
-                })?;
+        let meta = api.get_metadata_opt(name).await.map_err(|source| {
+            crate::controller::error::Error::Read {
+                what: what.to_string(),
+                source,
+            }
+        })?;
         Ok(meta.map(|m| Child::from_meta(&m.metadata)))
     }
 
@@ -364,7 +355,7 @@ impl ChildCache {
         })?
     }
 
-    /// One Service by name (a model's front has no instance label: controller/front.rs).
+    /// One Service by name (a model's front has no instance label: controller/apply/front.rs).
     pub fn service(&self, ns: &str, name: &str) -> Seen {
         self.services.get(ns, name)
     }
@@ -426,7 +417,11 @@ impl ChildCache {
 }
 
 fn selector() -> watcher::Config {
-    super::watch::config().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER))
+    crate::controller::cache::watch::config().labels(&format!(
+        "{}={}",
+        labels::MANAGED_BY,
+        labels::MANAGER
+    ))
 }
 
 /// Applies a watch's events to shard `i` until the stream ends (`None`) or yields an
@@ -535,7 +530,8 @@ fn spawn_typed<K>(
     {
         let (kind, tx, ready_tx) = (kind.clone(), senders[i].clone(), ready_tx.clone());
         tokio::spawn(async move {
-            let stream = watcher(api, selector()).backoff(super::watch::backoff());
+            let stream =
+                watcher(api, selector()).backoff(crate::controller::cache::watch::backoff());
             let mut stream = std::pin::pin!(stream);
             let mut once = Some(());
             let mut on_listed = || {
@@ -590,7 +586,7 @@ async fn watch_scaled_objects(
             let (client, kind, tx) = (client.clone(), cache.scaled.clone(), senders[i].clone());
             async move {
                 let stream =
-                    watcher(api, selector()).backoff(super::watch::backoff());
+                    watcher(api, selector()).backoff(crate::controller::cache::watch::backoff());
                 let mut stream = std::pin::pin!(stream);
                 while let Some(e) = follow(&mut stream, &kind, i, &tx, &mut || {}).await {
                     if !keda_served(&client).await {
@@ -613,5 +609,5 @@ async fn watch_scaled_objects(
 }
 
 #[cfg(test)]
-#[path = "child_cache_tests.rs"]
+#[path = "children_tests.rs"]
 mod tests;

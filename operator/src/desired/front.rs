@@ -60,7 +60,7 @@ pub fn selector_string(model: &str) -> String {
 }
 
 /// The token of the front of the model whose UID is `model_uid`, derived as the group
-/// tokens are (build/pods.rs): any operator replica computes the same, and who cannot
+/// tokens are (desired/pods.rs): any operator replica computes the same, and who cannot
 /// read the model's objects cannot.
 pub fn token(model_uid: &str) -> String {
     super::pods::group_token(model_uid, "front")

@@ -13,7 +13,7 @@
 //! only possibly older than this operator's own last writes. What an old view can do:
 //! - **Miss pods just created.** Reconcile would create them again. Names are
 //!   deterministic and creation is server-side apply, so that is never a second pod, only
-//!   a repeated write; and [`super::expect::Expectations`] skips re-creating a pod created
+//!   a repeated write; and [`crate::controller::expect::Expectations`] skips re-creating a pod created
 //!   within the last seconds that the cache has not shown yet.
 //! - **Show pods as they were.** A group may look broken (a rank NotReady or unscheduled
 //!   past its bound) that has healed since, or a surplus group may look not ready and be
@@ -33,7 +33,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, ResourceExt};
 use tokio::sync::{mpsc, watch};
 
-use crate::build::labels;
+use crate::desired::labels;
 
 /// Pod events forwarded to one controller, to map to their owning model.
 pub type OwnedEvents = mpsc::Receiver<Result<Pod, watcher::Error>>;
@@ -117,10 +117,10 @@ pub fn strip(pod: &mut Pod) {
                             restart_count: c.restart_count,
                             ready: c.ready,
                             // When the container started running: a rank Ready and then
-                            // NotReady since is told from one still loading (groups.rs).
+                            // NotReady since is told from one still loading (decide/groups.rs).
                             // And the reason and exit code of the last termination: a
                             // crash-looping group's Degraded message names them
-                            // (decide.rs `last_termination`).
+                            // (decide/mod.rs `last_termination`).
                             state: c.state.and_then(|s| {
                                 let terminated = s.terminated.map(termination);
                                 (s.running.is_some() || terminated.is_some()).then(|| {
@@ -396,9 +396,9 @@ pub fn watch_pods(apis: Vec<Api<Pod>>) -> (PodCache, Vec<OwnedEvents>) {
         receivers.push(rx);
         let shards = shards.clone();
         let ready_tx = ready_tx.clone();
-        let stream = watcher(api, super::watch::config())
+        let stream = watcher(api, crate::controller::cache::watch::config())
             .modify(strip)
-            .backoff(super::watch::backoff());
+            .backoff(crate::controller::cache::watch::backoff());
         tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             let mut building: Option<Shard> = None;
@@ -457,5 +457,5 @@ pub fn watch_pods(apis: Vec<Api<Pod>>) -> (PodCache, Vec<OwnedEvents>) {
 }
 
 #[cfg(test)]
-#[path = "pod_cache_tests.rs"]
+#[path = "pods_tests.rs"]
 mod tests;

@@ -1,6 +1,6 @@
 //! The Karpenter NodePool watch: in a cluster whose node autoscaler is Karpenter, the pools
 //! that can scale from zero are its NodePools, kept current here and read by the node
-//! watch (controller/nodes.rs) next to the pools declared in the configuration.
+//! watch (controller/cache/nodes.rs) next to the pools declared in the configuration.
 //!
 //! Karpenter is optional: until its NodePool CRD is served (checked again every
 //! `RECHECK`), after it is removed, and when the operator may not list NodePools, this
