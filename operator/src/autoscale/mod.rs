@@ -229,6 +229,7 @@ async fn step(
     let pods = ctx.pods.model_pods(&ns, &name);
     let leaders: Vec<&Pod> = pods
         .iter()
+        .map(Arc::as_ref)
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter(|p| p.labels().get(labels::ROLE).map(String::as_str) == Some("leader"))
         .collect();
@@ -542,12 +543,13 @@ fn router_backends(ctx: &Context, ns: &str, parent: &str, prefill: &[&Pod]) -> V
             && p.labels().get(labels::ROLE).map(String::as_str) == Some("leader")
             && is_ready(p)
     };
-    if !prefill.iter().any(|p| ready_leader(p)) || !decode.iter().any(ready_leader) {
+    if !prefill.iter().any(|p| ready_leader(p)) || !decode.iter().any(|p| ready_leader(p)) {
         return Vec::new();
     }
     ctx.pods
         .model_pods(ns, parent)
         .iter()
+        .map(Arc::as_ref)
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter(|p| p.labels().get(COMPONENT).map(String::as_str) == Some(ROUTER_COMPONENT))
         .filter_map(scrape::pod_ip)

@@ -10,6 +10,7 @@
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
+use std::sync::Arc;
 
 use crate::api::DeepSeekModel;
 use crate::controller::context::Context;
@@ -42,7 +43,7 @@ pub fn free_groups(slots: &[u32], pods_per_group: u32) -> u32 {
 }
 
 /// Groups of this model that exist with every pod bound to a node.
-fn bound_groups(own: &[Pod]) -> u32 {
+fn bound_groups(own: &[Arc<Pod>]) -> u32 {
     let mut groups: std::collections::BTreeMap<&str, bool> = Default::default();
     for p in own
         .iter()
@@ -75,7 +76,12 @@ pub fn slots<'a>(
 /// More groups the pool can take beyond `current` (groups wanted but not yet bound are
 /// already spoken for). `None`: unknown (invalid or unplaceable spec, a declared pool a
 /// cluster autoscaler grows, or CPU serving).
-pub async fn room(ctx: &Context, model: &DeepSeekModel, own: &[Pod], current: u32) -> Option<u32> {
+pub async fn room(
+    ctx: &Context,
+    model: &DeepSeekModel,
+    own: &[Arc<Pod>],
+    current: u32,
+) -> Option<u32> {
     let validated = validate(&model.spec, &ctx.catalog, &ctx.config).ok()?;
     let pools = ctx.pools.borrow().clone();
     let placement = place(&validated, &model.namespace()?, &pools, &ctx.catalog).ok()?;

@@ -100,7 +100,7 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
 
 /// What one pass read.
 struct World {
-    pods: Vec<Pod>,
+    pods: Vec<Arc<Pod>>,
     lost_nodes: BTreeMap<String, Timestamp>,
     pools: Arc<Vec<Pool>>,
     recall: Recall,
@@ -141,6 +141,9 @@ async fn read(ctx: &Context, model: &DeepSeekModel, key: &str, read: Read) -> Re
                     source,
                 })?
                 .items
+                .into_iter()
+                .map(Arc::new)
+                .collect()
         }
     };
     // Every pass forgets the created names the cache now shows, not only one that
@@ -306,7 +309,7 @@ fn conflicts<const N: usize>(results: [Result<(), Error>; N]) -> Result<Option<S
 }
 
 /// Since when each node of the model's pods is unreachable, from the Node cache.
-fn lost_nodes(ctx: &Context, pods: &[Pod]) -> BTreeMap<String, Timestamp> {
+fn lost_nodes(ctx: &Context, pods: &[Arc<Pod>]) -> BTreeMap<String, Timestamp> {
     pods.iter()
         .filter_map(|p| p.spec.as_ref()?.node_name.as_deref())
         .collect::<BTreeSet<&str>>()

@@ -41,6 +41,7 @@
 //! deletion safe enough: the node has been unreachable for that long, so its processes
 //! are presumed gone (as the node-lifecycle controller presumes when it evicts).
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -341,10 +342,10 @@ fn judge(gid: &str, pods: &[&Pod], size: usize, h: &HealthInputs<'_>) -> Judged 
 }
 
 /// Groups pods by group id and judges each group.
-pub fn find_groups<'a>(pods: &'a [Pod], h: &HealthInputs<'_>) -> Found<'a> {
+pub fn find_groups<'a, P: Borrow<Pod>>(pods: &'a [P], h: &HealthInputs<'_>) -> Found<'a> {
     let mut by_id: BTreeMap<&str, Vec<&Pod>> = BTreeMap::new();
     let mut orphans = Vec::new();
-    for pod in pods {
+    for pod in pods.iter().map(Borrow::borrow) {
         match (
             label(pod, labels::GROUP_ID),
             label(pod, labels::GROUP).and_then(|s| s.parse::<u32>().ok()),

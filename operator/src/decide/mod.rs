@@ -19,6 +19,7 @@ pub mod roles;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 
 use deepseek_planner::Catalog;
@@ -69,7 +70,7 @@ pub struct Recall {
 /// Everything a decision is made from.
 pub struct Inputs<'a> {
     pub model: &'a DeepSeekModel,
-    pub pods: &'a [Pod],
+    pub pods: &'a [Arc<Pod>],
     /// Node name -> since when it is unreachable, for the nodes of the model's pods.
     pub lost_nodes: &'a BTreeMap<String, Timestamp>,
     pub pools: &'a [Pool],

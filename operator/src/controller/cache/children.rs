@@ -40,6 +40,8 @@ use kube::api::{DynamicObject, GroupVersionKind};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, WatchStreamExt};
+
+use super::watch::{changes, Change};
 use kube::{Api, Client, Resource};
 use tokio::sync::{mpsc, watch};
 
@@ -434,24 +436,16 @@ async fn follow<K, S>(
     on_listed: &mut (dyn FnMut() + Send),
 ) -> Option<watcher::Error>
 where
-    S: Stream<Item = Result<watcher::Event<PartialObjectMeta<K>>, watcher::Error>>,
+    S: Stream<Item = Result<Change<PartialObjectMeta<K>>, watcher::Error>>,
 {
-    let mut building: Option<Vec<Child>> = None;
-    while let Some(ev) = stream.next().await {
-        let touched: Vec<ObjectRef<DeepSeekModel>> = match ev {
+    while let Some(change) = stream.next().await {
+        let touched: Vec<ObjectRef<DeepSeekModel>> = match change {
             Err(e) => return Some(e),
-            Ok(watcher::Event::Init) => {
-                building = Some(Vec::new());
-                continue;
-            }
-            Ok(watcher::Event::InitApply(o)) => {
-                building
-                    .get_or_insert_default()
-                    .push(Child::from_meta(&o.metadata));
-                continue;
-            }
-            Ok(watcher::Event::InitDone) => {
-                let listed = building.take().unwrap_or_default();
+            Ok(Change::Listed(objects)) => {
+                let listed = objects
+                    .iter()
+                    .map(|o| Child::from_meta(&o.metadata))
+                    .collect();
                 let touched = match kind.shards[i].write() {
                     Ok(mut s) => s.relist(listed),
                     Err(_) => Vec::new(),
@@ -459,13 +453,13 @@ where
                 on_listed();
                 touched
             }
-            Ok(watcher::Event::Apply(o)) => {
+            Ok(Change::Applied(o)) => {
                 let child = Child::from_meta(&o.metadata);
                 let model = child.model();
                 let changed = kind.shards[i].write().is_ok_and(|mut s| s.insert(child));
                 model.filter(|_| changed).into_iter().collect()
             }
-            Ok(watcher::Event::Delete(o)) => {
+            Ok(Change::Deleted(o)) => {
                 let k = Child::from_meta(&o.metadata).key();
                 let gone = kind.shards[i].write().ok().and_then(|mut s| s.remove(&k));
                 gone.as_ref().and_then(Child::model).into_iter().collect()
@@ -530,8 +524,7 @@ fn spawn_typed<K>(
     {
         let (kind, tx, ready_tx) = (kind.clone(), senders[i].clone(), ready_tx.clone());
         tokio::spawn(async move {
-            let stream =
-                watcher(api, selector()).backoff(crate::controller::cache::watch::backoff());
+            let stream = changes(watcher(api, selector()).backoff(super::watch::backoff()));
             let mut stream = std::pin::pin!(stream);
             let mut once = Some(());
             let mut on_listed = || {
@@ -585,8 +578,9 @@ async fn watch_scaled_objects(
         let watches = apis.into_iter().enumerate().map(|(i, api)| {
             let (client, kind, tx) = (client.clone(), cache.scaled.clone(), senders[i].clone());
             async move {
-                let stream =
-                    watcher(api, selector()).backoff(crate::controller::cache::watch::backoff());
+                let stream = changes(
+                    watcher(api, selector()).backoff(super::watch::backoff()),
+                );
                 let mut stream = std::pin::pin!(stream);
                 while let Some(e) = follow(&mut stream, &kind, i, &tx, &mut || {}).await {
                     if !keda_served(&client).await {
