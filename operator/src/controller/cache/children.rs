@@ -6,7 +6,9 @@
 //!
 //! Only metadata is watched, and only a [`Child`] kept of it: name, namespace, the one
 //! annotation a reconcile compares (`SPEC_DIGEST`), the model it belongs to: the decision
-//! "apply or not" reads nothing else.
+//! "apply or not" reads nothing else. A reflector `Store` would keep whole objects by key;
+//! this keeps the model index and digests, and tells a relist's changes from the
+//! operator's own writes (written through), so it is its own, on `watch::changes`.
 //!
 //! Why a cache is safe here. Every write is a server-side apply (creates or updates, so
 //! never "AlreadyExists") or a delete that treats 404 as done; so an old view costs at

@@ -7,6 +7,9 @@
 //! label of pods this operator manages) and by node (accelerators that bound,
 //! non-terminated pods request, per resource name). So a reconcile finds its pods, and a
 //! capacity check the free accelerators of a pool's nodes, without scanning the cluster.
+//! Those two indexes, kept as events arrive, are what a kube-runtime reflector `Store`
+//! lacks (it holds objects by key only), so this cache is its own; lists are folded into
+//! one step by `watch::changes`, and pods are handed out as `Arc<Pod>`, never copied.
 //!
 //! Why a cache is safe for the decisions taken from it. A watch delivers events in
 //! resourceVersion order, so the cache is always the true state at some past version,
