@@ -14,6 +14,7 @@
 //! deepseek-demo fleet NAMESPACE... [--time-scale X] [--load-seconds S]
 //!                                                       until SIGTERM/SIGINT
 //! deepseek-demo chat NAMESPACE SERVICE PROMPT [--model M] [--max-tokens N] [--timeout S]
+//!                                               [--grammar GBNF]   (llama.cpp engines)
 //! deepseek-demo load NAMESPACE SERVICE --in-flight N --seconds S
 //! deepseek-demo nodes POOL COUNT PRODUCT GPUS           KWOK nodes labelled node-pool=POOL
 //! ```
@@ -42,7 +43,7 @@ use kube::{Api, Client};
 use serde_json::json;
 use std::io::Write;
 
-const USAGE: &str = "usage: deepseek-demo fleet NS... [--time-scale X] [--load-seconds S] | chat NS SERVICE PROMPT [--model M] [--max-tokens N] [--timeout S] | load NS SERVICE --in-flight N --seconds S | nodes POOL COUNT PRODUCT GPUS";
+const USAGE: &str = "usage: deepseek-demo fleet NS... [--time-scale X] [--load-seconds S] | chat NS SERVICE PROMPT [--model M] [--max-tokens N] [--timeout S] [--grammar GBNF] | load NS SERVICE --in-flight N --seconds S | nodes POOL COUNT PRODUCT GPUS";
 
 /// `--flag value` pairs, in order.
 type Flags = Vec<(String, String)>;
@@ -90,7 +91,17 @@ async fn main() -> Result<()> {
             let max_tokens = flag(&flags, "max-tokens", 24u32)?;
             let timeout = Duration::from_secs(flag(&flags, "timeout", 60u64)?);
             let model = flag(&flags, "model", svc.clone())?;
-            chat(&client, ns, svc, &model, prompt, max_tokens, timeout).await
+            let mut body = json!({
+                "model": model,
+                "messages": [{"role": "user", "content": prompt}],
+                "stream": true,
+                "max_tokens": max_tokens,
+            });
+            // llama.cpp's own request field: a grammar the sampled tokens must follow.
+            if let Some((_, g)) = flags.iter().find(|(k, _)| k == "grammar") {
+                body["grammar"] = json!(g);
+            }
+            chat(&client, ns, svc, &body, timeout).await
         }
         ("load", [ns, svc]) => {
             let n = flag(&flags, "in-flight", 8usize)?;
@@ -313,18 +324,10 @@ async fn chat(
     client: &Client,
     ns: &str,
     svc: &str,
-    model: &str,
-    prompt: &str,
-    max_tokens: u32,
+    body: &serde_json::Value,
     timeout: Duration,
 ) -> Result<()> {
     let deadline = Instant::now() + timeout;
-    let body = json!({
-        "model": model,
-        "messages": [{"role": "user", "content": prompt}],
-        "stream": true,
-        "max_tokens": max_tokens,
-    });
     let http = http(timeout)?;
     let dialable = Dialable::of_cluster()?;
     let mut last = String::from("no ready pod behind the Service yet");
@@ -332,7 +335,7 @@ async fn chat(
         let (backends, port) = service_backends(client, ns, svc, dialable).await?;
         if let Some(b) = backends.first() {
             let url = format!("http://{}:{port}/v1/chat/completions", b.ip);
-            match http.post(&url).json(&body).send().await {
+            match http.post(&url).json(body).send().await {
                 Ok(resp) if resp.status().is_success() => {
                     eprintln!(
                         "[chat] POST {url} (pod {} on node {}, a ready pod of Service {ns}/{svc})",
