@@ -62,7 +62,7 @@ use crate::sim_router::{self, RouterOptions};
 pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=deepseek-operator";
 const GROUP_ID: &str = "inference.deepseek-operator.dev/group-id";
 const RANK: &str = "inference.deepseek-operator.dev/rank";
-/// Label of a model's front pods (operator/src/build/front.rs).
+/// Label of a model's front pods (operator/src/desired/front.rs).
 const FRONT: &str = "inference.deepseek-operator.dev/front";
 const POLL: Duration = Duration::from_millis(250);
 /// Prefix of namespaces whose operator pods KWOK starts not ready, leaving `Ready` to a

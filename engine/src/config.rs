@@ -63,7 +63,7 @@ impl LaunchConfig {
     /// as plain tensor parallelism over all of them, 8192 tokens of context, 64 sequences,
     /// 90 % of accelerator memory, no extra arguments and no optional feature: the start
     /// that tools and tests vary with struct update syntax (the controller builds its own
-    /// from the plan, operator/src/build/workload.rs).
+    /// from the plan, operator/src/desired/workload.rs).
     pub fn new(
         engine: Engine,
         vendor: &str,

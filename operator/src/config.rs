@@ -120,7 +120,7 @@ pub struct OperatorConfig {
     /// Catalog overrides (YAML files) for models and accelerators.
     pub catalog_models_file: Option<String>,
     pub catalog_accelerators_file: Option<String>,
-    /// The NetworkPolicy the operator applies per model (build/network_policy.rs).
+    /// The NetworkPolicy the operator applies per model (desired/network_policy.rs).
     pub network_policy: NetworkPolicyConfig,
     /// Seconds a group's pod may sit on an unreachable node (`node.kubernetes.io/unreachable`
     /// taint, or Ready not True) before the group counts as lost and is recreated elsewhere.
@@ -146,7 +146,7 @@ pub struct OperatorConfig {
 }
 
 /// Placement of a model's helper pods (front, router, KV store: CPU only, no accelerator),
-/// on top of their preference for nodes without accelerators (build/affinity.rs
+/// on top of their preference for nodes without accelerators (desired/affinity.rs
 /// `general_nodes`): an administrator may pin them to a system pool, or onto nodes whose
 /// pod network clients can reach.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -158,7 +158,7 @@ pub struct HelperPods {
     pub tolerations: Vec<k8s_openapi::api::core::v1::Toleration>,
 }
 
-/// The back-off of recreating a model's crash-looping groups (controller/crash_backoff.rs):
+/// The back-off of recreating a model's crash-looping groups (decide/crash_backoff.rs):
 /// each recreation waits `baseSeconds`, doubled per recreation in a run (each less than a
 /// window after the last), up to `capSeconds`, jittered down to half; and never more than
 /// `maxRecreations` in any

@@ -5,10 +5,11 @@
 
 pub mod api;
 pub mod autoscale;
-pub mod build;
 pub mod cli;
 pub mod config;
 pub mod controller;
+pub mod decide;
+pub mod desired;
 pub mod inventory;
 pub mod placement;
 pub mod rollout;

@@ -158,7 +158,7 @@ pub fn place(
                 ));
                 return false;
             }
-            if let Err(why) = crate::build::affinity::pins_product(catalog, p) {
+            if let Err(why) = crate::desired::affinity::pins_product(catalog, p) {
                 refused.push(("ProductNotPinned", why));
                 return false;
             }
@@ -397,7 +397,7 @@ mod tests {
     /// never gets the declared pool's taint tolerated.
     #[test]
     fn other_tenants_never_tolerate_a_declared_pools_taints() {
-        use crate::build::desired::desired;
+        use crate::desired::preview::desired;
         let cfg = OperatorConfig::from_yaml(
             "declaredPools: [{name: team-a-h100, product: h100-80gb, acceleratorsPerNode: 8, maxNodes: 4, nodeSelector: {dedicated: team-a}, taints: [{key: dedicated, value: team-a, effect: NoSchedule}], namespaces: [team-a]}]",
         )

@@ -19,7 +19,7 @@
 //! A broken group (see [`Fault`]) is deleted whole. If its slot is kept and it had the
 //! current hash, the new group reuses the same pod names, so creation waits until the old
 //! pods are gone; stuck pods on a lost node are force-deleted by the controller for that
-//! reason (see `controller/groups.rs`).
+//! reason (see `decide/groups.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -253,7 +253,7 @@ pub fn validate(
         None => hf.repo.clone().unwrap_or_else(|| arch.hf_repo.clone()),
     };
     let cache = resolve_cache(&spec.cache.clone().unwrap_or_default(), config)?;
-    // Only AMD pods run as root (build/workload.rs `runs_as_root`).
+    // Only AMD pods run as root (desired/workload.rs `runs_as_root`).
     let refuse_root_pods = source.volume.is_none()
         && matches!(cache, CacheChoice::Node(_))
         && config.amd_render_groups.is_empty()
@@ -303,7 +303,7 @@ pub fn validate(
             speculative_mtp: parallel.speculative_mtp,
             kv_cache_dtype: serving.kv_cache_dtype.unwrap_or_default(),
         },
-        role: crate::build::disaggregated::role_of(spec),
+        role: crate::desired::disaggregated::role_of(spec),
         kv_transfer: serving.kv_transfer,
         refuse_root_pods,
     })

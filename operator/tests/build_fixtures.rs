@@ -5,9 +5,9 @@ use std::path::Path;
 
 use deepseek_e2e::fixtures::env_value;
 use deepseek_operator::api::DeepSeekModel;
-use deepseek_operator::build::desired::{desired, Desired};
-use deepseek_operator::build::labels;
 use deepseek_operator::config::OperatorConfig;
+use deepseek_operator::desired::labels;
+use deepseek_operator::desired::preview::{desired, Desired};
 use deepseek_planner::Catalog;
 use k8s_openapi::api::core::v1::{Node, Pod};
 
@@ -386,7 +386,7 @@ fn every_rank_of_a_group_gets_the_groups_token_and_the_group_port() {
     let gid = label(&d.pods[0], labels::GROUP_ID).to_string();
     assert_eq!(
         first,
-        deepseek_operator::build::pods::group_token("uid-1", &gid)
+        deepseek_operator::desired::pods::group_token("uid-1", &gid)
     );
     for p in &d.pods {
         let ports: Vec<i32> = p.spec.as_ref().expect("spec").containers[0]

@@ -4,9 +4,9 @@
 //! preferred one-zone rule.
 
 use deepseek_operator::api::DeepSeekModel;
-use deepseek_operator::build::affinity::NVLINK_CLIQUE_LABEL;
-use deepseek_operator::build::desired::{desired, Desired};
 use deepseek_operator::config::OperatorConfig;
+use deepseek_operator::desired::affinity::NVLINK_CLIQUE_LABEL;
+use deepseek_operator::desired::preview::{desired, Desired};
 use deepseek_planner::Catalog;
 use k8s_openapi::api::core::v1::{Node, Pod};
 

@@ -4,9 +4,9 @@
 
 use deepseek_e2e::fixtures::ready_node;
 use deepseek_operator::api::{DeepSeekModel, ResolvedStatus};
-use deepseek_operator::build::desired::{desired, Desired};
-use deepseek_operator::build::WeightsVolume;
 use deepseek_operator::config::OperatorConfig;
+use deepseek_operator::desired::preview::{desired, Desired};
+use deepseek_operator::desired::WeightsVolume;
 use deepseek_planner::Catalog;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::json;
@@ -552,7 +552,7 @@ const GOLDEN_KEYS: [&str; 2] = ["e6f5933c5d", "8b41a82239"];
 /// depth, now leave the key as it was.
 #[test]
 fn an_unset_optional_field_leaves_the_resolution_key_unchanged() {
-    use deepseek_operator::build::workload::{key_spec, key_spec_json};
+    use deepseek_operator::desired::workload::{key_spec, key_spec_json};
     let m = model(
         "m",
         "ns",

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use common::repo_root;
 use deepseek_e2e::Cluster;
-use deepseek_operator::build::labels;
+use deepseek_operator::desired::labels;
 use serde_json::Value;
 
 async fn render(cluster: &Cluster, ns: &str, args: &[&str]) -> Result<Vec<Value>> {

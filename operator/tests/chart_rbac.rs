@@ -20,14 +20,14 @@ use serde_json::Value;
 const MODEL_RULES: &[(&str, &str, &[&str])] = &[
     // controller/run.rs: `Controller::new(models, watcher::Config)` per scope Api lists and
     // watches models; autoscale/mod.rs `list_models` lists them (`api.list`) every tick.
-    // controller/disaggregated.rs `ensure`: `api.get_opt` (get) and `api.patch(..,
+    // controller/reconcile_roles.rs `ensure`: `api.get_opt` (get) and `api.patch(..,
     // Patch::Apply)` (create + patch) of a disaggregated model's two role models.
     (
         "inference.deepseek-operator.dev",
         "deepseekmodels",
         &["list", "watch", "get", "create", "patch"],
     ),
-    // controller/apply.rs `write_status`: `api.patch_status(.., Patch::Apply)`; the
+    // controller/apply/mod.rs `write_status`: `api.patch_status(.., Patch::Apply)`; the
     // autoscaler (autoscale/mod.rs `api.patch_status`) applies its own status fields.
     (
         "inference.deepseek-operator.dev",
@@ -40,7 +40,7 @@ const MODEL_RULES: &[(&str, &str, &[&str])] = &[
         "deepseekmodels/scale",
         &["patch"],
     ),
-    // build/desired.rs: children's owner reference has `block_owner_deletion: Some(true)`;
+    // desired/preview.rs: children's owner reference has `block_owner_deletion: Some(true)`;
     // the OwnerReferencesPermissionEnforcement admission plugin (on in OpenShift and some
     // distributions) then requires update on the owner's finalizers.
     (
@@ -48,15 +48,15 @@ const MODEL_RULES: &[(&str, &str, &[&str])] = &[
         "deepseekmodels/finalizers",
         &["update"],
     ),
-    // list + watch: controller/pod_cache.rs `watcher(api, ..)` per scope Api (the pod
+    // list + watch: controller/cache/pods.rs `watcher(api, ..)` per scope Api (the pod
     // cache the reconcile, the autoscaler and the capacity check read); list also
     // controller/reconcile.rs `Read::Fresh` (a quorum list before deleting);
-    // create + patch: controller/apply.rs `apply_pod` (server-side apply; an apply that
+    // create + patch: controller/apply/mod.rs `apply_pod` (server-side apply; an apply that
     // creates the object is authorized as create, checked in e2e_helm.rs);
-    // delete: controller/apply.rs `delete::<Pod>` (reconcile.rs: orphans, old groups).
+    // delete: controller/apply/mod.rs `delete::<Pod>` (reconcile.rs: orphans, old groups).
     ("", "pods", &["list", "watch", "create", "patch", "delete"]),
-    // list + watch: controller/child_cache.rs `watcher(Api::<PartialObjectMeta<Service>>..)`
-    // per scope Api (the child cache); list also controller/children.rs `sync_services`
+    // list + watch: controller/cache/children.rs `watcher(Api::<PartialObjectMeta<Service>>..)`
+    // per scope Api (the child cache); list also controller/apply/pods_services.rs `sync_services`
     // before that watch has listed; create + patch: apply.rs `apply_service`; delete:
     // children.rs `delete::<Service>`.
     (
@@ -64,7 +64,7 @@ const MODEL_RULES: &[(&str, &str, &[&str])] = &[
         "services",
         &["list", "watch", "create", "patch", "delete", "get"],
     ),
-    // controller/disaggregated.rs `ensure_digested` (get_opt, then server-side apply when
+    // controller/reconcile_roles.rs `ensure_digested` (get_opt, then server-side apply when
     // the digest differs) of the router's ServiceAccount, Role, RoleBinding, Deployment
     // and Service (the get on services above); run.rs `.owns(deployments, ..)` lists and
     // watches Deployments. Removed by garbage collection with the model: no delete.
@@ -84,28 +84,28 @@ const MODEL_RULES: &[(&str, &str, &[&str])] = &[
         "deployments",
         &["get", "list", "watch", "create", "patch"],
     ),
-    // controller/apply.rs `event` -> kube-runtime `Recorder::publish` (events.rs): create a
+    // controller/apply/mod.rs `event` -> kube-runtime `Recorder::publish` (events.rs): create a
     // new events.k8s.io/v1 Event, patch it when the same event repeats.
     ("events.k8s.io", "events", &["create", "patch"]),
     // controller/capacity_pending.rs `karpenter_event`: `Api::<Event>::namespaced(..).list(..)`
     // (field selector on the pod) for Karpenter's FailedScheduling Event on an unplaced
     // rank of a partly placed group.
     ("", "events", &["list"]),
-    // controller/scaled_object.rs `try_sync`, called by every reconcile
+    // controller/apply/scaled_object.rs `try_sync`, called by every reconcile
     // (controller/reconcile.rs): `api.get_opt` (get) while the child cache has not listed
     // them, `api.patch(.., Patch::Apply)` when provider=keda (server-side apply: create +
     // patch), `api.delete` of the operator's own otherwise. Api<DynamicObject> with
-    // build/keda.rs `api_resource()`. list + watch: controller/child_cache.rs
+    // desired/keda.rs `api_resource()`. list + watch: controller/cache/children.rs
     // `watch_scaled_objects` (metadata only) once discovery finds KEDA's API.
     (
         "keda.sh",
         "scaledobjects",
         &["get", "list", "watch", "create", "patch", "delete"],
     ),
-    // controller/network_policy.rs `sync`, called by every reconcile: `api.get_opt` (get)
+    // controller/apply/network_policy.rs `sync`, called by every reconcile: `api.get_opt` (get)
     // only before the child cache has listed, `api.patch(.., Patch::Apply)` when the digest
     // differs (server-side apply: create + patch), `apply::delete::<NetworkPolicy>` when
-    // networkPolicy.enabled is false. list + watch: controller/child_cache.rs
+    // networkPolicy.enabled is false. list + watch: controller/cache/children.rs
     // `watcher(Api::<PartialObjectMeta<NetworkPolicy>>..)` per scope Api.
     (
         "networking.k8s.io",
@@ -114,8 +114,8 @@ const MODEL_RULES: &[(&str, &str, &[&str])] = &[
     ),
 ];
 
-/// Cluster-wide in both modes: controller/nodes.rs `watcher(Api::<Node>::all(..), ..)`;
-/// controller/nodepools.rs `watcher(Api::<DynamicObject>::all_with(..), ..)` on Karpenter's
+/// Cluster-wide in both modes: controller/cache/nodes.rs `watcher(Api::<Node>::all(..), ..)`;
+/// controller/cache/nodepools.rs `watcher(Api::<DynamicObject>::all_with(..), ..)` on Karpenter's
 /// NodePools (cluster-scoped), only once discovery finds the karpenter.sh/v1 API. Nothing
 /// gets a single NodePool. controller/capacity_pending.rs `autoscaler_state`: `api.list(..)` of a
 /// NodePool's NodeClaims (cluster-scoped) while a group is only partly placed.
@@ -155,7 +155,7 @@ const KINDS: &[(&str, &str)] = &[
     // Generic parameters and dynamic objects (ScaledObjects, Karpenter NodePools and
     // NodeClaims without compiled types; all have rows).
     ("K", ""),
-    // Metadata-only watches (controller/child_cache.rs) of Services, NetworkPolicies and
+    // Metadata-only watches (controller/cache/children.rs) of Services, NetworkPolicies and
     // ScaledObjects, whose rows hold their list + watch.
     ("PartialObjectMeta", ""),
     ("DynamicObject", "scaledobjects"),

@@ -1,5 +1,5 @@
 //! End to end on the real control plane: a rank that crashes at every start gets its group
-//! recreated with back-off (controller/crash_backoff.rs), never more than the configured
+//! recreated with back-off (decide/crash_backoff.rs), never more than the configured
 //! number of times in any window, and the model ends `Degraded=CrashLooping` with the exit
 //! reason and code the kubelet reported. Prints the operator's writes per minute.
 //!

@@ -30,7 +30,7 @@ use deepseek_e2e::wait::wait_for;
 use deepseek_e2e::{Cluster, TestNamespace};
 use deepseek_engine::pd::ROUTER_PORT;
 use deepseek_operator::api::DeepSeekModel;
-use deepseek_operator::build::disaggregated::{COMPONENT, ROUTER_COMPONENT};
+use deepseek_operator::desired::disaggregated::{COMPONENT, ROUTER_COMPONENT};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{DeleteParams, ListParams};

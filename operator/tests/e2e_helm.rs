@@ -432,7 +432,7 @@ async fn keda_scenario(models_ns: &TestNamespace, op: &Operator) -> Result<()> {
     let sos: Api<kube::api::DynamicObject> = Api::namespaced_with(
         models_ns.client(),
         models_ns.name(),
-        &deepseek_operator::build::keda::api_resource(),
+        &deepseek_operator::desired::keda::api_resource(),
     );
     let mut v = serde_json::to_value(example("r1-distill-qwen-1.5b-l4.yaml")?)?;
     v["metadata"]["name"] = json!("keda-model");

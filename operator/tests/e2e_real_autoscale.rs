@@ -101,7 +101,7 @@ fn engine_command(pod: &Pod) -> String {
     pod.metadata
         .annotations
         .as_ref()
-        .and_then(|a| a.get(deepseek_operator::build::labels::ENGINE_COMMAND))
+        .and_then(|a| a.get(deepseek_operator::desired::labels::ENGINE_COMMAND))
         .cloned()
         .unwrap_or_default()
 }

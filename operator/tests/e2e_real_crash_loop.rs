@@ -2,7 +2,7 @@
 //! a llama.cpp model whose `serving.extraArgs` llama-server refuses, so its engine exits
 //! at every start in a real container. The kubelet restarts it (its own back-off); the
 //! operator, running here against the same API server, recreates the group with its
-//! capped, jittered back-off (controller/crash_backoff.rs): never more than
+//! capped, jittered back-off (decide/crash_backoff.rs): never more than
 //! `maxRecreations` in a window, and `Degraded=CrashLooping` names the termination the
 //! kubelet reported. The operator's API writes over the run are bounded and printed.
 //!

@@ -25,7 +25,7 @@ use common::front_client::*;
 use common::*;
 use deepseek_e2e::Cluster;
 use deepseek_operator::api::DeepSeekModel;
-use deepseek_operator::build::front;
+use deepseek_operator::desired::front;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};

@@ -33,7 +33,7 @@ use deepseek_e2e::sim::{SimFleet, SimOptions};
 use deepseek_e2e::wait::wait_for;
 use deepseek_e2e::Cluster;
 use deepseek_operator::api::DeepSeekModel;
-use deepseek_operator::build::front;
+use deepseek_operator::desired::front;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 #[cfg(feature = "pd-router")]
@@ -353,7 +353,7 @@ async fn a_disaggregated_model_wakes_both_roles_for_held_requests() -> Result<()
     wait_groups(&pods, &prefill, 1, 1, T).await?;
     wait_groups(&pods, &decode, 1, 2, T).await?;
     // Now the router, and only it, is the front's backend.
-    use deepseek_operator::build::disaggregated::{COMPONENT, ROUTER_COMPONENT};
+    use deepseek_operator::desired::disaggregated::{COMPONENT, ROUTER_COMPONENT};
     let routers = pods
         .list(&ListParams::default().labels(&format!("{COMPONENT}={ROUTER_COMPONENT}")))
         .await?;

@@ -1,6 +1,6 @@
 //! Every numeric spec field at its extremes (schema bounds, one past them, 0, the type's
 //! min and max, NaN and infinities) goes through the reconcile's pure pipeline (validate ->
-//! place -> workload -> pods, build/desired.rs) and the autoscaler's decision without a
+//! place -> workload -> pods, desired/preview.rs) and the autoscaler's decision without a
 //! panic: the API server's schema may be older than the operator (`helm upgrade` never
 //! updates CRDs), so the code must refuse what the schema would have.
 
@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use deepseek_operator::api::DeepSeekModel;
 use deepseek_operator::autoscale::decide::{decide, History, Observation, Params};
-use deepseek_operator::build::desired::desired;
 use deepseek_operator::config::OperatorConfig;
+use deepseek_operator::desired::preview::desired;
 use deepseek_planner::Catalog;
 use k8s_openapi::api::core::v1::Node;
 use proptest::prelude::*;

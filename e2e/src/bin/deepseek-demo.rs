@@ -5,12 +5,16 @@
 //! demo cannot use `kubectl port-forward` or a ClusterIP: `fleet` runs the real launcher
 //! with the sim engine for every operator pod (crate::sim::SimFleet), and `chat`/`load`
 //! take the operator's Service path by hand: the Service's selector, its ready pods, their
-//! 127.x IPs and the Service's target port. Every wait has a deadline.
+//! IPs and the Service's target port. Pod IPs are dialled only on loopback (KWOK's 127.x)
+//! or in the pod range of the real nodes' own bridge, read from the cluster's state dir
+//! (`e2e/cluster up --real-nodes N`, e2e/README.md "Pod addresses"); any other address is
+//! skipped. Every wait has a deadline.
 //!
 //! ```text
 //! deepseek-demo fleet NAMESPACE... [--time-scale X] [--load-seconds S]
 //!                                                       until SIGTERM/SIGINT
 //! deepseek-demo chat NAMESPACE SERVICE PROMPT [--model M] [--max-tokens N] [--timeout S]
+//!                                               [--grammar GBNF]   (llama.cpp engines)
 //! deepseek-demo load NAMESPACE SERVICE --in-flight N --seconds S
 //! deepseek-demo nodes POOL COUNT PRODUCT GPUS           KWOK nodes labelled node-pool=POOL
 //! ```
@@ -21,7 +25,7 @@
 //! named `probed-*` are probed (KWOK marks the others Ready at once; crate::sim).
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +34,7 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use deepseek_e2e::fixtures::kwok_node;
 use deepseek_e2e::sim::{launcher_binary, SimFleet, SimOptions};
 use deepseek_e2e::sim_router::router_binary;
+use deepseek_e2e::Cluster;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -38,7 +43,7 @@ use kube::{Api, Client};
 use serde_json::json;
 use std::io::Write;
 
-const USAGE: &str = "usage: deepseek-demo fleet NS... [--time-scale X] [--load-seconds S] | chat NS SERVICE PROMPT [--model M] [--max-tokens N] [--timeout S] | load NS SERVICE --in-flight N --seconds S | nodes POOL COUNT PRODUCT GPUS";
+const USAGE: &str = "usage: deepseek-demo fleet NS... [--time-scale X] [--load-seconds S] | chat NS SERVICE PROMPT [--model M] [--max-tokens N] [--timeout S] [--grammar GBNF] | load NS SERVICE --in-flight N --seconds S | nodes POOL COUNT PRODUCT GPUS";
 
 /// `--flag value` pairs, in order.
 type Flags = Vec<(String, String)>;
@@ -86,7 +91,17 @@ async fn main() -> Result<()> {
             let max_tokens = flag(&flags, "max-tokens", 24u32)?;
             let timeout = Duration::from_secs(flag(&flags, "timeout", 60u64)?);
             let model = flag(&flags, "model", svc.clone())?;
-            chat(&client, ns, svc, &model, prompt, max_tokens, timeout).await
+            let mut body = json!({
+                "model": model,
+                "messages": [{"role": "user", "content": prompt}],
+                "stream": true,
+                "max_tokens": max_tokens,
+            });
+            // llama.cpp's own request field: a grammar the sampled tokens must follow.
+            if let Some((_, g)) = flags.iter().find(|(k, _)| k == "grammar") {
+                body["grammar"] = json!(g);
+            }
+            chat(&client, ns, svc, &body, timeout).await
         }
         ("load", [ns, svc]) => {
             let n = flag(&flags, "in-flight", 8usize)?;
@@ -146,8 +161,110 @@ async fn fleet(
     Ok(())
 }
 
-/// The Service's ready pods (127.x IPs only) and the port its first port targets.
-async fn service_backends(client: &Client, ns: &str, svc: &str) -> Result<(Vec<Ipv4Addr>, u16)> {
+/// A ready pod behind a Service, at an address the demo may dial.
+struct Backend {
+    ip: Ipv4Addr,
+    pod: String,
+    node: String,
+}
+
+/// Where the demo may send traffic: loopback, and the pod range of the real nodes' bridge
+/// when real nodes run. Anything else is never dialled.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Dialable {
+    bridge: Option<(Ipv4Addr, u32)>,
+}
+
+impl Dialable {
+    /// Loopback, plus the real nodes' range of the cluster in `$DSO_CLUSTER_DIR`.
+    fn of_cluster() -> Result<Self> {
+        Ok(Self {
+            bridge: real_bridge_range(&Cluster::default_state_dir())?,
+        })
+    }
+
+    fn allows(&self, ip: Ipv4Addr) -> bool {
+        ip.is_loopback()
+            || self.bridge.is_some_and(|(net, len)| {
+                let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+                u32::from(ip) & mask == u32::from(net) & mask
+            })
+    }
+}
+
+/// The pod range of the real nodes' bridge, from the CNI configuration `e2e/cluster`
+/// wrote for each running real node (`<state>/real/real-<i>/cni-conf/*.conflist`): the
+/// range of this run's own bridge, whatever the environment says. None without real
+/// nodes; an error if two nodes disagree or a range is not an IPv4 /8../24.
+fn real_bridge_range(state: &Path) -> Result<Option<(Ipv4Addr, u32)>> {
+    let Ok(nodes) = std::fs::read_dir(state.join("real")) else {
+        return Ok(None);
+    };
+    let mut found: Option<(Ipv4Addr, u32)> = None;
+    for node in nodes.flatten() {
+        if !node.file_name().to_string_lossy().starts_with("real-") {
+            continue;
+        }
+        let Ok(confs) = std::fs::read_dir(node.path().join("cni-conf")) else {
+            continue;
+        };
+        for conf in confs.flatten() {
+            let path = conf.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("conflist") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let range = bridge_subnet(&text).with_context(|| format!("in {}", path.display()))?;
+            match found {
+                Some(f) if f != range => bail!(
+                    "real nodes disagree on their pod range: {}/{} and {}/{} ({})",
+                    f.0,
+                    f.1,
+                    range.0,
+                    range.1,
+                    path.display()
+                ),
+                _ => found = Some(range),
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The subnet of the bridge plugin's IPAM range in a CNI conflist.
+fn bridge_subnet(conflist: &str) -> Result<(Ipv4Addr, u32)> {
+    let v: serde_json::Value = serde_json::from_str(conflist)?;
+    let subnet = v["plugins"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["type"] == "bridge")
+        .and_then(|p| p["ipam"]["ranges"][0][0]["subnet"].as_str())
+        .context("no bridge plugin with an IPAM range")?;
+    let (net, len) = subnet
+        .split_once('/')
+        .with_context(|| format!("subnet {subnet:?} is not a CIDR"))?;
+    let net: Ipv4Addr = net.parse().with_context(|| format!("subnet {subnet:?}"))?;
+    let len: u32 = len.parse().with_context(|| format!("subnet {subnet:?}"))?;
+    ensure!(
+        (8..=24).contains(&len),
+        "subnet {subnet}: prefix out of range"
+    );
+    ensure!(
+        !net.is_unspecified() && !net.is_loopback(),
+        "subnet {subnet} is not a pod range"
+    );
+    Ok((net, len))
+}
+
+/// The Service's ready pods at dialable addresses, and the port its first port targets.
+async fn service_backends(
+    client: &Client,
+    ns: &str,
+    svc: &str,
+    dialable: Dialable,
+) -> Result<(Vec<Backend>, u16)> {
     let s: Service = Api::namespaced(client.clone(), ns).get(svc).await?;
     let spec = s.spec.ok_or_else(|| anyhow!("service {svc} has no spec"))?;
     let selector = spec
@@ -166,14 +283,24 @@ async fn service_backends(client: &Client, ns: &str, svc: &str) -> Result<(Vec<I
     let list = pods
         .list(&ListParams::default().labels(&sel.join(",")))
         .await?;
-    let ips = list
+    let backends = list
         .items
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none() && running_ready(p))
-        .filter_map(|p| p.status.as_ref()?.pod_ip.as_deref()?.parse().ok())
-        .filter(|ip: &Ipv4Addr| ip.is_loopback())
+        .filter_map(|p| {
+            let ip: Ipv4Addr = p.status.as_ref()?.pod_ip.as_deref()?.parse().ok()?;
+            dialable.allows(ip).then(|| Backend {
+                ip,
+                pod: p.metadata.name.clone().unwrap_or_default(),
+                node: p
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.clone())
+                    .unwrap_or_default(),
+            })
+        })
         .collect();
-    Ok((ips, target))
+    Ok((backends, target))
 }
 
 fn running_ready(p: &Pod) -> bool {
@@ -197,27 +324,23 @@ async fn chat(
     client: &Client,
     ns: &str,
     svc: &str,
-    model: &str,
-    prompt: &str,
-    max_tokens: u32,
+    body: &serde_json::Value,
     timeout: Duration,
 ) -> Result<()> {
     let deadline = Instant::now() + timeout;
-    let body = json!({
-        "model": model,
-        "messages": [{"role": "user", "content": prompt}],
-        "stream": true,
-        "max_tokens": max_tokens,
-    });
     let http = http(timeout)?;
+    let dialable = Dialable::of_cluster()?;
     let mut last = String::from("no ready pod behind the Service yet");
     while Instant::now() < deadline {
-        let (ips, port) = service_backends(client, ns, svc).await?;
-        if let Some(ip) = ips.first() {
-            let url = format!("http://{ip}:{port}/v1/chat/completions");
-            match http.post(&url).json(&body).send().await {
+        let (backends, port) = service_backends(client, ns, svc, dialable).await?;
+        if let Some(b) = backends.first() {
+            let url = format!("http://{}:{port}/v1/chat/completions", b.ip);
+            match http.post(&url).json(body).send().await {
                 Ok(resp) if resp.status().is_success() => {
-                    eprintln!("[chat] POST {url} (a ready pod of Service {ns}/{svc})");
+                    eprintln!(
+                        "[chat] POST {url} (pod {} on node {}, a ready pod of Service {ns}/{svc})",
+                        b.pod, b.node
+                    );
                     return print_stream(resp).await;
                 }
                 Ok(resp) => last = format!("{url}: HTTP {}", resp.status()),
@@ -266,6 +389,7 @@ async fn load(client: &Client, ns: &str, svc: &str, n: usize, length: Duration) 
     let stop = Arc::new(AtomicBool::new(false));
     let (sent, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let http = http(Duration::from_secs(60))?;
+    let dialable = Dialable::of_cluster()?;
     let mut tasks = Vec::new();
     for i in 0..n {
         let (client, ns, svc, http) = (
@@ -277,9 +401,9 @@ async fn load(client: &Client, ns: &str, svc: &str, n: usize, length: Duration) 
         let (stop, sent, failed) = (stop.clone(), sent.clone(), failed.clone());
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                let ok = match service_backends(&client, &ns, &svc).await {
-                    Ok((ips, port)) if !ips.is_empty() => {
-                        let ip = ips[i % ips.len()];
+                let ok = match service_backends(&client, &ns, &svc, dialable).await {
+                    Ok((backends, port)) if !backends.is_empty() => {
+                        let ip = backends[i % backends.len()].ip;
                         let body = json!({"model": svc, "prompt": "load", "max_tokens": 64});
                         http.post(format!("http://{ip}:{port}/v1/completions"))
                             .json(&body)
@@ -334,4 +458,74 @@ async fn nodes(client: &Client, pool: &str, count: usize, product: &str, gpus: &
         .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFLIST: &str = r#"{"cniVersion": "1.0.0", "name": "dso-real", "plugins": [
+        {"type": "bridge", "bridge": "dsodev2", "ipam": {"type": "host-local",
+         "ranges": [[{"subnet": "198.20.0.0/16", "rangeStart": "198.20.0.2", "rangeEnd": "198.20.0.254"}]],
+         "routes": []}}]}"#;
+
+    #[test]
+    fn only_loopback_and_the_real_bridge_range_are_dialled() {
+        let bridge = bridge_subnet(CONFLIST).expect("a bridge range");
+        assert_eq!(bridge, (Ipv4Addr::new(198, 20, 0, 0), 16));
+        let with = Dialable {
+            bridge: Some(bridge),
+        };
+        let without = Dialable { bridge: None };
+        for ip in ["127.13.0.7", "127.0.0.1"] {
+            let ip: Ipv4Addr = ip.parse().expect("ip");
+            assert!(with.allows(ip) && without.allows(ip), "{ip}");
+        }
+        let real: Ipv4Addr = "198.20.0.2".parse().expect("ip");
+        assert!(with.allows(real) && !without.allows(real));
+        for ip in [
+            "198.19.0.2",
+            "198.18.0.2",
+            "10.0.0.1",
+            "192.0.2.10",
+            "8.8.8.8",
+        ] {
+            let ip: Ipv4Addr = ip.parse().expect("ip");
+            assert!(!with.allows(ip), "{ip} must not be dialled");
+        }
+    }
+
+    #[test]
+    fn a_range_that_is_not_a_pod_range_is_refused() {
+        for subnet in [
+            "0.0.0.0/0",
+            "198.20.0.0/4",
+            "127.0.0.0/8",
+            "198.20.0.0/28",
+            "nope",
+        ] {
+            let conf = CONFLIST.replace("198.20.0.0/16", subnet);
+            assert!(bridge_subnet(&conf).is_err(), "{subnet}");
+        }
+        assert!(bridge_subnet(r#"{"plugins": [{"type": "loopback"}]}"#).is_err());
+    }
+
+    #[test]
+    fn the_range_is_read_from_the_real_nodes_of_the_state_dir() -> Result<()> {
+        let state = std::env::temp_dir().join(format!("dso-demo-test-{}", std::process::id()));
+        assert_eq!(real_bridge_range(&state)?, None, "no real node, no range");
+        for node in ["real-0", "real-1"] {
+            let dir = state.join("real").join(node).join("cni-conf");
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(dir.join("10-dso-real.conflist"), CONFLIST)?;
+        }
+        let found = real_bridge_range(&state);
+        let conf = state.join("real/real-1/cni-conf/10-dso-real.conflist");
+        std::fs::write(&conf, CONFLIST.replace("198.20.0.0/16", "198.21.0.0/16"))?;
+        let disagree = real_bridge_range(&state);
+        std::fs::remove_dir_all(&state)?;
+        assert_eq!(found?, Some((Ipv4Addr::new(198, 20, 0, 0), 16)));
+        assert!(disagree.is_err(), "two ranges: {disagree:?}");
+        Ok(())
+    }
 }

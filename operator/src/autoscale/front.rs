@@ -1,4 +1,4 @@
-//! The autoscaler's side of a model's front (build/front.rs): every step it tells each
+//! The autoscaler's side of a model's front (desired/front.rs): every step it tells each
 //! front pod the model's group leaders (`POST /front/backends`, with the front token)
 //! and reads, in the same answer, how many requests the front holds. The held count is
 //! demand, like the demand annotation: at zero replicas it is the whole load, so a held
@@ -15,7 +15,7 @@ use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
 use super::scrape::pod_ip;
-use crate::build::front;
+use crate::desired::front;
 
 /// How often a model at zero (or holding requests) is stepped: the held count's reading
 /// period, so a wake-up waits at most this long, not an interval.
@@ -74,8 +74,8 @@ pub struct FrontOf {
 /// the decode role, which follows prefill instead.
 pub fn front_of(model: &crate::api::DeepSeekModel) -> Option<FrontOf> {
     use kube::Resource;
-    match crate::build::disaggregated::role_of(&model.spec) {
-        None => crate::controller::front::holding(model).map(|_| FrontOf {
+    match crate::desired::disaggregated::role_of(&model.spec) {
+        None => crate::controller::apply::front::holding(model).map(|_| FrontOf {
             name: model.name_any(),
             uid: model.meta().uid.clone().unwrap_or_default(),
         }),

@@ -29,11 +29,11 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::api::{AutoscalingProvider, DeepSeekModel, ScaleMetric};
-use crate::build::labels;
 use crate::controller::apply::event;
 use crate::controller::context::Context;
 use crate::controller::metrics::ModelLabels;
-use crate::controller::status as cond;
+use crate::decide::conditions as cond;
+use crate::desired::labels;
 use decide::{decide, limit_by_capacity, Direction, History, Observation, Params};
 
 /// Field manager of everything the autoscaler writes.
@@ -229,6 +229,7 @@ async fn step(
     let pods = ctx.pods.model_pods(&ns, &name);
     let leaders: Vec<&Pod> = pods
         .iter()
+        .map(Arc::as_ref)
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter(|p| p.labels().get(labels::ROLE).map(String::as_str) == Some("leader"))
         .collect();
@@ -291,10 +292,13 @@ async fn step(
     // Decode follows prefill: while the prefill role has pods, decode keeps at least one
     // group (a prompt prefilled has nowhere to go without one), and at zero it is stepped
     // as often as prefill, so it wakes in the step after prefill does.
-    if crate::build::disaggregated::role_of(&model.spec) == Some(deepseek_engine::PdRole::Decode) {
-        let parent = crate::build::disaggregated::served_name(&name, &model.spec);
-        let prefill =
-            crate::build::disaggregated::role_model_name(&parent, deepseek_engine::PdRole::Prefill);
+    if crate::desired::disaggregated::role_of(&model.spec) == Some(deepseek_engine::PdRole::Decode)
+    {
+        let parent = crate::desired::disaggregated::served_name(&name, &model.spec);
+        let prefill = crate::desired::disaggregated::role_model_name(
+            &parent,
+            deepseek_engine::PdRole::Prefill,
+        );
         if ctx
             .pods
             .model_pods(&ns, &prefill)
@@ -498,9 +502,7 @@ async fn step(
         ever_reported: cond::get(&previous.conditions, METRICS_AVAILABLE).is_some(),
         scaled: target != current,
         capacity_noted: !capacity_msg_was_none,
-        leader_ready: leaders
-            .iter()
-            .any(|p| crate::controller::groups::is_ready(p)),
+        leader_ready: leaders.iter().any(|p| crate::decide::groups::is_ready(p)),
     });
     if !unchanged_on_server && !defer {
         let mut status = serde_json::Map::new();
@@ -530,8 +532,8 @@ async fn step(
 /// a Ready leader (before, nothing: the front holds). `prefill` are the prefill role's
 /// leaders; the decode role's come from the pod cache.
 fn router_backends(ctx: &Context, ns: &str, parent: &str, prefill: &[&Pod]) -> Vec<String> {
-    use crate::build::disaggregated::{role_model_name, COMPONENT, ROUTER_COMPONENT};
-    use crate::controller::groups::is_ready;
+    use crate::decide::groups::is_ready;
+    use crate::desired::disaggregated::{role_model_name, COMPONENT, ROUTER_COMPONENT};
     let decode = ctx.pods.model_pods(
         ns,
         &role_model_name(parent, deepseek_engine::PdRole::Decode),
@@ -541,12 +543,13 @@ fn router_backends(ctx: &Context, ns: &str, parent: &str, prefill: &[&Pod]) -> V
             && p.labels().get(labels::ROLE).map(String::as_str) == Some("leader")
             && is_ready(p)
     };
-    if !prefill.iter().any(|p| ready_leader(p)) || !decode.iter().any(ready_leader) {
+    if !prefill.iter().any(|p| ready_leader(p)) || !decode.iter().any(|p| ready_leader(p)) {
         return Vec::new();
     }
     ctx.pods
         .model_pods(ns, parent)
         .iter()
+        .map(Arc::as_ref)
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter(|p| p.labels().get(COMPONENT).map(String::as_str) == Some(ROUTER_COMPONENT))
         .filter_map(scrape::pod_ip)

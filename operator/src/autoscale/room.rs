@@ -4,16 +4,17 @@
 //! counts against their allocatable accelerators.
 //!
 //! Nothing here scans the cluster: the pool lists its nodes, the Node cache finds each by
-//! name, and the pod cache keeps what pods request per node (controller/pod_cache.rs). So
+//! name, and the pod cache keeps what pods request per node (controller/cache/pods.rs). So
 //! a check costs O(pool nodes), and [`free_groups`] O(pool nodes x log(groups)).
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
+use std::sync::Arc;
 
 use crate::api::DeepSeekModel;
-use crate::build::labels;
 use crate::controller::context::Context;
+use crate::desired::labels;
 use crate::inventory::NodeFacts;
 use crate::placement::place;
 use crate::validate::validate;
@@ -42,7 +43,7 @@ pub fn free_groups(slots: &[u32], pods_per_group: u32) -> u32 {
 }
 
 /// Groups of this model that exist with every pod bound to a node.
-fn bound_groups(own: &[Pod]) -> u32 {
+fn bound_groups(own: &[Arc<Pod>]) -> u32 {
     let mut groups: std::collections::BTreeMap<&str, bool> = Default::default();
     for p in own
         .iter()
@@ -75,7 +76,12 @@ pub fn slots<'a>(
 /// More groups the pool can take beyond `current` (groups wanted but not yet bound are
 /// already spoken for). `None`: unknown (invalid or unplaceable spec, a declared pool a
 /// cluster autoscaler grows, or CPU serving).
-pub async fn room(ctx: &Context, model: &DeepSeekModel, own: &[Pod], current: u32) -> Option<u32> {
+pub async fn room(
+    ctx: &Context,
+    model: &DeepSeekModel,
+    own: &[Arc<Pod>],
+    current: u32,
+) -> Option<u32> {
     let validated = validate(&model.spec, &ctx.catalog, &ctx.config).ok()?;
     let pools = ctx.pools.borrow().clone();
     let placement = place(&validated, &model.namespace()?, &pools, &ctx.catalog).ok()?;
@@ -107,7 +113,7 @@ pub async fn room(ctx: &Context, model: &DeepSeekModel, own: &[Pod], current: u3
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::pod_cache::PodCache;
+    use crate::controller::cache::pods::PodCache;
 
     /// The definition, searched exhaustively: what the binary search must agree with.
     fn by_definition(slots: &[u32], n: u32) -> u32 {

@@ -9,13 +9,14 @@
 //! Pure: pods and readings in, phases out.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use crate::api::ScaleFromZero;
-use crate::build::labels;
+use crate::desired::labels;
 
 /// A wake-up in progress.
 #[derive(Clone, Debug, PartialEq)]
@@ -83,7 +84,7 @@ impl Wake {
     /// first scheduled group landed on.
     pub fn observe_pods(
         &mut self,
-        pods: &[Pod],
+        pods: &[Arc<Pod>],
         now: Timestamp,
         node_created: &dyn Fn(&str) -> Option<Timestamp>,
     ) {
@@ -232,7 +233,7 @@ mod tests {
             "Running",
             &[("PodScheduled", "2026-12-05T01:00:02Z")],
         );
-        w.observe_pods(std::slice::from_ref(&leader), now, &|_| None);
+        w.observe_pods(&[Arc::new(leader.clone())], now, &|_| None);
         assert_eq!(w.scheduled, None, "half a group is not scheduled");
         let worker = pod(
             "h-0",
@@ -244,7 +245,11 @@ mod tests {
                 ("Ready", "2026-12-05T01:00:05Z"),
             ],
         );
-        w.observe_pods(&[leader.clone(), worker.clone()], now, &|_| None);
+        w.observe_pods(
+            &[Arc::new(leader.clone()), Arc::new(worker.clone())],
+            now,
+            &|_| None,
+        );
         assert_eq!(w.scheduled, Some(ts("2026-12-05T01:00:03Z")));
         assert_eq!(w.joined, Some(ts("2026-12-05T01:00:05Z")));
         assert_eq!(w.ready, None);
@@ -259,7 +264,7 @@ mod tests {
                 ("Ready", "2026-12-05T01:00:09Z"),
             ],
         );
-        w.observe_pods(&[leader, worker], now, &|_| None);
+        w.observe_pods(&[Arc::new(leader), Arc::new(worker)], now, &|_| None);
         assert_eq!(w.ready, Some(ts("2026-12-05T01:00:09Z")));
         // An answer from before this wake-up is not its first token.
         w.observe_answer(Some(ts("2026-12-05T00:59:00Z")), None);
@@ -293,7 +298,7 @@ mod tests {
             rank(0, "2026-12-05T01:00:18Z"),
             rank(1, "2026-12-05T01:00:19Z"),
         ];
-        w.observe_pods(&pods, now, &|_| None);
+        w.observe_pods(&pods.clone().map(Arc::new), now, &|_| None);
         w.observe_answer(
             Some(ts("2026-12-05T01:00:12.700Z")),
             Some(ts("2026-12-05T01:00:12.100Z")),
@@ -309,7 +314,7 @@ mod tests {
 
         // Without the front's time: the leader's Ready, and the ranks joined by then.
         let mut w = Wake::new(ts("2026-12-05T01:00:00Z"), ts("2026-12-05T01:00:01Z"));
-        w.observe_pods(&pods, now, &|_| None);
+        w.observe_pods(&pods.map(Arc::new), now, &|_| None);
         w.observe_answer(Some(ts("2026-12-05T01:00:18.500Z")), None);
         let done = w.done().expect("complete");
         assert_eq!(
@@ -332,11 +337,9 @@ mod tests {
             "Pending",
             &[("PodScheduled", "2026-12-05T01:00:02Z")],
         );
-        w.observe_pods(
-            std::slice::from_ref(&p),
-            ts("2026-12-05T01:00:02Z"),
-            &|_| None,
-        );
+        w.observe_pods(&[Arc::new(p.clone())], ts("2026-12-05T01:00:02Z"), &|_| {
+            None
+        });
         assert_eq!(w.joined, None);
         let p = pod(
             "h-0",
@@ -345,16 +348,12 @@ mod tests {
             "Running",
             &[("PodScheduled", "2026-12-05T01:00:02Z")],
         );
-        w.observe_pods(
-            std::slice::from_ref(&p),
-            ts("2026-12-05T01:00:03Z"),
-            &|_| None,
-        );
-        w.observe_pods(
-            std::slice::from_ref(&p),
-            ts("2026-12-05T01:00:04Z"),
-            &|_| None,
-        );
+        w.observe_pods(&[Arc::new(p.clone())], ts("2026-12-05T01:00:03Z"), &|_| {
+            None
+        });
+        w.observe_pods(&[Arc::new(p.clone())], ts("2026-12-05T01:00:04Z"), &|_| {
+            None
+        });
         assert_eq!(
             w.joined,
             Some(ts("2026-12-05T01:00:03Z")),
@@ -390,7 +389,7 @@ mod tests {
         // Karpenter made both nodes after the request: the later one counts.
         let mut w = Wake::new(ts("2026-12-05T01:00:00Z"), ts("2026-12-05T01:00:01Z"));
         w.observe_pods(
-            &group("new-a", "new-b"),
+            &group("new-a", "new-b").map(Arc::new),
             ts("2026-12-05T01:00:41Z"),
             &created,
         );
@@ -403,12 +402,20 @@ mod tests {
         );
         // Nodes in place before the request: no such phase, in the status or the note.
         let mut w = Wake::new(ts("2026-12-05T01:00:00Z"), ts("2026-12-05T01:00:01Z"));
-        w.observe_pods(&group("old", "old"), ts("2026-12-05T01:00:41Z"), &created);
+        w.observe_pods(
+            &group("old", "old").map(Arc::new),
+            ts("2026-12-05T01:00:41Z"),
+            &created,
+        );
         assert_eq!(w.nodes_created, None);
         assert!(!w.note().contains("nodes created"), "{}", w.note());
         // A node the cache does not know (yet) is not guessed at.
         let mut w = Wake::new(ts("2026-12-05T01:00:00Z"), ts("2026-12-05T01:00:01Z"));
-        w.observe_pods(&group("gone", "gone"), ts("2026-12-05T01:00:41Z"), &created);
+        w.observe_pods(
+            &group("gone", "gone").map(Arc::new),
+            ts("2026-12-05T01:00:41Z"),
+            &created,
+        );
         assert_eq!(w.nodes_created, None);
     }
 }

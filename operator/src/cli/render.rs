@@ -11,9 +11,9 @@ use k8s_openapi::api::core::v1::Node;
 use deepseek_planner::Catalog;
 
 use crate::api::{DeepSeekModel, ServingMode, Vendor};
-use crate::build::desired::{desired, Desired};
-use crate::build::disaggregated::{kv_store_objects, role_model, router_objects, ROLES};
 use crate::config::OperatorConfig;
+use crate::desired::disaggregated::{kv_store_objects, role_model, router_objects, ROLES};
+use crate::desired::preview::{desired, Desired};
 
 #[derive(Args, Debug)]
 pub struct RenderArgs {

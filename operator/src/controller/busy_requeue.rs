@@ -13,6 +13,7 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -49,10 +50,10 @@ impl BusyRequeue {
 
 /// What progress of a model looks like: its generation and, per pod, whether it is bound,
 /// its phase, readiness, restarts and whether it is terminating.
-pub fn fingerprint(generation: Option<i64>, pods: &[Pod]) -> u64 {
+pub fn fingerprint(generation: Option<i64>, pods: &[Arc<Pod>]) -> u64 {
     let mut h = DefaultHasher::new();
     generation.hash(&mut h);
-    let mut names: Vec<(String, &Pod)> = pods.iter().map(|p| (p.name_any(), p)).collect();
+    let mut names: Vec<(String, &Pod)> = pods.iter().map(|p| (p.name_any(), p.as_ref())).collect();
     names.sort_by(|a, b| a.0.cmp(&b.0));
     for (name, p) in names {
         name.hash(&mut h);
@@ -78,12 +79,14 @@ pub fn fingerprint(generation: Option<i64>, pods: &[Pod]) -> u64 {
 mod tests {
     use super::*;
 
-    fn pod(name: &str, phase: &str) -> Pod {
-        serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name},
-            "status": {"phase": phase},
-        }))
-        .expect("pod")
+    fn pod(name: &str, phase: &str) -> Arc<Pod> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name},
+                "status": {"phase": phase},
+            }))
+            .expect("pod"),
+        )
     }
 
     #[test]

@@ -19,10 +19,10 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
 
-use super::groups::{FoundGroup, Partial};
+use crate::decide::groups::FoundGroup;
 use crate::inventory::karpenter::NODEPOOL_LABEL;
 use crate::inventory::NodeFacts;
-use crate::whole_groups::{report, retry_delay, Claim, Verdict};
+use crate::whole_groups::{report, retry_delay, Claim};
 
 /// A model whose partly placed group was removed.
 #[derive(Clone, Debug)]
@@ -66,7 +66,11 @@ impl CapacityRetry {
         });
         entry.removals += 1;
         entry.message = message;
-        let wait = retry_delay(entry.removals, retry, super::backoff::jitter());
+        let wait = retry_delay(
+            entry.removals,
+            retry,
+            crate::decide::create_backoff::jitter(),
+        );
         entry.next = Instant::now() + wait;
         let now = Timestamp::now();
         entry.next_at =
@@ -162,23 +166,6 @@ pub async fn autoscaler_state(
     ))
 }
 
-/// The condition message for a partly placed group: its ranks, the bound, and what the
-/// autoscaler says.
-pub fn describe(id: &str, p: &Partial, bound: Duration, state: Option<&str>) -> String {
-    let fate = match p.verdict {
-        Verdict::Remove => "removing the group whole to free its nodes".to_string(),
-        _ => format!(
-            "the group is removed whole if still partial {}s after that (capacityPendingTimeoutSeconds)",
-            bound.as_secs()
-        ),
-    };
-    let state = state.map(|s| format!("; {s}")).unwrap_or_default();
-    format!(
-        "group {id}: {} of {} ranks on nodes, {} unschedulable since {}; {fate}{state}",
-        p.placed, p.size, p.pending_pod, p.since
-    )
-}
-
 /// The condition message while recreation waits after a removal.
 pub fn describe_backoff(r: &Removed) -> String {
     format!(
@@ -190,39 +177,6 @@ pub fn describe_backoff(r: &Removed) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn partial(verdict: Verdict) -> Partial {
-        Partial {
-            verdict,
-            placed: 1,
-            size: 2,
-            pending_pod: "r1-h-1-1".into(),
-            since: "2026-11-30T13:11:40Z".parse::<Timestamp>().expect("time"),
-        }
-    }
-
-    #[test]
-    fn messages_name_the_group_the_rank_the_bound_and_the_state() {
-        let w = partial(Verdict::Waiting {
-            left: Duration::from_secs(5),
-        });
-        assert_eq!(
-            describe("h-1", &w, Duration::from_secs(30), Some("Karpenter NodePool h100: no NodeClaim")),
-            "group h-1: 1 of 2 ranks on nodes, r1-h-1-1 unschedulable since 2026-11-30T13:11:40Z; \
-             the group is removed whole if still partial 30s after that (capacityPendingTimeoutSeconds); \
-             Karpenter NodePool h100: no NodeClaim"
-        );
-        let r = describe(
-            "h-1",
-            &partial(Verdict::Remove),
-            Duration::from_secs(30),
-            None,
-        );
-        assert!(
-            r.ends_with("removing the group whole to free its nodes"),
-            "{r}"
-        );
-    }
 
     #[test]
     fn removals_accumulate_and_settling_forgets_them() {

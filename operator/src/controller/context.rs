@@ -7,9 +7,9 @@ use deepseek_planner::Catalog;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::Client;
 
-use super::metrics::Metrics;
 use crate::api::DeepSeekModel;
 use crate::config::OperatorConfig;
+use crate::controller::metrics::Metrics;
 use crate::inventory::NodeFacts;
 
 pub struct Context {
@@ -18,22 +18,22 @@ pub struct Context {
     pub config: Arc<OperatorConfig>,
     /// Nodes, kept current by a watch; planning reads it without API calls.
     pub nodes: Store<NodeFacts>,
-    /// Pods, kept current by a watch and indexed by model and node (pod_cache.rs).
-    pub pods: super::pod_cache::PodCache,
+    /// Pods, kept current by a watch and indexed by model and node (cache/pods.rs).
+    pub pods: crate::controller::cache::pods::PodCache,
     /// Pools grouped from `nodes` (and the declared pools), kept current by the node watch.
-    pub pools: super::nodes::Pools,
+    pub pools: crate::controller::cache::nodes::Pools,
     pub metrics: Arc<Metrics>,
     /// Events about models (events.rs).
-    pub events: super::events::EventWriter,
+    pub events: crate::controller::events::EventWriter,
     /// The namespaces whose models, pods and services the operator lists and watches.
-    pub scope: super::scope::Scope,
+    pub scope: crate::controller::scope::Scope,
     /// Models to reconcile that no watch of theirs wakes: disaggregated models whose role
-    /// models' status changed (controller/disaggregated.rs), models with pods on a node
-    /// that was just lost or came back (nodes.rs). Every controller listens, each finds
+    /// models' status changed (controller/reconcile_roles.rs), models with pods on a node
+    /// that was just lost or came back (cache/nodes.rs). Every controller listens, each finds
     /// its own.
     pub wake: tokio::sync::broadcast::Sender<ObjectRef<DeepSeekModel>>,
-    /// The model's Services, NetworkPolicy and ScaledObject as last seen (child_cache.rs).
-    pub children: super::child_cache::ChildCache,
+    /// The model's Services, NetworkPolicy and ScaledObject as last seen (cache/children.rs).
+    pub children: crate::controller::cache::children::ChildCache,
     /// What the controller remembers of each model between passes (memory.rs).
-    pub memory: super::memory::Memory,
+    pub memory: crate::controller::memory::Memory,
 }

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 
-use super::metrics::Metrics;
+use crate::controller::metrics::Metrics;
 
 #[derive(Clone)]
 pub struct HttpState {

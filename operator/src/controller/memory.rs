@@ -1,14 +1,14 @@
 //! What the controller remembers of each model between passes, in one map keyed by the
 //! model's uid.
 //!
-//! A pass reads the model's memory into decide.rs's `Recall` and records what applying the
+//! A pass reads the model's memory into decide/mod.rs's `Recall` and records what applying the
 //! decision met. Each part's meaning and rules stay in its own module; this one only holds
 //! them together, so that a model has one entry and that entry goes with the model:
 //! - busy_requeue.rs: the requeue of an unconverged model, backing off;
 //! - expect.rs: pods created that the pod cache does not show yet;
-//! - backoff.rs: pod creations the API server refused, and when to try again;
+//! - decide/create_backoff.rs: pod creations the API server refused, and when to try again;
 //! - capacity_pending.rs: partly placed groups removed, and when to create them again;
-//! - crash_backoff.rs: crashed groups recreated lately;
+//! - decide/crash_backoff.rs: crashed groups recreated lately;
 //! - status_memo.rs: the status written that the model cache may not show yet.
 //!
 //! A deleted model is never reconciled again, so its entry is dropped by the model watch
@@ -22,12 +22,12 @@ use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::gauge::Gauge;
 
-use super::backoff::CreationBackoff;
-use super::busy_requeue::BusyRequeue;
-use super::capacity_pending::CapacityRetry;
-use super::crash_backoff::CrashMemory;
-use super::expect::Expectations;
-use super::status_memo::StatusMemo;
+use crate::controller::busy_requeue::BusyRequeue;
+use crate::controller::capacity_pending::CapacityRetry;
+use crate::controller::expect::Expectations;
+use crate::controller::status_memo::StatusMemo;
+use crate::decide::crash_backoff::CrashMemory;
+use crate::decide::create_backoff::CreationBackoff;
 
 /// How often entries of models that left the model caches are swept.
 pub const SWEEP: Duration = Duration::from_secs(60);

@@ -3,15 +3,15 @@
 //! - read: the model's pods (pod cache, or a quorum list), since when their nodes are
 //!   unreachable (Node cache), the pools, what the controller remembers of the model, and
 //!   only while a group is partly placed, what the node autoscaler says about it.
-//! - decide (decide.rs): pure, one `Decision`. If it deletes anything and the pods came
+//! - decide (decide/mod.rs): pure, one `Decision`. If it deletes anything and the pods came
 //!   from the cache, the pods are read again from a quorum list and the pass decides
 //!   again, before any write: a stale cache may cause a repeated (idempotent) creation,
-//!   never the deletion of a group that has healed since (pod_cache.rs says why).
+//!   never the deletion of a group that has healed since (cache/pods.rs says why).
 //! - apply: every deletion, then the children (Services, NetworkPolicy, ScaledObject,
 //!   never one another controls: `apply::check_ours`), then the creations (none while a
 //!   child's name is taken).
 //! - events and status: published and written once, after applying, from the decision
-//!   and what applying it met (apply.rs `write_changed_status`, shared with the
+//!   and what applying it met (apply/mod.rs `write_changed_status`, shared with the
 //!   disaggregated path).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,18 +25,18 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
-use super::apply::{self, event};
-use super::busy_requeue;
-use super::capacity_pending::{autoscaler_state, describe_backoff};
-use super::children;
-use super::context::Context;
-use super::decide::{decide, health_inputs, Decision, Inputs, Note, Outcome, Recall, Requeue};
-use super::decide::{BUSY_REQUEUE, CONFLICT_RECHECK};
-use super::error::Error;
-use super::groups::{find_groups, node_lost_since};
-use super::metrics::{ModelLabels, Timer};
 use crate::api::{DeepSeekModel, ServingMode};
-use crate::build::labels;
+use crate::controller::apply::pods_services;
+use crate::controller::apply::{self, event};
+use crate::controller::busy_requeue;
+use crate::controller::capacity_pending::{autoscaler_state, describe_backoff};
+use crate::controller::context::Context;
+use crate::controller::error::Error;
+use crate::controller::metrics::{ModelLabels, Timer};
+use crate::decide::groups::{find_groups, node_lost_since};
+use crate::decide::{decide, health_inputs, Decision, Inputs, Note, Outcome, Recall, Requeue};
+use crate::decide::{BUSY_REQUEUE, CONFLICT_RECHECK};
+use crate::desired::labels;
 use crate::inventory::{NodeFacts, Pool};
 use crate::whole_groups::Verdict;
 
@@ -52,7 +52,7 @@ enum Read {
 pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = Timer::start(ctx.metrics.clone());
     if model.spec.serving_mode() == ServingMode::Disaggregated {
-        return super::disaggregated::reconcile(model, ctx).await;
+        return crate::controller::reconcile_roles::reconcile(model, ctx).await;
     }
     let key = model.uid().ok_or(Error::MissingField("metadata.uid"))?;
     let mut world = read(&ctx, &model, &key, Read::Cache).await?;
@@ -100,7 +100,7 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
 
 /// What one pass read.
 struct World {
-    pods: Vec<Pod>,
+    pods: Vec<Arc<Pod>>,
     lost_nodes: BTreeMap<String, Timestamp>,
     pools: Arc<Vec<Pool>>,
     recall: Recall,
@@ -141,6 +141,9 @@ async fn read(ctx: &Context, model: &DeepSeekModel, key: &str, read: Read) -> Re
                     source,
                 })?
                 .items
+                .into_iter()
+                .map(Arc::new)
+                .collect()
         }
     };
     // Every pass forgets the created names the cache now shows, not only one that
@@ -198,8 +201,8 @@ async fn carry_out(
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let mut outcome = Outcome::default();
-    children::delete_pods(ctx, &ns, &d.delete).await?;
-    // Pod names end in `<hash>-<slot>-<rank>` (build/pods.rs): a group recreated under
+    pods_services::delete_pods(ctx, &ns, &d.delete).await?;
+    // Pod names end in `<hash>-<slot>-<rank>` (desired/pods.rs): a group recreated under
     // the same names is created at once, not after the expectation window.
     let doomed = &d.deleted_groups;
     let crash_window = Duration::from_secs(ctx.config.crash_loop_backoff.window_seconds);
@@ -226,10 +229,10 @@ async fn carry_out(
         // Independent of each other: written at once, a new model's pods wait one round
         // trip for them, not three (issues 12 and 14).
         let (s, p, k, f) = tokio::join!(
-            children::sync_services(ctx, &ns, &name, key, services),
-            super::network_policy::sync(ctx, model),
-            super::scaled_object::sync(ctx, model),
-            super::front::sync(ctx, model),
+            pods_services::sync_services(ctx, &ns, &name, key, services),
+            crate::controller::apply::network_policy::sync(ctx, model),
+            crate::controller::apply::scaled_object::sync(ctx, model),
+            crate::controller::apply::front::sync(ctx, model),
         );
         outcome.conflict = conflicts([s, p, k, f])?;
     }
@@ -246,7 +249,7 @@ async fn carry_out(
     if outcome.conflict.is_some() || d.create.pods.is_empty() {
         return Ok((outcome, None));
     }
-    let refused = children::create_pods(ctx, key, &d.create.pods).await;
+    let refused = pods_services::create_pods(ctx, key, &d.create.pods).await;
     outcome.created = true;
     let mut retry = None;
     let refused_groups = match refused {
@@ -306,7 +309,7 @@ fn conflicts<const N: usize>(results: [Result<(), Error>; N]) -> Result<Option<S
 }
 
 /// Since when each node of the model's pods is unreachable, from the Node cache.
-fn lost_nodes(ctx: &Context, pods: &[Pod]) -> BTreeMap<String, Timestamp> {
+fn lost_nodes(ctx: &Context, pods: &[Arc<Pod>]) -> BTreeMap<String, Timestamp> {
     pods.iter()
         .filter_map(|p| p.spec.as_ref()?.node_name.as_deref())
         .collect::<BTreeSet<&str>>()
@@ -322,7 +325,7 @@ pub fn error_policy(model: Arc<DeepSeekModel>, err: &Error, ctx: Arc<Context>) -
     tracing::warn!(model = %model.name_any(), error = %err, "reconcile failed");
     ctx.metrics
         .errors
-        .get_or_create(&super::metrics::ErrorLabels {
+        .get_or_create(&crate::controller::metrics::ErrorLabels {
             kind: err.category().into(),
         })
         .inc();

@@ -22,18 +22,18 @@ use kube::runtime::{
 use kube::{Client, ResourceExt};
 use tokio::sync::mpsc;
 
-use super::child_cache;
-use super::context::Context;
-use super::http::{self, HttpState};
-use super::leader::{self, LeaderOptions};
-use super::metrics::Metrics;
-use super::nodes;
-use super::pod_cache;
-use super::reconcile::{error_policy, reconcile};
-use super::scope::Scope;
 use crate::api::DeepSeekModel;
-use crate::build::labels;
 use crate::config::OperatorConfig;
+use crate::controller::cache::children;
+use crate::controller::cache::nodes;
+use crate::controller::cache::pods;
+use crate::controller::context::Context;
+use crate::controller::http::{self, HttpState};
+use crate::controller::leader::{self, LeaderOptions};
+use crate::controller::metrics::Metrics;
+use crate::controller::reconcile::{error_policy, reconcile};
+use crate::controller::scope::Scope;
+use crate::desired::labels;
 
 /// What wakes a model's reconcile: its spec (`metadata.generation`), labels and
 /// annotations (the KEDA query annotation is read by the reconcile). Not status: every
@@ -120,7 +120,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     .await
     .with_context(|| format!("failed to bind {}", opts.metrics_bind))?;
     tracing::info!(addr = %opts.metrics_bind, "serving /healthz, /readyz and /metrics");
-    super::heap_trim::spawn(super::heap_trim::PERIOD);
+    crate::controller::heap_trim::spawn(crate::controller::heap_trim::PERIOD);
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -181,16 +181,16 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         .changed()
         .await
         .context("the node watch stopped before listing the nodes")?;
-    // Pods: one cache the reconcile and the autoscaler read (pod_cache.rs); reconciles
+    // Pods: one cache the reconcile and the autoscaler read (cache/pods.rs); reconciles
     // start only once it has listed, so an empty cache is never mistaken for no pods.
-    let (pod_cache, mut pod_events) = pod_cache::watch_pods(opts.scope.apis::<Pod>(&client));
+    let (pod_cache, mut pod_events) = pods::watch_pods(opts.scope.apis::<Pod>(&client));
     pod_cache
         .wait_ready()
         .await
         .context("the pod watch stopped before listing the pods")?;
     // Services, NetworkPolicies and ScaledObjects: read from the child cache, not per
-    // reconcile from the API server (child_cache.rs); like pods, listed before reconciles.
-    let (children, mut child_events) = child_cache::watch_children(&client, &opts.scope);
+    // reconcile from the API server (cache/children.rs); like pods, listed before reconciles.
+    let (children, mut child_events) = children::watch_children(&client, &opts.scope);
     children
         .wait_ready()
         .await
@@ -199,7 +199,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     // A lagging receiver loses wake-ups; every model is still rechecked by its own requeue.
     let (wake, _) = tokio::sync::broadcast::channel(1024);
-    let memory = super::memory::Memory::reporting_to(metrics.remembered_models.clone());
+    let memory = crate::controller::memory::Memory::reporting_to(metrics.remembered_models.clone());
     let ctx = Arc::new(Context {
         client: client.clone(),
         catalog,
@@ -208,7 +208,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         pods: pod_cache,
         pools,
         metrics,
-        events: super::events::EventWriter::new(client.clone(), labels::MANAGER, &opts.identity),
+        events: crate::controller::events::EventWriter::new(
+            client.clone(),
+            labels::MANAGER,
+            &opts.identity,
+        ),
         scope: opts.scope.clone(),
         wake,
         children,
@@ -230,8 +234,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let stop = stop.shared();
     let models = opts.scope.apis::<DeepSeekModel>(&client);
     let deployments = opts.scope.apis::<Deployment>(&client);
-    let owned =
-        super::watch::config().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
+    let owned = crate::controller::cache::watch::config().labels(&format!(
+        "{}={}",
+        labels::MANAGED_BY,
+        labels::MANAGER
+    ));
     // A change of pools re-plans every model of every controller.
     let mut triggers = Vec::new();
     let mut controllers = Vec::new();
@@ -248,16 +255,16 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         let store = writer.as_reader();
         stores.push(store.clone());
         // managedFields are most of a cached model's size and nothing here reads them.
-        let changes = watcher(models, super::watch::config())
+        let changes = watcher(models, crate::controller::cache::watch::config())
             .modify(|m| m.metadata.managed_fields = None)
-            .backoff(super::watch::backoff())
+            .backoff(crate::controller::cache::watch::backoff())
             .reflect(writer)
             .inspect_ok(forget_deleted(ctx.clone()))
             .applied_objects()
             .predicate_filter(reconcile_trigger, Default::default());
         controllers.push(
             Controller::for_stream(changes, store)
-                .trigger_backoff(super::watch::backoff())
+                .trigger_backoff(crate::controller::cache::watch::backoff())
                 .with_config(
                     controller::Config::default().concurrency(opts.reconcile_concurrency.max(1)),
                 )
@@ -331,7 +338,7 @@ fn forget_deleted(ctx: Arc<Context>) -> impl FnMut(&watcher::Event<DeepSeekModel
 /// Every `memory::SWEEP`, drops the memory of models the model caches no longer hold: a
 /// relist reports no deletion event, and a pass that ended after one remembered again.
 async fn sweep_memory(ctx: Arc<Context>, stores: Vec<reflector::Store<DeepSeekModel>>) {
-    let mut tick = tokio::time::interval(super::memory::SWEEP);
+    let mut tick = tokio::time::interval(crate::controller::memory::SWEEP);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;

@@ -22,14 +22,13 @@
 //! one already written is the right one. After the window the cache is trusted again, so
 //! a status someone else overwrote is restored by the next reconcile as before.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::DeepSeekModelStatus;
+pub use crate::decide::digest_of;
 
 /// How long a written status is trusted without the cache showing it: well above the
 /// watch's delivery delay on a loaded API server, short enough that a status changed
@@ -48,16 +47,6 @@ pub fn digest(status: &DeepSeekModelStatus) -> u64 {
 /// The digests a write is remembered by: the status's ([`digest`]) and its plan's.
 pub fn digests(status: &DeepSeekModelStatus) -> (u64, u64) {
     (digest(status), digest_of(&status.plan))
-}
-
-/// A digest of any serializable value (a plan, say).
-pub fn digest_of<T: serde::Serialize>(value: &T) -> u64 {
-    let mut h = DefaultHasher::new();
-    // serde_json's output of one type is deterministic (maps are BTreeMaps or structs).
-    serde_json::to_string(value)
-        .unwrap_or_default()
-        .hash(&mut h);
-    h.finish()
 }
 
 /// What was written for a model: the status's digest, its plan's, and when.

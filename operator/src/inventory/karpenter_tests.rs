@@ -242,8 +242,8 @@ fn the_cloud_examples_are_pools() {
 #[test]
 fn pods_on_a_nodepool_select_it_and_opt_out_of_disruption() {
     use crate::api::DeepSeekModel;
-    use crate::build::desired::desired;
     use crate::config::OperatorConfig;
+    use crate::desired::preview::desired;
 
     let model: DeepSeekModel =
         serde_yaml::from_str(include_str!("../../../examples/r1-fp8-h100-multinode.yaml"))

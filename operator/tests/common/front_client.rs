@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use deepseek_e2e::wait::wait_for;
 use deepseek_operator::api::{DeepSeekModel, ScaleFromZero};
-use deepseek_operator::build::front;
+use deepseek_operator::desired::front;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::jiff::Timestamp;

@@ -445,7 +445,7 @@ pub async fn install_keda_crds(cluster: &Cluster) -> Result<()> {
     );
     let api: Api<kube::api::DynamicObject> = Api::all_with(
         cluster.client(),
-        &deepseek_operator::build::keda::api_resource(),
+        &deepseek_operator::desired::keda::api_resource(),
     );
     wait_served(
         &api,
@@ -462,7 +462,7 @@ pub fn group_ids(pods: &[Pod]) -> std::collections::BTreeSet<String> {
             p.metadata
                 .labels
                 .as_ref()?
-                .get(deepseek_operator::build::labels::GROUP_ID)
+                .get(deepseek_operator::desired::labels::GROUP_ID)
                 .cloned()
         })
         .collect()

@@ -256,7 +256,7 @@ mod tests {
     #[test]
     fn the_query_matches_leader_pod_names() {
         let q = default_query("ai", "r1", ScaleMetric::Queue);
-        let pod = crate::build::dns_name("r1", "0123456789-3-0");
+        let pod = crate::desired::dns_name("r1", "0123456789-3-0");
         assert!(
             q.contains(r#"pod=~"r1--[a-z0-9]+-[0-9]+-0""#),
             "{q} vs {pod}"

@@ -6,7 +6,7 @@
 //! capped, jittered pause after the last one, and never more than `maxRecreations` fall
 //! in any `windowSeconds` (config.rs `CrashLoopBackoff`).
 //!
-//! The schedule ([`next_allowed`]) is pure and decide.rs calls it; the memory
+//! The schedule ([`next_allowed`]) is pure and decide/mod.rs calls it; the memory
 //! ([`CrashMemory`]) is what reconcile.rs reads and records into. Jitter is drawn when a
 //! recreation is recorded and stored with it, so the decision stays a pure function of
 //! its inputs. The memory lives in the operator's process: after a restart the first
@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
-use super::backoff::{delay, jitter};
 use crate::config::CrashLoopBackoff;
+use crate::decide::create_backoff::{delay, jitter};
 
 /// One recreation of a crashed group of the model, and the jitter its pause uses.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -10,7 +10,16 @@
 //! broken groups, and keeps `Available`, `Progressing` and `Degraded` describing the
 //! groups that exist, while `Planned` says why nothing new is planned.
 
+pub mod conditions;
+pub mod crash_backoff;
+pub mod create_backoff;
+pub mod groups;
+pub mod ownership;
+pub mod roles;
+
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 
 use deepseek_planner::Catalog;
@@ -18,14 +27,14 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::{Resource, ResourceExt};
 
-use super::capacity_pending::describe;
-use super::crash_backoff::{next_allowed, Recreation};
-use super::groups::{find_groups, pods_of, unschedulable, would_delete, FoundGroup, HealthInputs};
-use super::status::{self as cond, set};
-use super::status_memo;
+use self::conditions::{self as cond, set};
+use self::crash_backoff::{next_allowed, Recreation};
+use self::groups::{
+    describe, find_groups, pods_of, unschedulable, would_delete, FoundGroup, HealthInputs,
+};
 use crate::api::{DeepSeekModel, DeepSeekModelStatus};
-use crate::build::{labels, pods, services, workload};
 use crate::config::OperatorConfig;
+use crate::desired::{labels, pods, services, workload};
 use crate::inventory::Pool;
 use crate::placement::place;
 use crate::rollout::{self, Fault, ObservedGroup, RolloutLimits};
@@ -61,7 +70,7 @@ pub struct Recall {
 /// Everything a decision is made from.
 pub struct Inputs<'a> {
     pub model: &'a DeepSeekModel,
-    pub pods: &'a [Pod],
+    pub pods: &'a [Arc<Pod>],
     /// Node name -> since when it is unreachable, for the nodes of the model's pods.
     pub lost_nodes: &'a BTreeMap<String, Timestamp>,
     pub pools: &'a [Pool],
@@ -150,7 +159,7 @@ pub struct Decision {
     previous: DeepSeekModelStatus,
 }
 
-/// The workload conditions' inputs (status.rs `WorkloadView`, owned).
+/// The workload conditions' inputs (conditions.rs `WorkloadView`, owned).
 #[derive(Clone, Debug)]
 struct View {
     groups: Vec<ObservedGroup>,
@@ -414,7 +423,7 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
             // Against a cache that has not shown the last status write yet, a plan just
             // written looks new again: its Event is not written twice (status_memo.rs).
             if previous.plan.as_ref() != Some(&plan_status)
-                && i.recall.plan_written != Some(status_memo::digest_of(&Some(&plan_status)))
+                && i.recall.plan_written != Some(digest_of(&Some(&plan_status)))
             {
                 events.push(Note {
                     warning: false,
@@ -675,7 +684,7 @@ fn plan_message(placement: &crate::placement::Placement) -> String {
 /// moments ago and not yet in the cache: `awaited`), so a group created in part is
 /// completed, not recreated.
 fn creation(
-    w: &crate::build::Workload,
+    w: &crate::desired::Workload,
     slots: &[u32],
     groups: &[FoundGroup<'_>],
     awaited: &BTreeSet<String>,
@@ -702,8 +711,19 @@ fn creation(
     }
 }
 
+/// A digest of any serializable value (a plan, say): what controller/status_memo.rs
+/// remembers a write by, compared here to skip writing the same plan again.
+pub fn digest_of<T: serde::Serialize>(value: &T) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    // serde_json's output of one type is deterministic (maps are BTreeMaps or structs).
+    serde_json::to_string(value)
+        .unwrap_or_default()
+        .hash(&mut h);
+    h.finish()
+}
+
 #[cfg(test)]
-#[path = "decide_tests.rs"]
+#[path = "tests.rs"]
 mod tests;
 
 /// `Planned` says why there is no plan (with a warning Event when that is news); the other

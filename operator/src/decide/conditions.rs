@@ -204,19 +204,24 @@ mod tests {
             .unwrap_or(("", ""))
     }
 
-    #[test]
-    fn a_converged_workload_is_available_and_not_progressing() {
-        let groups = [group(0, "h", true, false), group(1, "h", true, false)];
-        let v = WorkloadView {
-            groups: &groups,
-            hash: "h",
-            replicas: 2,
+    /// A view of `groups` with nothing pending, refused or waiting.
+    fn view<'a>(groups: &'a [ObservedGroup], hash: &'a str, replicas: u32) -> WorkloadView<'a> {
+        WorkloadView {
+            groups,
+            hash,
+            replicas,
             actions_pending: false,
             unschedulable: None,
             create_refused: None,
             capacity: None,
             crash_looping: None,
-        };
+        }
+    }
+
+    #[test]
+    fn a_converged_workload_is_available_and_not_progressing() {
+        let groups = [group(0, "h", true, false), group(1, "h", true, false)];
+        let v = view(&groups, "h", 2);
         let (c, converged) = conditions(&v);
         assert!(converged);
         assert_eq!(reason(&c, AVAILABLE), ("True", "ReplicasReady"));
@@ -229,16 +234,7 @@ mod tests {
     #[test]
     fn rollouts_failures_and_waiting_pods_are_reported() {
         let groups = [group(0, "old", true, false), group(0, "new", false, false)];
-        let v = WorkloadView {
-            groups: &groups,
-            hash: "new",
-            replicas: 1,
-            actions_pending: false,
-            unschedulable: None,
-            create_refused: None,
-            capacity: None,
-            crash_looping: None,
-        };
+        let v = view(&groups, "new", 1);
         let (c, converged) = conditions(&v);
         assert!(!converged);
         assert_eq!(reason(&c, PROGRESSING), ("True", "RollingOut"));
@@ -246,14 +242,8 @@ mod tests {
 
         let groups = [group(0, "h", false, true)];
         let v = WorkloadView {
-            groups: &groups,
-            hash: "h",
-            replicas: 1,
             actions_pending: true,
-            unschedulable: None,
-            create_refused: None,
-            capacity: None,
-            crash_looping: None,
+            ..view(&groups, "h", 1)
         };
         let (c, _) = conditions(&v);
         assert_eq!(reason(&c, DEGRADED), ("True", "RankRestarted"));
@@ -337,14 +327,8 @@ mod tests {
         lost.broken = Some(Fault::NodeLost);
         let groups = [lost];
         let v = WorkloadView {
-            groups: &groups,
-            hash: "h",
-            replicas: 1,
             actions_pending: true,
-            unschedulable: None,
-            create_refused: None,
-            capacity: None,
-            crash_looping: None,
+            ..view(&groups, "h", 1)
         };
         let (c, _) = conditions(&v);
         assert_eq!(reason(&c, DEGRADED), ("True", "NodeLost"));
@@ -359,14 +343,10 @@ mod tests {
         let note =
             "group h-1: 1 of 2 ranks on nodes; Karpenter NodePool h100: NodeClaims a Initialized";
         let v = WorkloadView {
-            groups: &groups,
-            hash: "h",
-            replicas: 2,
             actions_pending: true,
             unschedulable: Some("0/3 nodes are available".into()),
-            create_refused: None,
             capacity: Some(note.into()),
-            crash_looping: None,
+            ..view(&groups, "h", 2)
         };
         let (c, _) = conditions(&v);
         assert_eq!(reason(&c, SCHEDULED), ("False", "CapacityPending"));

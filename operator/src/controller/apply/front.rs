@@ -1,4 +1,4 @@
-//! Applies a model's front (build/front.rs) when `autoscaling.holdRequests` is on and
+//! Applies a model's front (desired/front.rs) when `autoscaling.holdRequests` is on and
 //! deletes it when it is turned off. Its own module so the reconcile calls one function.
 //! Read live (two GETs) for models with holding on, and for others only while the child
 //! cache shows a front Service left to delete; written only when the digest annotation
@@ -12,18 +12,18 @@ use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::apply::{check_ours, delete};
-use super::child_cache::controller_uid;
-use super::context::Context;
-use super::error::Error;
 use crate::api::{DeepSeekModel, FIELD_MANAGER};
-use crate::build::{front, hash, labels};
+use crate::controller::apply::{check_ours, delete};
+use crate::controller::cache::children::controller_uid;
+use crate::controller::context::Context;
+use crate::controller::error::Error;
+use crate::desired::{front, hash, labels};
 
 /// Whether `model` gets a front, and with which bounds. A disaggregated model's front
 /// stands before its router and follows its prefill role's autoscaling (the role that
 /// scales on the held prompts); the role models get none of their own.
 pub fn holding(model: &DeepSeekModel) -> Option<crate::api::Holding> {
-    if crate::build::disaggregated::role_of(&model.spec).is_some() {
+    if crate::desired::disaggregated::role_of(&model.spec).is_some() {
         return None;
     }
     let a = if model.spec.serving_mode() == crate::api::ServingMode::Disaggregated {
@@ -64,7 +64,7 @@ pub async fn sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), Error> {
     if holding(model).is_none()
         && matches!(
             ctx.children.service(&ns, &name),
-            super::child_cache::Seen::Listed(None)
+            crate::controller::cache::children::Seen::Listed(None)
         )
     {
         return Ok(());

@@ -13,6 +13,11 @@
 //!   resourceVersion precondition, not an apply; counted there. Its status block is
 //!   written by [`write_status_block`] here.
 
+pub mod front;
+pub mod network_policy;
+pub mod pods_services;
+pub mod scaled_object;
+
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
@@ -22,25 +27,17 @@ use std::time::Instant;
 
 use kube::runtime::reflector::ObjectRef;
 
-use super::context::Context;
-use super::error::Error;
-use super::status as cond;
-use super::status_memo;
 use crate::api::{DeepSeekModel, DeepSeekModelStatus, FIELD_MANAGER};
+use crate::controller::context::Context;
+use crate::controller::error::Error;
+use crate::controller::status_memo;
+use crate::decide::conditions as cond;
+use crate::decide::ownership::conflict;
 
-/// Never take over: the one check before a model's child is first applied or deleted.
-/// `live` is what exists under the child's name: `None` when nothing does, else the uid of
-/// its controlling owner. An object that the model (`owner`) does not control is someone
-/// else's (an administrator's `deny-all` NetworkPolicy, a user's own model called
-/// `<name>-prefill`): force-applying would silently rewrite it, and deleting the model
-/// would garbage-collect it. It is left untouched and reported as a conflict.
+/// Never take over: the one check before a model's child is first applied or deleted
+/// (`decide::ownership::conflict` says when a name is someone else's).
 pub fn check_ours(what: &str, live: Option<Option<&str>>, owner: &str) -> Result<(), Error> {
-    match live {
-        Some(controller) if controller != Some(owner) => Err(Error::Conflict(format!(
-            "{what} already exists and does not belong to this model; rename one of them"
-        ))),
-        _ => Ok(()),
-    }
+    conflict(what, live, owner).map_or(Ok(()), |m| Err(Error::Conflict(m)))
 }
 
 fn params() -> PatchParams {
@@ -83,8 +80,10 @@ pub async fn apply_service(ctx: &Context, svc: &Service) -> Result<(), Error> {
     apply(ctx, &api, "services", &name, svc)
         .await
         .map(|live| {
-            ctx.children
-                .applied(super::child_cache::ChildKind::Service, &live.metadata)
+            ctx.children.applied(
+                crate::controller::cache::children::ChildKind::Service,
+                &live.metadata,
+            )
         })
         .map_err(|source| Error::Apply {
             what: format!("service {ns}/{name}"),
@@ -239,7 +238,7 @@ pub async fn write_changed_status(
 
 /// A role model's status changed: its disaggregated model reports it.
 fn wake_parent(ctx: &Context, model: &DeepSeekModel) {
-    if crate::build::disaggregated::role_of(&model.spec).is_none() {
+    if crate::desired::disaggregated::role_of(&model.spec).is_none() {
         return;
     }
     let owner = model
@@ -263,7 +262,7 @@ pub async fn event(
     note: String,
 ) {
     ctx.metrics.write("create", "events");
-    let n = super::events::Note {
+    let n = crate::controller::events::Note {
         warning,
         reason,
         action: "Reconcile",

@@ -1,7 +1,7 @@
 //! Keeping a model's KEDA ScaledObject in line with `autoscaling.provider` (called by the
 //! reconcile): with `keda` it is applied (server-side apply, the operator's field manager)
 //! when the live one differs; otherwise one the operator made is deleted if it exists.
-//! The live one is read from the child cache (controller/child_cache.rs), which also knows
+//! The live one is read from the child cache (controller/cache/children.rs), which also knows
 //! whether KEDA's API is served at all.
 //! KEDA missing from the cluster (404 on its API) is a warning, never a reconcile error.
 
@@ -9,11 +9,11 @@ use kube::api::DynamicObject;
 use kube::{Api, ResourceExt};
 
 use crate::api::DeepSeekModel;
-use crate::build::{keda, labels};
 use crate::controller::apply::{self, event};
-use crate::controller::child_cache::{Child, ChildKind, Seen};
+use crate::controller::cache::children::{Child, ChildKind, Seen};
 use crate::controller::context::Context;
 use crate::controller::error::Error;
+use crate::desired::{keda, labels};
 
 /// Applies or removes the ScaledObject; failures are logged and reported as an Event. A
 /// ScaledObject of that name that the model does not control is left alone: the only

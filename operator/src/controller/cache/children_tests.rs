@@ -169,7 +169,7 @@ async fn follow_forwards_changes_by_others_and_not_echoes_of_our_writes() {
             "ns", "a--api", "a", "x", "5",
         )))),
     ];
-    let mut stream = std::pin::pin!(futures::stream::iter(events));
+    let mut stream = std::pin::pin!(super::super::watch::changes(futures::stream::iter(events)));
     let mut listed = 0;
     let end = follow(&mut stream, &kind, 0, &tx, &mut || listed += 1).await;
     assert!(end.is_none());

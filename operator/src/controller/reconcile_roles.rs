@@ -1,6 +1,6 @@
 //! Reconcile of a disaggregated model (`serving.mode: disaggregated`), the same skeleton
 //! as reconcile.rs: read its children (two role models, the router, on Ascend the KV
-//! store) -> decide (decide_roles.rs, pure) -> apply what differs, then its NetworkPolicy
+//! store) -> decide (decide/roles.rs, pure) -> apply what differs, then its NetworkPolicy
 //! -> write the status once. The role models are reconciled like any model; each status
 //! change of one wakes this reconcile (`Context::wake`), and the router Deployment's
 //! changes wake it through the owned-Deployment watch.
@@ -16,13 +16,13 @@ use kube::api::DynamicObject;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
-use super::apply::event;
-use super::context::Context;
-use super::decide::CONFLICT_RECHECK;
-use super::decide_roles::{children, decide};
-use super::error::Error;
-use super::status::{self as cond, set};
 use crate::api::DeepSeekModel;
+use crate::controller::apply::event;
+use crate::controller::context::Context;
+use crate::controller::error::Error;
+use crate::decide::conditions::{self as cond, set};
+use crate::decide::roles::{children, decide};
+use crate::decide::CONFLICT_RECHECK;
 
 pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = model
@@ -45,7 +45,7 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
     for (object, resource) in d.apply.iter().zip(&d.apply_kinds) {
         let name = object["metadata"]["name"].as_str().unwrap_or_default();
         let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), &ns, resource);
-        super::apply::apply(&ctx, &api, &resource.plural, name, object)
+        crate::controller::apply::apply(&ctx, &api, &resource.plural, name, object)
             .await
             .map_err(|source| Error::Apply {
                 what: format!("{} {name}", resource.kind),
@@ -56,7 +56,7 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
     let mut conflict = d.conflict.clone();
     let mut status = d.status.clone();
     if built.is_ok() {
-        match super::network_policy::sync(&ctx, &model).await {
+        match crate::controller::apply::network_policy::sync(&ctx, &model).await {
             Ok(()) => {}
             Err(Error::Conflict(m)) => {
                 conflict = Some(conflict.map_or(m.clone(), |c| format!("{c}; {m}")))
@@ -64,7 +64,7 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
             Err(e) => return Err(e),
         }
         // The front before the router when the prefill role may scale to zero.
-        match super::front::sync(&ctx, &model).await {
+        match crate::controller::apply::front::sync(&ctx, &model).await {
             Ok(()) => {}
             Err(Error::Conflict(m)) => {
                 conflict = Some(conflict.map_or(m.clone(), |c| format!("{c}; {m}")))
@@ -93,7 +93,7 @@ pub async fn reconcile(model: Arc<DeepSeekModel>, ctx: Arc<Context>) -> Result<A
             g,
         );
     }
-    super::apply::write_changed_status(&ctx, &model, status).await?;
+    crate::controller::apply::write_changed_status(&ctx, &model, status).await?;
     // Role models wake this reconcile through a bounded broadcast that drops wake-ups when
     // a controller lags: a slow recheck bounds how stale status.roles can get. A taken
     // name is rechecked sooner: the other object may be renamed or deleted.

@@ -6,7 +6,9 @@
 //!
 //! Only metadata is watched, and only a [`Child`] kept of it: name, namespace, the one
 //! annotation a reconcile compares (`SPEC_DIGEST`), the model it belongs to: the decision
-//! "apply or not" reads nothing else.
+//! "apply or not" reads nothing else. A reflector `Store` would keep whole objects by key;
+//! this keeps the model index and digests, and tells a relist's changes from the
+//! operator's own writes (written through), so it is its own, on `watch::changes`.
 //!
 //! Why a cache is safe here. Every write is a server-side apply (creates or updates, so
 //! never "AlreadyExists") or a delete that treats 404 as done; so an old view costs at
@@ -40,12 +42,15 @@ use kube::api::{DynamicObject, GroupVersionKind};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, WatchStreamExt};
+
+use super::watch::{changes, Change};
 use kube::{Api, Client, Resource};
 use tokio::sync::{mpsc, watch};
 
-use super::scope::Scope;
 use crate::api::DeepSeekModel;
-use crate::build::{keda, labels};
+use crate::controller::scope::Scope;
+pub use crate::decide::ownership::controller_uid;
+use crate::desired::{keda, labels};
 
 /// How often to look again for KEDA's ScaledObject API when it is not served.
 const RECHECK: Duration = Duration::from_secs(30);
@@ -91,15 +96,6 @@ pub struct Child {
     pub controller_uid: Option<String>,
 }
 
-/// The uid of an object's controlling owner, if it has one.
-pub fn controller_uid(meta: &ObjectMeta) -> Option<&str> {
-    meta.owner_references
-        .iter()
-        .flatten()
-        .find(|o| o.controller == Some(true))
-        .map(|o| o.uid.as_str())
-}
-
 impl Child {
     pub fn from_meta(meta: &ObjectMeta) -> Child {
         let label = |key: &str| meta.labels.as_ref().and_then(|l| l.get(key)).cloned();
@@ -131,17 +127,16 @@ impl Child {
         api: &kube::Api<K>,
         name: &str,
         what: &str,
-    ) -> Result<Option<Child>, super::error::Error>
+    ) -> Result<Option<Child>, crate::controller::error::Error>
     where
         K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     {
-        let meta =
-            api.get_metadata_opt(name)
-                .await
-                .map_err(|source| super::error::Error::Read {
-                    what: what.to_string(),
-                    source,
-                })?;
+        let meta = api.get_metadata_opt(name).await.map_err(|source| {
+            crate::controller::error::Error::Read {
+                what: what.to_string(),
+                source,
+            }
+        })?;
         Ok(meta.map(|m| Child::from_meta(&m.metadata)))
     }
 
@@ -364,7 +359,7 @@ impl ChildCache {
         })?
     }
 
-    /// One Service by name (a model's front has no instance label: controller/front.rs).
+    /// One Service by name (a model's front has no instance label: controller/apply/front.rs).
     pub fn service(&self, ns: &str, name: &str) -> Seen {
         self.services.get(ns, name)
     }
@@ -426,7 +421,11 @@ impl ChildCache {
 }
 
 fn selector() -> watcher::Config {
-    super::watch::config().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER))
+    crate::controller::cache::watch::config().labels(&format!(
+        "{}={}",
+        labels::MANAGED_BY,
+        labels::MANAGER
+    ))
 }
 
 /// Applies a watch's events to shard `i` until the stream ends (`None`) or yields an
@@ -439,24 +438,16 @@ async fn follow<K, S>(
     on_listed: &mut (dyn FnMut() + Send),
 ) -> Option<watcher::Error>
 where
-    S: Stream<Item = Result<watcher::Event<PartialObjectMeta<K>>, watcher::Error>>,
+    S: Stream<Item = Result<Change<PartialObjectMeta<K>>, watcher::Error>>,
 {
-    let mut building: Option<Vec<Child>> = None;
-    while let Some(ev) = stream.next().await {
-        let touched: Vec<ObjectRef<DeepSeekModel>> = match ev {
+    while let Some(change) = stream.next().await {
+        let touched: Vec<ObjectRef<DeepSeekModel>> = match change {
             Err(e) => return Some(e),
-            Ok(watcher::Event::Init) => {
-                building = Some(Vec::new());
-                continue;
-            }
-            Ok(watcher::Event::InitApply(o)) => {
-                building
-                    .get_or_insert_default()
-                    .push(Child::from_meta(&o.metadata));
-                continue;
-            }
-            Ok(watcher::Event::InitDone) => {
-                let listed = building.take().unwrap_or_default();
+            Ok(Change::Listed(objects)) => {
+                let listed = objects
+                    .iter()
+                    .map(|o| Child::from_meta(&o.metadata))
+                    .collect();
                 let touched = match kind.shards[i].write() {
                     Ok(mut s) => s.relist(listed),
                     Err(_) => Vec::new(),
@@ -464,13 +455,13 @@ where
                 on_listed();
                 touched
             }
-            Ok(watcher::Event::Apply(o)) => {
+            Ok(Change::Applied(o)) => {
                 let child = Child::from_meta(&o.metadata);
                 let model = child.model();
                 let changed = kind.shards[i].write().is_ok_and(|mut s| s.insert(child));
                 model.filter(|_| changed).into_iter().collect()
             }
-            Ok(watcher::Event::Delete(o)) => {
+            Ok(Change::Deleted(o)) => {
                 let k = Child::from_meta(&o.metadata).key();
                 let gone = kind.shards[i].write().ok().and_then(|mut s| s.remove(&k));
                 gone.as_ref().and_then(Child::model).into_iter().collect()
@@ -535,7 +526,7 @@ fn spawn_typed<K>(
     {
         let (kind, tx, ready_tx) = (kind.clone(), senders[i].clone(), ready_tx.clone());
         tokio::spawn(async move {
-            let stream = watcher(api, selector()).backoff(super::watch::backoff());
+            let stream = changes(watcher(api, selector()).backoff(super::watch::backoff()));
             let mut stream = std::pin::pin!(stream);
             let mut once = Some(());
             let mut on_listed = || {
@@ -589,8 +580,9 @@ async fn watch_scaled_objects(
         let watches = apis.into_iter().enumerate().map(|(i, api)| {
             let (client, kind, tx) = (client.clone(), cache.scaled.clone(), senders[i].clone());
             async move {
-                let stream =
-                    watcher(api, selector()).backoff(super::watch::backoff());
+                let stream = changes(
+                    watcher(api, selector()).backoff(super::watch::backoff()),
+                );
                 let mut stream = std::pin::pin!(stream);
                 while let Some(e) = follow(&mut stream, &kind, i, &tx, &mut || {}).await {
                     if !keda_served(&client).await {
@@ -613,5 +605,5 @@ async fn watch_scaled_objects(
 }
 
 #[cfg(test)]
-#[path = "child_cache_tests.rs"]
+#[path = "children_tests.rs"]
 mod tests;

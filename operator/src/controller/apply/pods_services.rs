@@ -1,4 +1,4 @@
-//! Writing a model's children as decide.rs decided: Services applied only when their
+//! Writing a model's children as decide/mod.rs decided: Services applied only when their
 //! digest changed (never over one the model does not control), pods deleted
 //! (force-deleted when stranded on a lost node) and created, a few writes at once.
 
@@ -9,16 +9,16 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
-use super::apply;
-use super::child_cache::{Child, ChildKind};
-use super::context::Context;
-use super::decide::Deletion;
-use super::error::Error;
-use crate::build::labels;
+use crate::controller::apply;
+use crate::controller::cache::children::{Child, ChildKind};
+use crate::controller::context::Context;
+use crate::controller::error::Error;
+use crate::decide::Deletion;
+use crate::desired::labels;
 
 /// Applies the desired Services whose digest differs from the live one and deletes the
 /// model's Services that are no longer desired. The live ones come from the child cache
-/// (child_cache.rs); only before its first list from the API server. A Service the cache
+/// (cache/children.rs); only before its first list from the API server. A Service the cache
 /// does not show is read before it is first applied: one of that name that the model
 /// (`owner`, its uid) does not control is left alone and reported (`apply::check_ours`).
 pub async fn sync_services(

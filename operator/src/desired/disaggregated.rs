@@ -206,7 +206,7 @@ pub fn router_pod_labels(model: &str) -> BTreeMap<String, String> {
 
 /// The config store both roles' `ascend` KV transfer meets at (only for models on
 /// Ascend): one pod, no accelerator, no API token, and its Service at the address
-/// build/workload.rs `ascend_store_address` gives the roles.
+/// desired/workload.rs `ascend_store_address` gives the roles.
 pub fn kv_store_objects(
     model: &DeepSeekModel,
     image: &str,

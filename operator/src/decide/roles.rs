@@ -1,7 +1,7 @@
 //! The decision of one reconcile pass of a disaggregated model (`serving.mode:
 //! disaggregated`), with no I/O: it owns no pods, only its two role models, its router
-//! (build/disaggregated.rs) and, on Ascend, the KV store. [`children`] lists what it
-//! keeps; disaggregated.rs reads each of them live; [`decide`] says which to apply (only
+//! (desired/disaggregated.rs) and, on Ascend, the KV store. [`children`] lists what it
+//! keeps; controller/reconcile_roles.rs reads each of them live; [`decide`] says which to apply (only
 //! those whose digest differs, never one the model does not control) and the status,
 //! from what the roles and the router report.
 
@@ -10,19 +10,18 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::apply::check_ours;
-use super::child_cache::controller_uid;
-use super::decide::{refuse, Note};
-use super::status::{self as cond, set};
+use super::ownership::{conflict, controller_uid};
 use crate::api::{
     DeepSeekModel, DeepSeekModelStatus, KvTransferChoice, RoleStatus, RolesStatus, Vendor,
 };
-use crate::build::disaggregated::{
+use crate::config::OperatorConfig;
+use crate::decide::conditions::{self as cond, set};
+use crate::decide::{refuse, Note};
+use crate::desired::disaggregated::{
     kv_store_objects, role_model, role_model_name, router_objects, ROLES,
 };
-use crate::build::hash::template_hash;
-use crate::build::labels;
-use crate::config::OperatorConfig;
+use crate::desired::hash::template_hash;
+use crate::desired::labels;
 use deepseek_engine::Engine;
 use deepseek_planner::Catalog;
 
@@ -185,12 +184,12 @@ pub fn decide(
     let mut conflicts = Vec::new();
     for i in order {
         let (child, live) = (&built[i], live.get(i).and_then(Option::as_ref));
-        if let Err(e) = check_ours(
+        if let Some(e) = conflict(
             &child.describe(),
             live.map(|l| controller_uid(&l.metadata)),
             &uid,
         ) {
-            conflicts.push(e.to_string());
+            conflicts.push(e);
             continue;
         }
         let digest = live.and_then(|l| l.annotations().get(labels::SPEC_DIGEST));

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use deepseek_engine::ENGINE_PORT;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, Service, ServicePort, ServiceSpec,
+    Container, ContainerPort, EnvVar, HTTPGetAction, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, Service, ServicePort, ServiceSpec,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -60,7 +60,7 @@ pub fn selector_string(model: &str) -> String {
 }
 
 /// The token of the front of the model whose UID is `model_uid`, derived as the group
-/// tokens are (build/pods.rs): any operator replica computes the same, and who cannot
+/// tokens are (desired/pods.rs): any operator replica computes the same, and who cannot
 /// read the model's objects cannot.
 pub fn token(model_uid: &str) -> String {
     super::pods::group_token(model_uid, "front")
@@ -107,20 +107,7 @@ pub fn objects(
             "--max-wait-seconds".into(),
             holding.max_wait_seconds.to_string(),
         ]),
-        env: Some(vec![
-            EnvVar {
-                name: deepseek_engine::env::POD_IP.into(),
-                value: None,
-                value_from: Some(EnvVarSource {
-                    field_ref: Some(ObjectFieldSelector {
-                        field_path: "status.podIP".into(),
-                        api_version: None,
-                    }),
-                    ..Default::default()
-                }),
-            },
-            env(TOKEN_ENV, token(&uid)),
-        ]),
+        env: Some(vec![super::pods::pod_ip_env(), env(TOKEN_ENV, token(&uid))]),
         ports: Some(vec![ContainerPort {
             name: Some("http".into()),
             container_port: ENGINE_PORT.into(),

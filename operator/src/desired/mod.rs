@@ -4,7 +4,6 @@
 //! from fixtures without an API server. The reconciler only applies what this returns.
 
 pub mod affinity;
-pub mod desired;
 pub mod disaggregated;
 pub mod front;
 pub mod hash;
@@ -13,6 +12,7 @@ pub mod keda;
 pub mod labels;
 pub mod network_policy;
 pub mod pods;
+pub mod preview;
 pub mod services;
 pub mod workload;
 

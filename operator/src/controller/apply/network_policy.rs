@@ -10,13 +10,13 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 
 use kube::{Api, Resource, ResourceExt};
 
-use super::apply;
-use super::child_cache::{Child, ChildKind, Seen};
-use super::context::Context;
-use super::error::Error;
 use crate::api::{DeepSeekModel, ServingMode};
-use crate::build::labels;
-use crate::build::network_policy::{network_policy, network_policy_name};
+use crate::controller::apply;
+use crate::controller::cache::children::{Child, ChildKind, Seen};
+use crate::controller::context::Context;
+use crate::controller::error::Error;
+use crate::desired::labels;
+use crate::desired::network_policy::{network_policy, network_policy_name};
 
 pub async fn sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), Error> {
     let ns = model
@@ -61,8 +61,8 @@ pub async fn sync(ctx: &Context, model: &DeepSeekModel) -> Result<(), Error> {
         ServingMode::Disaggregated => Some(model_name.clone()),
         _ => model
             .labels()
-            .get(crate::build::disaggregated::DISAGGREGATED)
-            .filter(|_| crate::build::disaggregated::role_of(&model.spec).is_some())
+            .get(crate::desired::disaggregated::DISAGGREGATED)
+            .filter(|_| crate::desired::disaggregated::role_of(&model.spec).is_some())
             .cloned(),
     };
     let desired = network_policy(&model_name, &ns, owner, cfg, parent.as_deref());

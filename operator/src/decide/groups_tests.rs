@@ -413,3 +413,36 @@ fn the_capacity_bound_counts_from_when_the_group_became_partial() {
         assert_eq!(g.partial.as_ref().map(|p| p.verdict), verdict, "{what}");
     }
 }
+
+fn partial(verdict: Verdict) -> Partial {
+    Partial {
+        verdict,
+        placed: 1,
+        size: 2,
+        pending_pod: "r1-h-1-1".into(),
+        since: "2026-11-30T13:11:40Z".parse::<Timestamp>().expect("time"),
+    }
+}
+
+#[test]
+fn messages_name_the_group_the_rank_the_bound_and_the_state() {
+    let w = partial(Verdict::Waiting {
+        left: Duration::from_secs(5),
+    });
+    assert_eq!(
+        describe("h-1", &w, Duration::from_secs(30), Some("Karpenter NodePool h100: no NodeClaim")),
+        "group h-1: 1 of 2 ranks on nodes, r1-h-1-1 unschedulable since 2026-11-30T13:11:40Z; \
+         the group is removed whole if still partial 30s after that (capacityPendingTimeoutSeconds); \
+         Karpenter NodePool h100: no NodeClaim"
+    );
+    let r = describe(
+        "h-1",
+        &partial(Verdict::Remove),
+        Duration::from_secs(30),
+        None,
+    );
+    assert!(
+        r.ends_with("removing the group whole to free its nodes"),
+        "{r}"
+    );
+}

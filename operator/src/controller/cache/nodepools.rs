@@ -1,19 +1,18 @@
 //! The Karpenter NodePool watch: in a cluster whose node autoscaler is Karpenter, the pools
 //! that can scale from zero are its NodePools, kept current here and read by the node
-//! watch (controller/nodes.rs) next to the pools declared in the configuration.
+//! watch (controller/cache/nodes.rs) next to the pools declared in the configuration.
 //!
 //! Karpenter is optional: until its NodePool CRD is served (checked again every
 //! `RECHECK`), after it is removed, and when the operator may not list NodePools, this
 //! yields no pools and the operator behaves as it does without Karpenter.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use deepseek_planner::Catalog;
 use futures::StreamExt;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 
@@ -84,10 +83,12 @@ async fn watch_until_gone(
     tx: &watch::Sender<Arc<Vec<DeclaredPool>>>,
 ) -> bool {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), resource);
-    let stream = watcher(api, watcher::Config::default()).default_backoff();
+    // A reflector store: it swaps in a relist only once the list is whole.
+    let writer = reflector::store::Writer::new(resource.clone());
+    let store = writer.as_reader();
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        .backoff(super::watch::backoff());
     let mut stream = std::pin::pin!(stream);
-    let mut current: BTreeMap<String, DynamicObject> = BTreeMap::new();
-    let mut listing: Option<BTreeMap<String, DynamicObject>> = None;
     let mut last_skipped: Vec<Skipped> = Vec::new();
     loop {
         let event = tokio::select! {
@@ -95,21 +96,9 @@ async fn watch_until_gone(
             _ = tx.closed() => return false,
         };
         match event {
-            Some(Ok(watcher::Event::Init)) => {
-                listing = Some(BTreeMap::new());
-                continue;
-            }
-            Some(Ok(watcher::Event::InitApply(o))) => {
-                listing.get_or_insert_default().insert(o.name_any(), o);
-                continue;
-            }
-            Some(Ok(watcher::Event::InitDone)) => current = listing.take().unwrap_or_default(),
-            Some(Ok(watcher::Event::Apply(o))) => {
-                current.insert(o.name_any(), o);
-            }
-            Some(Ok(watcher::Event::Delete(o))) => {
-                current.remove(&o.name_any());
-            }
+            // Mid-list: the store still shows the previous list.
+            Some(Ok(watcher::Event::Init | watcher::Event::InitApply(_))) => continue,
+            Some(Ok(_)) => {}
             Some(Err(e)) => {
                 // The CRD removed (Karpenter uninstalled): its NodePools are no pools.
                 if kube::discovery::pinned_kind(client, &gvk()).await.is_err() {
@@ -120,7 +109,10 @@ async fn watch_until_gone(
             }
             None => return false,
         }
-        let (pools, skipped) = pools_from_objects(current.values(), catalog);
+        // By name, so the same NodePools always make the same pools in the same order.
+        let mut current = store.state();
+        current.sort_by_key(|o| o.name_any());
+        let (pools, skipped) = pools_from_objects(current.iter().map(|o| o.as_ref()), catalog);
         if skipped != last_skipped {
             for s in &skipped {
                 tracing::info!(nodepool = %s.nodepool, reason = %s.reason, "NodePool is not a pool for models");

@@ -10,7 +10,7 @@
 //! whole Node, even stripped, was the operator's largest item.
 //!
 //! The declared pools are the configuration's plus, when Karpenter runs, one per NodePool
-//! (controller/nodepools.rs); a NodePool change regroups like a node change.
+//! (controller/cache/nodepools.rs); a NodePool change regroups like a node change.
 //!
 //! A node that is lost (NotReady or unreachable) or comes back, or is deleted, is also
 //! reported by name: group judgement counts a lost node's bound from its transition, and a
@@ -74,7 +74,7 @@ impl SeenNodes {
     pub fn observe(&mut self, node: &NodeFacts) -> Change {
         let now = (
             relevance_digest(node),
-            super::groups::node_lost_since(node).is_some(),
+            crate::decide::groups::node_lost_since(node).is_some(),
         );
         let was = self.0.insert(node.name().to_string(), now);
         Change {
@@ -102,16 +102,20 @@ pub fn watch_nodes(
     let (reader, writer) = reflector::store::<NodeFacts>();
     let (pools_tx, pools_rx) = watch::channel(Arc::new(Vec::new()));
     let store = reader.clone();
-    let mut nodepools = super::nodepools::watch_nodepools(client.clone(), catalog.clone());
+    let mut nodepools =
+        crate::controller::cache::nodepools::watch_nodepools(client.clone(), catalog.clone());
     let mut nodepools_open = true;
     let stream = reflector::reflector(
         writer,
         // NodeFacts keeps only what planning reads (inventory/node_facts.rs); the
         // resourceVersion the watcher needed is dropped once it has read it.
-        watcher(Api::<NodeFacts>::all(client), super::watch::config())
-            .modify(|n| n.meta_mut().resource_version = None),
+        watcher(
+            Api::<NodeFacts>::all(client),
+            crate::controller::cache::watch::config(),
+        )
+        .modify(|n| n.meta_mut().resource_version = None),
     )
-    .backoff(super::watch::backoff());
+    .backoff(crate::controller::cache::watch::backoff());
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         let mut seen = SeenNodes::default();

@@ -41,6 +41,7 @@
 //! deletion safe enough: the node has been unreachable for that long, so its processes
 //! are presumed gone (as the node-lifecycle controller presumes when it evicts).
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -49,7 +50,7 @@ use k8s_openapi::api::core::v1::Pod;
 use crate::inventory::NodeFacts;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::build::labels;
+use crate::desired::labels;
 use crate::rollout::{Fault, ObservedGroup};
 use crate::whole_groups::{verdict, Verdict};
 
@@ -341,10 +342,10 @@ fn judge(gid: &str, pods: &[&Pod], size: usize, h: &HealthInputs<'_>) -> Judged 
 }
 
 /// Groups pods by group id and judges each group.
-pub fn find_groups<'a>(pods: &'a [Pod], h: &HealthInputs<'_>) -> Found<'a> {
+pub fn find_groups<'a, P: Borrow<Pod>>(pods: &'a [P], h: &HealthInputs<'_>) -> Found<'a> {
     let mut by_id: BTreeMap<&str, Vec<&Pod>> = BTreeMap::new();
     let mut orphans = Vec::new();
-    for pod in pods {
+    for pod in pods.iter().map(Borrow::borrow) {
         match (
             label(pod, labels::GROUP_ID),
             label(pod, labels::GROUP).and_then(|s| s.parse::<u32>().ok()),
@@ -430,6 +431,23 @@ pub fn would_delete(pods: &[&Pod], dead_nodes: &BTreeSet<String>) -> bool {
                 .and_then(|s| s.node_name.as_ref())
                 .is_some_and(|n| dead_nodes.contains(n))
     })
+}
+
+/// The condition message for a partly placed group: its ranks, the bound, and what the
+/// autoscaler says.
+pub fn describe(id: &str, p: &Partial, bound: Duration, state: Option<&str>) -> String {
+    let fate = match p.verdict {
+        Verdict::Remove => "removing the group whole to free its nodes".to_string(),
+        _ => format!(
+            "the group is removed whole if still partial {}s after that (capacityPendingTimeoutSeconds)",
+            bound.as_secs()
+        ),
+    };
+    let state = state.map(|s| format!("; {s}")).unwrap_or_default();
+    format!(
+        "group {id}: {} of {} ranks on nodes, {} unschedulable since {}; {fate}{state}",
+        p.placed, p.size, p.pending_pod, p.since
+    )
 }
 
 #[cfg(test)]

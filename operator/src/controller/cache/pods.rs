@@ -7,13 +7,16 @@
 //! label of pods this operator manages) and by node (accelerators that bound,
 //! non-terminated pods request, per resource name). So a reconcile finds its pods, and a
 //! capacity check the free accelerators of a pool's nodes, without scanning the cluster.
+//! Those two indexes, kept as events arrive, are what a kube-runtime reflector `Store`
+//! lacks (it holds objects by key only), so this cache is its own; lists are folded into
+//! one step by `watch::changes`, and pods are handed out as `Arc<Pod>`, never copied.
 //!
 //! Why a cache is safe for the decisions taken from it. A watch delivers events in
 //! resourceVersion order, so the cache is always the true state at some past version,
 //! only possibly older than this operator's own last writes. What an old view can do:
 //! - **Miss pods just created.** Reconcile would create them again. Names are
 //!   deterministic and creation is server-side apply, so that is never a second pod, only
-//!   a repeated write; and [`super::expect::Expectations`] skips re-creating a pod created
+//!   a repeated write; and [`crate::controller::expect::Expectations`] skips re-creating a pod created
 //!   within the last seconds that the cache has not shown yet.
 //! - **Show pods as they were.** A group may look broken (a rank NotReady or unscheduled
 //!   past its bound) that has healed since, or a surplus group may look not ready and be
@@ -30,10 +33,12 @@ use std::sync::{Arc, RwLock};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodStatus, ResourceRequirements};
 use kube::runtime::{watcher, WatchStreamExt};
+
+use super::watch::{changes, Change};
 use kube::{Api, ResourceExt};
 use tokio::sync::{mpsc, watch};
 
-use crate::build::labels;
+use crate::desired::labels;
 
 /// Pod events forwarded to one controller, to map to their owning model.
 pub type OwnedEvents = mpsc::Receiver<Result<Pod, watcher::Error>>;
@@ -117,10 +122,10 @@ pub fn strip(pod: &mut Pod) {
                             restart_count: c.restart_count,
                             ready: c.ready,
                             // When the container started running: a rank Ready and then
-                            // NotReady since is told from one still loading (groups.rs).
+                            // NotReady since is told from one still loading (decide/groups.rs).
                             // And the reason and exit code of the last termination: a
                             // crash-looping group's Degraded message names them
-                            // (decide.rs `last_termination`).
+                            // (decide/mod.rs `last_termination`).
                             state: c.state.and_then(|s| {
                                 let terminated = s.terminated.map(termination);
                                 (s.running.is_some() || terminated.is_some()).then(|| {
@@ -217,9 +222,10 @@ type Key = (String, String);
 /// One watch's pods and their indexes.
 #[derive(Default)]
 struct Shard {
-    /// Boxed: a `Pod` is about 2 KiB inline even stripped (every optional spec field),
-    /// and a map holds up to twice its entries in slots.
-    pods: HashMap<Key, Box<Pod>>,
+    /// Shared: a reconcile or a scrape takes the model's pods without copying them (a
+    /// `Pod` is about 2 KiB inline even stripped); and a map holds up to twice its
+    /// entries in slots, so the slot is a pointer.
+    pods: HashMap<Key, Arc<Pod>>,
     /// (namespace, model) -> pod names.
     by_model: HashMap<Key, BTreeSet<String>>,
     /// node -> resource -> accelerators requested by pods holding the node.
@@ -268,7 +274,7 @@ impl Shard {
             self.index(&old, -1);
         }
         self.index(&pod, 1);
-        self.pods.insert(key, Box::new(pod));
+        self.pods.insert(key, Arc::new(pod));
     }
 
     fn delete(&mut self, pod: &Pod) {
@@ -327,15 +333,15 @@ impl PodCache {
         rx.wait_for(|listed| *listed >= n).await.map(|_| ())
     }
 
-    /// The managed pods of a model, as last seen.
-    pub fn model_pods(&self, namespace: &str, model: &str) -> Vec<Pod> {
+    /// The managed pods of a model, as last seen (shared, not copied).
+    pub fn model_pods(&self, namespace: &str, model: &str) -> Vec<Arc<Pod>> {
         let key = (namespace.to_string(), model.to_string());
         let mut out = Vec::new();
         for shard in self.shards.iter() {
             let Ok(s) = shard.read() else { continue };
             for name in s.by_model.get(&key).into_iter().flatten() {
                 if let Some(p) = s.pods.get(&(namespace.to_string(), name.clone())) {
-                    out.push((**p).clone());
+                    out.push(Arc::clone(p));
                 }
             }
         }
@@ -396,58 +402,55 @@ pub fn watch_pods(apis: Vec<Api<Pod>>) -> (PodCache, Vec<OwnedEvents>) {
         receivers.push(rx);
         let shards = shards.clone();
         let ready_tx = ready_tx.clone();
-        let stream = watcher(api, super::watch::config())
-            .modify(strip)
-            .backoff(super::watch::backoff());
+        let stream = changes(
+            watcher(api, super::watch::config())
+                .modify(strip)
+                .backoff(super::watch::backoff()),
+        );
         tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
-            let mut building: Option<Shard> = None;
             let mut listed = false;
-            while let Some(ev) = stream.next().await {
-                let forward = match ev {
-                    Ok(watcher::Event::Init) => {
-                        building = Some(Shard::default());
-                        None
-                    }
-                    Ok(watcher::Event::InitApply(p)) => {
-                        building.get_or_insert_with(Shard::default).apply(p);
-                        None
-                    }
-                    Ok(watcher::Event::InitDone) => {
-                        let mut changed = Vec::new();
-                        if let (Some(b), Ok(mut s)) = (building.take(), shards[i].write()) {
-                            changed = relist_changes(&s, &b);
-                            *s = b;
+            while let Some(change) = stream.next().await {
+                let forward = match change {
+                    Ok(Change::Listed(pods)) => {
+                        let mut fresh = Shard::default();
+                        for p in pods {
+                            fresh.apply(p);
                         }
-                        for p in changed {
-                            let _ = tx.send(Ok(p)).await;
-                        }
+                        let changed = match shards[i].write() {
+                            Ok(mut s) => {
+                                let changed = relist_changes(&s, &fresh);
+                                *s = fresh;
+                                changed
+                            }
+                            Err(_) => Vec::new(),
+                        };
                         if !listed {
                             listed = true;
                             ready_tx.send_modify(|n| *n += 1);
                         }
-                        None
+                        changed
                     }
-                    Ok(watcher::Event::Apply(p)) => {
+                    Ok(Change::Applied(p)) => {
                         let f = model_of(&p).is_some().then(|| p.clone());
                         if let Ok(mut s) = shards[i].write() {
                             s.apply(p);
                         }
-                        f
+                        f.into_iter().collect()
                     }
-                    Ok(watcher::Event::Delete(p)) => {
+                    Ok(Change::Deleted(p)) => {
                         if let Ok(mut s) = shards[i].write() {
                             s.delete(&p);
                         }
-                        model_of(&p).is_some().then_some(p)
+                        model_of(&p).is_some().then_some(p).into_iter().collect()
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "pod watch error");
-                        None
+                        Vec::new()
                     }
                 };
                 // The store is updated first, so the reconcile this wakes reads the change.
-                if let Some(p) = forward {
+                for p in forward {
                     let _ = tx.send(Ok(p)).await;
                 }
             }
@@ -457,5 +460,5 @@ pub fn watch_pods(apis: Vec<Api<Pod>>) -> (PodCache, Vec<OwnedEvents>) {
 }
 
 #[cfg(test)]
-#[path = "pod_cache_tests.rs"]
+#[path = "pods_tests.rs"]
 mod tests;

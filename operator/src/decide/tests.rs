@@ -51,7 +51,7 @@ fn wide() -> Value {
 
 struct Case {
     model: DeepSeekModel,
-    pods: Vec<Pod>,
+    pods: Vec<Arc<Pod>>,
     lost: BTreeMap<String, Timestamp>,
     recall: Recall,
     now: i64,
@@ -61,7 +61,7 @@ impl Case {
     fn new(model: DeepSeekModel, pods: Vec<Pod>) -> Case {
         Case {
             model,
-            pods,
+            pods: pods.into_iter().map(Arc::new).collect(),
             lost: BTreeMap::new(),
             recall: Recall::default(),
             now: 600,

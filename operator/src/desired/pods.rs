@@ -191,17 +191,7 @@ fn container(w: &Workload, slot: u32, rank: u32) -> Container {
             value: Some(leader_address(w, slot)),
             value_from: None,
         },
-        EnvVar {
-            name: env::POD_IP.into(),
-            value: None,
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "status.podIP".into(),
-                    api_version: None,
-                }),
-                ..Default::default()
-            }),
-        },
+        pod_ip_env(),
         EnvVar {
             name: env::GROUP_TOKEN.into(),
             value: Some(group_token(&w.owner.uid, &group_id(&w.template_hash, slot))),
@@ -490,6 +480,22 @@ fn container_security(w: &Workload) -> SecurityContext {
             localhost_profile: None,
         }),
         ..Default::default()
+    }
+}
+
+/// `DSO_POD_IP` from the downward API: the address a launcher (engine or front) binds
+/// and announces.
+pub fn pod_ip_env() -> EnvVar {
+    EnvVar {
+        name: env::POD_IP.into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "status.podIP".into(),
+                api_version: None,
+            }),
+            ..Default::default()
+        }),
     }
 }
 

@@ -179,7 +179,7 @@ pub fn launch_config(
 
 /// Where the roles of a disaggregated model on Ascend find the config store of SGLang's
 /// `ascend` KV transfer: the store the operator runs next to the router
-/// (build/disaggregated.rs `kv_store_objects`), through its Service.
+/// (desired/disaggregated.rs `kv_store_objects`), through its Service.
 pub fn ascend_store_address(model: &str, namespace: &str) -> String {
     format!(
         "{}.{namespace}.svc:{}",

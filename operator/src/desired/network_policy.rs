@@ -255,7 +255,7 @@ mod tests {
         assert_eq!(
             sel.match_labels,
             Some(BTreeMap::from([(
-                crate::build::disaggregated::DISAGGREGATED.to_string(),
+                crate::desired::disaggregated::DISAGGREGATED.to_string(),
                 "r1".to_string()
             )]))
         );
